@@ -1,0 +1,347 @@
+"""The patient case manifest (``case.json``, schema ``gliomaforecast.case/1``).
+
+Paths are relative to the manifest. Each timepoint gives ``day`` (days) or an ISO ``date``
+(then days count from the earliest date); timepoints must be listed in chronological order with
+distinct days. Optional case fields: ``rt_start_day`` (or ``rt_start_date``), ``dose`` (Gy),
+``brain_mask``, ``tissue`` (``wm``, ``gm``, ``csf`` probability maps) and ``gtv_labels``.
+
+GTV choice: a timepoint's ``gtv`` mask is used as given. When only ``labels`` (BraTS: 1 necrosis,
+2 edema, 3 enhancing, 4 resection cavity) is given, the GTV is the union of ``gtv_labels``, by default
+[1, 2, 3]: the whole FLAIR abnormality, as in the multi-task diffusion paper. The cavity (4) is not
+tumor and is left out.
+
+Volumes load lazily and are cached; header grids of every file are checked against the first FLAIR
+(or the first file) when the case is loaded, so a mismatch is reported before any work is done.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputError
+from .geometry import Grid, require_same_grid, resample_to
+from .io import read_image, read_labels, read_mask, suffix_of
+
+SCHEMA = "gliomaforecast.case/1"
+DEFAULT_GTV_LABELS = (1, 2, 3)
+IMAGE_NAMES = ("flair", "t1ce", "t1", "t2", "adc")
+TISSUE_NAMES = ("wm", "gm", "csf")
+_CASE_KEYS = {"schema", "patient_id", "rt_start_day", "rt_start_date", "timepoints", "dose", "brain_mask",
+              "tissue", "gtv_labels", "description"}
+_TP_KEYS = {"day", "date", "images", "gtv", "labels"}
+
+
+@dataclass(frozen=True)
+class Timepoint:
+    """One scan: ``day`` (days since the first scan, or as given), image paths by modality, and the GTV
+    source (a binary ``gtv`` mask and/or a BraTS ``labels`` map)."""
+
+    day: float
+    images: dict[str, Path]
+    gtv: Path | None
+    labels: Path | None
+    index: int
+
+
+@dataclass
+class Case:
+    """A loaded, validated case manifest. Volumes are read on first use and cached."""
+
+    path: Path
+    patient_id: str
+    timepoints: list[Timepoint]
+    rt_start_day: float | None
+    dose_path: Path | None
+    brain_mask_path: Path | None
+    tissue_paths: dict[str, Path]
+    gtv_labels: tuple[int, ...] = DEFAULT_GTV_LABELS
+    resample: bool = False
+    _cache: dict[tuple, Any] = field(default_factory=dict, repr=False)
+
+    # --- geometry ------------------------------------------------------------------------------
+    def files(self) -> list[tuple[str, Path]]:
+        """Every volume of the case as (manifest field, path)."""
+        out: list[tuple[str, Path]] = []
+        for tp in self.timepoints:
+            out += [(f"timepoints[{tp.index}].images.{k}", p) for k, p in tp.images.items()]
+            if tp.gtv:
+                out.append((f"timepoints[{tp.index}].gtv", tp.gtv))
+            if tp.labels:
+                out.append((f"timepoints[{tp.index}].labels", tp.labels))
+        if self.dose_path:
+            out.append(("dose", self.dose_path))
+        if self.brain_mask_path:
+            out.append(("brain_mask", self.brain_mask_path))
+        out += [(f"tissue.{k}", p) for k, p in self.tissue_paths.items()]
+        return out
+
+    @cached_property
+    def reference(self) -> tuple[str, Path]:
+        """The reference volume: the first timepoint's FLAIR, else the first file of the case."""
+        first = self.timepoints[0]
+        if "flair" in first.images:
+            return (f"timepoints[{first.index}].images.flair", first.images["flair"])
+        return self.files()[0]
+
+    @cached_property
+    def grid(self) -> Grid:
+        """The case grid (that of the reference volume)."""
+        return _header_grid(self.reference[1], self.reference[0])
+
+    def check_grids(self) -> None:
+        """Raise an InputError naming both files when a volume's grid differs from the reference
+        (unless the case was loaded with ``resample=True``)."""
+        if self.resample:
+            return
+        ref_field, ref_path = self.reference
+        for name, path in self.files():
+            require_same_grid(_header_grid(path, name), self.grid, f"{path} ({name})", f"{ref_path} ({ref_field})")
+
+    def _on_grid(self, array: np.ndarray, grid: Grid, path: Path, name: str, label: bool) -> np.ndarray:
+        if grid.same_as(self.grid):
+            return array
+        if not self.resample:
+            require_same_grid(grid, self.grid, f"{path} ({name})", f"{self.reference[1]} ({self.reference[0]})")
+        return resample_to(array, grid, self.grid, label=label)
+
+    # --- lazy volumes ---------------------------------------------------------------------------
+    def _cached(self, key: tuple, load):
+        if key not in self._cache:
+            self._cache[key] = load()
+        return self._cache[key]
+
+    def image(self, tp: Timepoint, modality: str) -> np.ndarray:
+        """The ``modality`` image of ``tp`` as float32 on the case grid."""
+        if modality not in tp.images:
+            raise InputError(self.path, f"timepoints[{tp.index}].images.{modality}", "not given in the manifest")
+        path, name = tp.images[modality], f"timepoints[{tp.index}].images.{modality}"
+
+        def load() -> np.ndarray:
+            array, grid = read_image(path, name)
+            return self._on_grid(array.astype(np.float32), grid, path, name, label=False)
+        return self._cached(("image", tp.index, modality), load)
+
+    def labels(self, tp: Timepoint) -> np.ndarray | None:
+        """The BraTS label map of ``tp`` (int16) on the case grid, or None when not given."""
+        if tp.labels is None:
+            return None
+        name = f"timepoints[{tp.index}].labels"
+
+        def load() -> np.ndarray:
+            array, grid = read_labels(tp.labels, name)
+            return self._on_grid(array, grid, tp.labels, name, label=True)
+        return self._cached(("labels", tp.index), load)
+
+    def gtv(self, tp: Timepoint) -> np.ndarray:
+        """The GTV of ``tp`` as a bool mask on the case grid (see the module docstring for the label
+        choice). An empty GTV is an error naming the file."""
+        def load() -> np.ndarray:
+            if tp.gtv is not None:
+                name, path = f"timepoints[{tp.index}].gtv", tp.gtv
+                array, grid = read_mask(path, name)
+                mask = self._on_grid(array, grid, path, name, label=True).astype(bool)
+            else:
+                name, path = f"timepoints[{tp.index}].labels", tp.labels
+                mask = np.isin(self.labels(tp), self.gtv_labels)
+            if not mask.any():
+                raise InputError(path, name, "GTV is empty")
+            if mask.all():
+                raise InputError(path, name, "GTV fills the whole image")
+            return mask
+        return self._cached(("gtv", tp.index), load)
+
+    def dose(self) -> np.ndarray | None:
+        """The RT dose (Gy, float32) on the case grid, or None. Negative dose is an error."""
+        if self.dose_path is None:
+            return None
+
+        def load() -> np.ndarray:
+            array, grid = read_image(self.dose_path, "dose")
+            if array.size and array.min() < 0:
+                raise InputError(self.dose_path, "dose", f"negative dose ({float(array.min()):.3g} Gy)")
+            return self._on_grid(array.astype(np.float32), grid, self.dose_path, "dose", label=False)
+        return self._cached(("dose",), load)
+
+    def brain_mask(self) -> np.ndarray | None:
+        """The brain mask (bool) on the case grid, or None."""
+        if self.brain_mask_path is None:
+            return None
+
+        def load() -> np.ndarray:
+            array, grid = read_mask(self.brain_mask_path, "brain_mask")
+            return self._on_grid(array, grid, self.brain_mask_path, "brain_mask", label=True).astype(bool)
+        return self._cached(("brain_mask",), load)
+
+    def tissue(self, name: str) -> np.ndarray | None:
+        """A tissue probability map (``wm``, ``gm`` or ``csf``; float32 in [0, 1]) or None."""
+        if name not in self.tissue_paths:
+            return None
+        path = self.tissue_paths[name]
+
+        def load() -> np.ndarray:
+            array, grid = read_image(path, f"tissue.{name}")
+            if array.size and (array.min() < 0 or array.max() > 1):
+                raise InputError(path, f"tissue.{name}", "tissue probabilities must lie in [0, 1]")
+            return self._on_grid(array.astype(np.float32), grid, path, f"tissue.{name}", label=False)
+        return self._cached(("tissue", name), load)
+
+    @property
+    def days(self) -> np.ndarray:
+        return np.array([tp.day for tp in self.timepoints], dtype=float)
+
+
+def _header_grid(path: Path, name: str) -> Grid:
+    """The grid of a file from its header only (no voxel data read)."""
+    if not path.is_file():
+        raise InputError(path, name, "file not found")
+    if suffix_of(path) == ".seg.nrrd":
+        from .io import read_segmentation
+        return read_segmentation(path, name)[1]
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        raise InputError(path, name, "cannot read image header") from None
+    if reader.GetDimension() not in (2, 3):
+        raise InputError(path, name, f"{reader.GetDimension()}D images are not supported; expected a 3D volume")
+    size = reader.GetSize()
+    return Grid(tuple(reversed(size)), tuple(reversed(reader.GetSpacing())), reader.GetOrigin(), reader.GetDirection())
+
+
+def _parse_date(value: Any, src: Path, name: str) -> _dt.date:
+    try:
+        return _dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise InputError(src, name, f"not an ISO date (YYYY-MM-DD): {value!r}") from None
+
+
+def _number(value: Any, src: Path, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise InputError(src, name, f"must be a number of days, got {value!r}")
+    return float(value)
+
+
+def _path(base: Path, value: Any, src: Path, name: str) -> Path:
+    if not isinstance(value, str) or not value:
+        raise InputError(src, name, "must be a file path (string)")
+    path = (base / value) if not Path(value).is_absolute() else Path(value)
+    if not path.is_file():
+        raise InputError(src, name, f"file not found: {path}")
+    try:
+        suffix_of(path)
+    except InputError:
+        raise InputError(src, name, f"unsupported file type: {path.name}") from None
+    return path
+
+
+def _unknown(keys: set, allowed: set, src: Path, where: str) -> None:
+    extra = sorted(keys - allowed)
+    if extra:
+        import difflib
+        hint = difflib.get_close_matches(extra[0], allowed, n=1)
+        hint_s = f" (did you mean '{hint[0]}'?)" if hint else ""
+        raise InputError(src, f"{where}{extra[0]}", f"unknown field{hint_s}")
+
+
+def load_case(path: str | Path, *, resample: bool = False, check_grids: bool = True) -> Case:
+    """Parse and validate a case manifest. Errors are InputErrors naming the manifest and the field.
+
+    ``resample=True`` resamples every volume onto the reference grid (the first FLAIR) instead of
+    refusing a grid mismatch.
+    """
+    src = Path(path)
+    if not src.is_file():
+        raise InputError(src, None, "case manifest not found")
+    try:
+        data = json.loads(src.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(src, None, f"not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(src, None, "manifest must be a JSON object")
+    _unknown(set(data), _CASE_KEYS, src, "")
+    if data.get("schema") != SCHEMA:
+        raise InputError(src, "schema", f"must be '{SCHEMA}', got {data.get('schema')!r}")
+    pid = data.get("patient_id")
+    if not isinstance(pid, str) or not pid:
+        raise InputError(src, "patient_id", "missing or not a string")
+    tps_raw = data.get("timepoints")
+    if not isinstance(tps_raw, list) or not tps_raw:
+        raise InputError(src, "timepoints", "missing or empty list")
+    base = src.parent
+
+    uses_date = ["date" in t for t in tps_raw if isinstance(t, dict)]
+    first_date = None
+    if any(uses_date):
+        dates = [_parse_date(t["date"], src, f"timepoints[{i}].date")
+                 for i, t in enumerate(tps_raw) if isinstance(t, dict) and "date" in t]
+        first_date = min(dates)
+
+    timepoints: list[Timepoint] = []
+    for i, t in enumerate(tps_raw):
+        where = f"timepoints[{i}]"
+        if not isinstance(t, dict):
+            raise InputError(src, where, "must be an object")
+        _unknown(set(t), _TP_KEYS, src, f"{where}.")
+        if ("day" in t) == ("date" in t):
+            raise InputError(src, where, "give exactly one of 'day' or 'date'")
+        if "date" in t and not all(uses_date):
+            raise InputError(src, f"{where}.date", "mixes 'date' and 'day' across timepoints")
+        day = (float((_parse_date(t["date"], src, f"{where}.date") - first_date).days) if "date" in t
+               else _number(t["day"], src, f"{where}.day"))
+        images_raw = t.get("images", {})
+        if not isinstance(images_raw, dict):
+            raise InputError(src, f"{where}.images", "must be an object of modality -> file")
+        _unknown(set(images_raw), set(IMAGE_NAMES), src, f"{where}.images.")
+        images = {k: _path(base, v, src, f"{where}.images.{k}") for k, v in images_raw.items()}
+        gtv = _path(base, t["gtv"], src, f"{where}.gtv") if "gtv" in t else None
+        labels = _path(base, t["labels"], src, f"{where}.labels") if "labels" in t else None
+        if gtv is None and labels is None:
+            raise InputError(src, where, "needs a 'gtv' mask or a 'labels' map")
+        if timepoints and day <= timepoints[-1].day:
+            what = "date" if "date" in t else "day"
+            raise InputError(src, f"{where}.{what}",
+                             f"out of order: day {day:g} is not after day {timepoints[-1].day:g} of timepoints[{i - 1}]")
+        timepoints.append(Timepoint(day, images, gtv, labels, i))
+
+    rt = None
+    if "rt_start_day" in data and "rt_start_date" in data:
+        raise InputError(src, "rt_start_day", "give rt_start_day or rt_start_date, not both")
+    if data.get("rt_start_day") is not None:
+        rt = _number(data["rt_start_day"], src, "rt_start_day")
+    elif data.get("rt_start_date") is not None:
+        if first_date is None:
+            raise InputError(src, "rt_start_date", "needs timepoints given by 'date'")
+        rt = float((_parse_date(data["rt_start_date"], src, "rt_start_date") - first_date).days)
+
+    tissue_raw = data.get("tissue") or {}
+    if not isinstance(tissue_raw, dict):
+        raise InputError(src, "tissue", "must be an object with wm, gm, csf")
+    _unknown(set(tissue_raw), set(TISSUE_NAMES), src, "tissue.")
+    gtv_labels = data.get("gtv_labels", list(DEFAULT_GTV_LABELS))
+    if (not isinstance(gtv_labels, list) or not gtv_labels
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in gtv_labels)):
+        raise InputError(src, "gtv_labels", "must be a non-empty list of positive integer labels")
+
+    case = Case(
+        path=src,
+        patient_id=pid,
+        timepoints=timepoints,
+        rt_start_day=rt,
+        dose_path=_path(base, data["dose"], src, "dose") if data.get("dose") else None,
+        brain_mask_path=_path(base, data["brain_mask"], src, "brain_mask") if data.get("brain_mask") else None,
+        tissue_paths={k: _path(base, v, src, f"tissue.{k}") for k, v in tissue_raw.items()},
+        gtv_labels=tuple(gtv_labels),
+        resample=resample,
+    )
+    if check_grids:
+        case.check_grids()
+    return case

@@ -1,0 +1,19 @@
+"""The one exception type that user-facing code turns into a one-line message and exit code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InputError(ValueError):
+    """Bad input: names the file (or argument) and the field that is wrong.
+
+    ``str(err)`` is a single line: ``"<file>: <field>: <message>"``.
+    """
+
+    def __init__(self, source: str | Path | None, field: str | None, message: str) -> None:
+        self.source = None if source is None else str(source)
+        self.field = field
+        self.message = " ".join(str(message).split())
+        parts = [p for p in (self.source, field, self.message) if p]
+        super().__init__(": ".join(parts))

@@ -1,0 +1,347 @@
+"""Read and write NIfTI (.nii, .nii.gz) and NRRD (.nrrd, .seg.nrrd) volumes with exact geometry.
+
+Every reader returns ``(array, Grid)`` with the array in (z, y, x) order. Every writer is atomic
+(a temporary file in the destination folder, then a rename), and refuses to overwrite a file that
+was read as input through this module in the same process, or that the caller lists in ``inputs``.
+Errors are :class:`InputError` naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping, Sequence
+
+import nrrd
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputError
+from .geometry import Grid, to_sitk
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".seg.nrrd", ".nrrd")
+_READ_PATHS: set[str] = set()
+
+
+def suffix_of(path: str | Path) -> str:
+    """The supported file suffix of ``path`` (``.nii.gz``, ``.nii``, ``.seg.nrrd`` or ``.nrrd``)."""
+    name = str(path).lower()
+    for suffix in IMAGE_SUFFIXES:
+        if name.endswith(suffix):
+            return suffix
+    raise InputError(path, "format", f"unsupported file type; expected one of {', '.join(IMAGE_SUFFIXES)}")
+
+
+def _remember_input(path: Path) -> None:
+    _READ_PATHS.add(os.path.realpath(path))
+
+
+def _check_readable(path: Path, field: str) -> None:
+    suffix_of(path)
+    if not path.is_file():
+        raise InputError(path, field, "file not found")
+
+
+def _read_sitk(path: Path, field: str) -> sitk.Image:
+    _check_readable(path, field)
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        first = next((ln for ln in str(exc).splitlines() if "ERROR" in ln or "rror" in ln), "unreadable")
+        raise InputError(path, field, f"cannot read image ({first.strip()[:160]})") from None
+    _remember_input(path)
+    return image
+
+
+def _grid_and_array(image: sitk.Image, path: Path, field: str, vector: bool = False) -> tuple[np.ndarray, Grid]:
+    dim = image.GetDimension()
+    if dim not in (2, 3):
+        raise InputError(path, field, f"{dim}D images are not supported; expected a 2D or 3D volume")
+    ncomp = image.GetNumberOfComponentsPerPixel()
+    if vector and ncomp != dim:
+        raise InputError(path, field, f"expected a {dim}-component vector image, got {ncomp} components")
+    if not vector and ncomp != 1:
+        raise InputError(path, field, f"expected a scalar image, got {ncomp} components per voxel")
+    return sitk.GetArrayFromImage(image), Grid.from_sitk(image)
+
+
+def _require_finite(array: np.ndarray, path: Path, field: str) -> None:
+    if np.issubdtype(array.dtype, np.floating):
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        if bad:
+            raise InputError(path, field, f"{bad} voxels are NaN or infinite")
+
+
+def read_image(path: str | Path, field: str = "image") -> tuple[np.ndarray, Grid]:
+    """Read a scalar 2D/3D image (intensities, dose, probabilities) in its stored dtype.
+
+    Raises InputError for unreadable/unsupported files, 4D or vector images and NaN/inf voxels.
+    """
+    path = Path(path)
+    if suffix_of(path) == ".seg.nrrd":
+        labels, grid, _ = read_segmentation_labels(path, field)
+        return labels, grid
+    array, grid = _grid_and_array(_read_sitk(path, field), path, field)
+    _require_finite(array, path, field)
+    return array, grid
+
+
+def read_vector_image(path: str | Path, field: str = "displacement") -> tuple[np.ndarray, Grid]:
+    """Read a vector image (e.g. a displacement field in mm) as an array (z, y, x, d)."""
+    path = Path(path)
+    array, grid = _grid_and_array(_read_sitk(path, field), path, field, vector=True)
+    _require_finite(array, path, field)
+    return array, grid
+
+
+def read_labels(path: str | Path, field: str = "labels") -> tuple[np.ndarray, Grid]:
+    """Read an integer label map (e.g. BraTS labels) as int16; non-integer or negative values are errors."""
+    path = Path(path)
+    array, grid = read_image(path, field)
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.all(array == np.round(array)):
+            raise InputError(path, field, "label map has non-integer values")
+    if array.size and array.min() < 0:
+        raise InputError(path, field, f"label map has negative labels (min {array.min()})")
+    return array.astype(np.int16), grid
+
+
+def read_mask(path: str | Path, field: str = "gtv") -> tuple[np.ndarray, Grid]:
+    """Read a binary mask (values 0 and 1 only) as bool. A .seg.nrrd must hold exactly one segment."""
+    path = Path(path)
+    if suffix_of(path) == ".seg.nrrd":
+        segments, grid = read_segmentation(path, field)
+        if len(segments) != 1:
+            raise InputError(path, field, f"expected one segment, found {len(segments)} ({', '.join(segments)})")
+        return next(iter(segments.values())), grid
+    array, grid = read_image(path, field)
+    values = np.unique(array)
+    if not np.all(np.isin(values, (0, 1))):
+        shown = ", ".join(f"{v:g}" for v in values[:6])
+        raise InputError(path, field, f"mask is not binary (values {shown}{'...' if values.size > 6 else ''})")
+    return array.astype(bool), grid
+
+
+# --- Slicer segmentation files (.seg.nrrd) -------------------------------------------------------
+
+def _grid_from_nrrd_header(header: Mapping, path: Path, field: str, spatial_axes: Sequence[int]) -> Grid:
+    try:
+        dirs = np.asarray(header["space directions"], dtype=float)
+        origin = np.asarray(header["space origin"], dtype=float)
+        sizes = [int(s) for s in header["sizes"]]
+    except KeyError as exc:
+        raise InputError(path, field, f"NRRD header lacks '{exc.args[0]}'") from None
+    dirs = dirs[list(spatial_axes)]
+    space = str(header.get("space", "left-posterior-superior")).lower()
+    flip = {"left-posterior-superior": [1, 1, 1], "right-anterior-superior": [-1, -1, 1]}.get(space)
+    if flip is None:
+        raise InputError(path, field, f"unsupported NRRD space '{space}'")
+    flip = np.asarray(flip, dtype=float)
+    dirs = dirs * flip
+    origin = origin * flip
+    spacing = np.linalg.norm(dirs, axis=1)
+    direction = (dirs / spacing[:, None]).T  # columns = index axes (ITK convention)
+    shape = tuple(sizes[a] for a in reversed(spatial_axes))
+    return Grid(shape, tuple(spacing[::-1]), tuple(origin), tuple(direction.ravel()))
+
+
+def read_segmentation(path: str | Path, field: str = "segmentation") -> tuple[dict[str, np.ndarray], Grid]:
+    """Read a Slicer .seg.nrrd (single- or multi-layer) as {segment name: bool mask (z, y, x)}."""
+    labels_by_layer, grid, segments = _read_seg_nrrd(Path(path), field)
+    out: dict[str, np.ndarray] = {}
+    for seg in segments:
+        out[seg["name"]] = labels_by_layer[seg["layer"]] == seg["label"]
+    return out, grid
+
+
+def read_segmentation_labels(path: str | Path, field: str = "labels") -> tuple[np.ndarray, Grid, list[dict]]:
+    """Read a single-layer .seg.nrrd as its label map plus the segment list (name, label, color)."""
+    path = Path(path)
+    layers, grid, segments = _read_seg_nrrd(path, field)
+    if len(layers) != 1:
+        raise InputError(path, field, f"segmentation has {len(layers)} overlapping layers; "
+                                      "read it with read_segmentation")
+    return layers[0], grid, segments
+
+
+def _read_seg_nrrd(path: Path, field: str) -> tuple[list[np.ndarray], Grid, list[dict]]:
+    _check_readable(path, field)
+    try:
+        data, header = nrrd.read(str(path), index_order="C")
+    except Exception as exc:  # pynrrd raises several types for corrupt files
+        raise InputError(path, field, f"cannot read segmentation ({exc})") from None
+    _remember_input(path)
+    kinds = [str(k).lower() for k in header.get("kinds", ["domain"] * data.ndim)]
+    if data.ndim == 3:
+        layers, spatial = [data], [0, 1, 2]
+    elif data.ndim == 4 and kinds[0] in ("list", "vector", "none"):
+        layers, spatial = [data[..., i] for i in range(data.shape[-1])], [1, 2, 3]
+    else:
+        raise InputError(path, field, f"{data.ndim}D segmentation is not supported")
+    grid = _grid_from_nrrd_header(header, path, field, spatial)
+    segments = []
+    i = 0
+    while f"Segment{i}_ID" in header:
+        segments.append({
+            "id": header[f"Segment{i}_ID"],
+            "name": header.get(f"Segment{i}_Name", header[f"Segment{i}_ID"]),
+            "label": int(header.get(f"Segment{i}_LabelValue", 1)),
+            "layer": int(header.get(f"Segment{i}_Layer", 0)),
+            "color": tuple(float(c) for c in str(header.get(f"Segment{i}_Color", "0.5 0.5 0.5")).split()),
+        })
+        i += 1
+    if not segments:  # a plain label map saved as .seg.nrrd: one segment per label value
+        for value in np.unique(layers[0]):
+            if value:
+                segments.append({"id": f"Segment_{value}", "name": f"Segment_{value}", "label": int(value),
+                                 "layer": 0, "color": (0.5, 0.5, 0.5)})
+    for seg in segments:
+        if seg["layer"] >= len(layers):
+            raise InputError(path, f"Segment {seg['name']}", f"layer {seg['layer']} does not exist")
+    return [np.asarray(layer).astype(np.int16) for layer in layers], grid, segments
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+def _check_destination(path: Path, inputs: Iterable[str | Path]) -> None:
+    suffix_of(path)
+    real = os.path.realpath(path)
+    protected = set(_READ_PATHS) | {os.path.realpath(p) for p in inputs}
+    if real in protected:
+        raise InputError(path, "output", "refusing to overwrite an input file")
+    if not path.parent.is_dir():
+        raise InputError(path, "output", f"folder {path.parent} does not exist")
+
+
+@contextlib.contextmanager
+def _atomic_path(path: Path) -> Iterator[Path]:
+    suffix = suffix_of(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_image(path: str | Path, array: np.ndarray, grid: Grid, *, inputs: Iterable[str | Path] = (),
+                compress: bool = True) -> Path:
+    """Write a scalar or vector image atomically with ``grid``'s exact geometry. Bool arrays are
+    written as uint8 0/1. A ``.seg.nrrd`` destination writes a label map with one segment per label."""
+    path = Path(path)
+    _check_destination(path, inputs)
+    if suffix_of(path) == ".seg.nrrd":
+        arr = np.asarray(array)
+        return write_segmentation(path, {f"Segment_{v}": arr == v for v in np.unique(arr) if v}, grid,
+                                  inputs=inputs)
+    image = to_sitk(array, grid)
+    with _atomic_path(path) as tmp:
+        sitk.WriteImage(image, str(tmp), useCompression=compress)
+    return path
+
+
+DEFAULT_COLORS = [(0.87, 0.26, 0.24), (0.94, 0.78, 0.22), (0.27, 0.62, 0.86), (0.40, 0.75, 0.38),
+                  (0.62, 0.43, 0.78), (0.95, 0.55, 0.20)]
+
+
+def write_segmentation(path: str | Path, segments: Mapping[str, np.ndarray], grid: Grid, *,
+                       colors: Mapping[str, Sequence[float]] | None = None,
+                       terminology: Mapping[str, str] | None = None,
+                       inputs: Iterable[str | Path] = ()) -> Path:
+    """Write named boolean masks as a Slicer segmentation (.seg.nrrd), atomically.
+
+    Overlapping segments go to separate layers (a 4D file, as Slicer writes it); otherwise a single
+    label map. ``colors`` are RGB in [0, 1]; ``terminology`` maps a segment name to Slicer's
+    ``SegmentN_Tags`` terminology entry.
+    """
+    path = Path(path)
+    if suffix_of(path) != ".seg.nrrd":
+        raise InputError(path, "output", "a segmentation must be written as .seg.nrrd")
+    _check_destination(path, inputs)
+    if grid.ndim != 3:
+        raise ValueError("segmentations are written for 3D grids only")
+    layers: list[np.ndarray] = []
+    header: dict = {}
+    for i, (name, mask) in enumerate(segments.items()):
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != grid.shape:
+            raise ValueError(f"segment {name!r} has shape {mask.shape}, grid is {grid.shape}")
+        layer = next((k for k, lab in enumerate(layers) if not np.any(lab[mask])), None)
+        if layer is None:
+            layers.append(np.zeros(grid.shape, dtype=np.uint8))
+            layer = len(layers) - 1
+        label = int(layers[layer].max()) + 1
+        layers[layer][mask] = label
+        color = (colors or {}).get(name, DEFAULT_COLORS[i % len(DEFAULT_COLORS)])
+        nz = np.nonzero(mask)
+        extent = " ".join(f"{int(a.min())} {int(a.max())}" for a in reversed(nz)) if nz[0].size else "0 -1 0 -1 0 -1"
+        header.update({
+            f"Segment{i}_ID": name.replace(" ", "_"),
+            f"Segment{i}_Name": name,
+            f"Segment{i}_NameAutoGenerated": "0",
+            f"Segment{i}_Color": " ".join(f"{c:.6g}" for c in color),
+            f"Segment{i}_ColorAutoGenerated": "0",
+            f"Segment{i}_LabelValue": str(label),
+            f"Segment{i}_Layer": str(layer),
+            f"Segment{i}_Extent": extent,
+            f"Segment{i}_Tags": (terminology or {}).get(name, "|"),
+        })
+    if not layers:
+        layers.append(np.zeros(grid.shape, dtype=np.uint8))
+    dirs = (grid.direction_matrix * np.asarray(grid.spacing[::-1])[None, :]).T  # rows = index axes
+    header.update({
+        "space": "left-posterior-superior",
+        "space origin": np.asarray(grid.origin, dtype=float),
+        "encoding": "gzip",
+        "Segmentation_MasterRepresentation": "Binary labelmap",
+        "Segmentation_ContainedRepresentationNames": "Binary labelmap|",
+        "Segmentation_ReferenceImageExtentOffset": "0 0 0",
+        "Segmentation_ConversionParameters": "",
+    })
+    if len(layers) == 1:
+        data = layers[0]
+        header["space directions"] = dirs
+        header["kinds"] = ["domain"] * 3
+    else:
+        data = np.stack(layers, axis=-1)
+        header["space directions"] = np.vstack([np.full((1, 3), np.nan), dirs])
+        header["kinds"] = ["list", "domain", "domain", "domain"]
+    with _atomic_path(path) as tmp:
+        nrrd.write(str(tmp), data, header, index_order="C")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output_dir(out_dir: str | Path, *, inputs: Iterable[str | Path] = ()) -> Iterator[Path]:
+    """Build an output folder atomically: yields a temporary sibling folder; on success its files are
+    moved into ``out_dir`` (created if needed); on any error the temporary folder is removed and
+    ``out_dir`` is left as it was."""
+    out_dir = Path(out_dir)
+    parent = out_dir.resolve().parent
+    if not parent.is_dir():
+        raise InputError(out_dir, "output", f"folder {parent} does not exist")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(out_dir, "output", "exists and is not a folder")
+    if not os.access(parent, os.W_OK) or (out_dir.exists() and not os.access(out_dir, os.W_OK)):
+        raise InputError(out_dir, "output", "folder is not writable")
+    protected = set(_READ_PATHS) | {os.path.realpath(p) for p in inputs}
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=parent))
+    try:
+        yield tmp
+        for item in tmp.iterdir():
+            if os.path.realpath(out_dir / item.name) in protected:
+                raise InputError(out_dir / item.name, "output", "refusing to overwrite an input file")
+        created = not out_dir.exists()
+        if created:
+            os.replace(tmp, out_dir)
+        else:
+            for item in sorted(tmp.iterdir()):
+                os.replace(item, out_dir / item.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
