@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
+import nibabel as nib
 import nrrd
 import numpy as np
 import SimpleITK as sitk
@@ -65,10 +66,40 @@ def _grid_and_array(image: sitk.Image, path: Path, field: str, vector: bool = Fa
         raise InputError(path, field, f"expected a {dim}-component vector image, got {ncomp} components")
     if not vector and ncomp != 1:
         raise InputError(path, field, f"expected a scalar image, got {ncomp} components per voxel")
-    return sitk.GetArrayFromImage(image), Grid.from_sitk(image)
+    grid = Grid.from_sitk(image)
+    if image.HasMetaDataKey(_EXACT_KEY):
+        grid = _exact_grid(image.GetMetaData(_EXACT_KEY), grid)
+    return sitk.GetArrayFromImage(image), grid
+
+
+_EXACT_KEY = "gliomaforecast_grid"
+
+
+def _exact_grid_tag(grid: Grid) -> str:
+    """Spacing, origin and direction as repr'd floats, stored in NRRD headers so that a grid written by
+    this module reads back bit-exactly (NRRD itself stores only direction x spacing)."""
+    return ";".join(" ".join(repr(v) for v in vals) for vals in (grid.spacing, grid.origin, grid.direction))
+
+
+def _exact_grid(tag: str | None, header_grid: Grid) -> Grid:
+    """The tagged exact grid when it agrees with the header's own geometry (to 1e-9), else the header's."""
+    if not tag:
+        return header_grid
+    try:
+        spacing, origin, direction = ([float(v) for v in part.split()] for part in tag.split(";"))
+        exact = Grid(header_grid.shape, spacing, origin, direction)
+    except ValueError:
+        return header_grid
+    return exact if exact.same_as(header_grid, rtol=1e-9, atol=1e-9) else header_grid
 
 
 def _require_finite(array: np.ndarray, path: Path, field: str) -> None:
+    """Refuse NaN/inf voxels. ITK's NIfTI reader silently turns them into 0, so float NIfTI voxel data
+    is checked on the raw values read by nibabel."""
+    if suffix_of(path) in (".nii", ".nii.gz"):
+        raw = nib.load(str(path))
+        if raw.get_data_dtype().kind == "f" or raw.dataobj.slope != 1 or raw.dataobj.inter != 0:
+            array = np.asanyarray(raw.dataobj)
     if np.issubdtype(array.dtype, np.floating):
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
         if bad:
@@ -181,7 +212,7 @@ def _read_seg_nrrd(path: Path, field: str) -> tuple[list[np.ndarray], Grid, list
         layers, spatial = [data[..., i] for i in range(data.shape[-1])], [1, 2, 3]
     else:
         raise InputError(path, field, f"{data.ndim}D segmentation is not supported")
-    grid = _grid_from_nrrd_header(header, path, field, spatial)
+    grid = _exact_grid(header.get(_EXACT_KEY), _grid_from_nrrd_header(header, path, field, spatial))
     segments = []
     i = 0
     while f"Segment{i}_ID" in header:
@@ -241,6 +272,8 @@ def write_image(path: str | Path, array: np.ndarray, grid: Grid, *, inputs: Iter
         return write_segmentation(path, {f"Segment_{v}": arr == v for v in np.unique(arr) if v}, grid,
                                   inputs=inputs)
     image = to_sitk(array, grid)
+    if suffix_of(path) == ".nrrd":
+        image.SetMetaData(_EXACT_KEY, _exact_grid_tag(grid))
     with _atomic_path(path) as tmp:
         sitk.WriteImage(image, str(tmp), useCompression=compress)
     return path
@@ -303,6 +336,7 @@ def write_segmentation(path: str | Path, segments: Mapping[str, np.ndarray], gri
         "Segmentation_ContainedRepresentationNames": "Binary labelmap|",
         "Segmentation_ReferenceImageExtentOffset": "0 0 0",
         "Segmentation_ConversionParameters": "",
+        _EXACT_KEY: _exact_grid_tag(grid),
     })
     if len(layers) == 1:
         data = layers[0]
