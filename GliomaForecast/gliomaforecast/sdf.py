@@ -11,7 +11,6 @@ from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 DEFAULT_BETA = 0.1  # 1/mm
 DEFAULT_MU = 15.0  # mm
@@ -47,6 +46,16 @@ def _distance_to_set(target: np.ndarray, spacing: tuple[float, ...]) -> np.ndarr
     return np.maximum(out, 0.0, out=out)
 
 
+def _grown_bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
+    """The bounding box of the True voxels grown by one voxel on each side, clipped to the grid."""
+    box = []
+    for axis, n in enumerate(mask.shape):
+        others = tuple(a for a in range(mask.ndim) if a != axis)
+        hits = np.flatnonzero(mask.any(axis=others))
+        box.append(slice(max(int(hits[0]) - 1, 0), min(int(hits[-1]) + 2, n)))
+    return tuple(box)
+
+
 def signed_distance(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     """Signed Euclidean distance in mm (float32), 2D or 3D, any (anisotropic) ``spacing`` in array order.
 
@@ -54,16 +63,16 @@ def signed_distance(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     Inside: minus the distance to the nearest non-tumor voxel centre. An empty or full mask raises
     ``ValueError``.
 
-    The outside part is one exact EDT of the whole grid (SimpleITK Maurer); the inside part only needs
+    Both parts are exact EDTs (SimpleITK's Maurer transform): the outside one over the whole grid; the
+    inside one only needs
     the tumor's bounding box grown by one voxel (within the grid), because clamping any background voxel
     to that box gives a background voxel at least as close. Voxels beyond the grid edge do not count.
     """
     mask, spacing = _check_mask(mask, spacing)
     phi = _distance_to_set(mask, spacing)
-    box = ndimage.find_objects(mask.astype(np.uint8))[0]
-    box = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(box, mask.shape))
+    box = _grown_bounding_box(mask)
     sub = mask[box]
-    inside = ndimage.distance_transform_edt(sub, sampling=spacing)
+    inside = _distance_to_set(~sub, spacing)
     region = phi[box]
     region[sub] = -inside[sub]
     return phi.astype(np.float32, copy=False)

@@ -1,0 +1,47 @@
+"""Shared benchmark helpers: median wall time and peak resident memory of a call (Linux /proc)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _rss_kib(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def measure(fn: Callable[[], Any], repeats: int = 3) -> tuple[float, float, Any]:
+    """(median seconds, peak extra memory in MiB above the resident set before the call, last result).
+
+    The peak is the kernel's high-water mark (VmHWM), reset before the call, so C/C++ allocations
+    (SimpleITK, scipy) count too."""
+    times, peaks, out = [], [], None
+    for _ in range(repeats):
+        out = None
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+        except OSError:
+            pass
+        base = _rss_kib("VmRSS")
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+        peaks.append((_rss_kib("VmHWM") - base) / 1024.0)
+    return statistics.median(times), max(peaks), out
+
+
+def write_result(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    payload = {"machine": f"{platform.machine()}, {platform.python_version()}", **payload}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
