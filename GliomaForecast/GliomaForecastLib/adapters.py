@@ -1,0 +1,225 @@
+"""MRML <-> (array, Grid) adapters with exact geometry.
+
+Slicer volume nodes carry an IJK-to-RAS matrix; the core's :class:`gliomaforecast.geometry.Grid` carries ITK's
+LPS origin, direction (columns = index axes i, j, k) and spacing (mm, array order z, y, x). With
+F = diag(-1, -1, 1) (RAS <-> LPS), the two are related by
+
+    IJKToRAS[:3, :3] = F @ direction @ diag(spacing_xyz),    IJKToRAS[:3, 3] = F @ origin.
+
+Arrays are numpy in (z, y, x) order, the order of ``slicer.util.arrayFromVolume`` and SimpleITK. Everything here
+uses MRML and VTK only (no Qt, no ``slicer.app``/``slicer.modules``), so it runs in Slicer and on the slicer-core
+wheel.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import slicer
+import vtk
+from vtk.util import numpy_support
+
+from gliomaforecast.geometry import Grid
+
+_RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])
+
+
+# --- geometry -------------------------------------------------------------------------------------
+
+def ijk_to_ras_from_grid(grid: Grid) -> np.ndarray:
+    """The 4x4 IJK-to-RAS matrix (mm) of a 3D ``grid``."""
+    if grid.ndim != 3:
+        raise ValueError(f"Slicer volumes are 3D; got a {grid.ndim}D grid")
+    spacing_xyz = np.asarray(grid.spacing[::-1])
+    matrix = np.eye(4)
+    matrix[:3, :3] = _RAS_FROM_LPS @ grid.direction_matrix @ np.diag(spacing_xyz)
+    matrix[:3, 3] = _RAS_FROM_LPS @ np.asarray(grid.origin)
+    return matrix
+
+
+def grid_from_ijk_to_ras(matrix: np.ndarray, dimensions_xyz: Sequence[int]) -> Grid:
+    """The :class:`Grid` of an image of VTK ``dimensions_xyz`` (i, j, k) whose IJK-to-RAS matrix is ``matrix``."""
+    matrix = np.asarray(matrix, dtype=float)
+    lps = _RAS_FROM_LPS @ matrix[:3, :3]
+    spacing_xyz = np.linalg.norm(lps, axis=0)
+    direction = lps / spacing_xyz[None, :]
+    origin = _RAS_FROM_LPS @ matrix[:3, 3]
+    return Grid(tuple(int(d) for d in dimensions_xyz[::-1]), tuple(spacing_xyz[::-1]), tuple(origin),
+                tuple(direction.ravel()))
+
+
+def _matrix_to_array(vmatrix: vtk.vtkMatrix4x4) -> np.ndarray:
+    return np.array([[vmatrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def _array_to_matrix(matrix: np.ndarray) -> vtk.vtkMatrix4x4:
+    vmatrix = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            vmatrix.SetElement(r, c, float(matrix[r, c]))
+    return vmatrix
+
+
+def grid_from_volume(volumeNode: slicer.vtkMRMLVolumeNode) -> Grid:
+    """The exact :class:`Grid` of a volume node (its image data must exist)."""
+    image = volumeNode.GetImageData()
+    if image is None:
+        raise ValueError(f"volume {volumeNode.GetName()!r} has no image data")
+    vmatrix = vtk.vtkMatrix4x4()
+    volumeNode.GetIJKToRASMatrix(vmatrix)
+    return grid_from_ijk_to_ras(_matrix_to_array(vmatrix), image.GetDimensions())
+
+
+def grid_from_oriented_image(image: slicer.vtkOrientedImageData) -> Grid:
+    """The exact :class:`Grid` of a ``vtkOrientedImageData`` (e.g. a segmentation's reference geometry), counting
+    voxels from the start of its extent."""
+    vmatrix = vtk.vtkMatrix4x4()
+    image.GetImageToWorldMatrix(vmatrix)
+    matrix = _matrix_to_array(vmatrix)
+    extent = image.GetExtent()
+    start = np.array([extent[0], extent[2], extent[4], 1.0])
+    matrix[:3, 3] = (matrix @ start)[:3]
+    dims = [extent[1] - extent[0] + 1, extent[3] - extent[2] + 1, extent[5] - extent[4] + 1]
+    return grid_from_ijk_to_ras(matrix, dims)
+
+
+def set_volume_geometry(volumeNode: slicer.vtkMRMLVolumeNode, grid: Grid) -> None:
+    """Set ``grid``'s origin, spacing and directions on a volume node (the image data is not touched)."""
+    volumeNode.SetIJKToRASMatrix(_array_to_matrix(ijk_to_ras_from_grid(grid)))
+
+
+# --- volumes --------------------------------------------------------------------------------------
+
+def array_from_volume(volumeNode: slicer.vtkMRMLVolumeNode) -> np.ndarray:
+    """A copy of the voxels of a scalar volume node, (z, y, x) order, in the stored dtype."""
+    image = volumeNode.GetImageData()
+    if image is None or image.GetPointData().GetScalars() is None:
+        raise ValueError(f"volume {volumeNode.GetName()!r} has no voxels")
+    if image.GetNumberOfScalarComponents() != 1:
+        raise ValueError(f"volume {volumeNode.GetName()!r} is not a scalar volume")
+    shape = tuple(reversed(image.GetDimensions()))
+    return numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(shape).copy()
+
+
+def volume_to_array_and_grid(volumeNode: slicer.vtkMRMLVolumeNode) -> tuple[np.ndarray, Grid]:
+    """(voxels (z, y, x), exact Grid) of a scalar volume node."""
+    return array_from_volume(volumeNode), grid_from_volume(volumeNode)
+
+
+def update_volume_from_array(volumeNode: slicer.vtkMRMLVolumeNode, array: np.ndarray, grid: Grid) -> None:
+    """Replace a volume node's voxels (deep copy) and geometry by ``array`` (z, y, x) on ``grid``."""
+    array = np.asarray(array)
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    if array.shape != grid.shape:
+        raise ValueError(f"array shape {array.shape} does not match grid shape {grid.shape}")
+    image = vtk.vtkImageData()
+    image.SetDimensions(array.shape[::-1])
+    vtk_array = numpy_support.numpy_to_vtk(np.ascontiguousarray(array).ravel(), deep=True)
+    image.GetPointData().SetScalars(vtk_array)
+    set_volume_geometry(volumeNode, grid)
+    volumeNode.SetAndObserveImageData(image)
+
+
+def add_volume(scene: slicer.vtkMRMLScene, array: np.ndarray, grid: Grid, name: str,
+               className: str = "vtkMRMLScalarVolumeNode") -> slicer.vtkMRMLVolumeNode:
+    """A new volume node of ``className`` in ``scene`` holding ``array`` on ``grid``, with display nodes."""
+    node = scene.AddNewNodeByClass(className, name)
+    update_volume_from_array(node, array, grid)
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+# --- segmentations --------------------------------------------------------------------------------
+
+def reference_volume(segmentationNode: slicer.vtkMRMLSegmentationNode) -> slicer.vtkMRMLVolumeNode | None:
+    """The volume node a segmentation references for its geometry, or None."""
+    role = slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole()
+    return segmentationNode.GetNodeReference(role)
+
+
+def reference_grid(segmentationNode: slicer.vtkMRMLSegmentationNode) -> Grid:
+    """The segmentation's reference geometry: its reference volume's grid, else its stored reference geometry."""
+    volume = reference_volume(segmentationNode)
+    if volume is not None and volume.GetImageData() is not None:
+        return grid_from_volume(volume)
+    geometry = segmentationNode.GetSegmentation().GetConversionParameter(
+        slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName())
+    if not geometry:
+        raise ValueError(f"segmentation {segmentationNode.GetName()!r} has no reference geometry; "
+                         "set it with SetReferenceImageGeometryParameterFromVolumeNode")
+    image = slicer.vtkOrientedImageData()
+    slicer.vtkSegmentationConverter.DeserializeImageGeometry(geometry, image, False)
+    return grid_from_oriented_image(image)
+
+
+def segment_id(segmentationNode: slicer.vtkMRMLSegmentationNode, segmentIdOrName: str) -> str:
+    """The ID of a segment given by ID or by name; ValueError naming the segmentation when there is none."""
+    segmentation = segmentationNode.GetSegmentation()
+    if segmentation.GetSegment(segmentIdOrName) is not None:
+        return segmentIdOrName
+    found = segmentation.GetSegmentIdBySegmentName(segmentIdOrName)
+    if found:
+        return found
+    names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+    raise ValueError(f"segmentation {segmentationNode.GetName()!r} has no segment {segmentIdOrName!r} "
+                     f"(segments: {', '.join(names) or 'none'})")
+
+
+def segment_mask(segmentationNode: slicer.vtkMRMLSegmentationNode, segmentIdOrName: str,
+                 referenceVolumeNode: slicer.vtkMRMLVolumeNode | None = None) -> tuple[np.ndarray, Grid]:
+    """A segment as a bool mask (z, y, x) on the reference geometry: ``referenceVolumeNode`` when given, else the
+    segmentation's reference volume, else its stored reference geometry (the full reference extent)."""
+    sid = segment_id(segmentationNode, segmentIdOrName)
+    scene = segmentationNode.GetScene()
+    reference = referenceVolumeNode or reference_volume(segmentationNode)
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__GliomaForecast_export__")
+    ids = vtk.vtkStringArray()
+    ids.InsertNextValue(sid)
+    try:
+        if reference is not None:
+            ok = slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+                segmentationNode, ids, labelmap, reference)
+        else:
+            ok = slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+                segmentationNode, ids, labelmap, None, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY)
+        if not ok:
+            raise RuntimeError(f"exporting segment {sid!r} of {segmentationNode.GetName()!r} failed")
+        array, grid = volume_to_array_and_grid(labelmap)
+    finally:
+        display = labelmap.GetDisplayNode()
+        if display is not None and display.GetColorNode() is not None \
+                and display.GetColorNode().GetName().startswith("__GliomaForecast_export__"):
+            scene.RemoveNode(display.GetColorNode())
+        scene.RemoveNode(labelmap)
+    return array > 0, grid
+
+
+def add_segment_from_mask(segmentationNode: slicer.vtkMRMLSegmentationNode, mask: np.ndarray, grid: Grid,
+                          name: str, color: Sequence[float] | None = None, terminology: str | None = None) -> str:
+    """Add ``mask`` (bool, z, y, x, on ``grid``) as a new binary-labelmap segment named ``name``; returns its ID.
+
+    The labelmap is imported voxel for voxel (no resampling when ``grid`` is the segmentation's reference
+    geometry). ``color`` is RGB in [0, 1]; ``terminology`` a serialized Slicer terminology entry."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != grid.shape:
+        raise ValueError(f"segment {name!r} has shape {mask.shape}, grid is {grid.shape}")
+    labelmap = slicer.vtkOrientedImageData()
+    labelmap.SetDimensions(mask.shape[::-1])
+    labelmap.GetPointData().SetScalars(numpy_support.numpy_to_vtk(mask.astype(np.uint8).ravel(), deep=True))
+    labelmap.SetImageToWorldMatrix(_array_to_matrix(ijk_to_ras_from_grid(grid)))
+    segment = slicer.vtkSegment()
+    segment.SetName(name)
+    segment.SetNameAutoGenerated(False)
+    if color is not None:
+        segment.SetColor(*[float(c) for c in color])
+        segment.SetColorAutoGenerated(False)
+    if terminology:
+        segment.SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), terminology)
+    segment.AddRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName(), labelmap)
+    segmentation = segmentationNode.GetSegmentation()
+    sid = segmentation.GenerateUniqueSegmentID(name.replace(" ", "_"))
+    if not segmentation.AddSegment(segment, sid):
+        raise RuntimeError(f"adding segment {name!r} to {segmentationNode.GetName()!r} failed")
+    return sid

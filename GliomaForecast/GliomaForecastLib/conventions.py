@@ -1,0 +1,94 @@
+"""Slicer conventions for the module's outputs: color table, segment terminology and colors, subject hierarchy
+placement and node names. MRML only (no Qt)."""
+
+from __future__ import annotations
+
+import numpy as np
+import slicer
+
+PROBABILITY_COLOR_TABLE = "GliomaForecast Probability"
+
+# Anchor colors (value in [0, 1] -> RGB) of the probability table: dark purple -> red -> yellow -> white, a
+# monotonic-luminance ramp in the spirit of matplotlib's "inferno", so that high probability reads as bright.
+_PROBABILITY_ANCHORS = (
+    (0.00, (0.00, 0.00, 0.02)),
+    (0.25, (0.34, 0.06, 0.43)),
+    (0.50, (0.73, 0.21, 0.33)),
+    (0.75, (0.98, 0.55, 0.04)),
+    (1.00, (0.99, 1.00, 0.64)),
+)
+
+# Segment colors (RGB 0..1) and DICOM terminology (CID 9503 RT Target category, CID 9534 Radiotherapy Target
+# types: SCT 228791009 GTV, SCT 228792002 CTV; anatomic region SCT 12738006 Brain).
+SEGMENT_COLORS = {
+    "GTV": (0.90, 0.16, 0.16),
+    "CTV standard": (0.20, 0.55, 0.95),
+    "CTV forecast": (0.98, 0.76, 0.10),
+}
+_TARGET_TYPES = {
+    "GTV": ("228791009", "SCT", "Gross Tumor Volume"),
+    "CTV standard": ("228792002", "SCT", "Clinical Target Volume"),
+    "CTV forecast": ("228792002", "SCT", "Clinical Target Volume"),
+}
+
+
+def segment_terminology(name: str) -> str:
+    """The serialized Slicer terminology entry of a target segment ("GTV", "CTV standard", "CTV forecast")."""
+    value, scheme, meaning = _TARGET_TYPES[name]
+    return slicer.vtkSlicerTerminologiesModuleLogic.SerializeTerminologyEntry(
+        "DICOM Radiotherapy Targets", "130041", "DCM", "RT Target", value, scheme, meaning, "", "", "",
+        "Anatomic codes - DICOM master list", "12738006", "SCT", "Brain", "", "", "")
+
+
+def probability_color_table(scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLColorTableNode:
+    """The scene's 256-entry probability color table (created once, then reused), mapping [0, 1]."""
+    existing = scene.GetFirstNodeByName(PROBABILITY_COLOR_TABLE)
+    if existing is not None and existing.IsA("vtkMRMLColorTableNode"):
+        return existing
+    table = scene.AddNewNodeByClass("vtkMRMLColorTableNode", PROBABILITY_COLOR_TABLE)
+    table.SetTypeToUser()
+    table.SetNumberOfColors(256)
+    positions = np.array([a[0] for a in _PROBABILITY_ANCHORS])
+    colors = np.array([a[1] for a in _PROBABILITY_ANCHORS])
+    for i, x in enumerate(np.linspace(0.0, 1.0, 256)):
+        rgb = [float(np.interp(x, positions, colors[:, c])) for c in range(3)]
+        table.SetColor(i, f"P={x:.3f}", *rgb, 1.0)
+    table.GetLookupTable().SetRange(0.0, 1.0)
+    return table
+
+
+def show_as_probability(volumeNode: slicer.vtkMRMLScalarVolumeNode) -> None:
+    """Display a [0, 1] volume with the probability color table and a fixed 0..1 window."""
+    scene = volumeNode.GetScene()
+    if volumeNode.GetDisplayNode() is None:
+        volumeNode.CreateDefaultDisplayNodes()
+    display = volumeNode.GetDisplayNode()
+    display.SetAndObserveColorNodeID(probability_color_table(scene).GetID())
+    display.AutoWindowLevelOff()
+    display.SetWindowLevelMinMax(0.0, 1.0)
+
+
+def day_label(day: float | None) -> str:
+    """" day 95" (days, integer when whole) or "" when the day is unknown."""
+    if day is None:
+        return ""
+    day = float(day)
+    return f" day {int(day)}" if day.is_integer() else f" day {day:g}"
+
+
+def place_next_to(outputNode: slicer.vtkMRMLNode, inputNode: slicer.vtkMRMLNode | None) -> None:
+    """Put ``outputNode`` under the patient's study of ``inputNode`` in the subject hierarchy: the study that
+    holds the input, else the input's parent folder or patient. Nothing happens without a hierarchy."""
+    if inputNode is None or outputNode.GetScene() is None:
+        return
+    shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(outputNode.GetScene())
+    if shNode is None:
+        return
+    inputItem = shNode.GetItemByDataNode(inputNode)
+    outputItem = shNode.GetItemByDataNode(outputNode)
+    if not inputItem or not outputItem:
+        return
+    study = shNode.GetItemAncestorAtLevel(inputItem, slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMLevelStudy())
+    parent = study or shNode.GetItemParent(inputItem)
+    if parent and parent != shNode.GetSceneItemID():
+        shNode.SetItemParent(outputItem, parent)

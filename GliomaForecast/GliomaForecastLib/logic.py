@@ -1,0 +1,242 @@
+"""ForecastLogic: the module's console methods on MRML nodes (no Qt), built on the core ``gliomaforecast``.
+
+Every method reads its inputs through :mod:`GliomaForecastLib.adapters` on the input's exact geometry, calls one
+core function, and returns new MRML nodes on that geometry (inputs are never modified). Units: mm, days, mL.
+
+Example (Slicer's Python console)::
+
+    from GliomaForecastLib.logic import ForecastLogic
+    logic = ForecastLogic()
+    prob = logic.probabilityMap(getNode("GTV day 95"), "GTV")
+    table, chart = logic.fitGrowth([(0, seg0, "GTV"), (95, seg1, "GTV")], rtStartDay=21)
+    targets = logic.targetVolumes(seg1, "GTV", scoreVolume=prob, marginMm=15.0)
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+import slicer
+import vtk
+
+from gliomaforecast import ctv, sdf
+from gliomaforecast.geometry import Grid, resample_to
+
+from . import adapters, conventions
+from .progress import ProgressCallback, Steps
+
+MaskSource = Union["slicer.vtkMRMLVolumeNode", Tuple["slicer.vtkMRMLSegmentationNode", str]]
+
+
+class ForecastLogic:
+    """Console methods of the Glioma Forecast module. ``scene`` defaults to ``slicer.mrmlScene``.
+
+    Long methods take ``progress(fraction, message)`` and ``cancel`` (a ``threading.Event``); a cancelled call
+    raises :class:`GliomaForecastLib.progress.Cancelled` and leaves no output node in the scene.
+    """
+
+    def __init__(self, scene: Optional["slicer.vtkMRMLScene"] = None) -> None:
+        self._scene = scene
+
+    @property
+    def scene(self) -> "slicer.vtkMRMLScene":
+        scene = self._scene if self._scene is not None else getattr(slicer, "mrmlScene", None)
+        if scene is None:
+            raise RuntimeError("no MRML scene: pass one to ForecastLogic(scene) or set slicer.mrmlScene")
+        return scene
+
+    # --- probability map ----------------------------------------------------------------------------
+    def probabilityMap(self, segmentationNode: "slicer.vtkMRMLSegmentationNode", segmentId: str,
+                       beta: float = sdf.DEFAULT_BETA, mu: float = sdf.DEFAULT_MU,
+                       day: Optional[float] = None) -> "slicer.vtkMRMLScalarVolumeNode":
+        """Tumor-presence probability P = 1 / (1 + exp(beta (phi - mu))) of a segment (``segmentId``: ID or name),
+        ``phi`` its signed distance in mm on the segmentation's reference geometry, ``beta`` in 1/mm, ``mu`` in mm.
+
+        Returns a float32 scalar volume in [0, 1] on the reference geometry, shown with the probability color
+        table, named "<segment> probability[ day D]" and placed next to the segmentation."""
+        mask, grid = adapters.segment_mask(segmentationNode, segmentId)
+        probability = sdf.tumor_probability(mask, grid.spacing, beta=beta, mu=mu)
+        name = f"{self._segment_name(segmentationNode, segmentId)} probability{conventions.day_label(day)}"
+        node = adapters.add_volume(self.scene, probability, grid, self.scene.GenerateUniqueName(name))
+        conventions.show_as_probability(node)
+        node.SetAttribute("GliomaForecast.Beta", repr(float(beta)))
+        node.SetAttribute("GliomaForecast.Mu", repr(float(mu)))
+        conventions.place_next_to(node, segmentationNode)
+        return node
+
+    # --- growth ----------------------------------------------------------------------------------
+    def segmentVolumeMl(self, segmentationNode: "slicer.vtkMRMLSegmentationNode", segmentId: str) -> float:
+        """The volume (mL) of a segment, counted on its reference geometry."""
+        mask, grid = adapters.segment_mask(segmentationNode, segmentId)
+        return float(np.count_nonzero(mask)) * grid.voxel_volume_ml
+
+    def fitGrowth(self, timepoints: Sequence[Tuple[float, "slicer.vtkMRMLSegmentationNode", str]],
+                  rtStartDay: Optional[float] = None, nBootstrap: int = 100, noise: float = 0.10, seed: int = 0,
+                  untilDay: Optional[float] = None, progress: Optional[ProgressCallback] = None,
+                  cancel: Optional[threading.Event] = None
+                  ) -> Tuple["slicer.vtkMRMLTableNode", "slicer.vtkMRMLPlotChartNode"]:
+        """Fit the mechanistic growth model (``gliomaforecast.growth.fit_growth``) to segment volumes (mL).
+
+        ``timepoints`` are ``(day, segmentationNode, segmentId)``; days are in days, ``rtStartDay`` the RT start
+        (None: no RT, exponential growth). ``nBootstrap`` refits with ``noise`` multiplicative Gaussian noise give
+        the 95% band; ``seed`` makes it reproducible. The curve runs from the first day to ``untilDay`` (default:
+        the last day plus half the observed span).
+
+        Returns a table (Day, Median, Lower 2.5%, Upper 97.5%, Observed; mL) and a chart of it with the observed
+        volumes as markers."""
+        from gliomaforecast.growth import fit_growth
+
+        steps = Steps(progress, cancel)
+        points = sorted(((float(day), node, sid) for day, node, sid in timepoints), key=lambda p: p[0])
+        if len(points) < 2:
+            raise ValueError(f"growth fitting needs at least two timepoints, got {len(points)}")
+        days = np.array([p[0] for p in points])
+        burdens = []
+        for i, (day, node, sid) in enumerate(points):
+            steps.step(0.3 * i / len(points), f"Measuring the volume on day {day:g}")
+            burdens.append(self.segmentVolumeMl(node, sid))
+        burdens = np.array(burdens)
+        steps.step(0.3, f"Fitting the growth model ({nBootstrap} bootstrap refits)")
+        fit = fit_growth(days, burdens, rt_start_day=rtStartDay, n_bootstrap=nBootstrap, noise=noise, seed=seed)
+        steps.step(0.9, "Building the growth table and chart")
+        end = float(untilDay) if untilDay is not None else days[-1] + 0.5 * (days[-1] - days[0])
+        curveDays = np.union1d(np.linspace(days[0], max(end, days[-1]), 201), days)
+        median, lower, upper = (np.asarray(a, dtype=float) for a in fit.predict(curveDays))
+        observed = np.full(curveDays.shape, np.nan)
+        observed[np.searchsorted(curveDays, days)] = burdens
+        span = f"days {days[0]:g}-{days[-1]:g}"
+        table = self._table(f"Growth fit ({span})", {
+            "Day": curveDays, "Median (mL)": median, "Lower 2.5% (mL)": lower, "Upper 97.5% (mL)": upper,
+            "Observed (mL)": observed})
+        observations = self._table(f"Growth observations ({span})", {"Day": days, "Observed (mL)": burdens})
+        for key, value in (("RtStartDay", rtStartDay), ("NBootstrap", nBootstrap), ("Noise", noise),
+                           ("Seed", seed)):
+            table.SetAttribute(f"GliomaForecast.{key}", repr(value))
+        chart = self.scene.AddNewNodeByClass("vtkMRMLPlotChartNode",
+                                             self.scene.GenerateUniqueName(f"Growth curve ({span})"))
+        chart.SetTitle("Tumor burden")
+        chart.SetXAxisTitle("Day")
+        chart.SetYAxisTitle("Volume (mL)")
+        styles = (("Median (mL)", table, (0.85, 0.2, 0.2), "solid"),
+                  ("Lower 2.5% (mL)", table, (0.55, 0.55, 0.55), "dash"),
+                  ("Upper 97.5% (mL)", table, (0.55, 0.55, 0.55), "dash"),
+                  ("Observed (mL)", observations, (0.1, 0.1, 0.1), "none"))
+        for column, source, color, line in styles:
+            series = self.scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", self.scene.GenerateUniqueName(
+                f"{column.split(' (')[0]} ({span})"))
+            series.SetAndObserveTableNodeID(source.GetID())
+            series.SetXColumnName("Day")
+            series.SetYColumnName(column)
+            series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter)
+            series.SetColor(*color)
+            if line == "none":
+                series.SetLineStyle(slicer.vtkMRMLPlotSeriesNode.LineStyleNone)
+                series.SetMarkerStyle(slicer.vtkMRMLPlotSeriesNode.MarkerStyleCircle)
+            else:
+                series.SetMarkerStyle(slicer.vtkMRMLPlotSeriesNode.MarkerStyleNone)
+                series.SetLineStyle(slicer.vtkMRMLPlotSeriesNode.LineStyleDash if line == "dash"
+                                    else slicer.vtkMRMLPlotSeriesNode.LineStyleSolid)
+            chart.AddAndObservePlotSeriesNodeID(series.GetID())
+        for node in (table, observations, chart):
+            conventions.place_next_to(node, points[-1][1])
+        steps.done()
+        return table, chart
+
+    def _table(self, name: str, columns: dict) -> "slicer.vtkMRMLTableNode":
+        """A new table node with float64 ``columns`` {title: values}, in order."""
+        table = self.scene.AddNewNodeByClass("vtkMRMLTableNode", self.scene.GenerateUniqueName(name))
+        for title, values in columns.items():
+            array = vtk.vtkDoubleArray()
+            array.SetName(title)
+            for value in np.asarray(values, dtype=float):
+                array.InsertNextValue(float(value))
+            table.AddColumn(array)
+        return table
+
+    # --- target volumes --------------------------------------------------------------------------
+    def targetVolumes(self, segmentationNode: "slicer.vtkMRMLSegmentationNode", segmentId: str,
+                      scoreVolume: Optional["slicer.vtkMRMLScalarVolumeNode"] = None, marginMm: float = 15.0,
+                      brainMask: Optional[MaskSource] = None, barrier: Optional[MaskSource] = None,
+                      day: Optional[float] = None, progress: Optional[ProgressCallback] = None,
+                      cancel: Optional[threading.Event] = None) -> "slicer.vtkMRMLSegmentationNode":
+        """A segmentation with segments "GTV", "CTV standard" and "CTV forecast" on the GTV's reference geometry.
+
+        * CTV standard: ``gliomaforecast.ctv.standard_ctv`` (every voxel within ``marginMm`` mm of the GTV, inside
+          ``brainMask``, geodesic around ``barrier`` when given).
+        * CTV forecast: ``gliomaforecast.ctv.isovolumetric_ctv`` with exactly as many voxels as CTV standard,
+          ranked by ``scoreVolume`` (e.g. a forecast probability map; linearly resampled onto the GTV geometry
+          when its grid differs). Without ``scoreVolume`` the score is the GTV's own probability map
+          (default beta, mu): a distance ranking that redistributes the volume the brain mask cut off.
+
+        ``brainMask`` and ``barrier`` are volume nodes (voxels > 0 are inside) or ``(segmentationNode, segmentId)``
+        pairs. The output references the GTV's reference volume (needed for DICOM SEG / RTSTRUCT export)."""
+        steps = Steps(progress, cancel)
+        steps.step(0.0, "Reading the GTV")
+        gtv, grid = adapters.segment_mask(segmentationNode, segmentId)
+        brain = self._mask_on(brainMask, grid, "brain mask")
+        wall = self._mask_on(barrier, grid, "barrier")
+        steps.step(0.2, "Standard margin CTV")
+        standard = ctv.standard_ctv(gtv, grid.spacing, margin_mm=marginMm, brain_mask=brain, barrier=wall)
+        steps.step(0.6, "Iso-volumetric forecast CTV")
+        if scoreVolume is None:
+            score = sdf.tumor_probability(gtv, grid.spacing)
+        else:
+            score = self._volume_on(scoreVolume, grid)
+        forecast = ctv.isovolumetric_ctv(score, int(np.count_nonzero(standard)), grid.spacing, gtv=gtv,
+                                         brain_mask=brain)
+        steps.step(0.9, "Building the segmentation")
+        name = f"{self._segment_name(segmentationNode, segmentId)} targets{conventions.day_label(day)}"
+        node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", self.scene.GenerateUniqueName(name))
+        node.CreateDefaultDisplayNodes()
+        reference = adapters.reference_volume(segmentationNode)
+        if reference is not None:
+            node.SetReferenceImageGeometryParameterFromVolumeNode(reference)
+        else:
+            parameter = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
+            node.GetSegmentation().SetConversionParameter(
+                parameter, segmentationNode.GetSegmentation().GetConversionParameter(parameter))
+        for segName, mask in (("GTV", gtv), ("CTV standard", standard), ("CTV forecast", forecast)):
+            adapters.add_segment_from_mask(node, mask, grid, segName, conventions.SEGMENT_COLORS[segName],
+                                           conventions.segment_terminology(segName))
+        node.SetAttribute("GliomaForecast.MarginMm", repr(float(marginMm)))
+        node.SetAttribute("GliomaForecast.Score", scoreVolume.GetName() if scoreVolume is not None
+                          else "GTV probability (beta 0.1 /mm, mu 15 mm)")
+        conventions.place_next_to(node, segmentationNode)
+        steps.done()
+        return node
+
+    # --- helpers ---------------------------------------------------------------------------------
+    @staticmethod
+    def _segment_name(segmentationNode: "slicer.vtkMRMLSegmentationNode", segmentId: str) -> str:
+        sid = adapters.segment_id(segmentationNode, segmentId)
+        return segmentationNode.GetSegmentation().GetSegment(sid).GetName()
+
+    @staticmethod
+    def _volume_on(volumeNode: "slicer.vtkMRMLVolumeNode", grid: Grid) -> np.ndarray:
+        """A volume's voxels on ``grid`` (as they are when the grids match, else linearly resampled), float32."""
+        array, own = adapters.volume_to_array_and_grid(volumeNode)
+        if own.same_as(grid):
+            return array.astype(np.float32, copy=False)
+        return resample_to(array, own, grid)
+
+    def _mask_on(self, source: Optional[MaskSource], grid: Grid, what: str) -> Optional[np.ndarray]:
+        """A mask (bool, on ``grid``) from a volume node (> 0 inside) or a (segmentationNode, segmentId) pair."""
+        if source is None:
+            return None
+        if isinstance(source, (tuple, list)):
+            segmentationNode, sid = source
+            reference = self.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "__GliomaForecast_reference__")
+            adapters.update_volume_from_array(reference, np.zeros(grid.shape, np.uint8), grid)
+            try:
+                mask, _ = adapters.segment_mask(segmentationNode, sid, reference)
+            finally:
+                self.scene.RemoveNode(reference)
+            return mask
+        if not source.IsA("vtkMRMLVolumeNode"):
+            raise ValueError(f"{what} must be a volume node or a (segmentation node, segment) pair")
+        array, own = adapters.volume_to_array_and_grid(source)
+        if not own.same_as(grid):
+            array = resample_to(array, own, grid, label=True)
+        return array > 0
