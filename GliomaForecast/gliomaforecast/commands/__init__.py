@@ -2,4 +2,6 @@
 
 COMMANDS = [
     "sdf",
+    "ctv",
+    "growth",
 ]
