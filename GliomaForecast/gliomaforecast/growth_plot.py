@@ -1,0 +1,72 @@
+"""Growth-curve figure (PNG): observed burdens, bootstrap median, 95% band, RT start and forecast day.
+
+Uses matplotlib's object API with the Agg canvas (no pyplot state, no display needed); the file is
+written atomically (temporary file in the same folder, then renamed).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .errors import InputError
+from .growth_fit import GrowthFit
+
+
+def plot_growth(fit: GrowthFit, path: str | Path, *, forecast_days: Sequence[float] = (),
+                unit: str = "mL", title: str | None = None, dpi: int = 120) -> Path:
+    """Draw ``fit`` into the PNG ``path`` and return the path. ``forecast_days`` (days) are marked with
+    their median and 95% band; the time axis spans the scans, RT start and forecast days. ``unit`` is the
+    burden unit shown on the y axis (mL for volumes, mm^2 for slice areas)."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise InputError(path, "output", "the growth figure is written as .png")
+    if not path.parent.is_dir():
+        raise InputError(path, "output", f"folder {path.parent} does not exist")
+    forecast = np.asarray(forecast_days, dtype=float).ravel()
+    marks = [fit.days[0], fit.days[-1], *forecast]
+    if fit.rt_start_day is not None:
+        marks.append(fit.rt_start_day)
+    lo_t, hi_t = min(marks), max(marks)
+    pad = 0.05 * max(hi_t - lo_t, 1.0)
+    t = np.linspace(lo_t - pad, hi_t + pad, 400)
+    median, lower, upper = fit.predict(t)
+
+    fig = Figure(figsize=(6.4, 4.0), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.fill_between(t, lower, upper, color="tab:blue", alpha=0.2, linewidth=0, label="95% band (bootstrap)")
+    ax.plot(t, median, color="tab:blue", label="median")
+    ax.plot(fit.days, fit.burdens, "o", color="black", label="observed")
+    if fit.rt_start_day is not None:
+        ax.axvline(fit.rt_start_day, color="tab:red", linestyle="--", label=f"RT start (day {fit.rt_start_day:g})")
+    if forecast.size:
+        f_med, f_lo, f_hi = fit.predict(forecast)
+        ax.errorbar(forecast, f_med, yerr=[f_med - f_lo, f_hi - f_med], fmt="s", color="tab:orange",
+                    capsize=4, label="forecast")
+        for day in forecast:
+            ax.axvline(day, color="tab:orange", linestyle=":", linewidth=1)
+    ax.set_xlabel("day")
+    ax.set_ylabel(f"tumor burden ({unit})")
+    r2 = "n/a" if not np.isfinite(fit.r_squared) else f"{fit.r_squared:.3f}"
+    ax.set_title(title or f"{fit.model} model, R$^2$ = {r2}")
+    top = min(float(np.max(upper)), 3.0 * max(float(np.max(fit.burdens)), float(np.max(median))))
+    ax.set_ylim(0.0, 1.05 * top if top > 0 else 1.0)  # a very wide band is cut at 3x the data
+    ax.legend(fontsize="small", loc="best")
+    fig.tight_layout()
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
