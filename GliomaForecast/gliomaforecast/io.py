@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -348,6 +349,8 @@ def write_segmentation(path: str | Path, segments: Mapping[str, np.ndarray], gri
         header["kinds"] = ["list", "domain", "domain", "domain"]
     with _atomic_path(path) as tmp:
         nrrd.write(str(tmp), data, header, index_order="C")
+        raw = tmp.read_bytes()  # drop pynrrd's time-stamp comment: same inputs give identical bytes
+        tmp.write_bytes(re.sub(rb"\n# on [^\n]*\(GMT\)\.\n", b"\n", raw, count=1))
     return path
 
 
