@@ -4,4 +4,6 @@ COMMANDS = [
     "sdf",
     "ctv",
     "growth",
+    "forecast",
+    "demo",
 ]

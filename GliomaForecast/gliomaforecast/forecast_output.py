@@ -1,0 +1,113 @@
+"""Write a :class:`~gliomaforecast.forecast.Forecast` as the output folder of DESIGN.md, atomically.
+
+Files (D = target day): probability_dD.nii.gz, uncertainty_dD.nii.gz, flair_dD.nii.gz (when the last scan
+has a FLAIR), displacement.nii.gz (physical LPS vectors, mm), ctv_standard.nii.gz, ctv_forecast.nii.gz,
+targets.seg.nrrd (GTV, CTV standard, CTV forecast), growth.json, growth.png, report.html (+ its PNGs),
+forecast.json. Every volume keeps the case grid exactly. Same inputs and seed give identical files,
+except the ``timings`` entry of forecast.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, sdf
+from .commands.growth import growth_record
+from .deformation import write_displacement
+from .forecast import Forecast
+from .io import atomic_output_dir, write_image, write_segmentation
+
+SCHEMA = "gliomaforecast.forecast/1"
+SEGMENT_COLORS = {"GTV": (0.85, 0.16, 0.16), "CTV standard": (0.95, 0.77, 0.06), "CTV forecast": (0.16, 0.55, 0.95)}
+# Slicer terminology entries (SNOMED CT): GTV / CTV as "Radiotherapy target" structures
+SEGMENT_TERMS = {
+    "GTV": "Segmentation category and type - 3D Slicer General Anatomy list~SCT^49755003^Morphologically Altered"
+           " Structure~SCT^228790004^Gross tumor volume~^^~Anatomic codes - DICOM master list~^^~^^|",
+    "CTV standard": "Segmentation category and type - 3D Slicer General Anatomy list~SCT^49755003^Morphologically"
+                    " Altered Structure~SCT^228793002^Clinical target volume~^^~Anatomic codes - DICOM master"
+                    " list~^^~^^|",
+    "CTV forecast": "Segmentation category and type - 3D Slicer General Anatomy list~SCT^49755003^Morphologically"
+                    " Altered Structure~SCT^228793002^Clinical target volume~^^~Anatomic codes - DICOM master"
+                    " list~^^~^^|",
+}
+
+
+def day_tag(day: float) -> str:
+    """``d180`` for day 180, ``d180.5`` for day 180.5."""
+    return f"d{day:g}"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def forecast_record(fc: Forecast) -> dict:
+    """The JSON-ready provenance of a forecast: inputs with sha256, models, parameters, seed, provider,
+    volumes (mL) and timings (s)."""
+    case, grid = fc.case, fc.case.grid
+    ml = grid.voxel_volume_ml
+    models = fc.output.models
+    providers = sorted({m["provider"] for m in models}) or ["none (no network)"]
+    files = [{"field": name, "path": str(path), "sha256": _sha256(path)} for name, path in case.files()]
+    return {
+        "schema": SCHEMA,
+        "gliomaforecast_version": __version__,
+        "patient_id": case.patient_id,
+        "case": str(case.path),
+        "target_day": fc.target_day,
+        "last_scan_day": case.timepoints[-1].day,
+        "forecaster": fc.forecaster,
+        "inputs": {"days": case.days.tolist(), "rt_start_day": case.rt_start_day, "files": files,
+                   "grid": {"shape_zyx": list(grid.shape), "spacing_mm_zyx": list(grid.spacing),
+                            "origin_mm_lps": list(grid.origin), "direction": list(grid.direction)}},
+        "models": models,
+        "provider": ", ".join(providers),
+        "parameters": {"beta_per_mm": sdf.DEFAULT_BETA, "mu_mm": sdf.DEFAULT_MU, "margin_mm": fc.margin_mm,
+                       "samples": fc.samples, "n_bootstrap": fc.growth.n_bootstrap, "growth_model": fc.growth.model},
+        "seed": fc.seed,
+        "volumes_ml": {
+            "gtv_last_scan": float(fc.gtv.sum() * ml),
+            "forecast_p_gt_0.5": float((fc.output.probability > 0.5).sum() * ml),
+            "ctv_standard": float(fc.ctv_standard.sum() * ml),
+            "ctv_forecast": float(fc.ctv_forecast.sum() * ml),
+        },
+        "notes": [fc.growth.note, *fc.output.notes],
+        "machine": platform.machine(),
+        "timings": {k: round(v, 3) for k, v in fc.timings.items()},
+    }
+
+
+def write_forecast(fc: Forecast, out_dir: str | Path) -> list[Path]:
+    """Write every output of ``fc`` into ``out_dir`` atomically; returns the written file paths."""
+    from .report import write_report  # matplotlib: only when writing
+
+    grid = fc.case.grid
+    tag = day_tag(fc.target_day)
+    inputs = [p for _, p in fc.case.files()] + [fc.case.path]
+    with atomic_output_dir(out_dir, inputs=inputs) as tmp:
+        out = fc.output
+        write_image(tmp / f"probability_{tag}.nii.gz", out.probability.astype(np.float32), grid)
+        write_image(tmp / f"uncertainty_{tag}.nii.gz", out.uncertainty.astype(np.float32), grid)
+        if out.image is not None:
+            write_image(tmp / f"flair_{tag}.nii.gz", out.image.astype(np.float32), grid)
+        write_displacement(tmp / "displacement.nii.gz", out.displacement, grid)
+        write_image(tmp / "ctv_standard.nii.gz", fc.ctv_standard.astype(np.uint8), grid)
+        write_image(tmp / "ctv_forecast.nii.gz", fc.ctv_forecast.astype(np.uint8), grid)
+        segments = {"GTV": fc.gtv, "CTV standard": fc.ctv_standard, "CTV forecast": fc.ctv_forecast}
+        write_segmentation(tmp / "targets.seg.nrrd", segments, grid, colors=SEGMENT_COLORS, terminology=SEGMENT_TERMS)
+        growth = {"patient_id": fc.case.patient_id, "case": str(fc.case.path),
+                  **growth_record(fc.growth, np.array([fc.target_day]))}
+        (tmp / "growth.json").write_text(json.dumps(growth, indent=2) + "\n")
+        write_report(fc, tmp)
+        (tmp / "forecast.json").write_text(json.dumps(forecast_record(fc), indent=2) + "\n")
+        names = sorted(p.name for p in tmp.iterdir())
+    return [Path(out_dir) / n for n in names]
