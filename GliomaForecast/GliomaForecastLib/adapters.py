@@ -174,6 +174,7 @@ def segment_mask(segmentationNode: slicer.vtkMRMLSegmentationNode, segmentIdOrNa
     sid = segment_id(segmentationNode, segmentIdOrName)
     scene = segmentationNode.GetScene()
     reference = referenceVolumeNode or reference_volume(segmentationNode)
+    before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
     labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__GliomaForecast_export__")
     ids = vtk.vtkStringArray()
     ids.InsertNextValue(sid)
@@ -188,11 +189,13 @@ def segment_mask(segmentationNode: slicer.vtkMRMLSegmentationNode, segmentIdOrNa
             raise RuntimeError(f"exporting segment {sid!r} of {segmentationNode.GetName()!r} failed")
         array, grid = volume_to_array_and_grid(labelmap)
     finally:
-        display = labelmap.GetDisplayNode()
-        if display is not None and display.GetColorNode() is not None \
-                and display.GetColorNode().GetName().startswith("__GliomaForecast_export__"):
-            scene.RemoveNode(display.GetColorNode())
-        scene.RemoveNode(labelmap)
+        # Remove the temporary labelmap and what the export made for it (display node, color table); keep the
+        # display node the export may have given the segmentation itself.
+        keep = {segmentationNode.GetDisplayNodeID()}
+        created = [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())]
+        for node in created:
+            if node.GetID() not in before and node.GetID() not in keep:
+                scene.RemoveNode(node)
     return array > 0, grid
 
 

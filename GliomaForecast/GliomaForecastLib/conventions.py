@@ -76,18 +76,30 @@ def day_label(day: float | None) -> str:
     return f" day {int(day)}" if day.is_integer() else f" day {day:g}"
 
 
+def subject_hierarchy_item(node: slicer.vtkMRMLNode) -> int:
+    """The subject hierarchy item of ``node``, created under the scene item when missing (Slicer's Subject
+    Hierarchy module does that for every new node; the bare slicer-core scene does not)."""
+    shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(node.GetScene())
+    item = shNode.GetItemByDataNode(node)
+    return item or shNode.CreateItem(shNode.GetSceneItemID(), node)
+
+
+def place_under(node: slicer.vtkMRMLNode, parentItem: int) -> None:
+    """Move ``node``'s subject hierarchy item under ``parentItem``."""
+    shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(node.GetScene())
+    shNode.SetItemParent(subject_hierarchy_item(node), parentItem)
+
+
 def place_next_to(outputNode: slicer.vtkMRMLNode, inputNode: slicer.vtkMRMLNode | None) -> None:
     """Put ``outputNode`` under the patient's study of ``inputNode`` in the subject hierarchy: the study that
-    holds the input, else the input's parent folder or patient. Nothing happens without a hierarchy."""
+    holds the input, else the input's parent folder or patient. Nothing moves when the input has no item."""
     if inputNode is None or outputNode.GetScene() is None:
         return
     shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(outputNode.GetScene())
-    if shNode is None:
-        return
     inputItem = shNode.GetItemByDataNode(inputNode)
-    outputItem = shNode.GetItemByDataNode(outputNode)
-    if not inputItem or not outputItem:
+    if not inputItem:
         return
+    outputItem = subject_hierarchy_item(outputNode)
     study = shNode.GetItemAncestorAtLevel(inputItem, slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMLevelStudy())
     parent = study or shNode.GetItemParent(inputItem)
     if parent and parent != shNode.GetSceneItemID():

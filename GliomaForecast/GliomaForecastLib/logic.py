@@ -14,7 +14,10 @@ Example (Slicer's Python console)::
 
 from __future__ import annotations
 
+import re
 import threading
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -22,12 +25,44 @@ import slicer
 import vtk
 
 from gliomaforecast import ctv, sdf
+from gliomaforecast.case import load_case
 from gliomaforecast.geometry import Grid, resample_to
 
 from . import adapters, conventions
 from .progress import ProgressCallback, Steps
 
+DAY_ATTRIBUTE = "GliomaForecast.Day"
+_DAY_IN_NAME = re.compile(r"(?:\bday[\s_]*|(?<![A-Za-z0-9])d)(\d+(?:\.\d+)?)(?![\d.])", re.IGNORECASE)
+
 MaskSource = Union["slicer.vtkMRMLVolumeNode", Tuple["slicer.vtkMRMLSegmentationNode", str]]
+
+
+def timepointDay(node: "slicer.vtkMRMLNode") -> Optional[float]:
+    """The scan day (days) of a node: its ``GliomaForecast.Day`` attribute, else a day in its name ("GTV day 95",
+    "d095_gtv"), else None."""
+    value = node.GetAttribute(DAY_ATTRIBUTE)
+    if value:
+        return float(value)
+    match = _DAY_IN_NAME.search(node.GetName() or "")
+    return float(match.group(1)) if match else None
+
+
+@dataclass
+class LoadedCase:
+    """The MRML nodes of a case loaded by :meth:`ForecastLogic.loadCase` (days in days)."""
+
+    patientId: str
+    days: list
+    rtStartDay: Optional[float]
+    flair: dict = field(default_factory=dict)  # day -> vtkMRMLScalarVolumeNode
+    gtv: dict = field(default_factory=dict)  # day -> vtkMRMLSegmentationNode with one segment "GTV"
+    brainMask: Optional["slicer.vtkMRMLLabelMapVolumeNode"] = None
+    dose: Optional["slicer.vtkMRMLScalarVolumeNode"] = None
+    studyItemId: int = 0
+
+    def timepoints(self) -> list:
+        """``(day, segmentationNode, "GTV")`` for :meth:`ForecastLogic.fitGrowth`."""
+        return [(day, self.gtv[day], "GTV") for day in self.days]
 
 
 class ForecastLogic:
@@ -46,6 +81,59 @@ class ForecastLogic:
         if scene is None:
             raise RuntimeError("no MRML scene: pass one to ForecastLogic(scene) or set slicer.mrmlScene")
         return scene
+
+    # --- loading a case ----------------------------------------------------------------------------
+    def loadCase(self, casePath: Union[str, Path]) -> LoadedCase:
+        """Load a case manifest (``case.json``, see ``gliomaforecast.case``) as MRML nodes on its exact geometry:
+        "FLAIR day D" volumes, "GTV day D" segmentations (one segment "GTV", referencing that day's FLAIR),
+        "Brain mask" labelmap and "RT dose (Gy)" volume, each with its ``GliomaForecast.Day`` attribute, under a
+        subject-hierarchy patient and study named after the case."""
+        case = load_case(casePath)
+        scene = self.scene
+        loaded = LoadedCase(case.patient_id, [float(tp.day) for tp in case.timepoints], case.rt_start_day)
+        grid = case.grid
+        shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+        patient = shNode.CreateSubjectItem(shNode.GetSceneItemID(), case.patient_id)
+        loaded.studyItemId = shNode.CreateStudyItem(patient, "GliomaForecast longitudinal MRI")
+
+        def _place(node: "slicer.vtkMRMLNode") -> None:
+            conventions.place_under(node, loaded.studyItemId)
+
+        for tp in case.timepoints:
+            day = float(tp.day)
+            label = conventions.day_label(day)
+            flair = None
+            if "flair" in tp.images:
+                flair = adapters.add_volume(scene, case.image(tp, "flair"), grid, f"FLAIR{label}")
+                flair.SetAttribute(DAY_ATTRIBUTE, repr(day))
+                _place(flair)
+                loaded.flair[day] = flair
+            segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"GTV{label}")
+            segmentation.CreateDefaultDisplayNodes()
+            if flair is not None:
+                segmentation.SetReferenceImageGeometryParameterFromVolumeNode(flair)
+            else:
+                reference = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "__GliomaForecast_reference__")
+                adapters.update_volume_from_array(reference, np.zeros(grid.shape, np.uint8), grid)
+                segmentation.SetReferenceImageGeometryParameterFromVolumeNode(reference)
+                segmentation.SetNodeReferenceID(
+                    slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole(), None)
+                scene.RemoveNode(reference)
+            adapters.add_segment_from_mask(segmentation, case.gtv(tp), grid, "GTV", conventions.SEGMENT_COLORS["GTV"],
+                                           conventions.segment_terminology("GTV"))
+            segmentation.SetAttribute(DAY_ATTRIBUTE, repr(day))
+            _place(segmentation)
+            loaded.gtv[day] = segmentation
+        brain = case.brain_mask()
+        if brain is not None:
+            loaded.brainMask = adapters.add_volume(scene, brain.astype(np.uint8), grid, "Brain mask",
+                                                   "vtkMRMLLabelMapVolumeNode")
+            _place(loaded.brainMask)
+        dose = case.dose()
+        if dose is not None:
+            loaded.dose = adapters.add_volume(scene, dose.astype(np.float32), grid, "RT dose (Gy)")
+            _place(loaded.dose)
+        return loaded
 
     # --- probability map ----------------------------------------------------------------------------
     def probabilityMap(self, segmentationNode: "slicer.vtkMRMLSegmentationNode", segmentId: str,

@@ -1,0 +1,252 @@
+"""Headless tests of GliomaForecastLib on the slicer-core wheel: real MRML nodes, exact geometry, the console
+methods against the core functions, and .seg.nrrd written by the MRML storage node read back bit-exactly."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+slicer = pytest.importorskip("slicer")
+vtk = pytest.importorskip("vtk")
+
+from GliomaForecastLib import adapters, conventions  # noqa: E402
+from GliomaForecastLib.logic import ForecastLogic, LoadedCase, timepointDay  # noqa: E402
+from GliomaForecastLib.progress import Cancelled  # noqa: E402
+from GliomaForecastLib.scene import headless_scene  # noqa: E402
+from gliomaforecast import ctv, sdf  # noqa: E402
+from gliomaforecast.geometry import Grid  # noqa: E402
+from gliomaforecast.io import read_segmentation, write_image  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE_CASE = REPO / "Resources" / "SampleData" / "sample_patient" / "case.json"
+EXACT = dict(rtol=0.0, atol=1e-9)
+
+
+def _oblique(shape=(10, 18, 20), spacing=(4.0, 1.1, 0.9)) -> Grid:
+    rot = Rotation.from_euler("xyz", [10, -20, 35], degrees=True).as_matrix()
+    return Grid(shape, spacing, (-12.345, 67.89, -3.21), tuple(rot.ravel()))
+
+
+def _ball(grid: Grid, center_zyx, radius_mm: float) -> np.ndarray:
+    axes = [(np.arange(n) - c) * s for n, c, s in zip(grid.shape, center_zyx, grid.spacing)]
+    zz, yy, xx = np.meshgrid(*axes, indexing="ij")
+    return zz**2 + yy**2 + xx**2 <= radius_mm**2
+
+
+@pytest.fixture
+def scene():
+    return headless_scene()
+
+
+@pytest.fixture
+def synthetic_case(tmp_path: Path) -> tuple[Path, Grid]:
+    """Three scans (days 0, 40, 95) of a growing ball on an oblique anisotropic grid, RT from day 21, a brain mask
+    that cuts one side, and a dose map."""
+    grid = _oblique()
+    rng = np.random.default_rng(1)
+    brain = np.ones(grid.shape, bool)
+    brain[:, :, :4] = False
+    tps = []
+    for i, (day, radius) in enumerate(((0, 4.0), (40, 5.5), (95, 7.0))):
+        write_image(tmp_path / f"d{i}_flair.nii.gz", rng.normal(100, 5, grid.shape).astype(np.float32), grid)
+        write_image(tmp_path / f"d{i}_gtv.nii.gz", _ball(grid, (5, 9, 8), radius).astype(np.uint8), grid)
+        tps.append({"day": day, "images": {"flair": f"d{i}_flair.nii.gz"}, "gtv": f"d{i}_gtv.nii.gz"})
+    write_image(tmp_path / "brain.nii.gz", brain.astype(np.uint8), grid)
+    write_image(tmp_path / "dose.nii.gz", np.full(grid.shape, 2.0, np.float32), grid)
+    manifest = {"schema": "gliomaforecast.case/1", "patient_id": "SYN-1", "rt_start_day": 21, "timepoints": tps,
+                "brain_mask": "brain.nii.gz", "dose": "dose.nii.gz"}
+    (tmp_path / "case.json").write_text(json.dumps(manifest))
+    return tmp_path / "case.json", grid
+
+
+# --- adapters --------------------------------------------------------------------------------------
+
+def test_volume_round_trip_keeps_voxels_and_oblique_geometry(scene):
+    grid = _oblique()
+    array = np.random.default_rng(0).random(grid.shape).astype(np.float32)
+    node = adapters.add_volume(scene, array, grid, "v")
+    back, back_grid = adapters.volume_to_array_and_grid(node)
+    assert node.IsA("vtkMRMLScalarVolumeNode")
+    assert back_grid.shape == grid.shape and back_grid.same_as(grid, **EXACT)
+    assert back.dtype == np.float32 and np.array_equal(back, array)
+
+
+def test_ijk_to_ras_matches_itk_physical_points():
+    import SimpleITK as sitk
+    from gliomaforecast.geometry import to_sitk
+
+    grid = _oblique()
+    image = to_sitk(np.zeros(grid.shape, np.uint8), grid)
+    matrix = adapters.ijk_to_ras_from_grid(grid)
+    for ijk in [(0, 0, 0), (3, 7, 2), (19, 17, 9)]:
+        lps = np.array(image.TransformIndexToPhysicalPoint(ijk))
+        ras = matrix @ np.array([*ijk, 1.0])
+        np.testing.assert_allclose(ras[:3], lps * [-1, -1, 1], atol=1e-9)
+    assert isinstance(image, sitk.Image)
+
+
+def test_segment_round_trip_and_reference_geometry_without_volume(scene):
+    grid = _oblique()
+    mask = _ball(grid, (5, 9, 8), 6.0)
+    volume = adapters.add_volume(scene, np.zeros(grid.shape, np.int16), grid, "ref")
+    seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "s")
+    seg.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+    sid = adapters.add_segment_from_mask(seg, mask, grid, "GTV")
+    back, back_grid = adapters.segment_mask(seg, sid)
+    assert np.array_equal(back, mask) and back_grid.same_as(grid, **EXACT)
+    # The same segment in a segmentation that only stores the geometry string (no reference volume node).
+    seg.SetNodeReferenceID(slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole(), None)
+    back2, grid2 = adapters.segment_mask(seg, "GTV")
+    assert np.array_equal(back2, mask) and grid2.same_as(grid, atol=1e-9, rtol=0)
+    with pytest.raises(ValueError, match="no segment 'CTV'"):
+        adapters.segment_mask(seg, "CTV")
+
+
+def test_timepoint_day_from_attribute_or_name(scene):
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "GTV day 95")
+    assert timepointDay(node) == 95.0
+    node.SetName("d040_gtv")
+    assert timepointDay(node) == 40.0
+    node.SetAttribute("GliomaForecast.Day", "12.5")
+    assert timepointDay(node) == 12.5
+    assert timepointDay(scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "tumor")) is None
+
+
+# --- console methods on a loaded case --------------------------------------------------------------
+
+@pytest.fixture
+def loaded(scene, synthetic_case) -> tuple[LoadedCase, Grid]:
+    path, grid = synthetic_case
+    return ForecastLogic().loadCase(path), grid
+
+
+def test_load_case_builds_named_nodes_in_a_study(loaded, scene):
+    case, grid = loaded
+    assert case.days == [0.0, 40.0, 95.0] and case.rtStartDay == 21
+    assert case.flair[95.0].GetName() == "FLAIR day 95" and case.gtv[40.0].GetName() == "GTV day 40"
+    assert adapters.grid_from_volume(case.flair[0.0]).same_as(grid, atol=1e-6, rtol=0)
+    assert case.brainMask.IsA("vtkMRMLLabelMapVolumeNode") and case.dose.GetName() == "RT dose (Gy)"
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    for node in (case.flair[0.0], case.gtv[95.0], case.brainMask, case.dose):
+        assert sh.GetItemParent(sh.GetItemByDataNode(node)) == case.studyItemId
+    assert sh.GetItemName(sh.GetItemParent(case.studyItemId)) == "SYN-1"
+
+
+def test_probability_map_equals_core_on_the_input_geometry(loaded, scene):
+    case, _ = loaded
+    seg = case.gtv[95.0]
+    node = ForecastLogic().probabilityMap(seg, "GTV", beta=0.2, mu=10.0, day=95)
+    mask, grid = adapters.segment_mask(seg, "GTV")
+    expected = sdf.tumor_probability(mask, grid.spacing, beta=0.2, mu=10.0)
+    array, out_grid = adapters.volume_to_array_and_grid(node)
+    assert node.IsA("vtkMRMLScalarVolumeNode") and node.GetName() == "GTV probability day 95"
+    assert out_grid.same_as(adapters.grid_from_volume(case.flair[95.0]), **EXACT)
+    assert np.array_equal(array, expected)
+    display = node.GetDisplayNode()
+    assert display.GetColorNode().GetName() == conventions.PROBABILITY_COLOR_TABLE
+    assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == (0.0, 1.0)
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    assert sh.GetItemParent(sh.GetItemByDataNode(node)) == case.studyItemId
+
+
+def test_target_volumes_match_core_and_export_bit_exactly(loaded, scene, tmp_path):
+    case, _ = loaded
+    logic = ForecastLogic()
+    seg = case.gtv[95.0]
+    score = logic.probabilityMap(case.gtv[40.0], "GTV", mu=5.0)
+    reports = []
+    out = logic.targetVolumes(seg, "GTV", scoreVolume=score, marginMm=8.0, brainMask=case.brainMask, day=95,
+                              progress=lambda f, m: reports.append(f))
+    gtv, grid = adapters.segment_mask(seg, "GTV")
+    brain = adapters.array_from_volume(case.brainMask) > 0
+    standard = ctv.standard_ctv(gtv, grid.spacing, margin_mm=8.0, brain_mask=brain)
+    forecast = ctv.isovolumetric_ctv(adapters.array_from_volume(score), int(standard.sum()), grid.spacing, gtv=gtv,
+                                     brain_mask=brain)
+    assert out.IsA("vtkMRMLSegmentationNode") and out.GetName() == "GTV targets day 95"
+    segmentation = out.GetSegmentation()
+    names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+    assert names == ["GTV", "CTV standard", "CTV forecast"]
+    assert adapters.reference_volume(out) is case.flair[95.0]
+    expected = {"GTV": gtv, "CTV standard": standard, "CTV forecast": forecast}
+    for name, mask in expected.items():
+        got, got_grid = adapters.segment_mask(out, name)
+        assert got_grid.same_as(grid, **EXACT) and np.array_equal(got, mask), name
+    assert standard.sum() == forecast.sum() and not np.array_equal(standard, forecast)
+    assert reports[0] == 0.0 and reports[-1] == 1.0 and reports == sorted(reports)
+    tag = vtk.mutable("")
+    segment = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName("CTV forecast"))
+    assert segment.GetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), tag) and "228792002" in str(tag)
+    assert tuple(round(c, 6) for c in segment.GetColor()) == conventions.SEGMENT_COLORS["CTV forecast"]
+
+    # Written by Slicer's storage node, read back by the core reader and by the storage node: bit-exact.
+    path = tmp_path / "targets.seg.nrrd"
+    storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+    storage.SetFileName(str(path))
+    assert storage.WriteData(out)
+    segments, file_grid = read_segmentation(path)
+    assert list(segments) == names and file_grid.same_as(grid, atol=1e-9, rtol=0)
+    for name, mask in expected.items():
+        assert segments[name].dtype == bool and np.array_equal(segments[name], mask), name
+    again = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "again")
+    reader = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+    reader.SetFileName(str(path))
+    assert reader.ReadData(again)
+    again.SetReferenceImageGeometryParameterFromVolumeNode(case.flair[95.0])
+    for name, mask in expected.items():
+        assert np.array_equal(adapters.segment_mask(again, name)[0], mask), name
+
+
+def test_target_volumes_barrier_and_default_score(loaded):
+    case, _ = loaded
+    seg = case.gtv[40.0]
+    gtv, grid = adapters.segment_mask(seg, "GTV")
+    barrier = np.zeros(grid.shape, bool)
+    barrier[:, 13:15, :] = True
+    barrier &= ~gtv
+    barrier_node = adapters.add_volume(slicer.mrmlScene, barrier.astype(np.uint8), grid, "falx",
+                                       "vtkMRMLLabelMapVolumeNode")
+    out = ForecastLogic().targetVolumes(seg, "GTV", marginMm=10.0, barrier=barrier_node)
+    standard = ctv.standard_ctv(gtv, grid.spacing, margin_mm=10.0, barrier=barrier)
+    forecast = ctv.isovolumetric_ctv(sdf.tumor_probability(gtv, grid.spacing), int(standard.sum()), grid.spacing,
+                                     gtv=gtv)
+    assert np.array_equal(adapters.segment_mask(out, "CTV standard")[0], standard)
+    assert np.array_equal(adapters.segment_mask(out, "CTV forecast")[0], forecast)
+
+
+def test_cancel_leaves_no_output_nodes(loaded, scene):
+    case, _ = loaded
+    cancel = threading.Event()
+    before = scene.GetNumberOfNodes()
+
+    def progress(fraction, message):
+        if fraction >= 0.2:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        ForecastLogic().targetVolumes(case.gtv[95.0], "GTV", progress=progress, cancel=cancel)
+    assert scene.GetNumberOfNodes() == before
+
+
+def test_fit_growth_table_and_chart_match_core(loaded, scene):
+    growth = pytest.importorskip("gliomaforecast.growth")
+    case, _ = loaded
+    table, chart = ForecastLogic().fitGrowth(case.timepoints(), rtStartDay=case.rtStartDay, nBootstrap=8, seed=3)
+    masks = [adapters.segment_mask(case.gtv[d], "GTV") for d in case.days]
+    volumes = [float(mask.sum()) * grid.voxel_volume_ml for mask, grid in masks]
+    fit = growth.fit_growth(np.array(case.days), np.array(volumes), rt_start_day=21, n_bootstrap=8, seed=3)
+    assert table.IsA("vtkMRMLTableNode") and chart.IsA("vtkMRMLPlotChartNode")
+    days = slicer.util.arrayFromTableColumn(table, "Day")
+    median, lower, upper = fit.predict(days)
+    np.testing.assert_allclose(slicer.util.arrayFromTableColumn(table, "Median (mL)"), median, rtol=1e-12)
+    np.testing.assert_allclose(slicer.util.arrayFromTableColumn(table, "Lower 2.5% (mL)"), lower, rtol=1e-12)
+    np.testing.assert_allclose(slicer.util.arrayFromTableColumn(table, "Upper 97.5% (mL)"), upper, rtol=1e-12)
+    observed = slicer.util.arrayFromTableColumn(table, "Observed (mL)")
+    np.testing.assert_allclose(observed[np.isin(days, case.days)], volumes, rtol=1e-12)
+    assert np.isnan(observed[~np.isin(days, case.days)]).all()
+    assert chart.GetNumberOfPlotSeriesNodes() == 4
+    assert table.GetName() == "Growth fit (days 0-95)"
