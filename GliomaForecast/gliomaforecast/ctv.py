@@ -129,6 +129,8 @@ def _geodesic_distance(mask: np.ndarray, spacing: tuple[float, ...], obstacles: 
     Obstacles and voxels beyond the band (or unreachable) get +inf; ``mask`` voxels get 0."""
     if mask.all():
         return np.zeros(mask.shape)
+    if not np.any(ndimage.binary_dilation(mask) & ~mask & ~obstacles):  # walled in: nowhere to go
+        return np.where(mask, 0.0, np.inf)
     phi = np.ma.MaskedArray(np.where(mask, _FMM_INSIDE, 1.0), mask=obstacles)
     band = limit_mm + 2.0 * max(spacing)
     dist = skfmm.distance(phi, dx=list(spacing), order=2, narrow=band)
@@ -162,7 +164,9 @@ def isovolumetric_ctv(score: np.ndarray, n_voxels: int, spacing: Sequence[float]
     if values.ndim not in (2, 3) or not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
         raise ValueError(f"score must be a real-valued 2D or 3D map, got {values.ndim}D {values.dtype}")
     spacing = _spacing(spacing, values.ndim)
-    if isinstance(n_voxels, (bool, np.bool_)) or int(n_voxels) != n_voxels or n_voxels < 0:
+    whole = isinstance(n_voxels, (int, np.integer)) or (isinstance(n_voxels, (float, np.floating))
+                                                        and float(n_voxels).is_integer())
+    if isinstance(n_voxels, (bool, np.bool_)) or not whole or n_voxels < 0:
         raise ValueError(f"n_voxels must be a whole number >= 0, got {n_voxels}")
     n_voxels = int(n_voxels)
     tumor = _mask(gtv, values.shape, "gtv")

@@ -157,6 +157,15 @@ def test_barrier_with_a_hole_lets_the_margin_around_only_by_the_longer_path():
     assert ctv.standard_ctv(gtv, (1, 1, 1), 15.0)[1, 30, 16]
 
 
+def test_gtv_walled_in_by_the_barrier_keeps_only_the_gtv():
+    gtv = np.zeros((9, 9, 9), bool)
+    gtv[4, 4, 4] = True
+    wall = np.zeros_like(gtv)
+    wall[3:6, 3:6, 3:6] = True
+    np.testing.assert_array_equal(ctv.standard_ctv(gtv, (1, 1, 1), 5.0, barrier=wall), gtv)
+    np.testing.assert_array_equal(ctv.standard_ctv(gtv, (1, 1, 1), 5.0, barrier=np.ones_like(gtv)), gtv)
+
+
 def test_outside_brain_is_a_barrier_for_the_geodesic_margin():
     shape = (3, 40, 40)
     gtv = np.zeros(shape, bool)
@@ -290,8 +299,11 @@ def test_bad_input_iso():
         ctv.isovolumetric_ctv(score, int(gtv.sum()) - 1, (1, 1, 1), gtv=gtv)
     with pytest.raises(ValueError, match="n_voxels"):
         ctv.isovolumetric_ctv(score, -3, (1, 1, 1))
-    with pytest.raises(ValueError, match="n_voxels"):
-        ctv.isovolumetric_ctv(score, 2.5, (1, 1, 1))
+    for bad in (2.5, float("nan"), "7", True):
+        with pytest.raises(ValueError, match="n_voxels"):
+            ctv.isovolumetric_ctv(score, bad, (1, 1, 1))
+    assert ctv.isovolumetric_ctv(score, np.int64(40), (1, 1, 1), gtv=gtv).sum() == 40
+    assert ctv.isovolumetric_ctv(score, 40.0, (1, 1, 1), gtv=gtv).sum() == 40
     with pytest.raises(ValueError, match="empty"):
         ctv.isovolumetric_ctv(score, 50, (1, 1, 1), gtv=np.zeros_like(gtv))
     with pytest.raises(ValueError, match="nothing to grow"):
