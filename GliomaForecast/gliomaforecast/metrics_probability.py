@@ -149,7 +149,8 @@ def plot_reliability_diagram(diagram: ReliabilityDiagram, title: str = "Calibrat
     top.set_title(f"{title} (ECE {diagram.ece:.4f})")
     top.legend(loc="upper left", fontsize="small")
     bottom.bar(centres, diagram.counts, width=width, color="0.6", edgecolor="k")
-    bottom.set_yscale("log" if diagram.counts.max() > 100 else "linear")
+    if diagram.counts.max() > 100 * diagram.counts[used].min():  # counts spanning decades: log axis
+        bottom.set_yscale("log")
     bottom.set_xlabel("predicted probability")
     bottom.set_ylabel("voxels")
     return fig
