@@ -1,0 +1,184 @@
+"""The forecast report: PNG figures and one self-contained ``report.html``.
+
+:func:`write_report` writes into an existing folder:
+
+- ``growth.png``: the growth curve with its 95% bootstrap band and the target day (``growth_plot``);
+- ``overlays.png``: axial slices of the last FLAIR with the forecast probability, the contours of the last
+  GTV and of both CTVs, and the uncertainty when the forecaster gives one;
+- ``volumes.png``: the target volumes and the growth model's volume at the target day (mL);
+- ``report.html``: the figures embedded as base64 PNG (no external file, link or script), the volumes
+  (mL), the growth parameters with their 95% band, the inputs (files, days, grid), the forecaster and its
+  models (sha256, execution provider), the seed and the notes.
+
+Same forecast -> identical bytes (no timings or dates in the report; PNGs without software metadata).
+Volumes are in mL, days since the case's day 0, distances in mm.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import InputError
+from .evaluation import dice, volume_ml
+from .forecast import Forecast
+from .growth import PARAM_UNITS
+from .report_figures import axial_levels, plot_overlays, plot_volumes
+
+TUMOR_THRESHOLD = 0.8  # P > 0.8 is inside the GTV for the logistic map (beta 0.1 /mm, mu 15 mm)
+N_LEVELS = 4
+
+_STYLE = """body{font-family:sans-serif;margin:2em;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #bbb;padding:3px 8px;text-align:left;
+font-size:0.9em}th{background:#eee}td.num{text-align:right;font-variant-numeric:tabular-nums}
+img{max-width:100%;border:1px solid #ddd}code{font-size:0.85em;word-break:break-all}"""
+
+
+def report_volumes(forecast: Forecast) -> dict[str, float]:
+    """The volumes of the report (mL): last GTV, forecast tumor (P > 0.8), both CTVs, their overlap and
+    what each holds that the other does not."""
+    spacing = forecast.case.grid.spacing
+    std, fc = forecast.ctv_standard, forecast.ctv_forecast
+    return {
+        "GTV (last scan)": volume_ml(forecast.gtv, spacing),
+        f"forecast tumor (P > {TUMOR_THRESHOLD:g})": volume_ml(forecast.output.probability > TUMOR_THRESHOLD, spacing),
+        "CTV standard": volume_ml(std, spacing),
+        "CTV forecast": volume_ml(fc, spacing),
+        "CTV overlap": volume_ml(std & fc, spacing),
+        "CTV forecast only": volume_ml(fc & ~std, spacing),
+        "CTV standard only": volume_ml(std & ~fc, spacing),
+    }
+
+
+def _esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _num(value: float, digits: int = 4) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}g}"
+
+
+def _table(header: list[str], rows: list[list[object]], numeric: set[int] = frozenset()) -> str:
+    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f'<td class="num">{_esc(c)}</td>' if i in numeric else f"<td>{_esc(c)}</td>"
+                                    for i, c in enumerate(row)) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<p><img alt="{_esc(alt)}" src="data:image/png;base64,{data}"></p>'
+
+
+def _inputs_rows(forecast: Forecast) -> list[list[object]]:
+    case = forecast.case
+    rows: list[list[object]] = []
+    for tp in case.timepoints:
+        files = [f"{k}: {p}" for k, p in sorted(tp.images.items())]
+        if tp.gtv is not None:
+            files.append(f"gtv: {tp.gtv}")
+        if tp.labels is not None:
+            files.append(f"labels: {tp.labels}")
+        rows.append([f"timepoint {tp.index}", f"day {tp.day:g}", "; ".join(files)])
+    for name, path in (("dose", case.dose_path), ("brain mask", case.brain_mask_path)):
+        rows.append([name, "", str(path) if path else "not given"])
+    for name, path in sorted(case.tissue_paths.items()):
+        rows.append([f"tissue {name}", "", str(path)])
+    return rows
+
+
+def _growth_rows(forecast: Forecast) -> list[list[object]]:
+    units = dict(PARAM_UNITS, initial_burden="mL")
+    return [[name, units[name], _num(s["value"]), _num(s["median"]), _num(s["lower_2.5"]), _num(s["upper_97.5"]),
+             "fixed" if s["fixed"] else "fitted"]
+            for name, s in forecast.growth.parameter_summary().items()]
+
+
+def render_html(forecast: Forecast, figures: dict[str, Path]) -> str:
+    """The report page for ``forecast`` with the PNG ``figures`` (name -> file) embedded."""
+    case, out, fit = forecast.case, forecast.output, forecast.growth
+    grid = case.grid
+    last = case.timepoints[-1]
+    day = forecast.target_day
+    med, lo, hi = (float(v[0]) for v in fit.predict([day]))
+    volumes = report_volumes(forecast)
+    std, fc = forecast.ctv_standard, forecast.ctv_forecast
+    summary = [
+        ["patient", case.patient_id], ["case manifest", str(case.path)],
+        ["target day", f"{day:g} ({day - last.day:g} days after the last scan, day {last.day:g})"],
+        ["RT start day", "not given" if case.rt_start_day is None else f"{case.rt_start_day:g}"],
+        ["forecaster", forecast.forecaster], ["seed", forecast.seed], ["samples", forecast.samples],
+        ["standard CTV margin", f"{forecast.margin_mm:g} mm"],
+        ["growth model at target day", f"{med:.2f} mL (95% band {lo:.2f}-{hi:.2f} mL)"],
+        ["Dice(CTV standard, CTV forecast)", _num(dice(std, fc), 3)],
+    ]
+    grid_rows = [["shape (z, y, x)", " x ".join(str(s) for s in grid.shape)],
+                 ["spacing (z, y, x)", " x ".join(f"{s:g}" for s in grid.spacing) + " mm"],
+                 ["origin (x, y, z, LPS)", ", ".join(f"{o:g}" for o in grid.origin) + " mm"],
+                 ["direction", ", ".join(f"{d:g}" for d in grid.direction)],
+                 ["voxel volume", f"{grid.voxel_volume_ml * 1000:g} mm^3"]]
+    models = [[m.get("id", ""), m.get("version", ""), m.get("file", ""), m.get("sha256", ""), m.get("provider", "")]
+              for m in out.models]
+    notes = list(out.notes) + [f"growth: {fit.note}; R^2 {_num(fit.r_squared, 3)}; {fit.n_bootstrap} bootstrap "
+                               f"refits, noise {fit.noise:g}, seed {fit.seed}"]
+    title = f"GliomaForecast report: {case.patient_id}, day {day:g}"
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{_esc(title)}</title>",
+        f"<style>{_STYLE}</style></head><body>", f"<h1>{_esc(title)}</h1>",
+        _table(["item", "value"], summary),
+        "<h2>Volumes (mL)</h2>",
+        _table(["volume", "mL"], [[k, f"{v:.2f}"] for k, v in volumes.items()], numeric={1}),
+        "<h2>Forecast on the last FLAIR</h2>", _img(figures["overlays"], "axial overlays"),
+        "<h2>Target volumes</h2>", _img(figures["volumes"], "target volumes"),
+        "<h2>Growth model</h2>", _img(figures["growth"], "growth curve with 95% band"),
+        _table(["parameter", "unit", "fit", "bootstrap median", "2.5 %", "97.5 %", ""], _growth_rows(forecast),
+               numeric={2, 3, 4, 5}),
+        "<h2>Inputs</h2>", _table(["input", "day", "files"], _inputs_rows(forecast)),
+        "<h3>Grid</h3>", _table(["", "value"], grid_rows),
+        "<h2>Models</h2>",
+        (_table(["id", "version", "file", "sha256", "provider"], models) if models
+         else f"<p>The {_esc(forecast.forecaster)} forecaster runs no model.</p>"),
+        "<h2>Notes</h2><ul>" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>",
+        f"<p><small>gliomaforecast {_esc(__version__)}</small></p>", "</body></html>", "",
+    ]
+    return "\n".join(parts)
+
+
+def write_report(forecast: Forecast, out_dir: Path) -> list[Path]:
+    """Write growth.png, overlays.png, volumes.png and report.html into the existing folder ``out_dir``;
+    return their paths (in that order)."""
+    from .growth_plot import plot_growth
+
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        raise InputError(out_dir, "output", "report folder does not exist")
+    case = forecast.case
+    last = case.timepoints[-1]
+    background = None
+    modality = next((m for m in ("flair", "t1ce", "t2", "t1") if m in last.images), None)
+    if modality is not None:
+        background = case.image(last, modality)
+    day = forecast.target_day
+    masks = (forecast.gtv, forecast.ctv_standard, forecast.ctv_forecast)
+    levels = axial_levels(forecast.ctv_forecast | forecast.gtv, N_LEVELS)
+    figures = {
+        "growth": plot_growth(forecast.growth, out_dir / "growth.png", forecast_days=[day],
+                              title=f"{case.patient_id}: {forecast.growth.model} model (GTV volume)"),
+        "overlays": plot_overlays(out_dir / "overlays.png", background, forecast.output.probability,
+                                  forecast.output.uncertainty, masks, case.grid.spacing, levels,
+                                  f"{case.patient_id}: {forecast.forecaster} forecast for day {day:g} "
+                                  f"on the {modality or 'blank'} of day {last.day:g}"),
+        "volumes": plot_volumes(out_dir / "volumes.png",
+                                {k: v for k, v in report_volumes(forecast).items()
+                                 if k in ("GTV (last scan)", f"forecast tumor (P > {TUMOR_THRESHOLD:g})",
+                                          "CTV standard", "CTV forecast", "CTV overlap")},
+                                tuple(float(v[0]) for v in forecast.growth.predict([day])),
+                                f"{case.patient_id}: volumes at day {day:g}"),
+    }
+    page = out_dir / "report.html"
+    page.write_text(render_html(forecast, figures), encoding="utf-8")
+    return [figures["growth"], figures["overlays"], figures["volumes"], page]

@@ -1,0 +1,124 @@
+"""Figures of the forecast report: axial overlays and target-volume comparison (PNG).
+
+matplotlib's object API on the Agg canvas (no pyplot state, no display); PNGs are saved without the
+``Software`` metadata entry so that identical inputs give identical bytes. Slices are drawn in mm
+(the extent comes from the grid spacing), row 0 at the top, in array (index) orientation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+PNG_METADATA = {"Software": None}
+CONTOURS = (("GTV (last scan)", "lime", "solid"), ("CTV standard", "tab:cyan", "solid"),
+            ("CTV forecast", "tab:orange", "dashed"))
+
+
+def save_png(fig: Figure, path: Path, dpi: int = 100) -> Path:
+    """Save ``fig`` as a reproducible PNG (no software/time metadata) at ``dpi`` and return ``path``."""
+    FigureCanvasAgg(fig)
+    fig.savefig(path, format="png", dpi=dpi, metadata=PNG_METADATA)
+    return path
+
+
+def axial_levels(mask: np.ndarray, n: int = 4) -> list[int]:
+    """``n`` distinct axial (z) indices spread evenly over the z-extent of ``mask`` (fewer when the mask
+    spans fewer slices); the middle slice of the volume when the mask is empty."""
+    zs = np.flatnonzero(np.asarray(mask).reshape(mask.shape[0], -1).any(axis=1))
+    if zs.size == 0:
+        return [mask.shape[0] // 2]
+    if zs.size <= n:
+        return [int(z) for z in zs]
+    # interior points of an even split of [first, last]: avoid the (often tiny) end slices
+    picks = np.linspace(zs[0], zs[-1], n + 2)[1:-1]
+    return sorted({int(round(z)) for z in picks})
+
+
+def _window(image: np.ndarray) -> tuple[float, float]:
+    """Display window of a background image: its 1st and 99th percentiles over non-zero voxels."""
+    values = image[image != 0]
+    if values.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(values, [1.0, 99.0])
+    return float(lo), float(hi if hi > lo else lo + 1.0)
+
+
+def plot_overlays(path: Path, background: np.ndarray | None, probability: np.ndarray,
+                  uncertainty: np.ndarray | None, masks: Sequence[np.ndarray], spacing: Sequence[float],
+                  levels: Sequence[int], title: str) -> Path:
+    """Axial overlays at ``levels`` (z indices): the forecast probability (colour, transparent below
+    0.05) on ``background`` (the last FLAIR, grey) with the contours of ``masks`` (GTV, CTV standard,
+    CTV forecast; colours and line styles of :data:`CONTOURS`); a second row shows ``uncertainty`` (standard deviation
+    of the probability) when it is not all zero. ``spacing`` (mm, z y x) sets the aspect."""
+    show_unc = uncertainty is not None and float(np.max(uncertainty)) > 0
+    rows, cols = (2 if show_unc else 1), len(levels)
+    dy, dx = float(spacing[1]), float(spacing[2])
+    ny, nx = probability.shape[1:]
+    extent = (-0.5 * dx, (nx - 0.5) * dx, (ny - 0.5) * dy, -0.5 * dy)
+    fig = Figure(figsize=(2.6 * cols + 0.9, 2.7 * rows + 0.6), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
+    lo, hi = _window(background) if background is not None else (0.0, 1.0)
+    prob_im = unc_im = None
+    for j, z in enumerate(levels):
+        for i in range(rows):
+            ax = axes[i, j]
+            if background is not None:
+                ax.imshow(background[z], cmap="gray", vmin=lo, vmax=hi, extent=extent, interpolation="nearest")
+            else:
+                ax.imshow(np.zeros((ny, nx)), cmap="gray", vmin=0, vmax=1, extent=extent)
+            if i == 0:
+                shown = np.where(probability[z] >= 0.05, probability[z], np.nan)
+                prob_im = ax.imshow(shown, cmap="inferno", vmin=0, vmax=1, alpha=0.55, extent=extent,
+                                    interpolation="nearest")
+                ax.set_title(f"z = {z} ({z * float(spacing[0]):.0f} mm)", fontsize="small")
+            else:
+                shown = np.where(uncertainty[z] > 0, uncertainty[z], np.nan)
+                unc_im = ax.imshow(shown, cmap="viridis", vmin=0, vmax=max(float(np.max(uncertainty)), 1e-6),
+                                   alpha=0.7, extent=extent, interpolation="nearest")
+            for mask, (_, colour, style) in zip(masks, CONTOURS):
+                if mask[z].any() and not mask[z].all():
+                    ax.contour(np.arange(nx) * dx, np.arange(ny) * dy, mask[z].astype(np.float32), levels=[0.5], colors=[colour],
+                               linestyles=style, linewidths=1.2)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.colorbar(prob_im, ax=axes[0, :].tolist(), shrink=0.8, label="tumor probability")
+    if unc_im is not None:
+        fig.colorbar(unc_im, ax=axes[1, :].tolist(), shrink=0.8, label="uncertainty (SD)")
+    handles = [Line2D([], [], color=c, linestyle=ls, label=name) for name, c, ls in CONTOURS]
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize="small", frameon=False)
+    fig.suptitle(title, fontsize="medium")
+    return save_png(fig, path)
+
+
+def plot_volumes(path: Path, volumes_ml: Mapping[str, float], band_ml: tuple[float, float, float] | None,
+                 title: str) -> Path:
+    """Bar chart of the volumes (mL) in ``volumes_ml`` (name -> mL, in order); ``band_ml`` (median,
+    lower 2.5 %, upper 97.5 %) of the growth model at the target day is drawn as a bar with error bars."""
+    names = [n.replace(" (", "\n(") for n in volumes_ml]
+    values = [float(v) for v in volumes_ml.values()]
+    colours = ["0.4"] * len(names)
+    if band_ml is not None:
+        names.append("growth model\n(95% band)")
+        values.append(float(band_ml[0]))
+        colours.append("tab:blue")
+    fig = Figure(figsize=(6.4, 3.4), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(names))
+    bars = ax.bar(x, values, color=colours, edgecolor="k")
+    if band_ml is not None:
+        med, lo, hi = band_ml
+        ax.errorbar([x[-1]], [med], yerr=[[med - lo], [hi - med]], fmt="none", ecolor="k", capsize=5)
+    for bar, v in zip(bars, values):
+        ax.annotate(f"{v:.1f}", (bar.get_x() + bar.get_width() / 2, v), ha="center", va="bottom",
+                    fontsize="small", xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(x, names, fontsize="small")
+    ax.set_ylabel("volume (mL)")
+    ax.set_title(title, fontsize="medium")
+    ax.margins(y=0.15)
+    return save_png(fig, path)

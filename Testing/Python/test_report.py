@@ -1,0 +1,94 @@
+"""The forecast report: files, a self-contained HTML page with the right volumes, reproducible bytes."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gliomaforecast.errors import InputError
+from gliomaforecast.evaluation import volume_ml
+from gliomaforecast.forecast import run_forecast
+from gliomaforecast.report import report_volumes, write_report
+from gliomaforecast.report_figures import axial_levels
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def forecast(make_case):
+    path, _ = make_case(n_timepoints=3)
+    return run_forecast(path, 200.0, "persistence", n_bootstrap=10, seed=3)
+
+
+def test_report_files_and_self_contained_html(forecast, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    out.mkdir()
+    paths = write_report(forecast, out)
+    assert [p.name for p in paths] == ["growth.png", "overlays.png", "volumes.png", "report.html"]
+    for p in paths[:3]:
+        assert p.read_bytes().startswith(PNG_SIGNATURE)
+    page = paths[3].read_text(encoding="utf-8")
+    # self-contained: no script, no stylesheet link, no URL; every image is an embedded PNG
+    assert "<script" not in page.lower() and "<link" not in page.lower()
+    assert not re.search(r"(https?|file|ftp)://", page)
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert len(sources) == 3 and all(s.startswith("data:image/png;base64,") for s in sources)
+    # the volumes it must show (mL), with the CTVs as built by the forecast
+    spacing = forecast.case.grid.spacing
+    volumes = report_volumes(forecast)
+    assert volumes["CTV standard"] == pytest.approx(volume_ml(forecast.ctv_standard, spacing))
+    assert volumes["CTV forecast"] == pytest.approx(volume_ml(forecast.ctv_forecast, spacing))
+    assert volumes["GTV (last scan)"] == pytest.approx(volume_ml(forecast.gtv, spacing))
+    for name in ("GTV (last scan)", "CTV standard", "CTV forecast", "CTV overlap"):
+        assert f"<td>{name}</td><td class=\"num\">{volumes[name]:.2f}</td>" in page
+    median, lower, upper = (float(v[0]) for v in forecast.growth.predict([200.0]))
+    assert f"{median:.2f} mL (95% band {lower:.2f}-{upper:.2f} mL)" in page
+    # inputs, grid, forecaster, seed
+    for tp in forecast.case.timepoints:
+        assert str(tp.gtv) in page and f"day {tp.day:g}" in page
+    assert "12 x 20 x 20" in page and "2 x 2 x 2 mm" in page
+    assert "persistence" in page and "runs no model" in page
+    assert "<td>seed</td><td>3</td>" in page
+
+
+def test_report_lists_models_with_sha256(forecast, tmp_path: Path) -> None:
+    model = {"id": "evolution", "version": "1.2.3", "file": "evolution.onnx", "sha256": "ab" * 32,
+             "provider": "CPUExecutionProvider"}
+    with_model = dataclasses.replace(forecast, output=dataclasses.replace(forecast.output, models=[model]))
+    page = write_report(with_model, tmp_path)[-1].read_text(encoding="utf-8")
+    assert "ab" * 32 in page and "CPUExecutionProvider" in page and "1.2.3" in page
+    assert "runs no model" not in page
+
+
+def test_report_bytes_are_reproducible(forecast, make_case, tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    first = write_report(forecast, a)
+    again = run_forecast(forecast.case.path, 200.0, "persistence", n_bootstrap=10, seed=3)
+    second = write_report(again, b)
+    for x, y in zip(first, second):
+        assert x.read_bytes() == y.read_bytes(), x.name
+    assert b"Software" not in first[1].read_bytes()  # no software metadata in our PNGs
+
+
+def test_report_needs_an_existing_folder(forecast, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="report folder does not exist"):
+        write_report(forecast, tmp_path / "missing")
+    assert not (tmp_path / "missing").exists()
+
+
+def test_axial_levels_spread_over_the_mask() -> None:
+    mask = np.zeros((20, 4, 4), bool)
+    mask[5:16, 1, 1] = True
+    levels = axial_levels(mask, 4)
+    assert levels == sorted(set(levels)) and len(levels) == 4
+    assert all(5 < z < 15 for z in levels)
+    mask[:] = False
+    mask[7:9, 2, 2] = True
+    assert axial_levels(mask, 4) == [7, 8]
+    assert axial_levels(np.zeros((9, 3, 3), bool)) == [4]
