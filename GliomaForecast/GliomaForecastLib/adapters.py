@@ -226,3 +226,32 @@ def add_segment_from_mask(segmentationNode: slicer.vtkMRMLSegmentationNode, mask
     if not segmentation.AddSegment(segment, sid):
         raise RuntimeError(f"adding segment {name!r} to {segmentationNode.GetName()!r} failed")
     return sid
+
+
+# --- transforms -----------------------------------------------------------------------------------
+
+def add_grid_transform(scene: slicer.vtkMRMLScene, vectors_lps: np.ndarray, grid: Grid,
+                       name: str) -> slicer.vtkMRMLGridTransformNode:
+    """A grid transform node from a displacement field of physical LPS vectors (z, y, x, 3; x, y, z components,
+    mm) on ``grid``, ITK's displacement-field convention (a resampling, "pull" map from the fixed grid): Slicer
+    stores such a field as the transform *from* parent, with the vectors converted to RAS."""
+    vectors_lps = np.asarray(vectors_lps, dtype=np.float64)
+    if vectors_lps.shape != grid.shape + (3,):
+        raise ValueError(f"displacement must have shape {grid.shape + (3,)}, got {vectors_lps.shape}")
+    vectors_ras = vectors_lps * np.array([-1.0, -1.0, 1.0])
+    matrix = ijk_to_ras_from_grid(grid)
+    spacing_xyz = np.asarray(grid.spacing[::-1])
+    direction = np.eye(4)
+    direction[:3, :3] = matrix[:3, :3] / spacing_xyz[None, :]
+    image = vtk.vtkImageData()
+    image.SetDimensions(grid.shape[::-1])
+    image.SetOrigin(*matrix[:3, 3])
+    image.SetSpacing(*spacing_xyz)
+    image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(vectors_ras.reshape(-1, 3), deep=True))
+    transform = slicer.vtkOrientedGridTransform()
+    transform.SetDisplacementGridData(image)
+    transform.SetGridDirectionMatrix(_array_to_matrix(direction))
+    transform.SetInterpolationModeToLinear()
+    node = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", name)
+    node.SetAndObserveTransformFromParent(transform)
+    return node

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import slicer
 
+from gliomaforecast import forecast_output
+
 PROBABILITY_COLOR_TABLE = "GliomaForecast Probability"
 
 # Anchor colors (value in [0, 1] -> RGB) of the probability table: dark purple -> red -> yellow -> white, a
@@ -20,11 +22,7 @@ _PROBABILITY_ANCHORS = (
 
 # Segment colors (RGB 0..1) and DICOM terminology (CID 9503 RT Target category, CID 9534 Radiotherapy Target
 # types: SCT 228791009 GTV, SCT 228792002 CTV; anatomic region SCT 12738006 Brain).
-SEGMENT_COLORS = {
-    "GTV": (0.90, 0.16, 0.16),
-    "CTV standard": (0.20, 0.55, 0.95),
-    "CTV forecast": (0.98, 0.76, 0.10),
-}
+SEGMENT_COLORS = forecast_output.SEGMENT_COLORS  # the same colors as the CLI's targets.seg.nrrd
 _TARGET_TYPES = {
     "GTV": ("228791009", "SCT", "Gross Tumor Volume"),
     "CTV standard": ("228792002", "SCT", "Clinical Target Volume"),

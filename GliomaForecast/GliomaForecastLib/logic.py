@@ -189,6 +189,15 @@ class ForecastLogic:
         steps.step(0.3, f"Fitting the growth model ({nBootstrap} bootstrap refits)")
         fit = fit_growth(days, burdens, rt_start_day=rtStartDay, n_bootstrap=nBootstrap, noise=noise, seed=seed)
         steps.step(0.9, "Building the growth table and chart")
+        table, chart = self._growthNodes(fit, untilDay, points[-1][1])
+        steps.done()
+        return table, chart
+
+    def _growthNodes(self, fit, untilDay: Optional[float], anchor: "slicer.vtkMRMLNode"
+                     ) -> Tuple["slicer.vtkMRMLTableNode", "slicer.vtkMRMLPlotChartNode"]:
+        """Table and chart of a ``GrowthFit``: the median curve and 95% band from its first day to ``untilDay``
+        (default: the last day plus half the observed span), and the observed burdens (mL)."""
+        days, burdens = np.asarray(fit.days, dtype=float), np.asarray(fit.burdens, dtype=float)
         end = float(untilDay) if untilDay is not None else days[-1] + 0.5 * (days[-1] - days[0])
         curveDays = np.union1d(np.linspace(days[0], max(end, days[-1]), 201), days)
         median, lower, upper = (np.asarray(a, dtype=float) for a in fit.predict(curveDays))
@@ -199,9 +208,11 @@ class ForecastLogic:
             "Day": curveDays, "Median (mL)": median, "Lower 2.5% (mL)": lower, "Upper 97.5% (mL)": upper,
             "Observed (mL)": observed})
         observations = self._table(f"Growth observations ({span})", {"Day": days, "Observed (mL)": burdens})
-        for key, value in (("RtStartDay", rtStartDay), ("NBootstrap", nBootstrap), ("Noise", noise),
-                           ("Seed", seed)):
-            table.SetAttribute(f"GliomaForecast.{key}", repr(value))
+        for key, value in (("Model", fit.model), ("RSquared", fit.r_squared), ("RtStartDay", fit.rt_start_day),
+                           ("NBootstrap", fit.n_bootstrap), ("Noise", fit.noise), ("Seed", fit.seed)):
+            table.SetAttribute(f"GliomaForecast.{key}", repr(value) if not isinstance(value, str) else value)
+        for name, value in fit.params.as_dict().items():
+            table.SetAttribute(f"GliomaForecast.{name}", repr(float(value)))
         chart = self.scene.AddNewNodeByClass("vtkMRMLPlotChartNode",
                                              self.scene.GenerateUniqueName(f"Growth curve ({span})"))
         chart.SetTitle("Tumor burden")
@@ -228,8 +239,7 @@ class ForecastLogic:
                                     else slicer.vtkMRMLPlotSeriesNode.LineStyleSolid)
             chart.AddAndObservePlotSeriesNodeID(series.GetID())
         for node in (table, observations, chart):
-            conventions.place_next_to(node, points[-1][1])
-        steps.done()
+            conventions.place_next_to(node, anchor)
         return table, chart
 
     def _table(self, name: str, columns: dict) -> "slicer.vtkMRMLTableNode":
@@ -276,23 +286,31 @@ class ForecastLogic:
                                          brain_mask=brain)
         steps.step(0.9, "Building the segmentation")
         name = f"{self._segment_name(segmentationNode, segmentId)} targets{conventions.day_label(day)}"
-        node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", self.scene.GenerateUniqueName(name))
-        node.CreateDefaultDisplayNodes()
-        reference = adapters.reference_volume(segmentationNode)
-        if reference is not None:
-            node.SetReferenceImageGeometryParameterFromVolumeNode(reference)
-        else:
-            parameter = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
-            node.GetSegmentation().SetConversionParameter(
-                parameter, segmentationNode.GetSegmentation().GetConversionParameter(parameter))
-        for segName, mask in (("GTV", gtv), ("CTV standard", standard), ("CTV forecast", forecast)):
-            adapters.add_segment_from_mask(node, mask, grid, segName, conventions.SEGMENT_COLORS[segName],
-                                           conventions.segment_terminology(segName))
+        node = self._targetsNode(name, grid, {"GTV": gtv, "CTV standard": standard, "CTV forecast": forecast},
+                                 segmentationNode)
         node.SetAttribute("GliomaForecast.MarginMm", repr(float(marginMm)))
         node.SetAttribute("GliomaForecast.Score", scoreVolume.GetName() if scoreVolume is not None
                           else "GTV probability (beta 0.1 /mm, mu 15 mm)")
         conventions.place_next_to(node, segmentationNode)
         steps.done()
+        return node
+
+    def _targetsNode(self, name: str, grid: Grid, masks: dict, like: "slicer.vtkMRMLNode"
+                     ) -> "slicer.vtkMRMLSegmentationNode":
+        """A segmentation of ``masks`` {segment name: bool mask on ``grid``} with colors and terminology, whose
+        reference geometry is that of ``like`` (a volume, or a segmentation: its reference volume or geometry)."""
+        node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", self.scene.GenerateUniqueName(name))
+        node.CreateDefaultDisplayNodes()
+        reference = like if like.IsA("vtkMRMLScalarVolumeNode") else adapters.reference_volume(like)
+        if reference is not None:
+            node.SetReferenceImageGeometryParameterFromVolumeNode(reference)
+        else:
+            parameter = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
+            node.GetSegmentation().SetConversionParameter(
+                parameter, like.GetSegmentation().GetConversionParameter(parameter))
+        for segName, mask in masks.items():
+            adapters.add_segment_from_mask(node, mask, grid, segName, conventions.SEGMENT_COLORS[segName],
+                                           conventions.segment_terminology(segName))
         return node
 
     # --- helpers ---------------------------------------------------------------------------------
