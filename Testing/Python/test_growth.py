@@ -123,16 +123,17 @@ def test_bootstrap_noise_is_unbiased_not_clipped(monkeypatch):
     """The bootstrap data are burden * (1 + noise * N(0, 1)): values above and below the data, mean ~ data."""
     import gliomaforecast.growth_fit as gf
     seen = []
-    original = gf._Problem.solve
+    original = gf._Problem.solve_direct
 
     def spy(self, y, start):
         seen.append(np.array(y) * self.scale)
         return original(self, y, start)
 
-    monkeypatch.setattr(gf._Problem, "solve", spy)
+    monkeypatch.setattr(gf._Problem, "solve_direct", spy)
     y = np.array([10.0, 12.0, 15.0])
     gf.fit_growth([0, 30, 60], y, None, n_bootstrap=400, noise=0.3, seed=0)
-    boot = np.array(seen[1:])
+    boot = np.array(seen)
+    assert boot.shape == (400, 3)
     ratio = boot / y
     assert ratio.max() > 1.5 and ratio.min() < 0.5
     np.testing.assert_allclose(ratio.mean(axis=0), 1.0, atol=0.05)
@@ -197,3 +198,16 @@ def test_bad_bootstrap_settings():
         fit_growth([0, 1], [1, 2], n_bootstrap=-1)
     with pytest.raises(InputError, match="noise"):
         fit_growth([0, 1], [1, 2], noise=float("nan"))
+
+
+def test_bootstrap_solver_equals_lmfit_fit():
+    """Bootstrap refits call scipy least_squares directly; they must give lmfit's least_squares result."""
+    import gliomaforecast.growth_fit as gf
+    rng = np.random.default_rng(11)
+    y = burden(DAYS, TRUE, RT) * (1 + 0.1 * rng.standard_normal(DAYS.size))
+    model, free, _ = gf.choose_model(DAYS, RT)
+    problem = gf._Problem(DAYS, y, RT, free, {})
+    start = problem.start()
+    via_lmfit, direct = problem.solve(problem.y, start), problem.solve_direct(problem.y, start)
+    for name in free:
+        assert direct[name] == pytest.approx(via_lmfit[name], rel=1e-6, abs=1e-9), name
