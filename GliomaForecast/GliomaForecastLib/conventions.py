@@ -55,15 +55,15 @@ def probability_color_table(scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLColorTa
     return table
 
 
-def show_as_probability(volumeNode: slicer.vtkMRMLScalarVolumeNode) -> None:
-    """Display a [0, 1] volume with the probability color table and a fixed 0..1 window."""
+def show_as_probability(volumeNode: slicer.vtkMRMLScalarVolumeNode, maximum: float = 1.0) -> None:
+    """Display a probability-like volume with the probability color table and a fixed 0..``maximum`` window."""
     scene = volumeNode.GetScene()
     if volumeNode.GetDisplayNode() is None:
         volumeNode.CreateDefaultDisplayNodes()
     display = volumeNode.GetDisplayNode()
     display.SetAndObserveColorNodeID(probability_color_table(scene).GetID())
     display.AutoWindowLevelOff()
-    display.SetWindowLevelMinMax(0.0, 1.0)
+    display.SetWindowLevelMinMax(0.0, float(maximum))
 
 
 def day_label(day: float | None) -> str:

@@ -65,6 +65,22 @@ class LoadedCase:
         return [(day, self.gtv[day], "GTV") for day in self.days]
 
 
+@dataclass
+class ForecastNodes:
+    """The MRML outputs of :meth:`ForecastLogic.forecast` for the target ``day`` (days)."""
+
+    day: float
+    probability: Optional["slicer.vtkMRMLScalarVolumeNode"] = None
+    uncertainty: Optional["slicer.vtkMRMLScalarVolumeNode"] = None
+    flair: Optional["slicer.vtkMRMLScalarVolumeNode"] = None
+    displacement: Optional["slicer.vtkMRMLGridTransformNode"] = None
+    table: Optional["slicer.vtkMRMLTableNode"] = None
+    chart: Optional["slicer.vtkMRMLPlotChartNode"] = None
+    targets: Optional["slicer.vtkMRMLSegmentationNode"] = None
+    notes: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+
+
 class ForecastLogic:
     """Console methods of the Glioma Forecast module. ``scene`` defaults to ``slicer.mrmlScene``.
 
@@ -312,6 +328,96 @@ class ForecastLogic:
             adapters.add_segment_from_mask(node, mask, grid, segName, conventions.SEGMENT_COLORS[segName],
                                            conventions.segment_terminology(segName))
         return node
+
+    # --- end-to-end forecast ----------------------------------------------------------------------
+    def forecast(self, timepoints: Sequence[Tuple[float, "slicer.vtkMRMLScalarVolumeNode",
+                                                  "slicer.vtkMRMLSegmentationNode", str]],
+                 day: float, rtStartDay: Optional[float] = None,
+                 brainMask: Optional[MaskSource] = None, dose: Optional["slicer.vtkMRMLScalarVolumeNode"] = None,
+                 forecaster: str = "evolution", samples: int = 8, seed: int = 0, marginMm: float = 15.0,
+                 nBootstrap: int = 100, device: str = "auto", progress: Optional[ProgressCallback] = None,
+                 cancel: Optional[threading.Event] = None) -> "ForecastNodes":
+        """Forecast the tumor at ``day`` (days, after the last scan) with ``gliomaforecast.forecast.run_forecast``.
+
+        ``timepoints`` are ``(day, flairVolume, segmentationNode, segmentId)``, two or more. Everything is taken on
+        the last FLAIR's exact geometry (earlier FLAIRs are linearly resampled onto it when their grids differ;
+        segments are exported on it); ``brainMask`` (volume or (segmentation, segment)), ``dose`` (Gy) and
+        ``rtStartDay`` (days) are optional. ``forecaster``, ``samples``, ``seed``, ``marginMm``, ``nBootstrap`` and
+        ``device`` are passed to the core unchanged.
+
+        Returns :class:`ForecastNodes`: probability and uncertainty volumes (probability color table), predicted
+        FLAIR, the tumor-evolution displacement as a grid transform, growth table and chart, and the target
+        segmentation (GTV, CTV standard, CTV forecast) referencing the last FLAIR."""
+        import json
+        import tempfile
+
+        from gliomaforecast.deformation import to_physical
+        from gliomaforecast.forecast import run_forecast
+        from gliomaforecast.io import write_image
+
+        steps = Steps(progress, cancel)
+        points = sorted(((float(d), v, n, sid) for d, v, n, sid in timepoints), key=lambda p: p[0])
+        if len(points) < 2:
+            raise ValueError(f"a forecast needs at least two timepoints, got {len(points)}")
+        lastDay, lastFlair, lastSegmentation, lastSegment = points[-1]
+        grid = adapters.grid_from_volume(lastFlair)
+        steps.step(0.0, "Preparing the case")
+        with tempfile.TemporaryDirectory(prefix="gliomaforecast_") as folder:
+            folder = Path(folder)
+            entries = []
+            for i, (d, volume, segmentation, sid) in enumerate(points):
+                write_image(folder / f"t{i}_flair.nrrd", self._volume_on(volume, grid), grid)
+                mask, _ = adapters.segment_mask(segmentation, sid, lastFlair)
+                write_image(folder / f"t{i}_gtv.nrrd", mask.astype(np.uint8), grid)
+                entries.append({"day": d, "images": {"flair": f"t{i}_flair.nrrd"}, "gtv": f"t{i}_gtv.nrrd"})
+            manifest = {"schema": "gliomaforecast.case/1", "patient_id": lastFlair.GetName(),
+                        "rt_start_day": rtStartDay, "timepoints": entries}
+            if brainMask is not None:
+                write_image(folder / "brain.nrrd", self._mask_on(brainMask, grid, "brain mask").astype(np.uint8), grid)
+                manifest["brain_mask"] = "brain.nrrd"
+            if dose is not None:
+                write_image(folder / "dose.nrrd", self._volume_on(dose, grid), grid)
+                manifest["dose"] = "dose.nrrd"
+            if rtStartDay is None:
+                del manifest["rt_start_day"]
+            (folder / "case.json").write_text(json.dumps(manifest))
+            messages = []
+
+            def onMessage(message: str) -> None:
+                messages.append(message)
+                steps.step(min(0.1 * len(messages), 0.85), message)
+
+            result = run_forecast(folder / "case.json", float(day), forecaster, samples=samples, seed=seed,
+                                  device=device, margin_mm=marginMm, n_bootstrap=nBootstrap, progress=onMessage)
+            output = result.output
+            steps.step(0.9, "Building the output nodes")
+            label = conventions.day_label(day)
+            nodes = ForecastNodes(day=float(day), notes=list(output.notes), timings=dict(result.timings))
+            nodes.probability = adapters.add_volume(self.scene, output.probability, grid,
+                                                    self.scene.GenerateUniqueName(f"Forecast probability{label}"))
+            conventions.show_as_probability(nodes.probability)
+            nodes.uncertainty = adapters.add_volume(self.scene, output.uncertainty, grid,
+                                                    self.scene.GenerateUniqueName(f"Forecast uncertainty{label}"))
+            conventions.show_as_probability(nodes.uncertainty, maximum=0.5)
+            if output.image is not None:
+                nodes.flair = adapters.add_volume(self.scene, np.asarray(output.image, dtype=np.float32), grid,
+                                                  self.scene.GenerateUniqueName(f"Predicted FLAIR{label}"))
+            nodes.displacement = adapters.add_grid_transform(
+                self.scene, to_physical(output.displacement, grid), grid,
+                self.scene.GenerateUniqueName(f"Tumor evolution{conventions.day_label(lastDay)} to{label}"))
+            nodes.table, nodes.chart = self._growthNodes(result.growth, float(day), lastSegmentation)
+            nodes.targets = self._targetsNode(f"Targets{label}", grid, {
+                "GTV": result.gtv, "CTV standard": result.ctv_standard, "CTV forecast": result.ctv_forecast},
+                lastFlair)
+            nodes.targets.SetAttribute("GliomaForecast.MarginMm", repr(float(marginMm)))
+            nodes.targets.SetAttribute("GliomaForecast.Score", nodes.probability.GetName())
+            for node in (nodes.probability, nodes.uncertainty, nodes.flair, nodes.displacement, nodes.targets):
+                if node is not None:
+                    node.SetAttribute("GliomaForecast.Forecaster", forecaster)
+                    node.SetAttribute(DAY_ATTRIBUTE, repr(float(day)))
+                    conventions.place_next_to(node, lastFlair)
+        steps.done()
+        return nodes
 
     # --- helpers ---------------------------------------------------------------------------------
     @staticmethod

@@ -250,3 +250,48 @@ def test_fit_growth_table_and_chart_match_core(loaded, scene):
     assert np.isnan(observed[~np.isin(days, case.days)]).all()
     assert chart.GetNumberOfPlotSeriesNodes() == 4
     assert table.GetName() == "Growth fit (days 0-95)"
+
+
+def test_grid_transform_is_the_itk_pull_map_in_ras(scene):
+    from gliomaforecast.deformation import to_physical
+
+    grid = _oblique(shape=(4, 6, 5))
+    rng = np.random.default_rng(2)
+    displacement = rng.normal(0, 2.0, grid.shape + (3,)).astype(np.float32)
+    lps = to_physical(displacement, grid)
+    node = adapters.add_grid_transform(scene, lps, grid, "field")
+    assert node.IsA("vtkMRMLGridTransformNode")
+    np.testing.assert_allclose(slicer.util.arrayFromGridTransform(node), lps * [-1, -1, 1], rtol=0, atol=1e-6)
+    transform = node.GetTransformFromParent()
+    matrix = adapters.ijk_to_ras_from_grid(grid)
+    for zyx in [(1, 2, 3), (2, 4, 1)]:
+        ras = (matrix @ np.array([*zyx[::-1], 1.0]))[:3]
+        moved = np.array(transform.TransformPoint(*ras))
+        np.testing.assert_allclose(moved - ras, lps[zyx] * [-1, -1, 1], atol=1e-4)
+
+
+def test_forecast_nodes_match_the_core_forecast(loaded, scene, synthetic_case):
+    from gliomaforecast.forecast import run_forecast
+
+    case, _ = loaded
+    timepoints = [(d, case.flair[d], case.gtv[d], "GTV") for d in case.days]
+    nodes = ForecastLogic().forecast(timepoints, 150, rtStartDay=21, brainMask=case.brainMask, dose=case.dose,
+                                     forecaster="persistence", nBootstrap=4, marginMm=8.0)
+    expected = run_forecast(synthetic_case[0], 150, "persistence", n_bootstrap=4, margin_mm=8.0)
+    grid = adapters.grid_from_volume(case.flair[95.0])
+    for node, array in ((nodes.probability, expected.output.probability),
+                        (nodes.uncertainty, expected.output.uncertainty), (nodes.flair, expected.output.image)):
+        got, got_grid = adapters.volume_to_array_and_grid(node)
+        assert got_grid.same_as(grid, **EXACT)
+        np.testing.assert_allclose(got, array, rtol=1e-6, atol=1e-6)
+    assert nodes.probability.GetName() == "Forecast probability day 150"
+    assert nodes.flair.GetName() == "Predicted FLAIR day 150"
+    assert nodes.displacement.IsA("vtkMRMLGridTransformNode")
+    assert np.all(slicer.util.arrayFromGridTransform(nodes.displacement) == 0)
+    for name, mask in (("GTV", expected.gtv), ("CTV standard", expected.ctv_standard),
+                       ("CTV forecast", expected.ctv_forecast)):
+        got, got_grid = adapters.segment_mask(nodes.targets, name)
+        assert got_grid.same_as(grid, **EXACT) and np.array_equal(got, mask), name
+    assert adapters.reference_volume(nodes.targets) is case.flair[95.0]
+    assert slicer.util.arrayFromTableColumn(nodes.table, "Day")[-1] == 150.0
+    assert nodes.chart.IsA("vtkMRMLPlotChartNode")
