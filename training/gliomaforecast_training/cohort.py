@@ -1,0 +1,369 @@
+"""The virtual patient cohort: anatomy, Fisher-Kolmogorov growth, resection, radiotherapy, imaging and
+a clinical timeline, written as case manifests (``gliomaforecast.case/1``) plus a cohort index.
+
+Timeline of a patient (days relative to the planning scan, day 0): the tumor grows from one (sometimes
+two) seeds until its enhancing core reaches a drawn diagnosis volume; optionally the enhancing core is
+resected 7-21 days before day 0; RT (60 Gy / 30 fractions, Monday-Friday) starts on day 14-35; 2-5
+follow-up scans come after it at irregular gaps of 30-400 days. Everything follows from the seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from gliomaforecast.geometry import Grid, resample_to
+from gliomaforecast.io import atomic_output_dir, write_image
+
+from . import imaging, treatment
+from .anatomy import Anatomy, deform, load_template
+from .tumor_growth import FisherKolmogorov
+
+SCHEMA_CASE = "gliomaforecast.case/1"
+SCHEMA_COHORT = "gliomaforecast.cohort/1"
+GENERATOR_VERSION = 1
+
+# Parameter ranges (see docs/cohort.md for the sources).
+D_WHITE_RANGE = (0.03, 0.3)        # mm^2/day, log-uniform
+D_RATIO = 10.0                     # D_white / D_grey
+RHO_RANGE = (0.01, 0.04)           # 1/day, log-uniform
+ALPHA_RANGE = (0.03, 0.07)         # 1/Gy, uniform; alpha/beta = 10 Gy
+CLEARANCE_RANGE = (30.0, 90.0)     # days, mean life of killed cells
+DIAGNOSIS_CORE_ML = (8.0, 50.0)     # mL, log-uniform: enhancing core (density >= 0.8) at diagnosis
+DIAGNOSIS_MAX_FLAIR_ML = 200.0     # mL: diagnosed at the latest when the FLAIR abnormality is this large
+MAX_PRE_DIAGNOSIS_DAYS = 3000.0
+PROGRESSION_ML = 150.0             # follow-up stops after a scan with a larger FLAIR abnormality
+
+
+@dataclass(frozen=True)
+class PatientParams:
+    """Everything that defines one virtual patient (all drawn from its seed)."""
+
+    patient_id: str
+    seed: int
+    d_white: float                  # mm^2/day
+    d_grey: float                   # mm^2/day
+    rho: float                      # 1/day
+    alpha: float                    # 1/Gy
+    alpha_beta: float               # Gy
+    clearance_days: float           # days
+    seeds_index: tuple              # ((z, y, x), ...) voxel indices of the tumor origins
+    seed_tissue: str                # "wm" or "gm": tissue of the first seed
+    diagnosis_core_ml: float        # mL
+    resection: bool
+    resection_threshold: float      # density removed by resection
+    resection_lead_days: int        # days from resection to the planning scan
+    rt_start_day: int               # days after the planning scan
+    followup_days: tuple            # days of the follow-up scans
+    necrosis_rim_mm: float          # mm
+    prescription_gy: float = 60.0
+    n_fractions: int = 30
+    ctv_margin_mm: float = 15.0
+
+
+def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
+def diffusivity_map(anatomy: Anatomy, d_white: float, d_grey: float, exclude: np.ndarray | None = None) -> np.ndarray:
+    """D (mm^2/day) per voxel: partial-volume mix of white and grey matter; zero where brain tissue is
+    under 30% (CSF, outside the brain) and in ``exclude`` (e.g. a resection cavity)."""
+    tissue = anatomy.wm + anatomy.gm
+    d = (d_white * anatomy.wm + d_grey * anatomy.gm) * (tissue >= 0.3)
+    if exclude is not None:
+        d = d * ~np.asarray(exclude, dtype=bool)
+    return d.astype(np.float32)
+
+
+def draw_params(rng: np.random.Generator, anatomy: Anatomy, patient_id: str, seed: int,
+                n_followups: int | None = None) -> PatientParams:
+    """Draw a patient's parameters and timeline (see the module docstring and docs/cohort.md)."""
+    spacing = anatomy.grid.spacing
+    depth = ndimage.distance_transform_edt(anatomy.brain, sampling=spacing)
+    z_mm = anatomy.grid.index_to_physical(np.stack(np.indices(anatomy.brain.shape), axis=-1))[..., 2]
+    supratentorial = z_mm > -5.0  # MNI z (mm): above the tentorium, roughly
+    seed_tissue = "wm" if rng.random() < 0.8 else "gm"
+    prob = anatomy.wm if seed_tissue == "wm" else anatomy.gm
+    candidates = np.argwhere((prob > 0.6) & (depth > 15.0) & supratentorial)
+    first = tuple(int(i) for i in candidates[rng.integers(len(candidates))])
+    seeds = [first]
+    if rng.random() < 0.15:  # multifocal: a second focus 15-35 mm away in white matter
+        dist = np.sqrt(sum(((candidates[:, a] - first[a]) * spacing[a]) ** 2 for a in range(3)))
+        wm_ok = anatomy.wm[tuple(candidates.T)] > 0.6
+        near = candidates[(dist > 15.0) & (dist < 35.0) & wm_ok]
+        if len(near):
+            seeds.append(tuple(int(i) for i in near[rng.integers(len(near))]))
+    d_white = _log_uniform(rng, *D_WHITE_RANGE)
+    rt_start = int(rng.integers(14, 36))
+    rt_end = rt_start + 40
+    n_fu = int(rng.integers(2, 6)) if n_followups is None else int(n_followups)
+    days = [rt_end + int(rng.integers(21, 61))]
+    for _ in range(n_fu - 1):
+        gap = float(np.clip(np.exp(rng.normal(np.log(100.0), 0.6)), 30.0, 400.0))
+        days.append(days[-1] + int(round(gap)))
+    return PatientParams(
+        patient_id=patient_id, seed=int(seed), d_white=d_white, d_grey=d_white / D_RATIO,
+        rho=_log_uniform(rng, *RHO_RANGE), alpha=float(rng.uniform(*ALPHA_RANGE)), alpha_beta=10.0,
+        clearance_days=float(rng.uniform(*CLEARANCE_RANGE)), seeds_index=tuple(seeds), seed_tissue=seed_tissue,
+        diagnosis_core_ml=_log_uniform(rng, *DIAGNOSIS_CORE_ML), resection=bool(rng.random() < 0.5),
+        resection_threshold=float(rng.uniform(0.75, 0.9)), resection_lead_days=int(rng.integers(7, 22)),
+        rt_start_day=rt_start, followup_days=tuple(days), necrosis_rim_mm=float(rng.uniform(3.0, 5.0)))
+
+
+@dataclass
+class Scan:
+    """Simulated truth at one scan day: total and living density, float32."""
+
+    day: int
+    density: np.ndarray
+    living: np.ndarray
+
+
+@dataclass
+class Simulation:
+    """The result of :func:`simulate`: scans, cavity (bool or None), dose (Gy), diagnosis age (days)."""
+
+    scans: list[Scan]
+    cavity: np.ndarray | None
+    dose: np.ndarray
+    ctv: np.ndarray
+    days_before_planning: float
+    steps: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def _seed_density(shape, spacing, centre, sigma_mm: float, amplitude: float) -> np.ndarray:
+    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
+    r2 = sum(((g - c) * h) ** 2 for g, c, h in zip(grids, centre, spacing))
+    return (amplitude * np.exp(-0.5 * r2 / sigma_mm ** 2)).astype(np.float32)
+
+
+def flair_volume_ml(density: np.ndarray, voxel_ml: float) -> float:
+    """Volume (mL) of the FLAIR abnormality (density >= the FLAIR threshold)."""
+    return float(np.count_nonzero(density >= imaging.FLAIR_THRESHOLD)) * voxel_ml
+
+
+def core_volume_ml(density: np.ndarray, voxel_ml: float) -> float:
+    """Volume (mL) of the enhancing core (density >= the enhancement threshold, necrosis included)."""
+    return float(np.count_nonzero(density >= imaging.ENHANCING_THRESHOLD)) * voxel_ml
+
+
+def simulate(anatomy: Anatomy, p: PatientParams) -> Simulation:
+    """Grow, treat and image-sample the tumor of patient ``p`` on ``anatomy``: returns the densities at
+    the planning scan (day 0) and at every follow-up, the cavity, the CTV and the dose map."""
+    spacing, voxel_ml = anatomy.grid.spacing, anatomy.grid.voxel_volume_ml
+    solver = FisherKolmogorov(diffusivity_map(anatomy, p.d_white, p.d_grey), spacing, p.rho,
+                              clearance_days=p.clearance_days)
+    for i, centre in enumerate(p.seeds_index):
+        solver.seed(_seed_density(solver.u.shape, spacing, centre, 3.0, 0.5 if i == 0 else 0.15))
+    while (core_volume_ml(solver.density, voxel_ml) < p.diagnosis_core_ml
+           and flair_volume_ml(solver.density, voxel_ml) < DIAGNOSIS_MAX_FLAIR_ML
+           and solver.day < MAX_PRE_DIAGNOSIS_DAYS):
+        solver.advance(solver.day + 5.0)
+    t0 = solver.day + (p.resection_lead_days if p.resection else 0.0)  # planning scan, in solver days
+    cavity = None
+    if p.resection:
+        cavity = treatment.resection_cavity(solver.density, p.resection_threshold, anatomy.brain)
+        solver.remove(cavity)
+        solver.set_diffusivity(diffusivity_map(anatomy, p.d_white, p.d_grey, exclude=cavity))
+    solver.advance(t0)
+    scans = [Scan(0, solver.density.copy(), solver.u.copy())]
+    gtv0 = imaging.gtv_from_labels(imaging.brats_labels(scans[0].density, spacing, cavity, p.necrosis_rim_mm))
+    target = gtv0 | cavity if cavity is not None else gtv0
+    ctv = treatment.margin_ctv(target, spacing, p.ctv_margin_mm, anatomy.brain)
+    dose = treatment.dose_map(ctv, spacing, p.prescription_gy)
+    sf = treatment.surviving_fraction(dose / p.n_fractions, p.alpha, p.alpha_beta)
+    for day in treatment.fraction_days(p.rt_start_day, p.n_fractions):
+        solver.advance(t0 + day)
+        solver.irradiate(sf)
+    previous = None
+    for i, day in enumerate(p.followup_days):
+        if previous is not None and i >= 2 and flair_volume_ml(previous.density, voxel_ml) > PROGRESSION_ML:
+            break  # progressed: off study (second-line treatment) after at least two follow-ups
+        if i == 1 and flair_volume_ml(previous.density, voxel_ml) > PROGRESSION_ML:
+            day = min(day, p.followup_days[0] + 60)
+        solver.advance(t0 + day)
+        previous = Scan(int(day), solver.density.copy(), solver.u.copy())
+        scans.append(previous)
+    return Simulation(scans, cavity, dose, ctv, days_before_planning=float(t0), steps=solver.steps)
+
+
+# --- writing ---------------------------------------------------------------------------------------
+
+def _grid_for_spacing(grid: Grid, spacing_zyx) -> Grid:
+    """A grid over the same physical box as ``grid`` with another spacing (mm, array order)."""
+    extent = [n * h for n, h in zip(grid.shape, grid.spacing)]
+    shape = tuple(max(1, int(round(e / h))) for e, h in zip(extent, spacing_zyx))
+    # keep the box's outer corner: first voxel centre half a new voxel inside it
+    corner = np.asarray(grid.index_to_physical(np.full(3, -0.5)))
+    shift = np.asarray(grid.direction_matrix) @ (np.asarray(spacing_zyx[::-1], dtype=float) / 2)
+    return Grid(shape, tuple(float(h) for h in spacing_zyx), tuple(corner + shift), grid.direction)
+
+
+class _Writer:
+    """Writes volumes of one case to a folder on the working grid, or resampled to clinical spacing
+    (images: slice-profile blur then linear; labels and masks: nearest neighbour)."""
+
+    def __init__(self, folder: Path, grid: Grid, clinical_spacing_zyx=None):
+        self.folder, self.grid = folder, grid
+        self.out_grid = grid if clinical_spacing_zyx is None else _grid_for_spacing(grid, clinical_spacing_zyx)
+
+    def _on_grid(self, array: np.ndarray, label: bool) -> np.ndarray:
+        if self.out_grid is self.grid:
+            return array
+        if label:
+            return resample_to(array, self.grid, self.out_grid, label=True)
+        fwhm = [max(o, h) for o, h in zip(self.out_grid.spacing, self.grid.spacing)]
+        sigma = [np.sqrt(max(f ** 2 - h ** 2, 0.0)) / 2.3548 / h for f, h in zip(fwhm, self.grid.spacing)]
+        blurred = ndimage.gaussian_filter(array.astype(np.float32), sigma)
+        return resample_to(blurred, self.grid, self.out_grid)
+
+    def image(self, name: str, array: np.ndarray, dtype) -> str:
+        out = self._on_grid(array, label=False)
+        if np.issubdtype(np.dtype(dtype), np.integer):
+            out = np.rint(out)
+        write_image(self.folder / name, out.astype(dtype), self.out_grid)
+        return name
+
+    def label(self, name: str, array: np.ndarray) -> np.ndarray:
+        out = self._on_grid(array, label=True)
+        write_image(self.folder / name, out, self.out_grid)
+        return out
+
+
+def _quantize(a: np.ndarray, step: float) -> np.ndarray:
+    """Round to multiples of ``step`` (a power of two keeps the values exact and the files small)."""
+    return (np.rint(np.asarray(a, dtype=np.float32) / step) * step).astype(np.float32)
+
+
+def generate_patient(seed: int, out_dir: str | Path, spacing: float = 2.0, *, patient_id: str | None = None,
+                     clinical_spacing: tuple[float, float, float] | None = None,
+                     n_followups: int | None = None) -> dict:
+    """Simulate one virtual patient from ``seed`` and write it to ``out_dir`` (atomically): NIfTI
+    volumes, ``case.json`` (schema gliomaforecast.case/1) and ``simulation.json`` (parameters).
+
+    ``spacing`` is the isotropic working grid (mm); ``clinical_spacing`` (x, y, z mm, e.g. (1, 1, 5))
+    resamples the delivered volumes; ``n_followups`` fixes the number of follow-ups (else 2-5, fewer
+    when the tumor progresses beyond 150 mL). Returns the patient's row of the cohort index."""
+    seq = np.random.SeedSequence(int(seed))
+    rng = np.random.default_rng(seq)
+    template = load_template(float(spacing))
+    anatomy = deform(template, rng)
+    pid = patient_id or f"VP-{int(seed):04d}"
+    for _attempt in range(20):  # redraw the tumor when a scan would show no abnormality at all
+        params = draw_params(rng, anatomy, pid, int(seed), n_followups)
+        sim = simulate(anatomy, params)
+        labels = [imaging.brats_labels(s.density, anatomy.grid.spacing, sim.cavity, params.necrosis_rim_mm)
+                  for s in sim.scans]
+        if all(imaging.gtv_from_labels(lab).any() for lab in labels):
+            break
+    else:
+        raise RuntimeError(f"seed {seed}: no patient with a visible tumor at every scan in 20 draws")
+    return _write_patient(Path(out_dir), anatomy, params, sim, labels, rng, clinical_spacing)
+
+
+def _write_patient(out_dir: Path, anatomy: Anatomy, params: PatientParams, sim: Simulation,
+                   labels: list[np.ndarray], rng: np.random.Generator, clinical_spacing) -> dict:
+    spacing_zyx = None if clinical_spacing is None else tuple(float(v) for v in clinical_spacing)[::-1]
+    wm, gm, csf = anatomy.wm, anatomy.gm, anatomy.csf
+    if sim.cavity is not None:
+        wm, gm, csf = wm * ~sim.cavity, gm * ~sim.cavity, np.where(sim.cavity, 1.0, csf)
+    rows = []
+    with atomic_output_dir(out_dir) as tmp:
+        w = _Writer(tmp, anatomy.grid, spacing_zyx)
+        timepoints = []
+        for scan, lab in zip(sim.scans, labels):
+            tag = f"d{scan.day:03d}"
+            images = imaging.synthesize(anatomy, scan.density, lab, rng)
+            entry = {"day": scan.day,
+                     "images": {m: w.image(f"{tag}_{m}.nii.gz", images[m], np.int16) for m in imaging.MODALITIES}}
+            lab_out = w.label(f"{tag}_seg.nii.gz", lab)
+            gtv = imaging.gtv_from_labels(lab_out)
+            w.label(f"{tag}_gtv.nii.gz", gtv.astype(np.uint8))
+            entry.update(gtv=f"{tag}_gtv.nii.gz", labels=f"{tag}_seg.nii.gz")
+            timepoints.append(entry)
+            voxel_ml = w.out_grid.voxel_volume_ml
+            rows.append({"day": scan.day, "gtv_ml": round(float(gtv.sum()) * voxel_ml, 3),
+                         "core_ml": round(float(np.isin(lab_out, (1, 3)).sum()) * voxel_ml, 3),
+                         "enhancing_ml": round(float((lab_out == 3).sum()) * voxel_ml, 3),
+                         "cavity_ml": round(float((lab_out == 4).sum()) * voxel_ml, 3)})
+        w.image("rtdose.nii.gz", _quantize(sim.dose, 1 / 64), np.float32)
+        w.label("brain_mask.nii.gz", anatomy.brain.astype(np.uint8))
+        for name, arr in (("wm", wm), ("gm", gm), ("csf", csf)):
+            w.image(f"{name}.nii.gz", np.clip(_quantize(arr, 1 / 256), 0, 1), np.float32)
+        case = {"schema": SCHEMA_CASE, "patient_id": params.patient_id, "rt_start_day": params.rt_start_day,
+                "description": "virtual patient (gliomaforecast_training.cohort); see simulation.json",
+                "timepoints": timepoints, "dose": "rtdose.nii.gz", "brain_mask": "brain_mask.nii.gz",
+                "tissue": {"wm": "wm.nii.gz", "gm": "gm.nii.gz", "csf": "csf.nii.gz"}}
+        (tmp / "case.json").write_text(json.dumps(case, indent=1) + "\n")
+        sim_info = {"generator_version": GENERATOR_VERSION, "parameters": _jsonable(asdict(params)),
+                    "working_spacing_mm": list(anatomy.grid.spacing),
+                    "clinical_spacing_xyz_mm": None if clinical_spacing is None else list(map(float, clinical_spacing)),
+                    "days_from_first_cell_to_planning": round(sim.days_before_planning, 3),
+                    "solver_steps": sim.steps, "scans": rows}
+        (tmp / "simulation.json").write_text(json.dumps(sim_info, indent=1) + "\n")
+    return {"patient_id": params.patient_id, "seed": params.seed, "scans": rows,
+            "parameters": _jsonable(asdict(params))}
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return round(float(obj), 6)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def generate_cohort(n: int, seed: int, out_dir: str | Path, spacing: float = 2.0, *,
+                    clinical_spacing: tuple[float, float, float] | None = None, progress: bool = False) -> Path:
+    """Generate ``n`` patients (``VP-0001``...) from ``seed`` into ``out_dir`` (atomically, with a tqdm
+    bar when ``progress``) plus the index ``cohort.json`` and ``cohort.csv``. Returns the index path.
+    Patient i's seed is drawn from ``numpy.random.SeedSequence(seed)``, so a patient does not depend
+    on ``n``."""
+    if int(n) < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(int(seed)).spawn(int(n))]
+    entries = []
+    with atomic_output_dir(out_dir) as tmp:
+        iterator = range(int(n))
+        if progress:
+            from tqdm import tqdm
+            iterator = tqdm(iterator, desc="virtual patients", unit="patient")
+        for i in iterator:
+            pid = f"VP-{i + 1:04d}"
+            row = generate_patient(seeds[i], tmp / pid, spacing, patient_id=pid, clinical_spacing=clinical_spacing)
+            row["case"] = f"{pid}/case.json"
+            entries.append(row)
+        index = {"schema": SCHEMA_COHORT, "generator_version": GENERATOR_VERSION, "seed": int(seed), "n": int(n),
+                 "spacing_mm": float(spacing),
+                 "clinical_spacing_xyz_mm": None if clinical_spacing is None else list(map(float, clinical_spacing)),
+                 "patients": entries}
+        (tmp / "cohort.json").write_text(json.dumps(index, indent=1) + "\n")
+        (tmp / "cohort.csv").write_text(_csv(entries))
+    return Path(out_dir) / "cohort.json"
+
+
+_CSV_PARAMS = ("d_white", "d_grey", "rho", "alpha", "clearance_days", "resection", "rt_start_day", "seed_tissue")
+
+
+def _csv(entries: list[dict]) -> str:
+    buf = _io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["patient_id", "case", "day", "gtv_ml", "core_ml", "enhancing_ml", "cavity_ml",
+                     "multifocal", *_CSV_PARAMS])
+    for e in entries:
+        p = e["parameters"]
+        for r in e["scans"]:
+            writer.writerow([e["patient_id"], e["case"], r["day"], r["gtv_ml"], r["core_ml"], r["enhancing_ml"],
+                             r["cavity_ml"], int(len(p["seeds_index"]) > 1), *(p[k] for k in _CSV_PARAMS)])
+    return buf.getvalue()

@@ -1,0 +1,6 @@
+"""``gliomaforecast-train`` sub-commands: each module defines NAME, HELP, add_arguments(parser) and
+run(args) -> exit code; register it by appending its module name to COMMANDS."""
+
+COMMANDS = [
+    "cohort",
+]
