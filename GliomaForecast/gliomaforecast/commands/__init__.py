@@ -6,4 +6,5 @@ COMMANDS = [
     "growth",
     "forecast",
     "demo",
+    "evaluate",
 ]

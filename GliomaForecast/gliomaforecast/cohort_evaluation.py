@@ -1,0 +1,344 @@
+"""Cohort evaluation: forecast every patient's last scan from the earlier ones and score it.
+
+For each patient folder of a cohort (``COHORT_DIR/*/case.json``) and each forecaster:
+
+1. the case without its last timepoint (the priors) is forecast at the last timepoint's day with
+   :func:`forecast.run_forecast` (same seed for every patient);
+2. the forecast probability map is scored against the truth's probability map (the logistic map of
+   the last GTV's signed distance, beta 0.1 /mm, mu 15 mm) inside the brain mask (the whole grid when
+   the case has none): RMSE, BCE (nats), KL (nats), ECE (10 bins), Dice at P > 0.8, Pearson r on
+   P > 0.2; HD95 (mm) and volume (mL) of the forecast tumor (P > 0.8) against the last GTV;
+3. both target volumes (the standard margin CTV on the last prior GTV and the iso-volumetric forecast
+   CTV) are scored by their coverage of the future tumor: enhancing (label 3) and enhancing + necrosis
+   (labels 1, 3) of the last timepoint's BraTS labels, or its GTV when it has no labels.
+
+Across patients: the paired Wilcoxon signed-rank test of forecast vs standard coverage
+(:func:`evaluation.compare_plans`), forecaster vs forecaster on the forecast plan's coverage, summary
+statistics per metric and per time-gap bin (gap from the last prior scan to the target, days).
+Patients (or patient/forecaster pairs) that cannot be scored are skipped with the reason recorded.
+Results do not depend on the number of parallel jobs: rows are sorted by patient id and forecaster.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from . import ctv, evaluation, sdf
+from .case import Case, Timepoint, load_case
+from .errors import InputError
+from .forecast import get_forecaster, run_forecast
+
+SCHEMA = "gliomaforecast.evaluation/1"
+GAP_BINS: tuple[tuple[str, float], ...] = (("0-60", 60), ("61-120", 120), ("121-180", 180), ("181-280", 280),
+                                           ("281-365", 365), (">365", math.inf))
+DEFINITIONS = {"enhancing": "enhancing", "enhancing+necrosis": "enhancing_necrosis"}  # -> column suffix
+PLANS = ("forecast", "standard")
+TUMOR_THRESHOLD = 0.8
+MIN_TIMEPOINTS = 3
+MAP_METRICS = ("rmse", "bce", "kl", "ece", "dice_0.8", "pearson_0.2", "hd95_mm", "volume_error_ml")
+COVERAGE_COLUMNS = tuple(f"coverage_{plan}_{suffix}" for suffix in DEFINITIONS.values() for plan in PLANS)
+COLUMNS = ("patient_id", "forecaster", "n_priors", "last_prior_day", "target_day", "gap_days", "gap_bin",
+           "recurrence_source", *MAP_METRICS, "volume_forecast_ml", "volume_truth_ml", "ctv_volume_ml",
+           *COVERAGE_COLUMNS)
+_SCORING_ERRORS = (ValueError, RuntimeError)  # InputError is a ValueError; onnxruntime/SimpleITK raise RuntimeError
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """How every patient is forecast: forecaster names, seed, growth-model samples, bootstrap refits,
+    standard CTV margin (mm) and device (auto, cpu, cuda)."""
+
+    forecasters: tuple[str, ...]
+    seed: int = 0
+    samples: int = 8
+    n_bootstrap: int = 100
+    margin_mm: float = ctv.DEFAULT_MARGIN_MM
+    device: str = "auto"
+
+
+@dataclass
+class CohortResult:
+    """Per-row scores (one per scored patient and forecaster, sorted), skipped entries with reasons,
+    and seconds spent per patient and forecaster (``timings``; the only non-reproducible part)."""
+
+    cohort_dir: Path
+    settings: EvaluationSettings
+    n_cases: int
+    rows: list[dict]
+    skipped: list[dict]
+    timings: list[dict]
+
+
+def gap_bin(gap_days: float) -> str:
+    """The time-gap bin (days) of the multi-task diffusion paper: 0-60, 61-120, 121-180, 181-280,
+    281-365 or >365; a fractional gap goes to the first bin whose upper edge it does not exceed."""
+    if not gap_days >= 0:
+        raise ValueError(f"time gap must be a non-negative number of days, got {gap_days}")
+    return next(label for label, upper in GAP_BINS if gap_days <= upper)
+
+
+def find_cases(cohort_dir: str | Path) -> list[Path]:
+    """The case manifests of a cohort folder: every ``*/case.json``, sorted by folder name."""
+    cohort_dir = Path(cohort_dir)
+    if not cohort_dir.is_dir():
+        raise InputError(cohort_dir, None, "cohort folder not found")
+    return sorted(p for p in cohort_dir.glob("*/case.json") if p.is_file())
+
+
+def split_case(case: Case) -> tuple[Case, Timepoint]:
+    """The case without its last timepoint (the priors; sharing the loaded volumes) and that last
+    timepoint (the truth)."""
+    return dataclasses.replace(case, timepoints=case.timepoints[:-1]), case.timepoints[-1]
+
+
+def recurrences(case: Case, target: Timepoint) -> tuple[dict[str, np.ndarray], str]:
+    """The future tumor per recurrence definition (bool masks) and where it comes from: the target's
+    BraTS labels (``"labels"``) or, without labels, its GTV for both definitions (``"gtv"``)."""
+    labels = case.labels(target)
+    if labels is None:
+        gtv = case.gtv(target)
+        return {d: gtv for d in DEFINITIONS}, "gtv"
+    return {d: evaluation.recurrence_mask(labels, d) for d in DEFINITIONS}, "labels"
+
+
+def _finite(value: float) -> float:
+    return float(value) if math.isfinite(value) else math.nan
+
+
+def score_maps(probability: np.ndarray, truth_gtv: np.ndarray, spacing: Sequence[float],
+               brain: np.ndarray | None = None) -> dict[str, float]:
+    """Probability-map metrics of a forecast ``probability`` against the truth GTV's logistic map, inside
+    ``brain`` (or the whole grid): RMSE, BCE (nats), KL (nats), ECE, Dice at P > 0.8, Pearson r on
+    P > 0.2, and HD95 (mm) and volume error (mL) of the forecast tumor (P > 0.8) against the GTV."""
+    truth = sdf.tumor_probability(truth_gtv, spacing)
+    predicted = np.clip(np.asarray(probability, dtype=np.float64), 0.0, 1.0)
+    tumor = predicted > TUMOR_THRESHOLD
+    return {
+        "rmse": evaluation.rmse(predicted, truth, brain),
+        "bce": evaluation.bce(predicted, truth, brain),
+        "kl": evaluation.kl_divergence(predicted, truth, brain),
+        "ece": evaluation.expected_calibration_error(predicted, truth, 10, brain),
+        "dice_0.8": evaluation.dice_at_threshold(predicted, truth, TUMOR_THRESHOLD, brain),
+        "pearson_0.2": _finite(evaluation.pearson_r(predicted, truth, 0.2, brain)),
+        "hd95_mm": _finite(evaluation.hd95(tumor, truth_gtv, spacing)),
+        "volume_error_ml": evaluation.volume_ml(tumor, spacing) - evaluation.volume_ml(truth_gtv, spacing),
+        "volume_forecast_ml": evaluation.volume_ml(tumor, spacing),
+        "volume_truth_ml": evaluation.volume_ml(truth_gtv, spacing),
+    }
+
+
+def score_plans(plans: dict[str, np.ndarray], future: dict[str, np.ndarray]) -> dict[str, float]:
+    """Coverage (fraction in [0, 1]; NaN for an empty recurrence) of each plan (``forecast``,
+    ``standard``) for each recurrence definition, as ``coverage_<plan>_<definition>`` columns."""
+    return {f"coverage_{plan}_{DEFINITIONS[d]}": evaluation.coverage(plans[plan], mask)
+            for d, mask in future.items() for plan in PLANS}
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+
+
+def evaluate_patient(case_path: str | Path, settings: EvaluationSettings) -> tuple[list[dict], list[dict], list[dict]]:
+    """Forecast and score one patient with every forecaster: (rows, skipped, timings)."""
+    case_path = Path(case_path)
+    pid = case_path.parent.name
+    try:
+        case = load_case(case_path)
+        pid = case.patient_id
+        if len(case.timepoints) < MIN_TIMEPOINTS:
+            raise InputError(case_path, "timepoints", f"{len(case.timepoints)} scans; the evaluation needs at least "
+                                                      f"{MIN_TIMEPOINTS} (two priors and the truth)")
+        priors, target = split_case(case)
+        truth_gtv = case.gtv(target)
+        future, source = recurrences(case, target)
+        brain = case.brain_mask()
+    except _SCORING_ERRORS as exc:
+        return [], [{"patient_id": pid, "forecaster": None, "reason": _reason(exc)}], []
+    spacing = case.grid.spacing
+    last_prior = priors.timepoints[-1].day
+    gap = target.day - last_prior
+    rows, skipped, timings = [], [], []
+    for name in settings.forecasters:
+        start = time.perf_counter()
+        try:
+            fc = run_forecast(priors, target.day, name, samples=settings.samples, seed=settings.seed,
+                              device=settings.device, margin_mm=settings.margin_mm,
+                              n_bootstrap=settings.n_bootstrap)
+            row = {"patient_id": pid, "forecaster": name, "n_priors": len(priors.timepoints),
+                   "last_prior_day": last_prior, "target_day": target.day, "gap_days": gap,
+                   "gap_bin": gap_bin(gap), "recurrence_source": source,
+                   **score_maps(fc.output.probability, truth_gtv, spacing, brain),
+                   "ctv_volume_ml": evaluation.volume_ml(fc.ctv_standard, spacing),
+                   **score_plans({"forecast": fc.ctv_forecast, "standard": fc.ctv_standard}, future)}
+        except _SCORING_ERRORS as exc:
+            skipped.append({"patient_id": pid, "forecaster": name, "reason": _reason(exc)})
+            continue
+        rows.append({c: row[c] for c in COLUMNS})
+        timings.append({"patient_id": pid, "forecaster": name, "seconds": time.perf_counter() - start})
+    return rows, skipped, timings
+
+
+def _order(settings: EvaluationSettings) -> Callable[[dict], tuple]:
+    rank = {name: i for i, name in enumerate(settings.forecasters)}
+    return lambda r: (r["patient_id"], -1 if r["forecaster"] is None else rank[r["forecaster"]])
+
+
+def evaluate_cohort(cohort_dir: str | Path, settings: EvaluationSettings, jobs: int = 1,
+                    progress: Callable[[str], None] | None = None) -> CohortResult:
+    """Evaluate every patient of ``cohort_dir`` with ``jobs`` worker processes (1: in this process).
+    Unknown forecasters and a folder without cases are InputErrors; results are sorted, so they do not
+    depend on ``jobs``."""
+    for name in settings.forecasters:
+        get_forecaster(name)
+    if not settings.forecasters:
+        raise InputError("--forecaster", None, "no forecaster given")
+    if jobs < 1:
+        raise InputError("--jobs", None, f"must be at least 1, got {jobs}")
+    paths = find_cases(cohort_dir)
+    if not paths:
+        raise InputError(cohort_dir, None, "no patient folder with a case.json in the cohort folder")
+    say = progress or (lambda _msg: None)
+    rows: list[dict] = []
+    skipped: list[dict] = []
+    timings: list[dict] = []
+
+    def collect(path: Path, result: tuple[list[dict], list[dict], list[dict]]) -> None:
+        rows.extend(result[0])
+        skipped.extend(result[1])
+        timings.extend(result[2])
+        say(f"{path.parent.name}: {len(result[0])} scored, {len(result[1])} skipped")
+
+    if jobs == 1 or len(paths) == 1:
+        for path in paths:
+            collect(path, evaluate_patient(path, settings))
+    else:
+        context = multiprocessing.get_context("spawn")  # no fork of a process holding library threads
+        with ProcessPoolExecutor(max_workers=min(jobs, len(paths)), mp_context=context) as pool:
+            futures = {pool.submit(evaluate_patient, str(p), settings): p for p in paths}
+            for future in as_completed(futures):
+                collect(futures[future], future.result())
+    key = _order(settings)
+    return CohortResult(Path(cohort_dir), settings, len(paths), sorted(rows, key=key), sorted(skipped, key=key),
+                        sorted(timings, key=key))
+
+
+# --- summary -------------------------------------------------------------------------------------
+
+def _stats(values: Iterable[float]) -> dict[str, float | int | None]:
+    v = np.asarray([x for x in values if math.isfinite(x)], dtype=np.float64)
+    if v.size == 0:
+        return {"n": 0, "mean": None, "sd": None, "median": None, "q1": None, "q3": None}
+    q1, med, q3 = np.percentile(v, [25, 50, 75])
+    return {"n": int(v.size), "mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+            "median": float(med), "q1": float(q1), "q3": float(q3)}
+
+
+def _wilcoxon(model: Sequence[float], reference: Sequence[float], ids: Sequence[str]) -> dict:
+    """``evaluation.compare_plans`` as JSON (no per-patient rows); an undefined test gives a null p-value
+    with the reason."""
+    try:
+        c = evaluation.compare_plans(model, reference, ids)
+    except ValueError as exc:
+        valid = [not (math.isnan(a) or math.isnan(b)) for a, b in zip(model, reference)]
+        return {"n": int(sum(valid)), "statistic": None, "p_value": None, "effect_size": None,
+                "median_difference": 0.0 if any(valid) else None, "n_excluded": len(valid) - int(sum(valid)),
+                "reason": str(exc)}
+    return {"n": c.n, "statistic": c.statistic, "p_value": c.p_value, "effect_size": c.effect_size,
+            "median_difference": c.median_difference, "n_excluded": c.n_excluded}
+
+
+def summarize(result: CohortResult) -> dict:
+    """The summary (JSON-ready, NaN as null): per forecaster the metric statistics, coverage of both plans
+    per recurrence definition with the Wilcoxon test of forecast vs standard, and per time-gap bin; then
+    forecaster-vs-forecaster tests on the forecast plan's coverage (patients scored by both)."""
+    s = result.settings
+    per: dict[str, dict] = {}
+    by_name = {name: [r for r in result.rows if r["forecaster"] == name] for name in s.forecasters}
+    for name, rows in by_name.items():
+        ids = [r["patient_id"] for r in rows]
+        coverage = {}
+        for d, suffix in DEFINITIONS.items():
+            fc = [r[f"coverage_forecast_{suffix}"] for r in rows]
+            st = [r[f"coverage_standard_{suffix}"] for r in rows]
+            coverage[d] = {"forecast": _stats(fc), "standard": _stats(st), "wilcoxon": _wilcoxon(fc, st, ids)}
+        bins = {}
+        for label, _ in GAP_BINS:
+            in_bin = [r for r in rows if r["gap_bin"] == label]
+            bins[label] = {"n": len(in_bin), **{m: _stats(r[m] for r in in_bin)["mean"]
+                                                for m in (*MAP_METRICS, *COVERAGE_COLUMNS)}}
+        per[name] = {"n_scored": len(rows), "metrics": {m: _stats(r[m] for r in rows) for m in MAP_METRICS},
+                     "coverage": coverage, "gap_bins": bins}
+    pairs = {}
+    for i, a in enumerate(s.forecasters):
+        for b in s.forecasters[i + 1:]:
+            rows_b = {r["patient_id"]: r for r in by_name[b]}
+            both = [(r, rows_b[r["patient_id"]]) for r in by_name[a] if r["patient_id"] in rows_b]
+            ids = [ra["patient_id"] for ra, _ in both]
+            pairs[f"{a} vs {b}"] = {d: _wilcoxon([ra[f"coverage_forecast_{suffix}"] for ra, _ in both],
+                                                 [rb[f"coverage_forecast_{suffix}"] for _, rb in both], ids)
+                                    for d, suffix in DEFINITIONS.items()}
+    summary = {
+        "schema": SCHEMA, "cohort": str(result.cohort_dir), "settings": dataclasses.asdict(s),
+        "n_cases": result.n_cases, "units": {
+            "rmse": "probability", "bce": "nats", "kl": "nats", "ece": "probability", "dice_0.8": "1",
+            "pearson_0.2": "1", "hd95_mm": "mm", "volume_error_ml": "mL", "coverage": "fraction of the "
+            "recurrence volume", "gap_days": "days"},
+        "gap_bins": [label for label, _ in GAP_BINS], "forecasters": per, "forecaster_comparisons": pairs,
+        "skipped": result.skipped,
+    }
+    return _json_ready(summary)
+
+
+def _json_ready(value):
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# --- files ---------------------------------------------------------------------------------------
+
+def rows_csv(rows: Sequence[dict]) -> str:
+    """The per-patient table as CSV text: floats with 6 significant digits, NaN as an empty cell."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else f"{v:.6g}" if isinstance(v, float)
+                             else v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def write_results(result: CohortResult, out_dir: Path) -> list[Path]:
+    """Write patients.csv, skipped.csv, summary.json, boxplots.png and timings.json into the existing
+    folder ``out_dir``; every file but timings.json is reproducible byte for byte."""
+    from .cohort_figures import plot_boxplots
+
+    out_dir = Path(out_dir)
+    summary = summarize(result)
+    (out_dir / "patients.csv").write_text(rows_csv(result.rows))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["patient_id", "forecaster", "reason"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({**r, "forecaster": r["forecaster"] or ""} for r in result.skipped)
+    (out_dir / "skipped.csv").write_text(buf.getvalue())
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot_boxplots(out_dir / "boxplots.png", result.rows, result.settings.forecasters, summary)
+    (out_dir / "timings.json").write_text(json.dumps({"unit": "seconds per patient and forecaster",
+                                                      "timings": result.timings}, indent=2) + "\n")
+    return [out_dir / n for n in ("patients.csv", "skipped.csv", "summary.json", "boxplots.png", "timings.json")]

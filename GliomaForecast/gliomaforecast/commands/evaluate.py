@@ -1,0 +1,60 @@
+"""Evaluate forecasters on a cohort: forecast every patient's last scan from the earlier ones and score it.
+
+COHORT_DIR holds one folder per patient with a case.json. Writes patients.csv (one row per patient and
+forecaster), skipped.csv (with reasons), summary.json (statistics, Wilcoxon tests, time-gap bins),
+boxplots.png and timings.json into --out, atomically. See docs/evaluation.md for the metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from ..cohort_evaluation import EvaluationSettings, evaluate_cohort, find_cases, write_results
+from ..errors import InputError
+from ..forecast import FORECASTER_NAMES
+from ..io import atomic_output_dir
+
+NAME = "evaluate"
+HELP = "score forecasters on a cohort (last scan forecast from the earlier ones); CSV + JSON + box plots"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("cohort", type=Path, help="cohort folder (one sub-folder with a case.json per patient)")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--forecaster", action="append", default=None, metavar="NAME",
+                   help=f"forecaster to evaluate (repeatable; default: all of {', '.join(FORECASTER_NAMES)})")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="patients evaluated in parallel (default: the number of CPUs)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every forecast (default 0)")
+    p.add_argument("--samples", type=int, default=8, help="growth-model samples per forecast (default 8)")
+    p.add_argument("--n-bootstrap", type=int, default=100, help="growth-model bootstrap refits (default 100)")
+    p.add_argument("--margin-mm", type=float, default=15.0, help="standard CTV margin in mm (default 15)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="model device (default auto)")
+
+
+def run(args: argparse.Namespace) -> int:
+    names = tuple(dict.fromkeys(args.forecaster or FORECASTER_NAMES))
+    if args.samples < 1:
+        raise InputError("--samples", None, f"must be at least 1, got {args.samples}")
+    if args.n_bootstrap < 0:
+        raise InputError("--n-bootstrap", None, f"must be at least 0, got {args.n_bootstrap}")
+    if not args.margin_mm > 0:
+        raise InputError("--margin-mm", None, f"must be a positive distance in mm, got {args.margin_mm}")
+    cases = find_cases(args.cohort)
+    settings = EvaluationSettings(names, args.seed, args.samples, args.n_bootstrap, args.margin_mm, args.device)
+    start = time.perf_counter()
+    with atomic_output_dir(args.out, inputs=cases) as tmp:
+        result = evaluate_cohort(args.cohort, settings, args.jobs,
+                                 progress=lambda msg: print(msg, flush=True))
+        empty = [n for n in names if not any(r["forecaster"] == n for r in result.rows)]
+        if empty:
+            reason = next((s["reason"] for s in result.skipped if s["forecaster"] in (empty[0], None)), "")
+            raise InputError(args.cohort, None, f"forecaster {empty[0]} scored no patient (first reason: {reason})")
+        write_results(result, tmp)
+    seconds = time.perf_counter() - start
+    print(f"evaluated {result.n_cases} cases ({len(result.skipped)} skipped entries) with {', '.join(names)} "
+          f"on {args.jobs} jobs in {seconds:.1f} s; wrote {args.out}/summary.json, patients.csv, boxplots.png")
+    return 0
