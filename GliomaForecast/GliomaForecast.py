@@ -1,0 +1,462 @@
+"""Glioma Forecast: 3D Slicer module (module, parameter node, thin widget, Slicer logic, self-test).
+
+All numerics live in the core package ``gliomaforecast``; all MRML conversions in ``GliomaForecastLib`` (which runs
+headless too). This file only adds what needs the Slicer application: the Qt panel, dependency installation,
+the Sample Data registration and the self-test.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import threading
+from typing import Annotated, Optional
+
+import qt
+import slicer
+import vtk
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
+                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.util import VTKObservationMixin
+
+MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def resourceFile(*parts: str) -> str:
+    """A resource under the built module's Resources/ or, in the source tree, under the extension's Resources/."""
+    for base in (os.path.join(MODULE_DIR, "Resources"), os.path.join(MODULE_DIR, os.pardir, "Resources")):
+        path = os.path.normpath(os.path.join(base, *parts))
+        if os.path.exists(path):
+            return path
+    return os.path.join(MODULE_DIR, "Resources", *parts)
+
+
+REQUIREMENTS = resourceFile("requirements.txt")
+SAMPLE_CASE = resourceFile("SampleData", "sample_patient", "case.json")
+ICON = resourceFile("Icons", "GliomaForecast.png")
+# Import names of the requirements (pip names differ for some).
+REQUIRED_IMPORTS = ("scipy", "nibabel", "nrrd", "skimage", "lmfit", "onnxruntime", "matplotlib", "tqdm", "skfmm")
+
+
+def missingDependencies() -> list[str]:
+    """Import names of the core's third-party packages that are not installed in Slicer's Python."""
+    return [name for name in REQUIRED_IMPORTS if importlib.util.find_spec(name) is None]
+
+
+def ensureDependencies() -> None:
+    """Install Resources/requirements.txt into Slicer's Python on first use, after asking the user."""
+    missing = missingDependencies()
+    if not missing:
+        return
+    if not slicer.util.confirmOkCancelDisplay(
+            f"Glioma Forecast needs these Python packages: {', '.join(missing)}.\nInstall them now?",
+            windowTitle="Glioma Forecast"):
+        raise RuntimeError(f"missing Python packages: {', '.join(missing)}")
+    with open(REQUIREMENTS) as f:
+        requirements = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    packaging = getattr(slicer, "packaging", None)
+    with slicer.util.WaitCursor():
+        if packaging is not None and hasattr(packaging, "pip_ensure"):
+            packaging.pip_ensure(requirements)
+        else:
+            slicer.util.pip_install(requirements)
+
+
+#
+# Module
+#
+
+class GliomaForecast(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "Glioma Forecast"
+        self.parent.categories = ["Radiotherapy"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["GliomaForecast team"]
+        self.parent.icon = qt.QIcon(ICON)
+        self.parent.helpText = """
+Forecasts how a glioma will grow from two or more MRI scans with GTV segmentations, and turns the forecast into
+radiotherapy target volumes: a standard-margin CTV and an iso-volumetric, forecast-driven CTV of the same volume,
+in one segmentation ready for the Segment Editor and RTSTRUCT / DICOM SEG export.
+<ul>
+<li><b>Inputs</b>: one GTV segmentation per scan (its reference volume is that scan's FLAIR; the day comes from
+the node's <i>GliomaForecast.Day</i> attribute or its name, e.g. "GTV day 95"), optional brain mask, barrier and
+RT dose (Gy).</li>
+<li><b>Growth</b>: mechanistic tumor-burden model with radiotherapy, fitted with bootstrap 95% bands (table + chart).</li>
+<li><b>Forecast</b>: probability, uncertainty, predicted FLAIR and tumor-evolution displacement at a future day;
+probability map of the last GTV (signed distance in mm through a logistic).</li>
+<li><b>Target volume</b>: GTV, CTV standard (margin in mm, geodesic around barriers) and CTV forecast.</li>
+</ul>
+Methods:
+<ul>
+<li>A. Kebaili, R. Modzelewski, J. Lapuyade-Lahorgue, M. Fontanilles, S. Thureau, S. Ruan.
+Multi-Task Diffusion Approach for Prediction of Glioma Tumor Progression (probabilistic GTV, tumor-evolution field).</li>
+<li>D. Laslo, E. Georgiou, M. G. Linguraru, A. M. Rauschecker, S. Müller, C. R. Jutzeler, S. Brüningk.
+Mechanistic Learning with Guided Diffusion Models to Predict Spatio-Temporal Brain Tumor Growth,
+arXiv:2509.09610 (growth model with radiotherapy, bootstrap bands).</li>
+<li>Latent diffusion prediction of glioblastoma treatment response from the pre-treatment scan,
+doi:10.1007/978-3-032-05472-2_18.</li>
+<li>L. Zimmer et al. PREDICT-GBM: a multi-center platform to advance personalized glioblastoma radiotherapy
+planning (standard and iso-volumetric model-driven plans, recurrence coverage).</li>
+</ul>
+The same logic runs from the Python console: see docs/console.md.
+"""
+        self.parent.acknowledgementText = """
+Built on 3D Slicer's MRML, Segmentations, Plots and Subject Hierarchy infrastructure, and on numpy, SciPy,
+SimpleITK, scikit-image, lmfit, scikit-fmm and ONNX Runtime. The methods are those of the papers listed in the help;
+the networks shipped here were trained by this project, not by the papers' authors.
+"""
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+def registerSampleData() -> None:
+    """Register the sample patient with the Sample Data module: it loads through ForecastLogic.loadCase."""
+    try:
+        import SampleData
+    except ImportError:
+        return
+    if not os.path.exists(SAMPLE_CASE):
+        return
+
+    def loadSamplePatient(source=None):
+        ensureDependencies()
+        loaded = GliomaForecastLogic().loadCase(SAMPLE_CASE)
+        return [loaded.flair[day] for day in loaded.days] + [loaded.gtv[day] for day in loaded.days]
+
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="Glioma Forecast",
+        sampleName="GliomaForecastSamplePatient",
+        uris=[],
+        fileNames=[],
+        nodeNames=[],
+        thumbnailFileName=ICON,
+        customDownloader=loadSamplePatient,
+    )
+
+
+#
+# Parameter node
+#
+
+@parameterNodeWrapper
+class GliomaForecastParameterNode:
+    """The panel's state. Days in days, distances in mm."""
+
+    # Inputs
+    timepointSegmentations: list[vtkMRMLSegmentationNode]
+    gtvSegmentName: str = "GTV"
+    brainMask: vtkMRMLScalarVolumeNode
+    barrier: vtkMRMLScalarVolumeNode
+    dose: vtkMRMLScalarVolumeNode
+    # Growth
+    useRadiotherapy: bool = True
+    rtStartDay: float = 21.0
+    nBootstrap: Annotated[int, WithinRange(10, 1000)] = 100
+    # Forecast
+    forecastDay: Annotated[float, WithinRange(0.0, 10000.0)] = 180.0
+    forecaster: Annotated[str, Choice(["evolution", "persistence"])] = "evolution"
+    samples: Annotated[int, WithinRange(1, 64)] = 8
+    seed: Annotated[int, WithinRange(0, 2147483647)] = 0
+    beta: Annotated[float, WithinRange(0.01, 1.0)] = 0.1
+    mu: Annotated[float, WithinRange(0.0, 50.0)] = 15.0
+    # Target volume
+    marginMm: Annotated[float, WithinRange(0.0, 40.0)] = 15.0
+    scoreVolume: vtkMRMLScalarVolumeNode
+
+
+#
+# Widget
+#
+
+class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """A thin panel: reads the parameter node, calls GliomaForecastLogic, shows progress; no numerics."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic: Optional[GliomaForecastLogic] = None
+        self._parameterNode: Optional[GliomaForecastParameterNode] = None
+        self._parameterNodeGuiTag = None
+        self._cancel = threading.Event()
+        self._busy = False
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(resourceFile("UI", "GliomaForecast.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = GliomaForecastLogic()
+
+        self.ui.progressBar.setVisible(False)
+        self.ui.loadSampleButton.setEnabled(os.path.exists(SAMPLE_CASE))
+        self.ui.loadSampleButton.connect("clicked(bool)", self.onLoadSample)
+        self.ui.fitGrowthButton.connect("clicked(bool)", self.onFitGrowth)
+        self.ui.forecastButton.connect("clicked(bool)", self.onForecast)
+        self.ui.probabilityButton.connect("clicked(bool)", self.onProbability)
+        self.ui.targetsButton.connect("clicked(bool)", self.onTargets)
+        self.ui.cancelButton.connect("clicked(bool)", self._cancel.set)
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+
+    def setParameterNode(self, inputParameterNode: Optional[GliomaForecastParameterNode]) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+            self._updateButtons()
+
+    def _updateButtons(self, caller=None, event=None) -> None:
+        p = self._parameterNode
+        scans = len(p.timepointSegmentations) if p else 0
+        idle = not self._busy
+        self.ui.rtStartDaySpinBox.setEnabled(bool(p and p.useRadiotherapy))
+        self.ui.fitGrowthButton.setEnabled(idle and scans >= 2)
+        self.ui.forecastButton.setEnabled(idle and scans >= 2)
+        self.ui.probabilityButton.setEnabled(idle and scans >= 1)
+        self.ui.targetsButton.setEnabled(idle and scans >= 1)
+        self.ui.cancelButton.setEnabled(not idle)
+
+    # --- running long work in steps, with progress and Cancel -----------------------------------------
+    def _run(self, title: str, work) -> None:
+        """Run ``work(progress, cancel)`` with the progress bar and the Cancel button; Qt events are processed at
+        every progress step so the panel stays responsive and Cancel can be clicked."""
+        try:
+            ensureDependencies()
+        except RuntimeError as exc:
+            slicer.util.errorDisplay(str(exc))
+            return
+        from GliomaForecastLib.progress import Cancelled
+
+        self._cancel.clear()
+        self._busy = True
+        self._updateButtons()
+        self.ui.progressBar.setVisible(True)
+        self.ui.progressBar.setValue(0)
+        self.ui.statusLabel.setText(title)
+
+        def progress(fraction: float, message: str) -> None:
+            self.ui.progressBar.setValue(int(round(100 * fraction)))
+            self.ui.statusLabel.setText(f"{title}: {message}")
+            slicer.app.processEvents()
+
+        try:
+            with slicer.util.WaitCursor():
+                work(progress, self._cancel)
+            self.ui.statusLabel.setText(f"{title}: done")
+        except Cancelled:
+            self.ui.statusLabel.setText(f"{title}: cancelled")
+        except Exception as exc:  # shown to the user, with the traceback in the log
+            logging.exception(title)
+            self.ui.statusLabel.setText(f"{title}: failed")
+            slicer.util.errorDisplay(f"{title} failed: {exc}")
+        finally:
+            self._busy = False
+            self.ui.progressBar.setVisible(False)
+            self._updateButtons()
+
+    def _lastScan(self):
+        p = self._parameterNode
+        return self.logic.scans(p.timepointSegmentations, p.gtvSegmentName)[-1]
+
+    def onLoadSample(self) -> None:
+        def work(progress, cancel):
+            loaded = self.logic.loadCase(SAMPLE_CASE)
+            p = self._parameterNode
+            p.timepointSegmentations = [loaded.gtv[day] for day in loaded.days]
+            p.brainMask = loaded.brainMask
+            p.dose = loaded.dose
+            p.useRadiotherapy = loaded.rtStartDay is not None
+            if loaded.rtStartDay is not None:
+                p.rtStartDay = loaded.rtStartDay
+            p.forecastDay = loaded.days[-1] + 90.0
+            slicer.util.setSliceViewerLayers(background=loaded.flair[loaded.days[-1]], fit=True)
+
+        self._run("Loading the sample patient", work)
+
+    def onFitGrowth(self) -> None:
+        p = self._parameterNode
+
+        def work(progress, cancel):
+            scans = self.logic.scans(p.timepointSegmentations, p.gtvSegmentName)
+            table, chart = self.logic.fitGrowth([(day, seg, sid) for day, _, seg, sid in scans],
+                                                rtStartDay=p.rtStartDay if p.useRadiotherapy else None,
+                                                nBootstrap=p.nBootstrap, seed=p.seed, untilDay=p.forecastDay,
+                                                progress=progress, cancel=cancel)
+            self.logic.showChart(chart)
+
+        self._run("Fitting the growth model", work)
+
+    def onForecast(self) -> None:
+        p = self._parameterNode
+
+        def work(progress, cancel):
+            scans = self.logic.scans(p.timepointSegmentations, p.gtvSegmentName)
+            nodes = self.logic.forecast(scans, p.forecastDay, rtStartDay=p.rtStartDay if p.useRadiotherapy else None,
+                                        brainMask=p.brainMask, dose=p.dose, forecaster=p.forecaster,
+                                        samples=p.samples, seed=p.seed, marginMm=p.marginMm,
+                                        nBootstrap=p.nBootstrap, progress=progress, cancel=cancel)
+            p.scoreVolume = nodes.probability
+            slicer.util.setSliceViewerLayers(background=scans[-1][1], foreground=nodes.probability,
+                                             foregroundOpacity=0.5)
+            self.logic.showChart(nodes.chart)
+
+        self._run("Forecasting", work)
+
+    def onProbability(self) -> None:
+        p = self._parameterNode
+
+        def work(progress, cancel):
+            day, flair, seg, sid = self._lastScan()
+            node = self.logic.probabilityMap(seg, sid, beta=p.beta, mu=p.mu, day=day)
+            p.scoreVolume = node
+            slicer.util.setSliceViewerLayers(background=flair, foreground=node, foregroundOpacity=0.5)
+
+        self._run("Probability map", work)
+
+    def onTargets(self) -> None:
+        p = self._parameterNode
+
+        def work(progress, cancel):
+            day, flair, seg, sid = self._lastScan()
+            self.logic.targetVolumes(seg, sid, scoreVolume=p.scoreVolume, marginMm=p.marginMm,
+                                     brainMask=p.brainMask, barrier=p.barrier, day=day,
+                                     progress=progress, cancel=cancel)
+
+        self._run("Target volumes", work)
+
+
+#
+# Logic
+#
+
+class GliomaForecastLogic(ScriptedLoadableModuleLogic):
+    """The Slicer logic: the console methods of GliomaForecastLib.logic.ForecastLogic on ``slicer.mrmlScene``, plus
+    the parameter node and what needs the application (layouts)."""
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        self._forecastLogic = None
+
+    @property
+    def forecastLogic(self):
+        """The GliomaForecastLib ForecastLogic on slicer.mrmlScene, created (after installing the dependencies)
+        on first use, so that the module loads before they are installed."""
+        if self._forecastLogic is None:
+            ensureDependencies()
+            from GliomaForecastLib.logic import ForecastLogic
+
+            self._forecastLogic = ForecastLogic()
+        return self._forecastLogic
+
+    def __getattr__(self, name):
+        # The console methods (loadCase, probabilityMap, fitGrowth, targetVolumes, forecast, segmentVolumeMl)
+        # are ForecastLogic's.
+        if name.startswith("_") or name == "forecastLogic":
+            raise AttributeError(name)
+        return getattr(self.forecastLogic, name)
+
+    def getParameterNode(self) -> GliomaForecastParameterNode:
+        return GliomaForecastParameterNode(super().getParameterNode())
+
+    def scans(self, segmentations, segmentName: str) -> list:
+        """``(day, flairVolume, segmentationNode, segmentId)`` of the selected scan segmentations, sorted by day;
+        the FLAIR is each segmentation's reference volume and the day comes from its attribute or name."""
+        from GliomaForecastLib import adapters
+        from GliomaForecastLib.logic import timepointDay
+
+        scans = []
+        for seg in segmentations:
+            day = timepointDay(seg)
+            if day is None:
+                raise ValueError(f"{seg.GetName()}: no scan day; set the GliomaForecast.Day attribute or put "
+                                 f"'day N' in the name")
+            scans.append((day, adapters.reference_volume(seg), seg, adapters.segment_id(seg, segmentName)))
+        return sorted(scans, key=lambda s: s[0])
+
+    @staticmethod
+    def showChart(chartNode) -> None:
+        """Switch to a layout with a plot view and show ``chartNode`` in it."""
+        layoutManager = slicer.app.layoutManager()
+        layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpPlotView)
+        slicer.modules.plots.logic().ShowChartInLayout(chartNode)
+
+
+#
+# Test
+#
+
+class GliomaForecastTest(ScriptedLoadableModuleTest):
+    """Self-test on the sample patient: load, probability map, growth fit, target volumes."""
+
+    def setUp(self) -> None:
+        slicer.mrmlScene.Clear()
+
+    def runTest(self) -> None:
+        self.setUp()
+        self.test_SamplePatient()
+
+    def test_SamplePatient(self) -> None:
+        import numpy as np
+
+        from GliomaForecastLib import adapters
+        from gliomaforecast import ctv
+
+        self.delayDisplay("Loading the sample patient")
+        if not os.path.exists(SAMPLE_CASE):
+            self.skipTest(f"{SAMPLE_CASE} is not there")
+        logic = GliomaForecastLogic()
+        loaded = logic.loadCase(SAMPLE_CASE)
+        last = loaded.days[-1]
+        seg = loaded.gtv[last]
+
+        self.delayDisplay("Probability map")
+        probability = logic.probabilityMap(seg, "GTV", day=last)
+        self.assertTrue(adapters.grid_from_volume(probability).same_as(adapters.grid_from_volume(loaded.flair[last])))
+        values = adapters.array_from_volume(probability)
+        self.assertGreaterEqual(float(values.min()), 0.0)
+        self.assertLessEqual(float(values.max()), 1.0)
+
+        self.delayDisplay("Growth fit")
+        table, chart = logic.fitGrowth(loaded.timepoints(), rtStartDay=loaded.rtStartDay, nBootstrap=10)
+        self.assertEqual(chart.GetNumberOfPlotSeriesNodes(), 4)
+        self.assertGreater(table.GetNumberOfRows(), len(loaded.days))
+
+        self.delayDisplay("Target volumes")
+        targets = logic.targetVolumes(seg, "GTV", scoreVolume=probability, brainMask=loaded.brainMask, day=last)
+        gtv, grid = adapters.segment_mask(seg, "GTV")
+        brain = adapters.array_from_volume(loaded.brainMask) > 0 if loaded.brainMask else None
+        standard = ctv.standard_ctv(gtv, grid.spacing, brain_mask=brain)
+        self.assertTrue(np.array_equal(adapters.segment_mask(targets, "CTV standard")[0], standard))
+        self.assertEqual(int(adapters.segment_mask(targets, "CTV forecast")[0].sum()), int(standard.sum()))
+        self.delayDisplay("Test passed")
