@@ -295,3 +295,70 @@ def test_forecast_nodes_match_the_core_forecast(loaded, scene, synthetic_case):
     assert adapters.reference_volume(nodes.targets) is case.flair[95.0]
     assert slicer.util.arrayFromTableColumn(nodes.table, "Day")[-1] == 150.0
     assert nodes.chart.IsA("vtkMRMLPlotChartNode")
+
+
+# --- the sample patient ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sample():
+    if not SAMPLE_CASE.exists():
+        pytest.skip("the sample patient is not generated yet")
+    from gliomaforecast.case import load_case
+
+    scene = headless_scene()
+    return scene, ForecastLogic(scene).loadCase(SAMPLE_CASE), load_case(SAMPLE_CASE)
+
+
+def test_sample_patient_console_methods_match_the_core(sample, tmp_path):
+    from gliomaforecast.growth import burden_from_case, fit_growth
+
+    scene, loaded, case = sample
+    logic = ForecastLogic(scene)
+    last_tp = case.timepoints[-1]
+    day = float(last_tp.day)
+    seg = loaded.gtv[day]
+    grid = adapters.grid_from_volume(loaded.flair[day])
+    assert grid.same_as(case.grid) and grid.shape == case.grid.shape
+    gtv = case.gtv(last_tp)
+    assert np.array_equal(adapters.segment_mask(seg, "GTV")[0], gtv)
+
+    probability = logic.probabilityMap(seg, "GTV", day=day)
+    np.testing.assert_array_equal(adapters.array_from_volume(probability), sdf.tumor_probability(gtv, grid.spacing))
+    assert adapters.grid_from_volume(probability).same_as(grid, **EXACT)
+
+    table, chart = logic.fitGrowth(loaded.timepoints(), rtStartDay=loaded.rtStartDay, nBootstrap=10)
+    days, volumes = burden_from_case(case)
+    np.testing.assert_allclose(slicer.util.arrayFromTableColumn(table, "Observed (mL)")[
+        np.isin(slicer.util.arrayFromTableColumn(table, "Day"), days)], volumes, rtol=1e-9)
+    fit = fit_growth(days, volumes, case.rt_start_day, n_bootstrap=10)
+    curve_days = slicer.util.arrayFromTableColumn(table, "Day")
+    np.testing.assert_allclose(slicer.util.arrayFromTableColumn(table, "Median (mL)"), fit.predict(curve_days)[0],
+                               rtol=1e-6)
+
+    targets = logic.targetVolumes(seg, "GTV", scoreVolume=probability, brainMask=loaded.brainMask, day=day)
+    brain = case.brain_mask()
+    standard = ctv.standard_ctv(gtv, grid.spacing, brain_mask=brain)
+    forecast = ctv.isovolumetric_ctv(sdf.tumor_probability(gtv, grid.spacing), int(standard.sum()), grid.spacing,
+                                     gtv=gtv, brain_mask=brain)
+    path = tmp_path / "sample_targets.seg.nrrd"
+    storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+    storage.SetFileName(str(path))
+    assert storage.WriteData(targets)
+    segments, file_grid = read_segmentation(path)
+    assert file_grid.same_as(grid, atol=1e-9, rtol=0)
+    for name, mask in (("GTV", gtv), ("CTV standard", standard), ("CTV forecast", forecast)):
+        assert np.array_equal(segments[name], mask), name
+        assert np.array_equal(adapters.segment_mask(targets, name)[0], mask), name
+
+
+def test_sample_patient_forecast_matches_run_forecast(sample):
+    from gliomaforecast.forecast import run_forecast
+
+    scene, loaded, case = sample
+    timepoints = [(d, loaded.flair[d], loaded.gtv[d], "GTV") for d in loaded.days]
+    nodes = ForecastLogic(scene).forecast(timepoints, 450, rtStartDay=loaded.rtStartDay, brainMask=loaded.brainMask,
+                                          dose=loaded.dose, forecaster="persistence", nBootstrap=10)
+    expected = run_forecast(case, 450, "persistence", n_bootstrap=10)
+    np.testing.assert_array_equal(adapters.array_from_volume(nodes.probability), expected.output.probability)
+    for name, mask in (("CTV standard", expected.ctv_standard), ("CTV forecast", expected.ctv_forecast)):
+        assert np.array_equal(adapters.segment_mask(nodes.targets, name)[0], mask), name
