@@ -10,7 +10,8 @@ For each patient folder of a cohort (``COHORT_DIR/*/case.json``) and each foreca
    P > 0.2; HD95 (mm) and volume (mL) of the forecast tumor (P > 0.8) against the last GTV;
 3. both target volumes (the standard margin CTV on the last prior GTV and the iso-volumetric forecast
    CTV) are scored by their coverage of the future tumor: enhancing (label 3) and enhancing + necrosis
-   (labels 1, 3) of the last timepoint's BraTS labels, or its GTV when it has no labels.
+   (labels 1, 3) of the last timepoint's BraTS labels (its GTV when it has no labels), and the whole
+   future GTV (``gtv``: defined for every patient, also when no enhancing tumor recurs).
 
 Across patients: the paired Wilcoxon signed-rank test of forecast vs standard coverage
 (:func:`evaluation.compare_plans`), forecaster vs forecaster on the forecast plan's coverage, summary
@@ -43,7 +44,7 @@ from .forecast import get_forecaster, run_forecast
 SCHEMA = "gliomaforecast.evaluation/1"
 GAP_BINS: tuple[tuple[str, float], ...] = (("0-60", 60), ("61-120", 120), ("121-180", 180), ("181-280", 280),
                                            ("281-365", 365), (">365", math.inf))
-DEFINITIONS = {"enhancing": "enhancing", "enhancing+necrosis": "enhancing_necrosis"}  # -> column suffix
+DEFINITIONS = {"enhancing": "enhancing", "enhancing+necrosis": "enhancing_necrosis", "gtv": "gtv"}  # -> column
 PLANS = ("forecast", "standard")
 TUMOR_THRESHOLD = 0.8
 MIN_TIMEPOINTS = 3
@@ -104,13 +105,14 @@ def split_case(case: Case) -> tuple[Case, Timepoint]:
 
 
 def recurrences(case: Case, target: Timepoint) -> tuple[dict[str, np.ndarray], str]:
-    """The future tumor per recurrence definition (bool masks) and where it comes from: the target's
-    BraTS labels (``"labels"``) or, without labels, its GTV for both definitions (``"gtv"``)."""
+    """The future tumor per recurrence definition (bool masks) and where the label-based ones come from:
+    the target's BraTS labels (``"labels"``) or, without labels, its GTV (``"gtv"``). The ``gtv``
+    definition is always the target's GTV."""
+    gtv = case.gtv(target)
     labels = case.labels(target)
     if labels is None:
-        gtv = case.gtv(target)
         return {d: gtv for d in DEFINITIONS}, "gtv"
-    return {d: evaluation.recurrence_mask(labels, d) for d in DEFINITIONS}, "labels"
+    return {**{d: evaluation.recurrence_mask(labels, d) for d in evaluation.RECURRENCE_LABELS}, "gtv": gtv}, "labels"
 
 
 def _finite(value: float) -> float:
@@ -294,7 +296,8 @@ def summarize(result: CohortResult) -> dict:
         "n_cases": result.n_cases, "units": {
             "rmse": "probability", "bce": "nats", "kl": "nats", "ece": "probability", "dice_0.8": "1",
             "pearson_0.2": "1", "hd95_mm": "mm", "volume_error_ml": "mL", "coverage": "fraction of the "
-            "recurrence volume", "gap_days": "days"},
+            "recurrence volume (definitions: enhancing = label 3, enhancing+necrosis = labels 1 and 3, gtv = the "
+            "whole future GTV)", "gap_days": "days"},
         "gap_bins": [label for label, _ in GAP_BINS], "forecasters": per, "forecaster_comparisons": pairs,
         "skipped": result.skipped,
     }

@@ -17,7 +17,7 @@ from .report_figures import save_png
 
 METRIC_PANELS = (("rmse", "RMSE"), ("bce", "BCE (nats)"), ("kl", "KL (nats)"), ("ece", "ECE"),
                  ("dice_0.8", "Dice at P > 0.8"), ("hd95_mm", "HD95 (mm)"))
-COVERAGE_PANELS = (("enhancing", "enhancing"), ("enhancing+necrosis", "enhancing_necrosis"))
+COVERAGE_PANELS = (("enhancing", "enhancing"), ("enhancing+necrosis", "enhancing_necrosis"), ("gtv", "gtv"))
 
 
 def _finite(values) -> np.ndarray:
@@ -33,8 +33,8 @@ def _p_text(test: dict) -> str:
 def plot_boxplots(path: Path, rows: Sequence[dict], forecasters: Sequence[str], summary: dict) -> Path:
     """Write the box-plot figure of the per-patient ``rows`` (columns of ``cohort_evaluation.COLUMNS``)
     to ``path``; ``summary`` (``cohort_evaluation.summarize``) gives the Wilcoxon p-values."""
-    fig = Figure(figsize=(13.0, 6.4), layout="constrained")
-    axes = fig.subplots(2, 4).ravel()
+    fig = Figure(figsize=(10.5, 9.0), layout="constrained")
+    axes = fig.subplots(3, 3).ravel()
     by_name = {n: [r for r in rows if r["forecaster"] == n] for n in forecasters}
     for ax, (metric, label) in zip(axes, METRIC_PANELS):
         data = [_finite(r[metric] for r in by_name[n]) for n in forecasters]
@@ -52,7 +52,8 @@ def plot_boxplots(path: Path, rows: Sequence[dict], forecasters: Sequence[str], 
             pvals.append(f"{n} {_p_text(test)}")
         _boxes(ax, data, names)
         ax.set_ylim(-0.02, 1.02)
-        ax.set_title(f"coverage, {definition}\n" + "; ".join(pvals), fontsize="small")
+        what = "whole future GTV" if definition == "gtv" else definition
+        ax.set_title(f"coverage, {what}\n" + "; ".join(pvals), fontsize="small")
     n_patients = len({r["patient_id"] for r in rows})
     fig.suptitle(f"Cohort evaluation: {n_patients} patients (last scan forecast from the earlier ones)",
                  fontsize="medium")

@@ -107,10 +107,11 @@ def test_rows_match_direct_metric_calls(cohort: Path) -> None:
     enh, enh_nec = labels == 3, np.isin(labels, (1, 3))
     assert b["coverage_standard_enhancing"] == pytest.approx(evaluation.coverage(standard, enh))
     assert b["coverage_standard_enhancing_necrosis"] == pytest.approx(evaluation.coverage(standard, enh_nec))
+    assert b["coverage_standard_gtv"] == pytest.approx(evaluation.coverage(standard, truth_gtv))
     assert 0 < b["coverage_standard_enhancing"] < 1  # the shifted, grown tumor escapes the margin
     assert b["ctv_volume_ml"] == pytest.approx(evaluation.volume_ml(standard, spacing))
     # without labels the future GTV is the recurrence for both definitions
-    assert a["coverage_standard_enhancing"] == a["coverage_standard_enhancing_necrosis"]
+    assert a["coverage_standard_enhancing"] == a["coverage_standard_enhancing_necrosis"] == a["coverage_standard_gtv"]
 
 
 def test_summary_wilcoxon_and_bins() -> None:
