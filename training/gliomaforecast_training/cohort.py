@@ -285,7 +285,7 @@ def _write_patient(out_dir: Path, anatomy: Anatomy, params: PatientParams, sim: 
                      "images": {m: w.image(f"{tag}_{m}.nii.gz", images[m], np.int16) for m in imaging.MODALITIES}}
             lab_out = w.label(f"{tag}_seg.nii.gz", lab)
             gtv = imaging.gtv_from_labels(lab_out)
-            w.label(f"{tag}_gtv.nii.gz", gtv.astype(np.uint8))
+            write_image(tmp / f"{tag}_gtv.nii.gz", gtv.astype(np.uint8), w.out_grid)  # already on out_grid
             entry.update(gtv=f"{tag}_gtv.nii.gz", labels=f"{tag}_seg.nii.gz")
             timepoints.append(entry)
             voxel_ml = w.out_grid.voxel_volume_ml

@@ -23,13 +23,14 @@ def margin_ctv(gtv: np.ndarray, spacing, margin_mm: float = 15.0, brain_mask: np
 
 
 def dose_map(ctv: np.ndarray, spacing, prescription_gy: float = 60.0, ptv_margin_mm: float = 5.0,
-             penumbra_sigma_mm: float = 3.0) -> np.ndarray:
-    """A conformal dose distribution (Gy, float32): ``prescription_gy`` on the PTV (CTV + ``ptv_margin_mm``)
-    blurred by a Gaussian penumbra of sd ``penumbra_sigma_mm``; with the defaults the CTV edge gets
-    about 95% of the prescription."""
+             penumbra_sigma_mm: float = 3.0, edge_level: float = 0.95) -> np.ndarray:
+    """A conformal dose distribution (Gy, float32): the PTV (CTV + ``ptv_margin_mm``) blurred by a
+    Gaussian penumbra of sd ``penumbra_sigma_mm``, scaled so that the blurred level ``edge_level``
+    (reached at a flat CTV edge with the defaults) gets the prescription, capped at the prescription."""
     ptv = ndimage.distance_transform_edt(~np.asarray(ctv, dtype=bool), sampling=spacing) <= ptv_margin_mm
     sigma = [penumbra_sigma_mm / float(h) for h in spacing]
-    return (prescription_gy * ndimage.gaussian_filter(ptv.astype(np.float32), sigma, mode="constant")).astype(np.float32)
+    field = ndimage.gaussian_filter(ptv.astype(np.float32), sigma, mode="constant")
+    return (prescription_gy * np.minimum(field / edge_level, 1.0)).astype(np.float32)
 
 
 def fraction_days(start_day: float, n_fractions: int = 30) -> np.ndarray:

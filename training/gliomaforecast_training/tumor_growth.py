@@ -206,6 +206,7 @@ def _react(u: np.ndarray, k: np.ndarray | None, rho: float, dt: float, clearance
     g = np.expm1(cap * np.float32(rho * dt))  # E - 1 with E = exp(rho cap dt)
     denom = cap + u * g
     np.divide(cap * u * (g + 1.0), denom, out=u, where=denom > 0)
+    np.minimum(u, cap, out=u)  # diffusion may have carried living cells above the capacity left by k
     k *= np.float32(np.exp(-dt / clearance_days))
 
 
