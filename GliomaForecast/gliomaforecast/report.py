@@ -27,7 +27,7 @@ from .errors import InputError
 from .evaluation import dice, volume_ml
 from .forecast import Forecast
 from .growth import PARAM_UNITS
-from .report_figures import axial_levels, plot_overlays, plot_volumes
+from .report_figures import axial_levels, display_flips, plot_overlays, plot_volumes
 
 TUMOR_THRESHOLD = 0.8  # P > 0.8 is inside the GTV for the logistic map (beta 0.1 /mm, mu 15 mm)
 N_LEVELS = 4
@@ -171,7 +171,8 @@ def write_report(forecast: Forecast, out_dir: Path) -> list[Path]:
         "overlays": plot_overlays(out_dir / "overlays.png", background, forecast.output.probability,
                                   forecast.output.uncertainty, masks, case.grid.spacing, levels,
                                   f"{case.patient_id}: {forecast.forecaster} forecast for day {day:g} "
-                                  f"on the {modality or 'blank'} of day {last.day:g}"),
+                                  f"on the {modality or 'blank'} of day {last.day:g}",
+                                  display_flips(case.grid.direction)),
         "volumes": plot_volumes(out_dir / "volumes.png",
                                 {k: v for k, v in report_volumes(forecast).items()
                                  if k in ("GTV (last scan)", f"forecast tumor (P > {TUMOR_THRESHOLD:g})",

@@ -2,7 +2,8 @@
 
 matplotlib's object API on the Agg canvas (no pyplot state, no display); PNGs are saved without the
 ``Software`` metadata entry so that identical inputs give identical bytes. Slices are drawn in mm
-(the extent comes from the grid spacing), row 0 at the top, in array (index) orientation.
+(the extent comes from the grid spacing) in the radiological view: anterior at the top, the patient's
+right on the left of the image (see :func:`display_flips`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,15 @@ def axial_levels(mask: np.ndarray, n: int = 4) -> list[int]:
     return sorted({int(round(z)) for z in picks})
 
 
+def display_flips(direction: Sequence[float]) -> tuple[bool, bool]:
+    """Whether to flip the (y, x) array axes of an axial slice for the radiological view (rows running
+    anterior -> posterior, columns patient right -> left, i.e. along +y and +x of LPS), from the grid's
+    ITK direction matrix (row-major 3 x 3): an index axis whose direction points mostly against its
+    LPS axis is flipped."""
+    d = np.asarray(direction, dtype=float).reshape(3, 3)
+    return bool(d[1, 1] < 0), bool(d[0, 0] < 0)
+
+
 def _window(image: np.ndarray) -> tuple[float, float]:
     """Display window of a background image: its 1st and 99th percentiles over non-zero voxels."""
     values = image[image != 0]
@@ -51,11 +61,17 @@ def _window(image: np.ndarray) -> tuple[float, float]:
 
 def plot_overlays(path: Path, background: np.ndarray | None, probability: np.ndarray,
                   uncertainty: np.ndarray | None, masks: Sequence[np.ndarray], spacing: Sequence[float],
-                  levels: Sequence[int], title: str) -> Path:
+                  levels: Sequence[int], title: str, flips: tuple[bool, bool] = (False, False)) -> Path:
     """Axial overlays at ``levels`` (z indices): the forecast probability (colour, transparent below
     0.05) on ``background`` (the last FLAIR, grey) with the contours of ``masks`` (GTV, CTV standard,
-    CTV forecast; colours and line styles of :data:`CONTOURS`); a second row shows ``uncertainty`` (standard deviation
-    of the probability) when it is not all zero. ``spacing`` (mm, z y x) sets the aspect."""
+    CTV forecast; colours and line styles of :data:`CONTOURS`); a second row shows ``uncertainty``
+    (standard deviation of the probability) when it is not all zero. ``spacing`` (mm, z y x) sets the aspect; ``flips``
+    (y, x) reverses slice axes for display (:func:`display_flips`)."""
+    axes_flipped = tuple(a for a, f in zip((0, 1), flips) if f)
+
+    def cut(volume: np.ndarray, z: int) -> np.ndarray:
+        return np.flip(volume[z], axis=axes_flipped) if axes_flipped else volume[z]
+
     show_unc = uncertainty is not None and float(np.max(uncertainty)) > 0
     rows, cols = (2 if show_unc else 1), len(levels)
     dy, dx = float(spacing[1]), float(spacing[2])
@@ -69,21 +85,24 @@ def plot_overlays(path: Path, background: np.ndarray | None, probability: np.nda
         for i in range(rows):
             ax = axes[i, j]
             if background is not None:
-                ax.imshow(background[z], cmap="gray", vmin=lo, vmax=hi, extent=extent, interpolation="nearest")
+                ax.imshow(cut(background, z), cmap="gray", vmin=lo, vmax=hi, extent=extent, interpolation="nearest")
             else:
                 ax.imshow(np.zeros((ny, nx)), cmap="gray", vmin=0, vmax=1, extent=extent)
             if i == 0:
-                shown = np.where(probability[z] >= 0.05, probability[z], np.nan)
+                p = cut(probability, z)
+                shown = np.where(p >= 0.05, p, np.nan)
                 prob_im = ax.imshow(shown, cmap="inferno", vmin=0, vmax=1, alpha=0.55, extent=extent,
                                     interpolation="nearest")
                 ax.set_title(f"z = {z} ({z * float(spacing[0]):.0f} mm)", fontsize="small")
             else:
-                shown = np.where(uncertainty[z] > 0, uncertainty[z], np.nan)
+                u = cut(uncertainty, z)
+                shown = np.where(u > 0, u, np.nan)
                 unc_im = ax.imshow(shown, cmap="viridis", vmin=0, vmax=max(float(np.max(uncertainty)), 1e-6),
                                    alpha=0.7, extent=extent, interpolation="nearest")
             for mask, (_, colour, style) in zip(masks, CONTOURS):
-                if mask[z].any() and not mask[z].all():
-                    ax.contour(np.arange(nx) * dx, np.arange(ny) * dy, mask[z].astype(np.float32), levels=[0.5], colors=[colour],
+                m = cut(mask, z)
+                if m.any() and not m.all():
+                    ax.contour(np.arange(nx) * dx, np.arange(ny) * dy, m.astype(np.float32), levels=[0.5], colors=[colour],
                                linestyles=style, linewidths=1.2)
             ax.set_xticks([])
             ax.set_yticks([])

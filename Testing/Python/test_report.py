@@ -13,7 +13,7 @@ from gliomaforecast.errors import InputError
 from gliomaforecast.evaluation import volume_ml
 from gliomaforecast.forecast import run_forecast
 from gliomaforecast.report import report_volumes, write_report
-from gliomaforecast.report_figures import axial_levels
+from gliomaforecast.report_figures import axial_levels, display_flips
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -92,3 +92,9 @@ def test_axial_levels_spread_over_the_mask() -> None:
     mask[7:9, 2, 2] = True
     assert axial_levels(mask, 4) == [7, 8]
     assert axial_levels(np.zeros((9, 3, 3), bool)) == [4]
+
+
+def test_display_flips_give_the_radiological_view() -> None:
+    assert display_flips(np.eye(3).ravel()) == (False, False)  # LPS: +y posterior (down), +x left (right)
+    assert display_flips(np.diag([-1.0, -1.0, 1.0]).ravel()) == (True, True)  # RAS-like index axes
+    assert display_flips(np.diag([1.0, -1.0, 1.0]).ravel()) == (True, False)
