@@ -354,11 +354,9 @@ def write_segmentation(path: str | Path, segments: Mapping[str, np.ndarray], gri
     return path
 
 
-@contextlib.contextmanager
-def atomic_output_dir(out_dir: str | Path, *, inputs: Iterable[str | Path] = ()) -> Iterator[Path]:
-    """Build an output folder atomically: yields a temporary sibling folder; on success its files are
-    moved into ``out_dir`` (created if needed); on any error the temporary folder is removed and
-    ``out_dir`` is left as it was."""
+def check_output_dir(out_dir: str | Path) -> Path:
+    """Check, before any work is done, that ``out_dir`` can be created or replaced: its parent folder
+    exists and is writable, and it is not a file."""
     out_dir = Path(out_dir)
     parent = out_dir.resolve().parent
     if not parent.is_dir():
@@ -367,6 +365,16 @@ def atomic_output_dir(out_dir: str | Path, *, inputs: Iterable[str | Path] = ())
         raise InputError(out_dir, "output", "exists and is not a folder")
     if not os.access(parent, os.W_OK) or (out_dir.exists() and not os.access(out_dir, os.W_OK)):
         raise InputError(out_dir, "output", "folder is not writable")
+    return out_dir
+
+
+@contextlib.contextmanager
+def atomic_output_dir(out_dir: str | Path, *, inputs: Iterable[str | Path] = ()) -> Iterator[Path]:
+    """Build an output folder atomically: yields a temporary sibling folder; on success its files are
+    moved into ``out_dir`` (created if needed); on any error the temporary folder is removed and
+    ``out_dir`` is left as it was."""
+    out_dir = check_output_dir(out_dir)
+    parent = out_dir.resolve().parent
     protected = set(_READ_PATHS) | {os.path.realpath(p) for p in inputs}
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=parent))
     try:

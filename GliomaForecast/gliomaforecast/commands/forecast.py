@@ -11,6 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import InputError
+from ..io import check_output_dir
 from ..forecast import DEFAULT_FORECASTER, FORECASTER_NAMES, Forecast, run_forecast
 
 NAME = "forecast"
@@ -36,7 +37,8 @@ def forecast_to_folder(case: Path, day: float, out: Path, *, forecaster: str, sa
 
     if not math.isfinite(margin_mm) or margin_mm < 0:
         raise InputError("--margin-mm", None, f"must be a distance >= 0 mm, got {margin_mm}")
-    with tqdm(desc="forecast", unit=" step", file=sys.stderr, leave=False,
+    check_output_dir(out)
+    with tqdm(desc="forecast", unit=" step", file=sys.stderr, leave=False, disable=not sys.stderr.isatty(),
               bar_format="{desc}: {n_fmt} steps [{elapsed}]") as bar:
         def progress(message: str) -> None:
             bar.set_description_str(message)
