@@ -127,7 +127,9 @@ class Scan:
 
 @dataclass
 class Simulation:
-    """The result of :func:`simulate`: scans, cavity (bool or None), dose (Gy), diagnosis age (days)."""
+    """The result of :func:`simulate`: scans, cavity (bool or None), dose (Gy), CTV, days from the
+    first cell to the planning scan, solver steps; ``extra["pre_diagnosis"]`` lists (solver day,
+    FLAIR mL, core mL) every 5 days before diagnosis."""
 
     scans: list[Scan]
     cavity: np.ndarray | None
@@ -162,10 +164,12 @@ def simulate(anatomy: Anatomy, p: PatientParams) -> Simulation:
                               clearance_days=p.clearance_days)
     for i, centre in enumerate(p.seeds_index):
         solver.seed(_seed_density(solver.u.shape, spacing, centre, 3.0, 0.5 if i == 0 else 0.15))
+    history: list[tuple[float, float, float]] = []  # (solver day, FLAIR mL, core mL) before diagnosis
     while (core_volume_ml(solver.density, voxel_ml) < p.diagnosis_core_ml
            and flair_volume_ml(solver.density, voxel_ml) < DIAGNOSIS_MAX_FLAIR_ML
            and solver.day < MAX_PRE_DIAGNOSIS_DAYS):
         solver.advance(solver.day + 5.0)
+        history.append((solver.day, flair_volume_ml(solver.density, voxel_ml), core_volume_ml(solver.density, voxel_ml)))
     t0 = solver.day + (p.resection_lead_days if p.resection else 0.0)  # planning scan, in solver days
     cavity = None
     if p.resection:
@@ -191,7 +195,8 @@ def simulate(anatomy: Anatomy, p: PatientParams) -> Simulation:
         solver.advance(t0 + day)
         previous = Scan(int(day), solver.density.copy(), solver.u.copy())
         scans.append(previous)
-    return Simulation(scans, cavity, dose, ctv, days_before_planning=float(t0), steps=solver.steps)
+    return Simulation(scans, cavity, dose, ctv, days_before_planning=float(t0), steps=solver.steps,
+                      extra={"pre_diagnosis": history})
 
 
 # --- writing ---------------------------------------------------------------------------------------
