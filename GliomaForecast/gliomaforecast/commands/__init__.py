@@ -7,4 +7,5 @@ COMMANDS = [
     "forecast",
     "demo",
     "evaluate",
+    "models",
 ]
