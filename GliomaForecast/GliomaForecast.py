@@ -5,8 +5,7 @@ headless too). This file only adds what needs the Slicer application: the Qt pan
 the Sample Data registration and the self-test.
 """
 
-from __future__ import annotations
-
+# No "from __future__ import annotations" here: parameterNodeWrapper reads the class annotations as types.
 import importlib.util
 import logging
 import os
@@ -41,7 +40,7 @@ ICON = resourceFile("Icons", "GliomaForecast.png")
 REQUIRED_IMPORTS = ("scipy", "nibabel", "nrrd", "skimage", "lmfit", "onnxruntime", "matplotlib", "tqdm", "skfmm")
 
 
-def missingDependencies() -> list[str]:
+def missingDependencies() -> list:
     """Import names of the core's third-party packages that are not installed in Slicer's Python."""
     return [name for name in REQUIRED_IMPORTS if importlib.util.find_spec(name) is None]
 
