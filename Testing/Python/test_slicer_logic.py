@@ -362,3 +362,20 @@ def test_sample_patient_forecast_matches_run_forecast(sample):
     np.testing.assert_array_equal(adapters.array_from_volume(nodes.probability), expected.output.probability)
     for name, mask in (("CTV standard", expected.ctv_standard), ("CTV forecast", expected.ctv_forecast)):
         assert np.array_equal(adapters.segment_mask(nodes.targets, name)[0], mask), name
+
+
+def test_sample_patient_evolution_forecast_when_the_model_is_there(sample):
+    from gliomaforecast.deformation import to_physical
+    from gliomaforecast.forecast import run_forecast
+
+    if not (REPO / "Resources" / "Models" / "models.json").exists():
+        pytest.skip("no trained models in Resources/Models yet")
+    scene, loaded, case = sample
+    timepoints = [(d, loaded.flair[d], loaded.gtv[d], "GTV") for d in loaded.days]
+    nodes = ForecastLogic(scene).forecast(timepoints, 450, rtStartDay=loaded.rtStartDay, brainMask=loaded.brainMask,
+                                          dose=loaded.dose, forecaster="evolution", samples=2, nBootstrap=10)
+    expected = run_forecast(case, 450, "evolution", samples=2, n_bootstrap=10)
+    np.testing.assert_allclose(adapters.array_from_volume(nodes.probability), expected.output.probability, atol=1e-6)
+    lps = to_physical(expected.output.displacement, case.grid)
+    np.testing.assert_allclose(slicer.util.arrayFromGridTransform(nodes.displacement), lps * [-1, -1, 1], atol=1e-4)
+    assert np.array_equal(adapters.segment_mask(nodes.targets, "CTV forecast")[0], expected.ctv_forecast)
