@@ -113,13 +113,17 @@ def write_registry(models_dir: Path, entry: dict) -> Path:
     return manifest
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="export_evolution", description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("--models-dir", type=Path, required=True)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint written by train_evolution")
+    p.add_argument("--models-dir", type=Path, required=True, help="folder of models.json (Resources/Models)")
     p.add_argument("--eval-cohort", type=Path, help="held-out patient folders to evaluate on (case.json each)")
+    p.add_argument("--holdout", type=int, default=0,
+                   help="evaluate on the last N patients of --eval-cohort (name order; 0: all)")
     p.add_argument("--eval-synthetic", type=int, default=0, help="evaluate on N synthetic pairs instead")
-    args = p.parse_args(argv)
+
+
+def export(args: argparse.Namespace) -> dict:
+    """Export, check parity (< 1e-4 mm), evaluate, and register; returns the registry entry."""
     from .evaluate_evolution import evaluate_cases, evaluate_synthetic
 
     net, ckpt = load_checkpoint(args.checkpoint)
@@ -133,13 +137,20 @@ def main(argv: list[str] | None = None) -> int:
     spec = registry.parse_entry(entry, args.models_dir)
     metrics = None
     if args.eval_cohort is not None:
-        cases = sorted(p.parent for p in args.eval_cohort.glob("*/case.json"))
+        cases = sorted(p.parent for p in args.eval_cohort.glob("*/case.json"))[-args.holdout:]
         metrics = evaluate_cases(cases, registry.OnnxModel(spec, prefer_gpu=False))
     elif args.eval_synthetic:
         metrics = evaluate_synthetic(args.eval_synthetic, registry.OnnxModel(spec, prefer_gpu=False))
     entry["metrics"] = metrics or {}
     print(json.dumps(entry["metrics"], indent=1))
     print(f"registered in {write_registry(args.models_dir, entry)}")
+    return entry
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="export_evolution", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    export(parser.parse_args(argv))
     return 0
 
 

@@ -39,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--holdout", type=int, default=0, help="leave out the last N patients (name order)")
     p.add_argument("--out", type=Path, required=True, help="checkpoint (.pt) to write")
     p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--max-minutes", type=float, default=0.0,
+                   help="also stop after this wall time; the cosine schedule follows max(step, time) progress")
     p.add_argument("--batch", type=int, default=16, help="batch per process")
     p.add_argument("--size", type=int, default=96, help="crop size in 2 mm pixels (multiple of 16)")
     p.add_argument("--lr", type=float, default=2e-3)
@@ -65,6 +67,18 @@ def _augment(phi: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     if torch.rand((), generator=gen) < 0.5:
         phi = phi.transpose(2, 3)
     return phi
+
+
+def _progress(step: int, args: argparse.Namespace, seconds: float, distributed: bool) -> float:
+    """Training progress in [0, 1]: the larger of the step and wall-time fractions (agreed by all ranks)."""
+    frac = step / max(args.steps, 1)
+    if args.max_minutes > 0:
+        frac = max(frac, seconds / (60.0 * args.max_minutes))
+    if distributed:
+        t = torch.tensor([frac])
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        frac = float(t)
+    return min(frac, 1.0)
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -95,27 +109,29 @@ def train(args: argparse.Namespace) -> dict:
     net = DistributedDataParallel(model) if distributed else model
     loss_fn = EvolutionLoss(PIXEL_MM, args.lambda_smooth)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(args.steps, 1), eta_min=args.lr * 0.05)
     gen = torch.Generator().manual_seed(args.seed + 1000 * rank)
     history: list[dict] = []
     step, epoch, start = 0, 0, time.time()
     net.train()
-    while step < args.steps:
+    progress = 0.0
+    while progress < 1.0:
         sampler.set_epoch(epoch)
         for phi, gap in loader:
+            for group in opt.param_groups:  # cosine decay to 5% of --lr
+                group["lr"] = args.lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * progress)))
             phi = _augment(phi, gen)
             gap = gap + (torch.rand(gap.shape, generator=gen) * 2 - 1) * args.gap_noise
             loss, terms = loss_fn(phi, net(phi, gap.clamp(min=1.0)))
             opt.zero_grad()
             loss.backward()
             opt.step()
-            sched.step()
             step += 1
-            if rank == 0 and (step % args.log_every == 0 or step == args.steps):
+            progress = _progress(step, args, time.time() - start, distributed)
+            if rank == 0 and (step % args.log_every == 0 or progress >= 1.0):
                 history.append({"step": step, **{k: round(v, 5) for k, v in terms.items()},
                                 "seconds": round(time.time() - start, 1)})
                 print(json.dumps(history[-1]), flush=True)
-            if step >= args.steps:
+            if progress >= 1.0:
                 break
         epoch += 1
     summary = {"steps": step, "processes": world, "seconds": round(time.time() - start, 1), "data": data_desc,

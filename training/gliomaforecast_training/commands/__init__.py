@@ -3,4 +3,5 @@ run(args) -> exit code; register it by appending its module name to COMMANDS."""
 
 COMMANDS = [
     "cohort",
+    "evolution",
 ]
