@@ -160,7 +160,8 @@ def test_cli_results_identical_across_jobs(cohort: Path, tmp_path: Path, capsys)
     assert (outs[0] / "patients.csv").read_text().splitlines()[0] == ",".join(COLUMNS)
 
 
-@pytest.mark.parametrize("case", ["missing dir", "unknown forecaster", "no cases", "nothing scored", "bad jobs"])
+@pytest.mark.parametrize("case", ["missing dir", "unknown forecaster", "no cases", "nothing scored", "bad jobs",
+                                  "no output parent"])
 def test_cli_bad_input_is_one_line_and_writes_nothing(case: str, cohort: Path, tmp_path: Path, capsys) -> None:
     target = cohort
     extra: list[str] = []
@@ -176,7 +177,7 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(case: str, cohort: Path, t
             (cohort / pid / "case.json").unlink()
     elif case == "bad jobs":
         extra = ["--jobs", "0"]
-    out = tmp_path / "results"
+    out = tmp_path / ("missing/results" if case == "no output parent" else "results")
     before = sorted(p.name for p in tmp_path.iterdir())
     code = main(["evaluate", str(target), "--forecaster", "persistence", *extra, "--out", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
