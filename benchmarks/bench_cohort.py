@@ -5,7 +5,7 @@
    numpy explicit scheme (float64, whole brain box, forward Euler) over the same 60 simulated days of
    one patient's growth, same run; their densities are compared.
 3. Realism: N patients simulated (no files): volumes, pre-RT growth rate, shrinkage after RT,
-   recurrence near the original tumor.
+   recurrence near the original tumor and with an enhancing core.
 Writes benchmarks/results/cohort.json and docs/images/cohort_timeline.png.
 
     .venv/bin/python benchmarks/bench_cohort.py [--patients 20]
@@ -28,6 +28,7 @@ from gliomaforecast_training.anatomy import deform, load_template
 from gliomaforecast_training.tumor_growth import FisherKolmogorov, reference_step, stable_time_step
 
 ROOT = Path(__file__).resolve().parents[1]
+ENHANCING_RECURRENCE_ML = 1.0  # a recurrence "enhances" when its last scan has >= 1 mL of label 3
 
 
 def bench_patient() -> dict:
@@ -75,9 +76,10 @@ def realism(n_patients: int, seed: int = 2024) -> dict:
         p = cohort.draw_params(rng, anatomy, "VP", s)
         sim = cohort.simulate(anatomy, p)
         sp, vml = anatomy.grid.spacing, anatomy.grid.voxel_volume_ml
-        gtvs = [imaging.gtv_from_labels(imaging.brats_labels(sc.density, sp, sim.cavity, p.necrosis_rim_mm))
-                for sc in sim.scans]
+        labels = [imaging.brats_labels(sc.density, sp, sim.cavity, p.necrosis_rim_mm) for sc in sim.scans]
+        gtvs = [imaging.gtv_from_labels(lab) for lab in labels]
         vols = [float(g.sum()) * vml for g in gtvs]
+        enhancing = [float((lab == imaging.ENHANCING).sum()) * vml for lab in labels]
         hist = sim.extra["pre_diagnosis"]
         day_dx, _, core_dx = hist[-1]
         earlier = [h for h in hist if h[0] <= day_dx - 30 and h[2] > 0]
@@ -86,11 +88,14 @@ def realism(n_patients: int, seed: int = 2024) -> dict:
         recurred = vols[-1] > 1.2 * vols[i_min] and vols[-1] > 1.0
         last = gtvs[-1]
         inside_ctv = float((last & sim.ctv).sum() / max(last.sum(), 1))
-        rows.append({"seed": s, "gtv_ml": [round(v, 1) for v in vols], "days": [sc.day for sc in sim.scans],
+        rows.append({"seed": s, "gtv_ml": [round(v, 1) for v in vols], "enhancing_ml": [round(v, 1) for v in enhancing],
+                     "days": [sc.day for sc in sim.scans],
                      "core_ml_planning": round(cohort.core_volume_ml(sim.scans[0].density, vml), 1),
                      "core_ml_diagnosis": round(core_dx, 1), "core_sgr_per_day": None if sgr is None else round(sgr, 4),
                      "shrank_after_rt": vols[1] < 0.9 * vols[0], "recurred": bool(recurred),
-                     "recurrence_fraction_in_planning_ctv": round(inside_ctv, 3), "resection": p.resection,
+                     "recurrence_fraction_in_planning_ctv": round(inside_ctv, 3),
+                     "recurrence_enhancing": bool(recurred and enhancing[-1] >= ENHANCING_RECURRENCE_ML),
+                     "resection": p.resection,
                      "multifocal": len(p.seeds_index) > 1, "velocity_wm_mm_per_year": round(730 * np.sqrt(p.d_white * p.rho), 1)})
     sgrs = [r["core_sgr_per_day"] for r in rows if r["core_sgr_per_day"]]
     rec = [r for r in rows if r["recurred"]]
@@ -103,6 +108,7 @@ def realism(n_patients: int, seed: int = 2024) -> dict:
             "fraction_shrank_after_rt": round(float(np.mean([r["shrank_after_rt"] for r in rows])), 2),
             "fraction_recurred": round(len(rec) / n_patients, 2),
             "fraction_recurrences_mostly_in_planning_ctv": round(float(np.mean([r["recurrence_fraction_in_planning_ctv"] >= 0.8 for r in rec])), 2) if rec else None,
+            "fraction_recurrences_enhancing": round(float(np.mean([r["recurrence_enhancing"] for r in rec])), 2) if rec else None,
             "patients": rows}
 
 

@@ -101,12 +101,10 @@ def test_dose_map_prescription_and_penumbra_in_mm():
         assert dose[15, 30, 30 - 12 - 15] < 0.05 * 60.0  # 15 mm outside the CTV: out of the field
 
 
-def test_margin_ctv_is_euclidean_in_mm_and_inside_brain():
-    gtv = np.zeros((21, 41, 41), bool)
-    gtv[10, 20, 20] = True
-    brain = np.ones_like(gtv)
-    brain[:, :, 35:] = False
-    ctv = treatment.margin_ctv(gtv, (5.0, 1.0, 1.0), 15.0, brain)
-    assert ctv[10, 20, 20 - 15] and not ctv[10, 20, 20 - 16]
-    assert ctv[13, 20, 20] and not ctv[14, 20, 20]   # 15 mm = 3 slices of 5 mm
-    assert not ctv[:, :, 35:].any()
+def test_hypoxic_core_is_radioresistant_by_the_oer():
+    density = np.array([0.1, 0.8, 0.9, 1.0], np.float32)
+    oer = treatment.oxygen_enhancement_ratio(density, 3.0)
+    np.testing.assert_allclose(oer, [1.0, 1.0, 2.0, 3.0], atol=1e-5)  # oxic below the onset, then linear
+    sf = treatment.surviving_fraction(2.0 / oer, alpha=0.1)
+    assert sf[0] == sf[1] < sf[2] < sf[3]
+    assert sf[3] == pytest.approx(np.exp(-0.1 * 2 / 3 - 0.01 * (2 / 3) ** 2))  # alpha / OER, beta / OER^2

@@ -4,7 +4,8 @@ a clinical timeline, written as case manifests (``gliomaforecast.case/1``) plus 
 Timeline of a patient (days relative to the planning scan, day 0): the tumor grows from one (sometimes
 two) seeds until its enhancing core reaches a drawn diagnosis volume; optionally the enhancing core is
 resected 7-21 days before day 0; RT (60 Gy / 30 fractions, Monday-Friday) starts on day 14-35; 2-5
-follow-up scans come after it at irregular gaps of 30-400 days. Everything follows from the seed.
+follow-up scans come after it at irregular gaps of 30-400 days (at most 60 days after a scan showing
+suspected progression, and earlier when the FLAIR abnormality outgrows 150 mL in between). Everything follows from the seed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from gliomaforecast.ctv import standard_ctv
 from gliomaforecast.geometry import Grid, resample_to
 from gliomaforecast.io import atomic_output_dir, write_image
 
@@ -27,18 +29,21 @@ from .tumor_growth import FisherKolmogorov
 
 SCHEMA_CASE = "gliomaforecast.case/1"
 SCHEMA_COHORT = "gliomaforecast.cohort/1"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 # Parameter ranges (see docs/cohort.md for the sources).
 D_WHITE_RANGE = (0.03, 0.3)        # mm^2/day, log-uniform
 D_RATIO = 10.0                     # D_white / D_grey
-RHO_RANGE = (0.01, 0.04)           # 1/day, log-uniform
-ALPHA_RANGE = (0.03, 0.07)         # 1/Gy, uniform; alpha/beta = 10 Gy
-CLEARANCE_RANGE = (30.0, 90.0)     # days, mean life of killed cells
+RHO_RANGE = (0.02, 0.05)           # 1/day, log-uniform
+ALPHA_RANGE = (0.04, 0.09)         # 1/Gy, uniform; alpha/beta = 10 Gy (oxic cells)
+CLEARANCE_RANGE = (15.0, 45.0)     # days, mean life of killed cells
+OER_RANGE = (2.0, 3.0)             # oxygen enhancement ratio of the fully dense (hypoxic) core, uniform
 DIAGNOSIS_CORE_ML = (8.0, 50.0)     # mL, log-uniform: enhancing core (density >= 0.8) at diagnosis
 DIAGNOSIS_MAX_FLAIR_ML = 200.0     # mL: diagnosed at the latest when the FLAIR abnormality is this large
 MAX_PRE_DIAGNOSIS_DAYS = 3000.0
 PROGRESSION_ML = 150.0             # follow-up stops after a scan with a larger FLAIR abnormality
+REGROWTH_FACTOR = 1.25             # FLAIR abnormality / its post-RT nadir that counts as suspected progression
+CONFIRMATION_GAP_DAYS = 60         # days: at most this long to the next scan after suspected progression
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class PatientParams:
     alpha: float                    # 1/Gy
     alpha_beta: float               # Gy
     clearance_days: float           # days
+    hypoxic_oer: float              # OER of the fully dense core (1 = no hypoxic resistance)
     seeds_index: tuple              # ((z, y, x), ...) voxel indices of the tumor origins
     seed_tissue: str                # "wm" or "gm": tissue of the first seed
     diagnosis_core_ml: float        # mL
@@ -60,7 +66,7 @@ class PatientParams:
     resection_threshold: float      # density removed by resection
     resection_lead_days: int        # days from resection to the planning scan
     rt_start_day: int               # days after the planning scan
-    followup_days: tuple            # days of the follow-up scans
+    followup_days: tuple            # drawn follow-up schedule (days); simulate() scans earlier on suspected progression
     necrosis_rim_mm: float          # mm
     prescription_gy: float = 60.0
     n_fractions: int = 30
@@ -100,6 +106,7 @@ def draw_params(rng: np.random.Generator, anatomy: Anatomy, patient_id: str, see
         if len(near):
             seeds.append(tuple(int(i) for i in near[rng.integers(len(near))]))
     d_white = _log_uniform(rng, *D_WHITE_RANGE)
+    oer = float(rng.uniform(*OER_RANGE))
     rt_start = int(rng.integers(14, 36))
     rt_end = rt_start + 40
     n_fu = int(rng.integers(2, 6)) if n_followups is None else int(n_followups)
@@ -110,7 +117,7 @@ def draw_params(rng: np.random.Generator, anatomy: Anatomy, patient_id: str, see
     return PatientParams(
         patient_id=patient_id, seed=int(seed), d_white=d_white, d_grey=d_white / D_RATIO,
         rho=_log_uniform(rng, *RHO_RANGE), alpha=float(rng.uniform(*ALPHA_RANGE)), alpha_beta=10.0,
-        clearance_days=float(rng.uniform(*CLEARANCE_RANGE)), seeds_index=tuple(seeds), seed_tissue=seed_tissue,
+        clearance_days=float(rng.uniform(*CLEARANCE_RANGE)), hypoxic_oer=oer, seeds_index=tuple(seeds), seed_tissue=seed_tissue,
         diagnosis_core_ml=_log_uniform(rng, *DIAGNOSIS_CORE_ML), resection=bool(rng.random() < 0.5),
         resection_threshold=float(rng.uniform(0.75, 0.9)), resection_lead_days=int(rng.integers(7, 22)),
         rt_start_day=rt_start, followup_days=tuple(days), necrosis_rim_mm=float(rng.uniform(3.0, 5.0)))
@@ -180,20 +187,32 @@ def simulate(anatomy: Anatomy, p: PatientParams) -> Simulation:
     scans = [Scan(0, solver.density.copy(), solver.u.copy())]
     gtv0 = imaging.gtv_from_labels(imaging.brats_labels(scans[0].density, spacing, cavity, p.necrosis_rim_mm))
     target = gtv0 | cavity if cavity is not None else gtv0
-    ctv = treatment.margin_ctv(target, spacing, p.ctv_margin_mm, anatomy.brain)
+    ctv = standard_ctv(target, spacing, p.ctv_margin_mm, anatomy.brain)
     dose = treatment.dose_map(ctv, spacing, p.prescription_gy)
-    sf = treatment.surviving_fraction(dose / p.n_fractions, p.alpha, p.alpha_beta)
+    oer = treatment.oxygen_enhancement_ratio(solver.density, p.hypoxic_oer)
+    sf = treatment.surviving_fraction(dose / p.n_fractions / oer, p.alpha, p.alpha_beta)
     for day in treatment.fraction_days(p.rt_start_day, p.n_fractions):
         solver.advance(t0 + day)
         solver.irradiate(sf)
-    previous = None
+    previous, nadir_ml = None, np.inf
     for i, day in enumerate(p.followup_days):
-        if previous is not None and i >= 2 and flair_volume_ml(previous.density, voxel_ml) > PROGRESSION_ML:
-            break  # progressed: off study (second-line treatment) after at least two follow-ups
-        if i == 1 and flair_volume_ml(previous.density, voxel_ml) > PROGRESSION_ML:
-            day = min(day, p.followup_days[0] + 60)
+        if previous is not None:
+            flair_ml = flair_volume_ml(previous.density, voxel_ml)
+            if i >= 2 and flair_ml > PROGRESSION_ML:
+                break  # progressed: off study (second-line treatment) after at least two follow-ups
+            gap = day - p.followup_days[i - 1]
+            if flair_ml > PROGRESSION_ML or (i >= 2 and flair_ml > REGROWTH_FACTOR * nadir_ml):
+                gap = min(gap, CONFIRMATION_GAP_DAYS)  # suspected progression: an earlier confirmation scan
+            day = previous.day + gap
+            # clinical progression (symptoms) brings the scan forward: checked every 10 days, >= 30 days apart
+            for check in range(previous.day + 30, day, 10):
+                solver.advance(t0 + check)
+                if flair_volume_ml(solver.density, voxel_ml) > PROGRESSION_ML:
+                    day = check
+                    break
         solver.advance(t0 + day)
         previous = Scan(int(day), solver.density.copy(), solver.u.copy())
+        nadir_ml = min(nadir_ml, flair_volume_ml(previous.density, voxel_ml))
         scans.append(previous)
     return Simulation(scans, cavity, dose, ctv, days_before_planning=float(t0), steps=solver.steps,
                       extra={"pre_diagnosis": history})

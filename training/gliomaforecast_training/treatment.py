@@ -1,5 +1,6 @@
-"""Treatment of a virtual patient: resection of the enhancing core, the standard-margin CTV, a 60 Gy /
-30 fraction dose map with a Gaussian penumbra, and linear-quadratic cell survival per fraction.
+"""Treatment of a virtual patient: resection of the enhancing core, a 60 Gy / 30 fraction dose map with a
+Gaussian penumbra, linear-quadratic cell survival per fraction and its hypoxic radioresistance (the CTV
+itself is ``gliomaforecast.ctv.standard_ctv``).
 
 Distances in mm from ``spacing`` (array order z, y, x); dose in Gy; time in days.
 """
@@ -8,18 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-
-
-def margin_ctv(gtv: np.ndarray, spacing, margin_mm: float = 15.0, brain_mask: np.ndarray | None = None) -> np.ndarray:
-    """Every voxel within ``margin_mm`` (Euclidean, mm) of the GTV, kept inside ``brain_mask``; the GTV
-    is always included. (Same definition as ``gliomaforecast.ctv.standard_ctv`` without a barrier.)"""
-    gtv = np.asarray(gtv, dtype=bool)
-    if not gtv.any():
-        raise ValueError("the GTV is empty")
-    ctv = ndimage.distance_transform_edt(~gtv, sampling=spacing) <= margin_mm
-    if brain_mask is not None:
-        ctv &= np.asarray(brain_mask, dtype=bool)
-    return ctv | gtv
 
 
 def dose_map(ctv: np.ndarray, spacing, prescription_gy: float = 60.0, ptv_margin_mm: float = 5.0,
@@ -44,6 +33,15 @@ def surviving_fraction(dose_per_fraction: np.ndarray, alpha: float, alpha_beta: 
     (alpha in 1/Gy, d in Gy). Returns float32 in (0, 1]."""
     d = np.asarray(dose_per_fraction, dtype=np.float64)
     return np.exp(-alpha * d - (alpha / alpha_beta) * d * d).astype(np.float32)
+
+
+def oxygen_enhancement_ratio(density: np.ndarray, oer_max: float, onset: float = 0.8) -> np.ndarray:
+    """Dose-modifying factor (>= 1, float32) of hypoxic radioresistance: 1 (oxic) where the tumor-cell
+    density (fraction of capacity) is below ``onset``, rising linearly to ``oer_max`` at full density,
+    where the dense, poorly perfused core is hypoxic. The LQ survival of a fraction of d Gy is then that
+    of d / OER Gy (alpha and beta divided by OER and OER^2)."""
+    h = np.clip((np.asarray(density, dtype=np.float32) - onset) / (1.0 - onset), 0.0, 1.0)
+    return (1.0 + (float(oer_max) - 1.0) * h).astype(np.float32)
 
 
 def resection_cavity(density: np.ndarray, threshold: float, brain_mask: np.ndarray) -> np.ndarray:
