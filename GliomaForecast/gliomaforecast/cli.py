@@ -1,6 +1,7 @@
 """The ``gliomaforecast`` command. Sub-commands live in ``gliomaforecast.commands`` (one file each).
 
-Bad input is reported as one line on stderr with exit code 2 and no traceback.
+Bad input is reported as one line on stderr with exit code 2 and no traceback. ``build_parser`` and
+``run_commands`` also serve the training package's ``gliomaforecast-train`` command.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import sys
 from typing import NoReturn, Sequence
 
 from . import __version__
-from .commands import COMMANDS
 from .errors import InputError
 
 
@@ -20,29 +20,38 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="gliomaforecast", description="Glioma growth forecasting and radiotherapy targets.")
-    parser.add_argument("--version", action="version", version=f"gliomaforecast {__version__}")
+def build_parser(prog: str, description: str, package: str, commands: Sequence[str]) -> argparse.ArgumentParser:
+    """An argument parser with one sub-command per module ``package.commands.<name>`` (each defines NAME,
+    HELP, add_arguments(parser) and run(args) -> exit code)."""
+    parser = _Parser(prog=prog, description=description)
+    parser.add_argument("--version", action="version", version=f"{prog} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name in COMMANDS:
-        module = importlib.import_module(f".commands.{name}", __package__)
+    for name in commands:
+        module = importlib.import_module(f"{package}.commands.{name}")
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.__doc__)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def run_commands(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` and run the chosen sub-command; an InputError becomes one stderr line and exit 2."""
     args = parser.parse_args(argv)
     try:
         return int(args._run(args) or 0)
     except InputError as exc:
-        print(f"gliomaforecast {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"gliomaforecast {args.command}: interrupted", file=sys.stderr)
+        print(f"{parser.prog} {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .commands import COMMANDS
+    parser = build_parser("gliomaforecast", "Glioma growth forecasting and radiotherapy targets.", __package__,
+                          COMMANDS)
+    return run_commands(parser, argv)
 
 
 if __name__ == "__main__":
