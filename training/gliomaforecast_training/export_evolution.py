@@ -73,7 +73,9 @@ def registry_entry(onnx_path: Path, ckpt: dict, parity_max_abs: float, metrics: 
     train_cmd = ("python -m gliomaforecast_training.train_evolution "
                  + (f"--cohort {cfg['cohort']} --holdout {cfg['holdout']}" if cfg.get("cohort")
                     else f"--synthetic {cfg['synthetic']}")
-                 + f" --steps {cfg['steps']} --batch {cfg['batch']} --size {cfg['size']} --lr {cfg['lr']}"
+                 + f" --steps {cfg['steps']}"
+                 + (f" --max-minutes {cfg['max_minutes']:g}" if cfg.get("max_minutes") else "")
+                 + f" --batch {cfg['batch']} --size {cfg['size']} --lr {cfg['lr']}"
                  + f" --lambda-smooth {cfg['lambda_smooth']} --seed {cfg['seed']} --out evolution.pt")
     return {
         "id": MODEL_ID, "version": VERSION, "file": onnx_path.name, "sha256": registry.sha256_of(onnx_path),
