@@ -205,7 +205,12 @@ class OnnxModel:
                              f"expected {sorted(expected)}; missing {missing}, unknown {unknown}")
         feed = {n: self._check(n, a, expected[n]) for n, a in inputs.items()}
         names = [s.name for s in self.spec.outputs]
-        return dict(zip(names, self.session.run(names, feed)))
+        try:
+            return dict(zip(names, self.session.run(names, feed)))
+        except Exception as exc:  # noqa: BLE001 - onnxruntime reports bad sizes with several exception types
+            shapes = ", ".join(f"{n} {tuple(a.shape)}" for n, a in feed.items())
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"model '{self.spec.id}'", "inputs", f"onnxruntime cannot run on {shapes}: {first}") from None
 
 
 def load_model(model_id: str, models_dir: str | Path | None = None, *, prefer_gpu: bool = True) -> OnnxModel:

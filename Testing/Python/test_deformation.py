@@ -9,6 +9,7 @@ from conftest import ball, oblique_grid
 
 from gliomaforecast import deformation, sdf
 from gliomaforecast.case import load_case
+from gliomaforecast.errors import InputError
 from gliomaforecast.geometry import Grid
 from gliomaforecast.io import read_vector_image
 from gliomaforecast.models import load_model
@@ -96,6 +97,13 @@ def test_field_reproduces_growth_and_is_smooth(model):
     half = deformation.extrapolate(field, 90.0, 45.0)
     radius_half = np.abs(deformation.warp(phi1, half, spacing)[center] - phi1[center])
     assert radius_half < np.abs(warped[center] - phi1[center]) or np.isclose(radius_half, 0, atol=1e-3)
+
+
+def test_model_rejects_sizes_it_cannot_run(model):
+    with pytest.raises(InputError, match="model 'evolution': inputs: onnxruntime cannot run on phi \\(1, 2, 40, 40\\)"):
+        model.run({"phi": np.zeros((1, 2, 40, 40), np.float32), "gap_days": np.ones(1, np.float32)})
+    with pytest.raises(InputError, match="phi: shape: .*size 2 on axis 1"):
+        model.run({"phi": np.zeros((1, 3, 32, 32), np.float32), "gap_days": np.ones(1, np.float32)})
 
 
 def test_case_field_and_bad_gap(make_case, model):

@@ -132,3 +132,16 @@ def test_export_parity_and_registration(tmp_path):
     np.testing.assert_allclose(out, ref, atol=1e-4)
     saved = json.loads((tmp_path / "models.json").read_text())["models"][0]
     assert saved["training"]["command"].startswith("python -m gliomaforecast_training.train_evolution --synthetic 24")
+
+
+def test_cli_reports_bad_training_input(tmp_path, capsys):
+    from gliomaforecast_training.cli import main
+
+    (tmp_path / "empty").mkdir()
+    argv = ["evolution", "train", "--cohort", str(tmp_path / "empty"), "--out", str(tmp_path / "x.pt")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "0 patient folders" in err and "--holdout" in err
+    assert main(["evolution", "train", "--synthetic", "4", "--size", "40", "--out", str(tmp_path / "x.pt")]) == 2
+    assert "--size: must be a positive multiple of 16" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()

@@ -27,6 +27,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
+from gliomaforecast.errors import InputError
+
 from .evolution_data import PIXEL_MM, cohort_pairs, synthetic_pairs
 from .evolution_loss import EvolutionLoss
 from .evolution_net import EvolutionNet
@@ -54,8 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def split_cohort(folder: Path, holdout: int) -> tuple[list[Path], list[Path]]:
     """(training, held-out) patient folders of a cohort folder, in name order."""
     cases = sorted(p.parent for p in Path(folder).glob("*/case.json"))
-    if len(cases) <= holdout:
-        raise SystemExit(f"{folder}: {len(cases)} patients, cannot hold out {holdout}")
+    if holdout < 0 or len(cases) <= holdout:
+        raise InputError(folder, "--holdout", f"{len(cases)} patient folders with a case.json; cannot train "
+                                              f"while holding out {holdout}")
     return (cases[:-holdout], cases[-holdout:]) if holdout else (cases, [])
 
 
@@ -90,8 +93,8 @@ def train(args: argparse.Namespace) -> dict:
     world = dist.get_world_size() if distributed else 1
     torch.manual_seed(args.seed)
     torch.set_flush_denormal(True)  # denormal activations slow CPU convolutions many-fold
-    if args.size % 16:
-        raise SystemExit(f"--size must be a multiple of 16, got {args.size}")
+    if args.size % 16 or args.size < 16:
+        raise InputError("--size", None, f"must be a positive multiple of 16 pixels, got {args.size}")
     if args.cohort is not None:
         train_cases, held = split_cohort(args.cohort, args.holdout)
         phis, gaps = cohort_pairs(train_cases, args.size)
@@ -100,6 +103,9 @@ def train(args: argparse.Namespace) -> dict:
     else:
         phis, gaps = synthetic_pairs(args.synthetic, args.size, seed=args.seed)
         data_desc = {"synthetic_pairs": args.synthetic}
+    if len(gaps) < args.batch * world:
+        raise InputError(args.cohort or "--synthetic", "data",
+                         f"{len(gaps)} slice pairs, fewer than one batch per process ({args.batch} x {world})")
     data_desc["slice_pairs"] = int(len(gaps))
     dataset = TensorDataset(torch.from_numpy(phis), torch.from_numpy(gaps))
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=args.seed,
@@ -150,7 +156,11 @@ def train(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="train_evolution", description=__doc__.splitlines()[0])
     add_arguments(parser)
-    train(parser.parse_args(argv))
+    try:
+        train(parser.parse_args(argv))
+    except InputError as exc:
+        print(f"train_evolution: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
