@@ -5,6 +5,7 @@ classes, parameterNodeWrapper, the SampleData module). The Qt widget itself is n
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 import types
 import unittest
@@ -105,7 +106,8 @@ def test_sample_data_source_loads_the_sample_patient(module):
     assert len(registered) == 1 and registered[0]["category"] == "Glioma Forecast"
     nodes = registered[0]["customDownloader"](None)
     names = [n.GetName() for n in nodes]
-    assert "FLAIR day 355" in names and "GTV day 0" in names
+    days = [tp["day"] for tp in json.loads(SAMPLE_CASE.read_text())["timepoints"]]
+    assert names == [f"FLAIR day {d}" for d in days] + [f"GTV day {d}" for d in days]
 
 
 def test_slicer_logic_scans_and_delegation(module):

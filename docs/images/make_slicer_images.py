@@ -27,7 +27,7 @@ from GliomaForecastLib.scene import headless_scene  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 OUT = Path(__file__).resolve().parent
 SAMPLE_CASE = REPO / "Resources" / "SampleData" / "sample_patient" / "case.json"
-FORECAST_DAY = 450.0
+FORECAST_DAYS_AFTER_LAST_SCAN = 120.0
 MODELS_JSON = REPO / "Resources" / "Models" / "models.json"
 
 
@@ -142,9 +142,10 @@ def main() -> None:
     loaded = logic.loadCase(SAMPLE_CASE)
     timepoints = [(d, loaded.flair[d], loaded.gtv[d], "GTV") for d in loaded.days]
     forecaster = "evolution" if MODELS_JSON.exists() else "persistence"
-    nodes = logic.forecast(timepoints, FORECAST_DAY, rtStartDay=loaded.rtStartDay, brainMask=loaded.brainMask,
+    day = loaded.days[-1] + FORECAST_DAYS_AFTER_LAST_SCAN
+    nodes = logic.forecast(timepoints, day, rtStartDay=loaded.rtStartDay, brainMask=loaded.brainMask,
                            dose=loaded.dose, forecaster=forecaster)
-    print(f"forecaster: {forecaster}")
+    print(f"forecaster: {forecaster}, days {loaded.days}, forecast day {day:g}")
     last = loaded.days[-1]
     render_slices(loaded.flair[last], nodes.probability, nodes.targets, OUT / "slicer_slices.png")
     render_3d(nodes.targets, loaded.flair[last], OUT / "slicer_targets_3d.png")
