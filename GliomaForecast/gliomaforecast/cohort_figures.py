@@ -63,7 +63,8 @@ def plot_boxplots(path: Path, rows: Sequence[dict], forecasters: Sequence[str], 
 def _boxes(ax, data: list[np.ndarray], names: list[str]) -> None:
     positions = np.arange(1, len(data) + 1)
     shown = [d if d.size else np.array([np.nan]) for d in data]
-    ax.boxplot(shown, positions=positions, widths=0.6, showmeans=True, meanprops={"marker": "^", "markersize": 5})
+    ax.boxplot(shown, positions=positions, widths=0.6, showmeans=True, showfliers=False,  # every point is drawn
+               meanprops={"marker": "^", "markersize": 5})
     for x, d in zip(positions, data):
         if d.size:
             jitter = np.linspace(-0.15, 0.15, d.size) if d.size > 1 else np.zeros(1)
