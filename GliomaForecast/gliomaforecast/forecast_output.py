@@ -24,17 +24,13 @@ from .io import atomic_output_dir, write_image, write_segmentation
 
 SCHEMA = "gliomaforecast.forecast/1"
 SEGMENT_COLORS = {"GTV": (0.85, 0.16, 0.16), "CTV standard": (0.95, 0.77, 0.06), "CTV forecast": (0.16, 0.55, 0.95)}
-# Slicer terminology entries (SNOMED CT): GTV / CTV as "Radiotherapy target" structures
-SEGMENT_TERMS = {
-    "GTV": "Segmentation category and type - 3D Slicer General Anatomy list~SCT^49755003^Morphologically Altered"
-           " Structure~SCT^228790004^Gross tumor volume~^^~Anatomic codes - DICOM master list~^^~^^|",
-    "CTV standard": "Segmentation category and type - 3D Slicer General Anatomy list~SCT^49755003^Morphologically"
-                    " Altered Structure~SCT^228793002^Clinical target volume~^^~Anatomic codes - DICOM master"
-                    " list~^^~^^|",
-    "CTV forecast": "Segmentation category and type - 3D Slicer General Anatomy list~SCT^49755003^Morphologically"
-                    " Altered Structure~SCT^228793002^Clinical target volume~^^~Anatomic codes - DICOM master"
-                    " list~^^~^^|",
-}
+# Slicer terminology (segment "Tags" field): DICOM CID 9503 RT Target category, CID 9534 target types
+# (SCT 228791009 Gross Tumor Volume, SCT 228792002 Clinical Target Volume), anatomic region SCT 12738006 Brain.
+_TARGET_TYPES = {"GTV": "228791009^Gross Tumor Volume", "CTV standard": "228792002^Clinical Target Volume",
+                 "CTV forecast": "228792002^Clinical Target Volume"}
+SEGMENT_TERMS = {name: ("TerminologyEntry:DICOM Radiotherapy Targets~DCM^130041^RT Target~SCT^" + code
+                        + "~^^~Anatomic codes - DICOM master list~SCT^12738006^Brain~^^|")
+                 for name, code in _TARGET_TYPES.items()}
 
 
 def day_tag(day: float) -> str:
