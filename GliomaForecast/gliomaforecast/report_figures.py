@@ -65,8 +65,8 @@ def plot_overlays(path: Path, background: np.ndarray | None, probability: np.nda
     """Axial overlays at ``levels`` (z indices): the forecast probability (colour, transparent below
     0.05) on ``background`` (the last FLAIR, grey) with the contours of ``masks`` (GTV, CTV standard,
     CTV forecast; colours and line styles of :data:`CONTOURS`); a second row shows ``uncertainty``
-    (standard deviation of the probability) when it is not all zero. ``spacing`` (mm, z y x) sets the aspect; ``flips``
-    (y, x) reverses slice axes for display (:func:`display_flips`)."""
+    (standard deviation of the probability; transparent below 0.01) when it is not all zero. ``spacing``
+    (mm, z y x) sets the aspect; ``flips`` (y, x) reverses slice axes for display (:func:`display_flips`)."""
     axes_flipped = tuple(a for a, f in zip((0, 1), flips) if f)
 
     def cut(volume: np.ndarray, z: int) -> np.ndarray:
@@ -96,14 +96,14 @@ def plot_overlays(path: Path, background: np.ndarray | None, probability: np.nda
                 ax.set_title(f"z = {z} ({z * float(spacing[0]):.0f} mm)", fontsize="small")
             else:
                 u = cut(uncertainty, z)
-                shown = np.where(u > 0, u, np.nan)
+                shown = np.where(u >= 0.01, u, np.nan)  # below 1% SD: transparent
                 unc_im = ax.imshow(shown, cmap="viridis", vmin=0, vmax=max(float(np.max(uncertainty)), 1e-6),
                                    alpha=0.7, extent=extent, interpolation="nearest")
             for mask, (_, colour, style) in zip(masks, CONTOURS):
                 m = cut(mask, z)
                 if m.any() and not m.all():
-                    ax.contour(np.arange(nx) * dx, np.arange(ny) * dy, m.astype(np.float32), levels=[0.5], colors=[colour],
-                               linestyles=style, linewidths=1.2)
+                    ax.contour(np.arange(nx) * dx, np.arange(ny) * dy, m.astype(np.float32), levels=[0.5],
+                               colors=[colour], linestyles=style, linewidths=1.2)
             ax.set_xticks([])
             ax.set_yticks([])
     fig.colorbar(prob_im, ax=axes[0, :].tolist(), shrink=0.8, label="tumor probability")

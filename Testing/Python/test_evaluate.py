@@ -32,7 +32,8 @@ def _labels(center, radius_mm: float) -> np.ndarray:
     return labels
 
 
-def _patient(root: Path, pid: str, days: list[int], radii: list[float], centers: list[tuple], last_labels: bool) -> None:
+def _patient(root: Path, pid: str, days: list[int], radii: list[float], centers: list[tuple],
+             last_labels: bool) -> None:
     folder = root / pid
     folder.mkdir(parents=True)
     rng = np.random.default_rng(len(pid) + days[-1])
