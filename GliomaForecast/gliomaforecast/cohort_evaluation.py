@@ -13,6 +13,9 @@ For each patient folder of a cohort (``COHORT_DIR/*/case.json``) and each foreca
    (labels 1, 3) of the last timepoint's BraTS labels (its GTV when it has no labels), and the whole
    future GTV (``gtv``: defined for every patient, also when no enhancing tumor recurs).
 
+Calibration is also pooled over patients: the voxels of every scored patient in one reliability
+diagram per forecaster (10 equal-width bins), with its ECE.
+
 Across patients: the paired Wilcoxon signed-rank test of forecast vs standard coverage
 (:func:`evaluation.compare_plans`), forecaster vs forecaster on the forecast plan's coverage, summary
 statistics per metric and per time-gap bin (gap from the last prior scan to the target, days).
@@ -48,6 +51,7 @@ DEFINITIONS = {"enhancing": "enhancing", "enhancing+necrosis": "enhancing_necros
 PLANS = ("forecast", "standard")
 TUMOR_THRESHOLD = 0.8
 MIN_TIMEPOINTS = 3
+N_BINS = 10  # calibration bins
 MAP_METRICS = ("rmse", "bce", "kl", "ece", "dice_0.8", "pearson_0.2", "hd95_mm", "volume_error_ml")
 COVERAGE_COLUMNS = tuple(f"coverage_{plan}_{suffix}" for suffix in DEFINITIONS.values() for plan in PLANS)
 COLUMNS = ("patient_id", "forecaster", "n_priors", "last_prior_day", "target_day", "gap_days", "gap_bin",
@@ -72,13 +76,16 @@ class EvaluationSettings:
 @dataclass
 class CohortResult:
     """Per-row scores (one per scored patient and forecaster, sorted), skipped entries with reasons,
-    and seconds spent per patient and forecaster (``timings``; the only non-reproducible part)."""
+    per-row reliability-diagram sums (``calibration``: bin counts and sums of predicted and reference
+    probabilities, for pooling) and seconds spent per patient and forecaster (``timings``; the only
+    non-reproducible part)."""
 
     cohort_dir: Path
     settings: EvaluationSettings
     n_cases: int
     rows: list[dict]
     skipped: list[dict]
+    calibration: list[dict]
     timings: list[dict]
 
 
@@ -131,7 +138,7 @@ def score_maps(probability: np.ndarray, truth_gtv: np.ndarray, spacing: Sequence
         "rmse": evaluation.rmse(predicted, truth, brain),
         "bce": evaluation.bce(predicted, truth, brain),
         "kl": evaluation.kl_divergence(predicted, truth, brain),
-        "ece": evaluation.expected_calibration_error(predicted, truth, 10, brain),
+        "ece": evaluation.expected_calibration_error(predicted, truth, N_BINS, brain),
         "dice_0.8": evaluation.dice_at_threshold(predicted, truth, TUMOR_THRESHOLD, brain),
         "pearson_0.2": _finite(evaluation.pearson_r(predicted, truth, 0.2, brain)),
         "hd95_mm": _finite(evaluation.hd95(tumor, truth_gtv, spacing)),
@@ -148,12 +155,31 @@ def score_plans(plans: dict[str, np.ndarray], future: dict[str, np.ndarray]) -> 
             for d, mask in future.items() for plan in PLANS}
 
 
+def reliability_sums(probability: np.ndarray, truth_gtv: np.ndarray, spacing: Sequence[float],
+                     brain: np.ndarray | None = None) -> dict[str, list]:
+    """Per-bin voxel counts and sums of the predicted and reference (truth) probabilities of
+    :func:`evaluation.reliability_diagram` (10 bins, inside ``brain``): additive over patients."""
+    truth = sdf.tumor_probability(truth_gtv, spacing)
+    d = evaluation.reliability_diagram(np.clip(probability, 0.0, 1.0), truth, N_BINS, brain)
+    return {"counts": d.counts.tolist(), "confidence_sum": np.nan_to_num(d.confidence * d.counts).tolist(),
+            "frequency_sum": np.nan_to_num(d.frequency * d.counts).tolist()}
+
+
+def pooled_reliability(entries: Sequence[dict]) -> evaluation.ReliabilityDiagram:
+    """The reliability diagram of all voxels of ``entries`` (outputs of :func:`reliability_sums`)."""
+    counts = np.sum([e["counts"] for e in entries], axis=0).astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        confidence = np.sum([e["confidence_sum"] for e in entries], axis=0) / counts
+        frequency = np.sum([e["frequency_sum"] for e in entries], axis=0) / counts
+    return evaluation.ReliabilityDiagram(np.linspace(0.0, 1.0, N_BINS + 1), confidence, frequency, counts)
+
+
 def _reason(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
 
 
-def evaluate_patient(case_path: str | Path, settings: EvaluationSettings) -> tuple[list[dict], list[dict], list[dict]]:
-    """Forecast and score one patient with every forecaster: (rows, skipped, timings)."""
+def evaluate_patient(case_path: str | Path, settings: EvaluationSettings) -> tuple[list[dict], ...]:
+    """Forecast and score one patient with every forecaster: (rows, skipped, calibration, timings)."""
     case_path = Path(case_path)
     pid = case_path.parent.name
     try:
@@ -167,11 +193,11 @@ def evaluate_patient(case_path: str | Path, settings: EvaluationSettings) -> tup
         future, source = recurrences(case, target)
         brain = case.brain_mask()
     except _SCORING_ERRORS as exc:
-        return [], [{"patient_id": pid, "forecaster": None, "reason": _reason(exc)}], []
+        return [], [{"patient_id": pid, "forecaster": None, "reason": _reason(exc)}], [], []
     spacing = case.grid.spacing
     last_prior = priors.timepoints[-1].day
     gap = target.day - last_prior
-    rows, skipped, timings = [], [], []
+    rows, skipped, calibration, timings = [], [], [], []
     for name in settings.forecasters:
         start = time.perf_counter()
         try:
@@ -184,12 +210,14 @@ def evaluate_patient(case_path: str | Path, settings: EvaluationSettings) -> tup
                    **score_maps(fc.output.probability, truth_gtv, spacing, brain),
                    "ctv_volume_ml": evaluation.volume_ml(fc.ctv_standard, spacing),
                    **score_plans({"forecast": fc.ctv_forecast, "standard": fc.ctv_standard}, future)}
+            sums = reliability_sums(fc.output.probability, truth_gtv, spacing, brain)
         except _SCORING_ERRORS as exc:
             skipped.append({"patient_id": pid, "forecaster": name, "reason": _reason(exc)})
             continue
         rows.append({c: row[c] for c in COLUMNS})
+        calibration.append({"patient_id": pid, "forecaster": name, **sums})
         timings.append({"patient_id": pid, "forecaster": name, "seconds": time.perf_counter() - start})
-    return rows, skipped, timings
+    return rows, skipped, calibration, timings
 
 
 def _order(settings: EvaluationSettings) -> Callable[[dict], tuple]:
@@ -214,12 +242,14 @@ def evaluate_cohort(cohort_dir: str | Path, settings: EvaluationSettings, jobs: 
     say = progress or (lambda _msg: None)
     rows: list[dict] = []
     skipped: list[dict] = []
+    calibration: list[dict] = []
     timings: list[dict] = []
 
-    def collect(path: Path, result: tuple[list[dict], list[dict], list[dict]]) -> None:
+    def collect(path: Path, result: tuple[list[dict], ...]) -> None:
         rows.extend(result[0])
         skipped.extend(result[1])
-        timings.extend(result[2])
+        calibration.extend(result[2])
+        timings.extend(result[3])
         say(f"{path.parent.name}: {len(result[0])} scored, {len(result[1])} skipped")
 
     if jobs == 1 or len(paths) == 1:
@@ -233,7 +263,7 @@ def evaluate_cohort(cohort_dir: str | Path, settings: EvaluationSettings, jobs: 
                 collect(futures[future], future.result())
     key = _order(settings)
     return CohortResult(Path(cohort_dir), settings, len(paths), sorted(rows, key=key), sorted(skipped, key=key),
-                        sorted(timings, key=key))
+                        sorted(calibration, key=key), sorted(timings, key=key))
 
 
 # --- summary -------------------------------------------------------------------------------------
@@ -263,7 +293,8 @@ def _wilcoxon(model: Sequence[float], reference: Sequence[float], ids: Sequence[
 
 def summarize(result: CohortResult) -> dict:
     """The summary (JSON-ready, NaN as null): per forecaster the metric statistics, coverage of both plans
-    per recurrence definition with the Wilcoxon test of forecast vs standard, and per time-gap bin; then
+    per recurrence definition with the Wilcoxon test of forecast vs standard, per time-gap bin, and the
+    pooled reliability diagram (voxels of all patients); then
     forecaster-vs-forecaster tests on the forecast plan's coverage (patients scored by both)."""
     s = result.settings
     per: dict[str, dict] = {}
@@ -280,8 +311,14 @@ def summarize(result: CohortResult) -> dict:
             in_bin = [r for r in rows if r["gap_bin"] == label]
             bins[label] = {"n": len(in_bin), **{m: _stats(r[m] for r in in_bin)["mean"]
                                                 for m in (*MAP_METRICS, *COVERAGE_COLUMNS)}}
+        entries = [c for c in result.calibration if c["forecaster"] == name]
+        pooled = pooled_reliability(entries) if entries else None
         per[name] = {"n_scored": len(rows), "metrics": {m: _stats(r[m] for r in rows) for m in MAP_METRICS},
-                     "coverage": coverage, "gap_bins": bins}
+                     "coverage": coverage, "gap_bins": bins,
+                     "calibration": None if pooled is None else {
+                         "pooled_ece": pooled.ece, "bin_edges": pooled.bin_edges.tolist(),
+                         "confidence": pooled.confidence.tolist(), "frequency": pooled.frequency.tolist(),
+                         "counts": pooled.counts.tolist()}}
     pairs = {}
     for i, a in enumerate(s.forecasters):
         for b in s.forecasters[i + 1:]:
@@ -328,9 +365,11 @@ def rows_csv(rows: Sequence[dict]) -> str:
 
 
 def write_results(result: CohortResult, out_dir: Path) -> list[Path]:
-    """Write patients.csv, skipped.csv, summary.json, boxplots.png and timings.json into the existing
-    folder ``out_dir``; every file but timings.json is reproducible byte for byte."""
+    """Write patients.csv, skipped.csv, summary.json, boxplots.png, calibration_<forecaster>.png (pooled
+    reliability diagram) and timings.json into the existing folder ``out_dir``; every file but
+    timings.json is reproducible byte for byte. Returns the paths written."""
     from .cohort_figures import plot_boxplots
+    from .report_figures import save_png
 
     out_dir = Path(out_dir)
     summary = summarize(result)
@@ -342,6 +381,14 @@ def write_results(result: CohortResult, out_dir: Path) -> list[Path]:
     (out_dir / "skipped.csv").write_text(buf.getvalue())
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_boxplots(out_dir / "boxplots.png", result.rows, result.settings.forecasters, summary)
+    written = [out_dir / n for n in ("patients.csv", "skipped.csv", "summary.json", "boxplots.png")]
+    for name in result.settings.forecasters:
+        entries = [c for c in result.calibration if c["forecaster"] == name]
+        if entries:
+            n_patients = len(entries)
+            fig = evaluation.plot_reliability_diagram(pooled_reliability(entries),
+                                                      f"{name}, {n_patients} patients pooled")
+            written.append(save_png(fig, out_dir / f"calibration_{name}.png"))
     (out_dir / "timings.json").write_text(json.dumps({"unit": "seconds per patient and forecaster",
                                                       "timings": result.timings}, indent=2) + "\n")
-    return [out_dir / n for n in ("patients.csv", "skipped.csv", "summary.json", "boxplots.png", "timings.json")]
+    return [*written, out_dir / "timings.json"]

@@ -111,6 +111,16 @@ def test_rows_match_direct_metric_calls(cohort: Path) -> None:
     assert b["coverage_standard_gtv"] == pytest.approx(evaluation.coverage(standard, truth_gtv))
     assert 0 < b["coverage_standard_enhancing"] < 1  # the shifted, grown tumor escapes the margin
     assert b["ctv_volume_ml"] == pytest.approx(evaluation.volume_ml(standard, spacing))
+    # pooled calibration = one reliability diagram over the brain voxels of both patients
+    prior_a = ball(GRID.shape, (5, 14, 14), 7.0, spacing)
+    truth_a = ball(GRID.shape, (5, 16, 16), 9.0, spacing)
+    p_a, q_a = sdf.tumor_probability(prior_a, spacing), sdf.tumor_probability(truth_a, spacing)
+    direct = evaluation.reliability_diagram(np.concatenate([p_a[brain], p[brain]]),
+                                            np.concatenate([q_a[brain], q[brain]]), 10)
+    pooled = summarize(result)["forecasters"]["persistence"]["calibration"]
+    assert pooled["counts"] == direct.counts.tolist()
+    assert pooled["pooled_ece"] == pytest.approx(direct.ece)
+    assert a["ece"] == pytest.approx(evaluation.expected_calibration_error(p_a, q_a, 10, brain))
     # without labels the future GTV is the recurrence for both definitions
     assert a["coverage_standard_enhancing"] == a["coverage_standard_enhancing_necrosis"] == a["coverage_standard_gtv"]
 
@@ -125,7 +135,7 @@ def test_summary_wilcoxon_and_bins() -> None:
                    coverage_forecast_enhancing=f, coverage_standard_enhancing=s,
                    coverage_forecast_enhancing_necrosis=s, coverage_standard_enhancing_necrosis=s)
         rows.append(row)
-    result = CohortResult(Path("c"), _settings(), 6, rows, [], [])
+    result = CohortResult(Path("c"), _settings(), 6, rows, [], [], [])
     summary = summarize(result)
     test = summary["forecasters"]["persistence"]["coverage"]["enhancing"]["wilcoxon"]
     ref = evaluation.compare_plans(cov_f, cov_s, [r["patient_id"] for r in rows])
@@ -151,7 +161,7 @@ def test_cli_results_identical_across_jobs(cohort: Path, tmp_path: Path, capsys)
         assert main(["evaluate", str(cohort), "--forecaster", "persistence", "--jobs", str(jobs), "--seed", "1",
                      "--n-bootstrap", "5", "--out", str(out)]) == 0
         outs.append(out)
-    files = ["patients.csv", "skipped.csv", "summary.json", "boxplots.png"]
+    files = ["patients.csv", "skipped.csv", "summary.json", "boxplots.png", "calibration_persistence.png"]
     for name in files:
         assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
     assert sorted(p.name for p in outs[0].iterdir()) == sorted(files + ["timings.json"])
