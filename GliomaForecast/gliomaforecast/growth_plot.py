@@ -6,8 +6,6 @@ written atomically (temporary file in the same folder, then renamed).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -17,6 +15,7 @@ from matplotlib.figure import Figure
 
 from .errors import InputError
 from .growth_fit import GrowthFit
+from .io import atomic_file
 
 
 def plot_growth(fit: GrowthFit, path: str | Path, *, forecast_days: Sequence[float] = (),
@@ -61,12 +60,6 @@ def plot_growth(fit: GrowthFit, path: str | Path, *, forecast_days: Sequence[flo
     ax.legend(fontsize="small", loc="best")
     fig.tight_layout()
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

@@ -248,18 +248,36 @@ def _check_destination(path: Path, inputs: Iterable[str | Path]) -> None:
         raise InputError(path, "output", f"folder {path.parent} does not exist")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
-def _atomic_path(path: Path) -> Iterator[Path]:
-    suffix = suffix_of(path)
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` (same suffixes, so format-by-extension writers work);
+    on success it is renamed onto ``path`` with the usual permissions (0666 minus the umask), on any
+    error it is removed and ``path`` is left as it was."""
+    path = Path(path)
+    suffix = "".join(path.suffixes[-2:]) if path.name.lower().endswith((".nii.gz", ".seg.nrrd")) else path.suffix
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
 
 
 def write_image(path: str | Path, array: np.ndarray, grid: Grid, *, inputs: Iterable[str | Path] = (),
@@ -275,7 +293,7 @@ def write_image(path: str | Path, array: np.ndarray, grid: Grid, *, inputs: Iter
     image = to_sitk(array, grid)
     if suffix_of(path) == ".nrrd":
         image.SetMetaData(_EXACT_KEY, _exact_grid_tag(grid))
-    with _atomic_path(path) as tmp:
+    with atomic_file(path) as tmp:
         sitk.WriteImage(image, str(tmp), useCompression=compress)
     return path
 
@@ -347,7 +365,7 @@ def write_segmentation(path: str | Path, segments: Mapping[str, np.ndarray], gri
         data = np.stack(layers, axis=-1)
         header["space directions"] = np.vstack([np.full((1, 3), np.nan), dirs])
         header["kinds"] = ["list", "domain", "domain", "domain"]
-    with _atomic_path(path) as tmp:
+    with atomic_file(path) as tmp:
         nrrd.write(str(tmp), data, header, index_order="C")
         raw = tmp.read_bytes()  # drop pynrrd's time-stamp comment: same inputs give identical bytes
         tmp.write_bytes(re.sub(rb"\n# on [^\n]*\(GMT\)\.\n", b"\n", raw, count=1))
@@ -377,6 +395,7 @@ def atomic_output_dir(out_dir: str | Path, *, inputs: Iterable[str | Path] = ())
     parent = out_dir.resolve().parent
     protected = set(_READ_PATHS) | {os.path.realpath(p) for p in inputs}
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=parent))
+    os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
         for item in tmp.iterdir():
