@@ -156,7 +156,7 @@ class GliomaForecastParameterNode:
     nBootstrap: Annotated[int, WithinRange(10, 1000)] = 100
     # Forecast
     forecastDay: Annotated[float, WithinRange(0.0, 10000.0)] = 180.0
-    forecaster: Annotated[str, Choice(["evolution", "persistence"])] = "evolution"
+    forecaster: Annotated[str, Choice(["evolution-field", "evolution", "persistence"])] = "evolution-field"
     samples: Annotated[int, WithinRange(1, 64)] = 8
     seed: Annotated[int, WithinRange(0, 2147483647)] = 0
     beta: Annotated[float, WithinRange(0.01, 1.0)] = 0.1

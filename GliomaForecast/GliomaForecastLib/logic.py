@@ -14,7 +14,9 @@ Example (Slicer's Python console)::
 
 from __future__ import annotations
 
+import json
 import re
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,9 @@ import vtk
 
 from gliomaforecast import ctv, sdf
 from gliomaforecast.case import load_case
+from gliomaforecast.deformation import to_physical
+from gliomaforecast.forecast import DEFAULT_FORECASTER, run_forecast
+from gliomaforecast.io import write_image
 from gliomaforecast.geometry import Grid, resample_to
 
 from . import adapters, conventions
@@ -334,7 +339,7 @@ class ForecastLogic:
                                                   "slicer.vtkMRMLSegmentationNode", str]],
                  day: float, rtStartDay: Optional[float] = None,
                  brainMask: Optional[MaskSource] = None, dose: Optional["slicer.vtkMRMLScalarVolumeNode"] = None,
-                 forecaster: str = "evolution", samples: int = 8, seed: int = 0, marginMm: float = 15.0,
+                 forecaster: str = DEFAULT_FORECASTER, samples: int = 8, seed: int = 0, marginMm: float = 15.0,
                  nBootstrap: int = 100, device: str = "auto", progress: Optional[ProgressCallback] = None,
                  cancel: Optional[threading.Event] = None) -> "ForecastNodes":
         """Forecast the tumor at ``day`` (days, after the last scan) with ``gliomaforecast.forecast.run_forecast``.
@@ -348,13 +353,6 @@ class ForecastLogic:
         Returns :class:`ForecastNodes`: probability and uncertainty volumes (probability color table), predicted
         FLAIR, the tumor-evolution displacement as a grid transform, growth table and chart, and the target
         segmentation (GTV, CTV standard, CTV forecast) referencing the last FLAIR."""
-        import json
-        import tempfile
-
-        from gliomaforecast.deformation import to_physical
-        from gliomaforecast.forecast import run_forecast
-        from gliomaforecast.io import write_image
-
         steps = Steps(progress, cancel)
         points = sorted(((float(d), v, n, sid) for d, v, n, sid in timepoints), key=lambda p: p[0])
         if len(points) < 2:

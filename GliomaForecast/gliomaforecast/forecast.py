@@ -89,11 +89,13 @@ class Forecast:
 def _forecasters() -> dict[str, Callable[[], Forecaster]]:
     from .forecaster_evolution import EvolutionForecaster
     from .forecaster_persistence import PersistenceForecaster
-    return {"evolution": EvolutionForecaster, "persistence": PersistenceForecaster}
+    return {"evolution-field": lambda: EvolutionForecaster("field"),
+            "evolution": lambda: EvolutionForecaster("growth"),
+            "persistence": PersistenceForecaster}
 
 
-FORECASTER_NAMES = ("evolution", "persistence")
-DEFAULT_FORECASTER = "evolution"
+FORECASTER_NAMES = ("evolution-field", "evolution", "persistence")
+DEFAULT_FORECASTER = "evolution-field"
 
 
 def get_forecaster(name: str) -> Forecaster:

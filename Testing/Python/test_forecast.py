@@ -62,3 +62,23 @@ def test_single_scan_is_refused(make_case) -> None:
     path, _ = make_case(n_timepoints=1)
     with pytest.raises(InputError, match="timepoints: a forecast needs at least two scans"):
         run_forecast(path, 200.0, "persistence")
+
+
+def _tumor_ml(probability: np.ndarray, spacing) -> float:
+    """Volume (mL) of the forecast tumor region: P above its value at phi = 0."""
+    return float((probability > 1 / (1 + np.exp(0.1 * (0.0 - 15.0)))).sum() * np.prod(spacing) / 1000)
+
+
+def test_evolution_volumes_follow_their_source() -> None:
+    from conftest import SAMPLE_CASE
+    from gliomaforecast.case import load_case
+    case = load_case(SAMPLE_CASE)
+    day = float(case.days[-1]) + 60
+    grown = run_forecast(case, day, "evolution", samples=3, n_bootstrap=20)
+    median = float(grown.growth.predict([day])[0][0])
+    assert _tumor_ml(grown.output.probability, case.grid.spacing) == pytest.approx(median, rel=0.01, abs=0.05)
+    field = run_forecast(case, day, "evolution-field", samples=3, n_bootstrap=20)
+    ml = _tumor_ml(field.output.probability, case.grid.spacing)
+    assert f"field {ml:.2f} mL" in field.output.notes[0]
+    np.testing.assert_array_equal(grown.output.displacement, field.output.displacement)  # the same field
+    assert field.output.uncertainty.max() > 0 and grown.output.uncertainty.max() > 0
