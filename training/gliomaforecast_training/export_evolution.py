@@ -30,7 +30,7 @@ from .evolution_net import PHI_SCALE_MM, SIZE_MULTIPLE, EvolutionNet
 
 MODEL_ID = "evolution"
 FILE = "evolution.onnx"
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 
 
 def load_checkpoint(path: str | Path) -> tuple[EvolutionNet, dict]:
@@ -111,6 +111,7 @@ def write_registry(models_dir: Path, entry: dict) -> Path:
     with os.fdopen(fd, "w") as fh:
         json.dump(data, fh, indent=2)
         fh.write("\n")
+    os.chmod(tmp, 0o644)
     os.replace(tmp, manifest)
     return manifest
 
