@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ import onnxruntime as ort
 import torch
 
 from gliomaforecast import models as registry
+from gliomaforecast.io import write_text_atomic
 
 from .evolution_data import PIXEL_MM
 from .evolution_net import PHI_SCALE_MM, SIZE_MULTIPLE, EvolutionNet
@@ -107,13 +106,7 @@ def write_registry(models_dir: Path, entry: dict) -> Path:
     manifest = models_dir / "models.json"
     data = json.loads(manifest.read_text()) if manifest.is_file() else {"schema": registry.SCHEMA, "models": []}
     data["models"] = [m for m in data["models"] if m.get("id") != entry["id"]] + [entry]
-    fd, tmp = tempfile.mkstemp(prefix=".models.", suffix=".json", dir=models_dir)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)
-        fh.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, manifest)
-    return manifest
+    return write_text_atomic(manifest, json.dumps(data, indent=2) + "\n")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
