@@ -21,6 +21,7 @@ import vtk  # noqa: E402
 from vtk.util import numpy_support  # noqa: E402
 
 from GliomaForecastLib import adapters, conventions  # noqa: E402
+from gliomaforecast.forecast import DEFAULT_FORECASTER  # noqa: E402
 from GliomaForecastLib.logic import ForecastLogic  # noqa: E402
 from GliomaForecastLib.scene import headless_scene  # noqa: E402
 
@@ -28,7 +29,6 @@ REPO = Path(__file__).resolve().parents[2]
 OUT = Path(__file__).resolve().parent
 SAMPLE_CASE = REPO / "Resources" / "SampleData" / "sample_patient" / "case.json"
 FORECAST_DAYS_AFTER_LAST_SCAN = 120.0
-MODELS_JSON = REPO / "Resources" / "Models" / "models.json"
 
 
 def probability_colormap() -> matplotlib.colors.ListedColormap:
@@ -141,7 +141,7 @@ def main() -> None:
     logic = ForecastLogic(scene)
     loaded = logic.loadCase(SAMPLE_CASE)
     timepoints = [(d, loaded.flair[d], loaded.gtv[d], "GTV") for d in loaded.days]
-    forecaster = "evolution" if MODELS_JSON.exists() else "persistence"
+    forecaster = DEFAULT_FORECASTER
     day = loaded.days[-1] + FORECAST_DAYS_AFTER_LAST_SCAN
     nodes = logic.forecast(timepoints, day, rtStartDay=loaded.rtStartDay, brainMask=loaded.brainMask,
                            dose=loaded.dose, forecaster=forecaster)
