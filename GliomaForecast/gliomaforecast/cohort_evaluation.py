@@ -43,13 +43,13 @@ from . import ctv, evaluation, sdf
 from .case import Case, Timepoint, load_case
 from .errors import InputError
 from .forecast import get_forecaster, run_forecast
+from .sdf import TUMOR_THRESHOLD
 
 SCHEMA = "gliomaforecast.evaluation/1"
 GAP_BINS: tuple[tuple[str, float], ...] = (("0-60", 60), ("61-120", 120), ("121-180", 180), ("181-280", 280),
                                            ("281-365", 365), (">365", math.inf))
 DEFINITIONS = {"enhancing": "enhancing", "enhancing+necrosis": "enhancing_necrosis", "gtv": "gtv"}  # -> column
 PLANS = ("forecast", "standard")
-TUMOR_THRESHOLD = 0.8
 MIN_TIMEPOINTS = 3
 N_BINS = 10  # calibration bins
 MAP_METRICS = ("rmse", "bce", "kl", "ece", "dice_0.8", "pearson_0.2", "hd95_mm", "volume_error_ml")

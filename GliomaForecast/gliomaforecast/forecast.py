@@ -119,6 +119,11 @@ def probability_for_volume(phi: np.ndarray, volume_ml: float, spacing, allowed: 
     return sdf.tumor_probability(mask, spacing)
 
 
+def forecast_tumor_ml(fc: "Forecast") -> float:
+    """Volume (mL) of the forecast tumor: the voxels with probability above ``sdf.TUMOR_THRESHOLD`` (0.8)."""
+    return float(np.count_nonzero(fc.output.probability > sdf.TUMOR_THRESHOLD) * fc.case.grid.voxel_volume_ml)
+
+
 def check_target_day(case: Case, day: float) -> float:
     """The target day must be a finite number of days after the last scan."""
     if not np.isfinite(day):

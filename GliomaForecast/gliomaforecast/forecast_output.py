@@ -19,7 +19,7 @@ import numpy as np
 from . import __version__, sdf
 from .commands.growth import growth_record
 from .deformation import write_displacement
-from .forecast import Forecast
+from .forecast import Forecast, forecast_tumor_ml
 from .io import atomic_output_dir, write_image, write_segmentation
 
 SCHEMA = "gliomaforecast.forecast/1"
@@ -72,6 +72,7 @@ def forecast_record(fc: Forecast) -> dict:
         "seed": fc.seed,
         "volumes_ml": {
             "gtv_last_scan": float(fc.gtv.sum() * ml),
+            "forecast_tumor": forecast_tumor_ml(fc),
             "forecast_p_gt_0.5": float((fc.output.probability > 0.5).sum() * ml),
             "ctv_standard": float(fc.ctv_standard.sum() * ml),
             "ctv_forecast": float(fc.ctv_forecast.sum() * ml),

@@ -25,11 +25,11 @@ import numpy as np
 from . import __version__
 from .errors import InputError
 from .evaluation import dice, volume_ml
-from .forecast import Forecast
+from .forecast import Forecast, forecast_tumor_ml
 from .growth import PARAM_UNITS
 from .report_figures import axial_levels, display_flips, plot_overlays, plot_volumes
+from .sdf import TUMOR_THRESHOLD
 
-TUMOR_THRESHOLD = 0.8  # P > 0.8 is inside the GTV for the logistic map (beta 0.1 /mm, mu 15 mm)
 N_LEVELS = 4
 
 _STYLE = """body{font-family:sans-serif;margin:2em;max-width:1100px;color:#222}
@@ -45,7 +45,7 @@ def report_volumes(forecast: Forecast) -> dict[str, float]:
     std, fc = forecast.ctv_standard, forecast.ctv_forecast
     return {
         "GTV (last scan)": volume_ml(forecast.gtv, spacing),
-        f"forecast tumor (P > {TUMOR_THRESHOLD:g})": volume_ml(forecast.output.probability > TUMOR_THRESHOLD, spacing),
+        f"forecast tumor (P > {TUMOR_THRESHOLD:g})": forecast_tumor_ml(forecast),
         "CTV standard": volume_ml(std, spacing),
         "CTV forecast": volume_ml(fc, spacing),
         "CTV overlap": volume_ml(std & fc, spacing),

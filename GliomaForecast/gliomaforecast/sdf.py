@@ -14,6 +14,7 @@ import SimpleITK as sitk
 
 DEFAULT_BETA = 0.1  # 1/mm
 DEFAULT_MU = 15.0  # mm
+TUMOR_THRESHOLD = 0.8  # P > 0.8 is the tumor (inside the GTV) for the default beta and mu (the papers' Dice threshold)
 
 
 def _check_mask(mask: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, tuple[float, ...]]:

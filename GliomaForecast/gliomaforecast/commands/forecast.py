@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from ..errors import InputError
 from ..io import check_output_dir
-from ..forecast import DEFAULT_FORECASTER, FORECASTER_NAMES, Forecast, run_forecast
+from ..forecast import DEFAULT_FORECASTER, FORECASTER_NAMES, Forecast, forecast_tumor_ml, run_forecast
 
 NAME = "forecast"
 HELP = "forecast a case at a target day and build the target volumes"
@@ -56,7 +56,8 @@ def summary(fc: Forecast, out: Path) -> str:
     med, lo, hi = (float(v[0]) for v in fc.growth.predict([fc.target_day]))
     return "\n".join([
         f"{fc.case.patient_id}: forecast at day {fc.target_day:g} with '{fc.forecaster}' -> {out}",
-        f"  growth ({fc.growth.model}): {med:.2f} mL at day {fc.target_day:g} (95% band {lo:.2f}-{hi:.2f} mL)",
+        f"  forecast tumor {forecast_tumor_ml(fc):.2f} mL; growth model ({fc.growth.model}) {med:.2f} mL"
+        f" (95% band {lo:.2f}-{hi:.2f} mL)",
         f"  GTV {fc.gtv.sum() * ml:.2f} mL | CTV standard ({fc.margin_mm:g} mm) {fc.ctv_standard.sum() * ml:.2f} mL"
         f" | CTV forecast {fc.ctv_forecast.sum() * ml:.2f} mL (iso-volumetric)",
         f"  took {fc.timings['total_s']:.1f} s; open {out / 'report.html'}",
