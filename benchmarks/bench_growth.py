@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import platform
 import time
-from pathlib import Path
 
 import lmfit
 import numpy as np
@@ -21,6 +20,7 @@ from scipy.integrate import odeint
 
 from gliomaforecast import growth_fit as gf
 from gliomaforecast.growth import GrowthParams, burden, fit_growth
+from _measure import write_result
 
 RT = 21.0
 TRUE = GrowthParams(growth_rate=0.015, decay_rate=0.04, delay=25.0, slope=0.08, surviving_fraction=0.2,
@@ -92,9 +92,7 @@ def main() -> dict:
         "max_relative_difference_median_curve": float(np.max(np.abs(ours_median - ref_median) / ref_median)),
         "curve_days": [float(dense[0]), float(dense[-1])],
     }
-    out = Path(__file__).resolve().parent / "results" / "growth.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result("growth", result)
     print(json.dumps(result, indent=2))
     return result
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from gliomaforecast.growth import GrowthParams, burden, fit_growth
+from _measure import write_result
 
 DAYS = np.array([0.0, 20.0, 60.0, 120.0, 180.0, 240.0])
 RT, NOISE = 21.0, 0.10
@@ -51,9 +51,7 @@ def main(n: int = 60, seed: int = 0) -> dict:
         "coverage_95_band_days_0_to_240": float(np.mean(cover_dense)),
         "median_r_squared": float(np.median(r2)),
     }
-    out = Path(__file__).resolve().parent / "results" / "growth_quality.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result("growth_quality", result)
     print(json.dumps(result, indent=2))
     return result
 
