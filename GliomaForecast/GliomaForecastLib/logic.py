@@ -3,6 +3,11 @@
 Every method reads its inputs through :mod:`GliomaForecastLib.adapters` on the input's exact geometry, calls one
 core function, and returns new MRML nodes on that geometry (inputs are never modified). Units: mm, days, mL.
 
+The long methods are split in three so the panel can run the numerics off the GUI thread: ``<method>Job(...)``
+gathers plain data from MRML (main thread) and returns a :class:`Job` whose ``compute`` is a pure function of
+:mod:`GliomaForecastLib.compute` (thread-safe, no MRML) and whose ``build`` makes the nodes (main thread). The
+console methods run the three in sequence.
+
 Example (Slicer's Python console)::
 
     from GliomaForecastLib.logic import ForecastLogic
@@ -14,26 +19,23 @@ Example (Slicer's Python console)::
 
 from __future__ import annotations
 
-import json
 import re
-import tempfile
 import threading
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import slicer
 import vtk
 
-from gliomaforecast import ctv, sdf
+from gliomaforecast import sdf
 from gliomaforecast.case import load_case
-from gliomaforecast.deformation import to_physical
-from gliomaforecast.forecast import DEFAULT_FORECASTER, run_forecast
-from gliomaforecast.io import write_image
+from gliomaforecast.forecast import DEFAULT_FORECASTER
 from gliomaforecast.geometry import Grid, resample_to
 
-from . import adapters, conventions
+from . import adapters, compute, conventions
 from .progress import ProgressCallback, Steps
 
 DAY_ATTRIBUTE = "GliomaForecast.Day"
@@ -84,6 +86,31 @@ class ForecastNodes:
     targets: Optional["slicer.vtkMRMLSegmentationNode"] = None
     notes: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A console method split for running off the GUI thread.
+
+    ``compute(progress, cancel)`` is a pure function of the plain data gathered from MRML when the job was made
+    (numpy arrays, Grid, days, settings): it touches no node, so it may run in a worker thread
+    (:class:`GliomaForecastLib.background.BackgroundTask`); it reports fractions below
+    :data:`GliomaForecastLib.compute.BUILD_FRACTION`. ``build(result)`` creates the MRML nodes from its result and
+    must run on the main thread. ``title`` names the work for a status line."""
+
+    title: str
+    compute: Callable[[Optional[ProgressCallback], Optional[threading.Event]], Any]
+    build: Callable[[Any], Any]
+
+    def run(self, progress: Optional[ProgressCallback] = None, cancel: Optional[threading.Event] = None) -> Any:
+        """``compute`` then ``build`` in the calling thread; a cancel set before building raises
+        :class:`GliomaForecastLib.progress.Cancelled` and leaves no output node."""
+        steps = Steps(progress, cancel)
+        result = self.compute(progress, cancel)
+        steps.step(compute.BUILD_FRACTION, "Building the output nodes")
+        output = self.build(result)
+        steps.done()
+        return output
 
 
 class ForecastLogic:
@@ -165,15 +192,24 @@ class ForecastLogic:
 
         Returns a float32 scalar volume in [0, 1] on the reference geometry, shown with the probability color
         table, named "<segment> probability[ day D]" and placed next to the segmentation."""
+        return self.probabilityMapJob(segmentationNode, segmentId, beta, mu, day).run()
+
+    def probabilityMapJob(self, segmentationNode: "slicer.vtkMRMLSegmentationNode", segmentId: str,
+                          beta: float = sdf.DEFAULT_BETA, mu: float = sdf.DEFAULT_MU,
+                          day: Optional[float] = None) -> "Job":
+        """:meth:`probabilityMap` as a :class:`Job`: the segment is exported now; ``build`` returns the volume."""
         mask, grid = adapters.segment_mask(segmentationNode, segmentId)
-        probability = sdf.tumor_probability(mask, grid.spacing, beta=beta, mu=mu)
         name = f"{self._segment_name(segmentationNode, segmentId)} probability{conventions.day_label(day)}"
-        node = adapters.add_volume(self.scene, probability, grid, self.scene.GenerateUniqueName(name))
-        conventions.show_as_probability(node)
-        node.SetAttribute("GliomaForecast.Beta", repr(float(beta)))
-        node.SetAttribute("GliomaForecast.Mu", repr(float(mu)))
-        conventions.place_next_to(node, segmentationNode)
-        return node
+
+        def build(result: compute.ProbabilityResult) -> "slicer.vtkMRMLScalarVolumeNode":
+            node = adapters.add_volume(self.scene, result.probability, result.grid, self.scene.GenerateUniqueName(name))
+            conventions.show_as_probability(node)
+            node.SetAttribute("GliomaForecast.Beta", repr(result.beta))
+            node.SetAttribute("GliomaForecast.Mu", repr(result.mu))
+            conventions.place_next_to(node, segmentationNode)
+            return node
+
+        return Job("Probability map", partial(compute.compute_probability, mask, grid, beta, mu), build)
 
     # --- growth ----------------------------------------------------------------------------------
     def segmentVolumeMl(self, segmentationNode: "slicer.vtkMRMLSegmentationNode", segmentId: str) -> float:
@@ -195,40 +231,36 @@ class ForecastLogic:
 
         Returns a table (Day, Median, Lower 2.5%, Upper 97.5%, Observed; mL) and a chart of it with the observed
         volumes as markers."""
-        from gliomaforecast.growth import fit_growth
+        return self.fitGrowthJob(timepoints, rtStartDay, nBootstrap, noise, seed, untilDay).run(progress, cancel)
 
-        steps = Steps(progress, cancel)
+    def fitGrowthJob(self, timepoints: Sequence[Tuple[float, "slicer.vtkMRMLSegmentationNode", str]],
+                     rtStartDay: Optional[float] = None, nBootstrap: int = 100, noise: float = 0.10, seed: int = 0,
+                     untilDay: Optional[float] = None) -> "Job":
+        """:meth:`fitGrowth` as a :class:`Job`: the segment volumes (mL) are measured now; ``compute`` runs the
+        bootstrap fit; ``build`` returns ``(table, chart)``."""
         points = sorted(((float(day), node, sid) for day, node, sid in timepoints), key=lambda p: p[0])
         if len(points) < 2:
             raise ValueError(f"growth fitting needs at least two timepoints, got {len(points)}")
         days = np.array([p[0] for p in points])
-        burdens = []
-        for i, (day, node, sid) in enumerate(points):
-            steps.step(0.3 * i / len(points), f"Measuring the volume on day {day:g}")
-            burdens.append(self.segmentVolumeMl(node, sid))
-        burdens = np.array(burdens)
-        steps.step(0.3, f"Fitting the growth model ({nBootstrap} bootstrap refits)")
-        fit = fit_growth(days, burdens, rt_start_day=rtStartDay, n_bootstrap=nBootstrap, noise=noise, seed=seed)
-        steps.step(0.9, "Building the growth table and chart")
-        table, chart = self._growthNodes(fit, untilDay, points[-1][1])
-        steps.done()
-        return table, chart
+        burdens = np.array([self.segmentVolumeMl(node, sid) for _, node, sid in points])
+        anchor = points[-1][1]
 
-    def _growthNodes(self, fit, untilDay: Optional[float], anchor: "slicer.vtkMRMLNode"
+        def build(result: compute.GrowthResult) -> Tuple["slicer.vtkMRMLTableNode", "slicer.vtkMRMLPlotChartNode"]:
+            return self._growthNodes(result.fit, result.curve, anchor)
+
+        return Job("Fitting the growth model", partial(
+            compute.compute_growth, days, burdens, rtStartDay, nBootstrap, noise, seed, untilDay), build)
+
+    def _growthNodes(self, fit, curve: compute.GrowthCurve, anchor: "slicer.vtkMRMLNode"
                      ) -> Tuple["slicer.vtkMRMLTableNode", "slicer.vtkMRMLPlotChartNode"]:
-        """Table and chart of a ``GrowthFit``: the median curve and 95% band from its first day to ``untilDay``
-        (default: the last day plus half the observed span), and the observed burdens (mL)."""
-        days, burdens = np.asarray(fit.days, dtype=float), np.asarray(fit.burdens, dtype=float)
-        end = float(untilDay) if untilDay is not None else days[-1] + 0.5 * (days[-1] - days[0])
-        curveDays = np.union1d(np.linspace(days[0], max(end, days[-1]), 201), days)
-        median, lower, upper = (np.asarray(a, dtype=float) for a in fit.predict(curveDays))
-        observed = np.full(curveDays.shape, np.nan)
-        observed[np.searchsorted(curveDays, days)] = burdens
+        """Table and chart of a ``GrowthFit`` sampled as ``curve`` (mL), placed next to ``anchor``."""
+        days = curve.observed_days
         span = f"days {days[0]:g}-{days[-1]:g}"
         table = self._table(f"Growth fit ({span})", {
-            "Day": curveDays, "Median (mL)": median, "Lower 2.5% (mL)": lower, "Upper 97.5% (mL)": upper,
-            "Observed (mL)": observed})
-        observations = self._table(f"Growth observations ({span})", {"Day": days, "Observed (mL)": burdens})
+            "Day": curve.days, "Median (mL)": curve.median, "Lower 2.5% (mL)": curve.lower,
+            "Upper 97.5% (mL)": curve.upper, "Observed (mL)": curve.observed})
+        observations = self._table(f"Growth observations ({span})",
+                                   {"Day": days, "Observed (mL)": curve.observed_burdens})
         for key, value in (("Model", fit.model), ("RSquared", fit.r_squared), ("RtStartDay", fit.rt_start_day),
                            ("NBootstrap", fit.n_bootstrap), ("Noise", fit.noise), ("Seed", fit.seed)):
             table.SetAttribute(f"GliomaForecast.{key}", repr(value) if not isinstance(value, str) else value)
@@ -291,30 +323,30 @@ class ForecastLogic:
 
         ``brainMask`` and ``barrier`` are volume nodes (voxels > 0 are inside) or ``(segmentationNode, segmentId)``
         pairs. The output references the GTV's reference volume (needed for DICOM SEG / RTSTRUCT export)."""
-        steps = Steps(progress, cancel)
-        steps.step(0.0, "Reading the GTV")
+        return self.targetVolumesJob(segmentationNode, segmentId, scoreVolume, marginMm, brainMask, barrier,
+                                     day).run(progress, cancel)
+
+    def targetVolumesJob(self, segmentationNode: "slicer.vtkMRMLSegmentationNode", segmentId: str,
+                         scoreVolume: Optional["slicer.vtkMRMLScalarVolumeNode"] = None, marginMm: float = 15.0,
+                         brainMask: Optional[MaskSource] = None, barrier: Optional[MaskSource] = None,
+                         day: Optional[float] = None) -> "Job":
+        """:meth:`targetVolumes` as a :class:`Job`: GTV, score, brain mask and barrier are read onto the GTV's
+        grid now; ``compute`` builds both CTVs; ``build`` returns the segmentation."""
         gtv, grid = adapters.segment_mask(segmentationNode, segmentId)
         brain = self._mask_on(brainMask, grid, "brain mask")
         wall = self._mask_on(barrier, grid, "barrier")
-        steps.step(0.2, "Standard margin CTV")
-        standard = ctv.standard_ctv(gtv, grid.spacing, margin_mm=marginMm, brain_mask=brain, barrier=wall)
-        steps.step(0.6, "Iso-volumetric forecast CTV")
-        if scoreVolume is None:
-            score = sdf.tumor_probability(gtv, grid.spacing)
-        else:
-            score = self._volume_on(scoreVolume, grid)
-        forecast = ctv.isovolumetric_ctv(score, int(np.count_nonzero(standard)), grid.spacing, gtv=gtv,
-                                         brain_mask=brain)
-        steps.step(0.9, "Building the segmentation")
+        score = None if scoreVolume is None else self._volume_on(scoreVolume, grid)
         name = f"{self._segment_name(segmentationNode, segmentId)} targets{conventions.day_label(day)}"
-        node = self._targetsNode(name, grid, {"GTV": gtv, "CTV standard": standard, "CTV forecast": forecast},
-                                 segmentationNode)
-        node.SetAttribute("GliomaForecast.MarginMm", repr(float(marginMm)))
-        node.SetAttribute("GliomaForecast.Score", scoreVolume.GetName() if scoreVolume is not None
-                          else "GTV probability (beta 0.1 /mm, mu 15 mm)")
-        conventions.place_next_to(node, segmentationNode)
-        steps.done()
-        return node
+        scoreName = scoreVolume.GetName() if scoreVolume is not None else "GTV probability (beta 0.1 /mm, mu 15 mm)"
+
+        def build(result: compute.TargetsResult) -> "slicer.vtkMRMLSegmentationNode":
+            node = self._targetsNode(name, result.grid, result.masks, segmentationNode)
+            node.SetAttribute("GliomaForecast.MarginMm", repr(result.margin_mm))
+            node.SetAttribute("GliomaForecast.Score", scoreName)
+            conventions.place_next_to(node, segmentationNode)
+            return node
+
+        return Job("Target volumes", partial(compute.compute_targets, gtv, grid, score, marginMm, brain, wall), build)
 
     def _targetsNode(self, name: str, grid: Grid, masks: dict, like: "slicer.vtkMRMLNode"
                      ) -> "slicer.vtkMRMLSegmentationNode":
@@ -353,43 +385,34 @@ class ForecastLogic:
         Returns :class:`ForecastNodes`: probability and uncertainty volumes (probability color table), predicted
         FLAIR, the tumor-evolution displacement as a grid transform, growth table and chart, and the target
         segmentation (GTV, CTV standard, CTV forecast) referencing the last FLAIR."""
-        steps = Steps(progress, cancel)
+        return self.forecastJob(timepoints, day, rtStartDay, brainMask, dose, forecaster, samples, seed, marginMm,
+                                nBootstrap, device).run(progress, cancel)
+
+    def forecastJob(self, timepoints: Sequence[Tuple[float, "slicer.vtkMRMLScalarVolumeNode",
+                                                     "slicer.vtkMRMLSegmentationNode", str]],
+                    day: float, rtStartDay: Optional[float] = None,
+                    brainMask: Optional[MaskSource] = None, dose: Optional["slicer.vtkMRMLScalarVolumeNode"] = None,
+                    forecaster: str = DEFAULT_FORECASTER, samples: int = 8, seed: int = 0, marginMm: float = 15.0,
+                    nBootstrap: int = 100, device: str = "auto") -> "Job":
+        """:meth:`forecast` as a :class:`Job`: every FLAIR, GTV, the brain mask and the dose are read onto the last
+        FLAIR's grid now (:class:`GliomaForecastLib.compute.ForecastInputs`); ``compute`` runs the forecast;
+        ``build`` returns :class:`ForecastNodes`."""
         points = sorted(((float(d), v, n, sid) for d, v, n, sid in timepoints), key=lambda p: p[0])
         if len(points) < 2:
             raise ValueError(f"a forecast needs at least two timepoints, got {len(points)}")
-        lastDay, lastFlair, lastSegmentation, lastSegment = points[-1]
+        lastDay, lastFlair, lastSegmentation, _ = points[-1]
         grid = adapters.grid_from_volume(lastFlair)
-        steps.step(0.0, "Preparing the case")
-        with tempfile.TemporaryDirectory(prefix="gliomaforecast_") as folder:
-            folder = Path(folder)
-            entries = []
-            for i, (d, volume, segmentation, sid) in enumerate(points):
-                write_image(folder / f"t{i}_flair.nrrd", self._volume_on(volume, grid), grid)
-                mask, _ = adapters.segment_mask(segmentation, sid, lastFlair)
-                write_image(folder / f"t{i}_gtv.nrrd", mask.astype(np.uint8), grid)
-                entries.append({"day": d, "images": {"flair": f"t{i}_flair.nrrd"}, "gtv": f"t{i}_gtv.nrrd"})
-            manifest = {"schema": "gliomaforecast.case/1", "patient_id": lastFlair.GetName(),
-                        "rt_start_day": rtStartDay, "timepoints": entries}
-            if brainMask is not None:
-                write_image(folder / "brain.nrrd", self._mask_on(brainMask, grid, "brain mask").astype(np.uint8), grid)
-                manifest["brain_mask"] = "brain.nrrd"
-            if dose is not None:
-                write_image(folder / "dose.nrrd", self._volume_on(dose, grid), grid)
-                manifest["dose"] = "dose.nrrd"
-            if rtStartDay is None:
-                del manifest["rt_start_day"]
-            (folder / "case.json").write_text(json.dumps(manifest))
-            messages = []
+        inputs = compute.ForecastInputs(
+            grid=grid, days=tuple(p[0] for p in points),
+            flairs=tuple(self._volume_on(volume, grid) for _, volume, _, _ in points),
+            gtvs=tuple(adapters.segment_mask(segmentation, sid, lastFlair)[0] for _, _, segmentation, sid in points),
+            patient_id=lastFlair.GetName(), day=float(day), forecaster=forecaster, rt_start_day=rtStartDay,
+            brain=self._mask_on(brainMask, grid, "brain mask"),
+            dose=None if dose is None else self._volume_on(dose, grid), samples=samples, seed=seed,
+            margin_mm=marginMm, n_bootstrap=nBootstrap, device=device)
 
-            def onMessage(message: str) -> None:
-                messages.append(message)
-                steps.step(min(0.1 * len(messages), 0.85), message)
-
-            result = run_forecast(folder / "case.json", float(day), forecaster, samples=samples, seed=seed,
-                                  device=device, margin_mm=marginMm, n_bootstrap=nBootstrap, progress=onMessage)
-            output = result.output
-            steps.step(0.9, "Building the output nodes")
-            label = conventions.day_label(day)
+        def build(result: compute.ForecastResult) -> ForecastNodes:
+            output, label = result.output, conventions.day_label(day)
             nodes = ForecastNodes(day=float(day), notes=list(output.notes), timings=dict(result.timings))
             nodes.probability = adapters.add_volume(self.scene, output.probability, grid,
                                                     self.scene.GenerateUniqueName(f"Forecast probability{label}"))
@@ -401,21 +424,20 @@ class ForecastLogic:
                 nodes.flair = adapters.add_volume(self.scene, np.asarray(output.image, dtype=np.float32), grid,
                                                   self.scene.GenerateUniqueName(f"Predicted FLAIR{label}"))
             nodes.displacement = adapters.add_grid_transform(
-                self.scene, to_physical(output.displacement, grid), grid,
+                self.scene, result.displacement_lps, grid,
                 self.scene.GenerateUniqueName(f"Tumor evolution{conventions.day_label(lastDay)} to{label}"))
-            nodes.table, nodes.chart = self._growthNodes(result.growth, float(day), lastSegmentation)
-            nodes.targets = self._targetsNode(f"Targets{label}", grid, {
-                "GTV": result.gtv, "CTV standard": result.ctv_standard, "CTV forecast": result.ctv_forecast},
-                lastFlair)
-            nodes.targets.SetAttribute("GliomaForecast.MarginMm", repr(float(marginMm)))
+            nodes.table, nodes.chart = self._growthNodes(result.growth, result.curve, lastSegmentation)
+            nodes.targets = self._targetsNode(f"Targets{label}", grid, result.targets.masks, lastFlair)
+            nodes.targets.SetAttribute("GliomaForecast.MarginMm", repr(result.targets.margin_mm))
             nodes.targets.SetAttribute("GliomaForecast.Score", nodes.probability.GetName())
             for node in (nodes.probability, nodes.uncertainty, nodes.flair, nodes.displacement, nodes.targets):
                 if node is not None:
                     node.SetAttribute("GliomaForecast.Forecaster", forecaster)
                     node.SetAttribute(DAY_ATTRIBUTE, repr(float(day)))
                     conventions.place_next_to(node, lastFlair)
-        steps.done()
-        return nodes
+            return nodes
+
+        return Job("Forecasting", partial(compute.compute_forecast, inputs), build)
 
     # --- helpers ---------------------------------------------------------------------------------
     @staticmethod

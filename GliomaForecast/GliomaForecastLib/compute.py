@@ -1,0 +1,206 @@
+"""The numerics of the module's long console methods as pure functions on plain data, safe in a worker thread.
+
+Each ``compute_*`` takes numpy arrays on a :class:`~gliomaforecast.geometry.Grid`, days (days), distances (mm)
+and settings gathered from MRML on the main thread by :class:`GliomaForecastLib.logic.ForecastLogic`, calls the
+core ``gliomaforecast`` functions, and returns a frozen result object that ``ForecastLogic`` turns into MRML
+nodes on the main thread. This module imports neither slicer nor vtk: nothing here can touch the scene.
+
+Every function takes ``progress(fraction, message)`` and ``cancel`` (a ``threading.Event``); it reports
+fractions in [0, :data:`BUILD_FRACTION`) and raises :class:`~GliomaForecastLib.progress.Cancelled` at the next
+step once ``cancel`` is set (a core call that is running, e.g. the bootstrap fit, finishes first).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Tuple
+
+import numpy as np
+
+from gliomaforecast import ctv, sdf
+from gliomaforecast.deformation import to_physical
+from gliomaforecast.forecast import ForecasterOutput, run_forecast
+from gliomaforecast.geometry import Grid
+from gliomaforecast.growth import GrowthFit, fit_growth
+from gliomaforecast.io import write_image
+
+from .progress import ProgressCallback, Steps
+
+BUILD_FRACTION = 0.9  # progress at which the compute part ends and building the MRML nodes begins
+TARGET_SEGMENTS = ("GTV", "CTV standard", "CTV forecast")
+
+
+@dataclass(frozen=True)
+class ProbabilityResult:
+    """``probability`` (float32 in [0, 1]) on ``grid``; ``beta`` in 1/mm, ``mu`` in mm."""
+
+    probability: np.ndarray
+    grid: Grid
+    beta: float
+    mu: float
+
+
+def compute_probability(mask: np.ndarray, grid: Grid, beta: float = sdf.DEFAULT_BETA, mu: float = sdf.DEFAULT_MU,
+                        progress: Optional[ProgressCallback] = None,
+                        cancel: Optional[threading.Event] = None) -> ProbabilityResult:
+    """Tumor-presence probability ``gliomaforecast.sdf.tumor_probability`` of a bool ``mask`` on ``grid``."""
+    Steps(progress, cancel).step(0.0, "Signed distance and probability")
+    probability = sdf.tumor_probability(mask, grid.spacing, beta=beta, mu=mu)
+    return ProbabilityResult(probability, grid, float(beta), float(mu))
+
+
+@dataclass(frozen=True)
+class GrowthCurve:
+    """A growth fit sampled for a table: ``days`` (days, the observed days included), the bootstrap ``median``,
+    ``lower`` (2.5%) and ``upper`` (97.5%) burdens and ``observed`` burdens (NaN between scans), all in mL;
+    ``observed_days`` / ``observed_burdens`` are the scans alone."""
+
+    days: np.ndarray
+    median: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    observed: np.ndarray
+    observed_days: np.ndarray
+    observed_burdens: np.ndarray
+
+
+def growth_curve(fit: GrowthFit, until_day: Optional[float] = None) -> GrowthCurve:
+    """The median curve and 95% band of ``fit`` from its first day to ``until_day`` (days; default: the last
+    day plus half the observed span) on 201 days plus the observed days, and the observed burdens (mL)."""
+    days, burdens = np.asarray(fit.days, dtype=float), np.asarray(fit.burdens, dtype=float)
+    end = float(until_day) if until_day is not None else days[-1] + 0.5 * (days[-1] - days[0])
+    curve_days = np.union1d(np.linspace(days[0], max(end, days[-1]), 201), days)
+    median, lower, upper = (np.asarray(a, dtype=float) for a in fit.predict(curve_days))
+    observed = np.full(curve_days.shape, np.nan)
+    observed[np.searchsorted(curve_days, days)] = burdens
+    return GrowthCurve(curve_days, median, lower, upper, observed, days, burdens)
+
+
+@dataclass(frozen=True)
+class GrowthResult:
+    """The core ``GrowthFit`` and its sampled :class:`GrowthCurve`."""
+
+    fit: GrowthFit
+    curve: GrowthCurve
+
+
+def compute_growth(days: np.ndarray, burdens_ml: np.ndarray, rt_start_day: Optional[float] = None,
+                   n_bootstrap: int = 100, noise: float = 0.10, seed: int = 0, until_day: Optional[float] = None,
+                   progress: Optional[ProgressCallback] = None,
+                   cancel: Optional[threading.Event] = None) -> GrowthResult:
+    """``gliomaforecast.growth.fit_growth`` of ``burdens_ml`` (mL) on increasing ``days`` (days) with
+    ``n_bootstrap`` refits, then its curve up to ``until_day`` (see :func:`growth_curve`)."""
+    steps = Steps(progress, cancel)
+    steps.step(0.0, f"Fitting the growth model ({n_bootstrap} bootstrap refits)")
+    fit = fit_growth(np.asarray(days, dtype=float), np.asarray(burdens_ml, dtype=float), rt_start_day=rt_start_day,
+                     n_bootstrap=n_bootstrap, noise=noise, seed=seed)
+    steps.step(0.8, "Sampling the growth curve")
+    return GrowthResult(fit, growth_curve(fit, until_day))
+
+
+@dataclass(frozen=True)
+class TargetsResult:
+    """Bool masks on ``grid`` for the segments "GTV", "CTV standard" and "CTV forecast" (in that order);
+    ``margin_mm`` in mm."""
+
+    grid: Grid
+    masks: dict
+    margin_mm: float
+
+
+def compute_targets(gtv: np.ndarray, grid: Grid, score: Optional[np.ndarray] = None, margin_mm: float = 15.0,
+                    brain: Optional[np.ndarray] = None, barrier: Optional[np.ndarray] = None,
+                    progress: Optional[ProgressCallback] = None,
+                    cancel: Optional[threading.Event] = None) -> TargetsResult:
+    """CTV standard (``gliomaforecast.ctv.standard_ctv``: ``margin_mm`` around ``gtv`` inside ``brain``, geodesic
+    around ``barrier``) and CTV forecast (``ctv.isovolumetric_ctv``: as many voxels, ranked by ``score``; without
+    it, by the GTV's own probability map with the default beta and mu). All arrays on ``grid``."""
+    steps = Steps(progress, cancel)
+    steps.step(0.0, "Standard margin CTV")
+    standard = ctv.standard_ctv(gtv, grid.spacing, margin_mm=margin_mm, brain_mask=brain, barrier=barrier)
+    steps.step(0.5, "Iso-volumetric forecast CTV")
+    if score is None:
+        score = sdf.tumor_probability(gtv, grid.spacing)
+    forecast = ctv.isovolumetric_ctv(score, int(np.count_nonzero(standard)), grid.spacing, gtv=gtv, brain_mask=brain)
+    return TargetsResult(grid, dict(zip(TARGET_SEGMENTS, (gtv, standard, forecast))), float(margin_mm))
+
+
+@dataclass(frozen=True)
+class ForecastInputs:
+    """A forecast request as plain data on one ``grid`` (the last scan's): per scan (increasing ``days``, days)
+    the FLAIR (float32) and the GTV (bool); optional ``brain`` (bool) and ``dose`` (Gy, float32); the target
+    ``day`` (days); ``rt_start_day`` (days) or None; the settings passed to ``run_forecast`` unchanged."""
+
+    grid: Grid
+    days: Tuple[float, ...]
+    flairs: Tuple[np.ndarray, ...]
+    gtvs: Tuple[np.ndarray, ...]
+    patient_id: str
+    day: float
+    forecaster: str
+    rt_start_day: Optional[float] = None
+    brain: Optional[np.ndarray] = None
+    dose: Optional[np.ndarray] = None
+    samples: int = 8
+    seed: int = 0
+    margin_mm: float = 15.0
+    n_bootstrap: int = 100
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class ForecastResult:
+    """What :func:`compute_forecast` returns: the forecaster's ``output`` on the input grid, the
+    ``displacement_lps`` (z, y, x, 3; physical LPS mm, pull convention), the ``growth`` fit and its ``curve`` up
+    to the target day, the ``targets`` and the core's ``timings`` (s)."""
+
+    output: ForecasterOutput
+    displacement_lps: np.ndarray
+    growth: GrowthFit
+    curve: GrowthCurve
+    targets: TargetsResult
+    timings: dict
+
+
+def compute_forecast(inputs: ForecastInputs, progress: Optional[ProgressCallback] = None,
+                     cancel: Optional[threading.Event] = None) -> ForecastResult:
+    """``gliomaforecast.forecast.run_forecast`` on ``inputs``, written as a temporary case on their grid (removed
+    afterwards). Every message of the core is a cancellation point."""
+    steps = Steps(progress, cancel)
+    steps.step(0.0, "Preparing the case")
+    grid = inputs.grid
+    with tempfile.TemporaryDirectory(prefix="gliomaforecast_") as folder:
+        folder = Path(folder)
+        entries = []
+        for i, (day, flair, gtv) in enumerate(zip(inputs.days, inputs.flairs, inputs.gtvs)):
+            write_image(folder / f"t{i}_flair.nrrd", flair, grid)
+            write_image(folder / f"t{i}_gtv.nrrd", gtv.astype(np.uint8), grid)
+            entries.append({"day": day, "images": {"flair": f"t{i}_flair.nrrd"}, "gtv": f"t{i}_gtv.nrrd"})
+        manifest = {"schema": "gliomaforecast.case/1", "patient_id": inputs.patient_id, "timepoints": entries}
+        if inputs.rt_start_day is not None:
+            manifest["rt_start_day"] = inputs.rt_start_day
+        if inputs.brain is not None:
+            write_image(folder / "brain.nrrd", inputs.brain.astype(np.uint8), grid)
+            manifest["brain_mask"] = "brain.nrrd"
+        if inputs.dose is not None:
+            write_image(folder / "dose.nrrd", inputs.dose, grid)
+            manifest["dose"] = "dose.nrrd"
+        (folder / "case.json").write_text(json.dumps(manifest))
+        messages = []
+
+        def on_message(message: str) -> None:
+            messages.append(message)
+            steps.step(min(0.1 * len(messages), 0.8), message)
+
+        result = run_forecast(folder / "case.json", float(inputs.day), inputs.forecaster, samples=inputs.samples,
+                              seed=inputs.seed, device=inputs.device, margin_mm=inputs.margin_mm,
+                              n_bootstrap=inputs.n_bootstrap, progress=on_message)
+    steps.step(0.85, "Growth curve and displacement")
+    targets = TargetsResult(grid, dict(zip(TARGET_SEGMENTS, (result.gtv, result.ctv_standard, result.ctv_forecast))),
+                            float(inputs.margin_mm))
+    return ForecastResult(result.output, to_physical(result.output.displacement, grid), result.growth,
+                          growth_curve(result.growth, float(inputs.day)), targets, dict(result.timings))
