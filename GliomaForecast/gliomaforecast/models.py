@@ -29,6 +29,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .errors import InputError
+from .resources import resources_dir
 
 SCHEMA = "gliomaforecast.models/1"
 ENV_VAR = "GLIOMAFORECAST_MODELS_DIR"
@@ -64,11 +65,11 @@ class ModelSpec:
 
 
 def default_models_dir() -> Path:
-    """``$GLIOMAFORECAST_MODELS_DIR`` if set, else ``Resources/Models`` of the repository."""
+    """``$GLIOMAFORECAST_MODELS_DIR`` if set, else ``Models`` of :func:`resources.resources_dir`."""
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "Resources" / "Models"
+    return resources_dir() / "Models"
 
 
 def sha256_of(path: str | Path) -> str:

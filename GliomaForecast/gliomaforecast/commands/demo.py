@@ -12,11 +12,12 @@ from pathlib import Path
 from ..case import load_case
 from ..errors import InputError
 from ..forecast import DEFAULT_FORECASTER
+from ..resources import resources_dir
 from .forecast import forecast_to_folder, summary
 
 NAME = "demo"
 HELP = "forecast the shipped sample patient end to end"
-SAMPLE_CASE = Path(__file__).resolve().parents[3] / "Resources" / "SampleData" / "sample_patient" / "case.json"
+SAMPLE_CASE = resources_dir() / "SampleData" / "sample_patient" / "case.json"
 HORIZON_DAYS = 120.0
 
 
@@ -28,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not args.case.is_file():
-        raise InputError(args.case, None, "sample patient not found (Resources/SampleData is part of the source tree)")
+        raise InputError(args.case, None, "sample patient not found")
     t0 = time.perf_counter()
     day = float(load_case(args.case).days[-1]) + HORIZON_DAYS
     fc = forecast_to_folder(args.case, day, args.out, forecaster=args.forecaster, samples=8, seed=0, device="auto",
