@@ -9,7 +9,6 @@ the Sample Data registration and the self-test.
 import importlib.util
 import logging
 import os
-import threading
 from typing import Annotated, Optional
 
 import qt
@@ -37,6 +36,7 @@ REQUIREMENTS = resourceFile("requirements.txt")
 SAMPLE_CASE = resourceFile("SampleData", "sample_patient", "case.json")
 ICON = resourceFile("Icons", "GliomaForecast.png")
 # Import names of the requirements (pip names differ for some).
+POLL_INTERVAL_MS = 100  # how often the panel polls a running background task
 REQUIRED_IMPORTS = ("scipy", "nibabel", "nrrd", "skimage", "lmfit", "onnxruntime", "matplotlib", "tqdm", "skfmm")
 
 
@@ -171,7 +171,11 @@ class GliomaForecastParameterNode:
 #
 
 class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """A thin panel: reads the parameter node, calls GliomaForecastLogic, shows progress; no numerics."""
+    """A thin panel: reads the parameter node, calls GliomaForecastLogic, shows progress; no numerics.
+
+    Long work runs off the GUI thread: inputs are gathered from MRML here, the job's pure compute runs in a
+    GliomaForecastLib.background.BackgroundTask, a QTimer polls it every POLL_INTERVAL_MS for the progress bar and
+    status, Cancel sets its event, and the output nodes are built here when it is done."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -179,8 +183,11 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic: Optional[GliomaForecastLogic] = None
         self._parameterNode: Optional[GliomaForecastParameterNode] = None
         self._parameterNodeGuiTag = None
-        self._cancel = threading.Event()
-        self._busy = False
+        self._task = None  # the running GliomaForecastLib.background.BackgroundTask
+        self._job = None  # its GliomaForecastLib.logic.Job (built on the main thread when the task is done)
+        self._show = None  # what to do with the built nodes
+        self._title = ""
+        self._timer = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -197,7 +204,10 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.forecastButton.connect("clicked(bool)", self.onForecast)
         self.ui.probabilityButton.connect("clicked(bool)", self.onProbability)
         self.ui.targetsButton.connect("clicked(bool)", self.onTargets)
-        self.ui.cancelButton.connect("clicked(bool)", self._cancel.set)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
+        self._timer = qt.QTimer()
+        self._timer.setInterval(POLL_INTERVAL_MS)
+        self._timer.connect("timeout()", self._poll)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -205,6 +215,10 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self) -> None:
         self.removeObservers()
+        if self._task is not None:
+            self._task.request_cancel()  # the worker stops at its next step; nothing is built
+        if self._timer is not None:
+            self._timer.stop()
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -216,6 +230,7 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
 
     def onSceneStartClose(self, caller, event) -> None:
+        self.onCancel()  # the inputs are going away: whatever is running is discarded
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -238,121 +253,162 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _updateButtons(self, caller=None, event=None) -> None:
         p = self._parameterNode
         scans = len(p.timepointSegmentations) if p else 0
-        idle = not self._busy
+        idle = self._task is None
         self.ui.rtStartDaySpinBox.setEnabled(bool(p and p.useRadiotherapy))
         self.ui.fitGrowthButton.setEnabled(idle and scans >= 2)
         self.ui.forecastButton.setEnabled(idle and scans >= 2)
         self.ui.probabilityButton.setEnabled(idle and scans >= 1)
         self.ui.targetsButton.setEnabled(idle and scans >= 1)
+        self.ui.loadSampleButton.setEnabled(idle and os.path.exists(SAMPLE_CASE))
         self.ui.cancelButton.setEnabled(not idle)
 
-    # --- running long work in steps, with progress and Cancel -----------------------------------------
-    def _run(self, title: str, work) -> None:
-        """Run ``work(progress, cancel)`` with the progress bar and the Cancel button; Qt events are processed at
-        every progress step so the panel stays responsive and Cancel can be clicked."""
+    # --- long work off the GUI thread, with progress and Cancel --------------------------------------
+    def _start(self, title: str, prepare) -> None:
+        """Run a job off the GUI thread. ``prepare()`` runs here on the main thread: it reads the parameter node
+        and gathers the inputs from MRML, returning ``(job, show)``; the job's pure ``compute`` then runs in a
+        worker thread (GliomaForecastLib.background) polled by a timer; ``job.build`` and ``show(outputs)`` run
+        here when it is done."""
         try:
             ensureDependencies()
-        except RuntimeError as exc:
-            slicer.util.errorDisplay(str(exc))
+            from GliomaForecastLib.background import BackgroundTask
+
+            with slicer.util.WaitCursor():
+                job, show = prepare()
+        except Exception as exc:  # shown to the user, with the traceback in the log
+            self._fail(title, exc)
             return
+        self._title, self._job, self._show = title, job, show
+        self._task = BackgroundTask(job.compute).start()
+        self.ui.progressBar.setValue(0)
+        self.ui.progressBar.setVisible(True)
+        self.ui.statusLabel.setText(title)
+        self._updateButtons()
+        self._timer.start()
+
+    def onCancel(self) -> None:
+        if self._task is not None:
+            self._task.request_cancel()
+            self.ui.statusLabel.setText(f"{self._title}: cancelling...")
+
+    def _poll(self) -> None:
+        """Timer slot: show the worker's progress; when it is done, build the nodes (or report why not)."""
+        if self._task is None:
+            self._timer.stop()
+            return
+        state = self._task.poll()
+        fraction, message = state.progress
+        self.ui.progressBar.setValue(int(round(100 * fraction)))
+        if not state.done:
+            if not self._task.cancel.is_set():
+                self.ui.statusLabel.setText(f"{self._title}: {message}")
+            return
+        self._timer.stop()
+        title, job, show = self._title, self._job, self._show
+        self._task = self._job = self._show = None
         from GliomaForecastLib.progress import Cancelled
 
-        self._cancel.clear()
-        self._busy = True
-        self._updateButtons()
-        self.ui.progressBar.setVisible(True)
-        self.ui.progressBar.setValue(0)
-        self.ui.statusLabel.setText(title)
-
-        def progress(fraction: float, message: str) -> None:
-            self.ui.progressBar.setValue(int(round(100 * fraction)))
-            self.ui.statusLabel.setText(f"{title}: {message}")
-            slicer.app.processEvents()
-
         try:
-            with slicer.util.WaitCursor():
-                work(progress, self._cancel)
-            self.ui.statusLabel.setText(f"{title}: done")
-        except Cancelled:
-            self.ui.statusLabel.setText(f"{title}: cancelled")
-        except Exception as exc:  # shown to the user, with the traceback in the log
-            logging.exception(title)
-            self.ui.statusLabel.setText(f"{title}: failed")
-            slicer.util.errorDisplay(f"{title} failed: {exc}")
+            if isinstance(state.outcome, Cancelled):
+                self.ui.statusLabel.setText(f"{title}: cancelled")
+            elif isinstance(state.outcome, BaseException):
+                self._fail(title, state.outcome)
+            else:
+                self.ui.statusLabel.setText(f"{title}: building the output nodes")
+                with slicer.util.WaitCursor():
+                    show(job.build(state.outcome))
+                self.ui.statusLabel.setText(f"{title}: done")
+        except Exception as exc:
+            self._fail(title, exc)
         finally:
-            self._busy = False
             self.ui.progressBar.setVisible(False)
             self._updateButtons()
+
+    def _fail(self, title: str, exc: BaseException) -> None:
+        """One line to the user, the traceback to the log."""
+        logging.error(f"{title} failed", exc_info=(type(exc), exc, exc.__traceback__))
+        self.ui.statusLabel.setText(f"{title}: failed")
+        slicer.util.errorDisplay(f"{title} failed: {exc}")
 
     def _lastScan(self):
         p = self._parameterNode
         return self.logic.scans(p.timepointSegmentations, p.gtvSegmentName)[-1]
 
     def onLoadSample(self) -> None:
-        def work(progress, cancel):
-            loaded = self.logic.loadCase(SAMPLE_CASE)
-            p = self._parameterNode
-            p.timepointSegmentations = [loaded.gtv[day] for day in loaded.days]
-            p.brainMask = loaded.brainMask
-            p.dose = loaded.dose
-            p.useRadiotherapy = loaded.rtStartDay is not None
-            if loaded.rtStartDay is not None:
-                p.rtStartDay = loaded.rtStartDay
-            p.forecastDay = loaded.days[-1] + 90.0
-            slicer.util.setSliceViewerLayers(background=loaded.flair[loaded.days[-1]], fit=True)
-
-        self._run("Loading the sample patient", work)
+        """Load the sample patient (reading files into MRML nodes happens on the main thread)."""
+        try:
+            ensureDependencies()
+            with slicer.util.WaitCursor():
+                loaded = self.logic.loadCase(SAMPLE_CASE)
+        except Exception as exc:
+            self._fail("Loading the sample patient", exc)
+            return
+        p = self._parameterNode
+        p.timepointSegmentations = [loaded.gtv[day] for day in loaded.days]
+        p.brainMask = loaded.brainMask
+        p.dose = loaded.dose
+        p.useRadiotherapy = loaded.rtStartDay is not None
+        if loaded.rtStartDay is not None:
+            p.rtStartDay = loaded.rtStartDay
+        p.forecastDay = loaded.days[-1] + 90.0
+        slicer.util.setSliceViewerLayers(background=loaded.flair[loaded.days[-1]], fit=True)
+        self.ui.statusLabel.setText("Sample patient loaded")
 
     def onFitGrowth(self) -> None:
         p = self._parameterNode
 
-        def work(progress, cancel):
+        def prepare():
             scans = self.logic.scans(p.timepointSegmentations, p.gtvSegmentName)
-            table, chart = self.logic.fitGrowth([(day, seg, sid) for day, _, seg, sid in scans],
-                                                rtStartDay=p.rtStartDay if p.useRadiotherapy else None,
-                                                nBootstrap=p.nBootstrap, seed=p.seed, untilDay=p.forecastDay,
-                                                progress=progress, cancel=cancel)
-            self.logic.showChart(chart)
+            job = self.logic.fitGrowthJob([(day, seg, sid) for day, _, seg, sid in scans],
+                                          rtStartDay=p.rtStartDay if p.useRadiotherapy else None,
+                                          nBootstrap=p.nBootstrap, seed=p.seed, untilDay=p.forecastDay)
+            return job, lambda nodes: self.logic.showChart(nodes[1])
 
-        self._run("Fitting the growth model", work)
+        self._start("Fitting the growth model", prepare)
 
     def onForecast(self) -> None:
         p = self._parameterNode
 
-        def work(progress, cancel):
+        def prepare():
             scans = self.logic.scans(p.timepointSegmentations, p.gtvSegmentName)
-            nodes = self.logic.forecast(scans, p.forecastDay, rtStartDay=p.rtStartDay if p.useRadiotherapy else None,
-                                        brainMask=p.brainMask, dose=p.dose, forecaster=p.forecaster,
-                                        samples=p.samples, seed=p.seed, marginMm=p.marginMm,
-                                        nBootstrap=p.nBootstrap, progress=progress, cancel=cancel)
-            p.scoreVolume = nodes.probability
-            slicer.util.setSliceViewerLayers(background=scans[-1][1], foreground=nodes.probability,
-                                             foregroundOpacity=0.5)
-            self.logic.showChart(nodes.chart)
+            job = self.logic.forecastJob(scans, p.forecastDay, rtStartDay=p.rtStartDay if p.useRadiotherapy else None,
+                                         brainMask=p.brainMask, dose=p.dose, forecaster=p.forecaster,
+                                         samples=p.samples, seed=p.seed, marginMm=p.marginMm, nBootstrap=p.nBootstrap)
 
-        self._run("Forecasting", work)
+            def show(nodes):
+                p.scoreVolume = nodes.probability
+                slicer.util.setSliceViewerLayers(background=scans[-1][1], foreground=nodes.probability,
+                                                 foregroundOpacity=0.5)
+                self.logic.showChart(nodes.chart)
+
+            return job, show
+
+        self._start("Forecasting", prepare)
 
     def onProbability(self) -> None:
         p = self._parameterNode
 
-        def work(progress, cancel):
+        def prepare():
             day, flair, seg, sid = self._lastScan()
-            node = self.logic.probabilityMap(seg, sid, beta=p.beta, mu=p.mu, day=day)
-            p.scoreVolume = node
-            slicer.util.setSliceViewerLayers(background=flair, foreground=node, foregroundOpacity=0.5)
+            job = self.logic.probabilityMapJob(seg, sid, beta=p.beta, mu=p.mu, day=day)
 
-        self._run("Probability map", work)
+            def show(node):
+                p.scoreVolume = node
+                slicer.util.setSliceViewerLayers(background=flair, foreground=node, foregroundOpacity=0.5)
+
+            return job, show
+
+        self._start("Probability map", prepare)
 
     def onTargets(self) -> None:
         p = self._parameterNode
 
-        def work(progress, cancel):
+        def prepare():
             day, flair, seg, sid = self._lastScan()
-            self.logic.targetVolumes(seg, sid, scoreVolume=p.scoreVolume, marginMm=p.marginMm,
-                                     brainMask=p.brainMask, barrier=p.barrier, day=day,
-                                     progress=progress, cancel=cancel)
+            job = self.logic.targetVolumesJob(seg, sid, scoreVolume=p.scoreVolume, marginMm=p.marginMm,
+                                              brainMask=p.brainMask, barrier=p.barrier, day=day)
+            return job, lambda node: None
 
-        self._run("Target volumes", work)
+        self._start("Target volumes", prepare)
 
 
 #

@@ -1,12 +1,16 @@
-"""GliomaForecast.py outside Slicer: the module, the Slicer logic, the Sample Data registration and the self-test,
-with small stand-ins only for what the slicer-core wheel lacks (qt, slicer.app, ScriptedLoadableModule base
-classes, parameterNodeWrapper, the SampleData module). The Qt widget itself is not exercised here."""
+"""GliomaForecast.py outside Slicer: the module, the Slicer logic, the Sample Data registration, the self-test and
+the panel's background-job flow, with small stand-ins only for what the slicer-core wheel lacks (qt with a QTimer
+that the test fires by hand, slicer.app, ScriptedLoadableModule base classes, parameterNodeWrapper, the SampleData
+module, the .ui's widgets). Qt's real event loop and widgets are not exercised here."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import sys
+import threading
+import time
 import types
 import unittest
 from pathlib import Path
@@ -29,11 +33,53 @@ class _Signals:
         self.connected.append((signal, slot))
 
 
+class _QTimer(_Signals):
+    """qt.QTimer stand-in: the test fires ``timeout()`` by hand while ``active``."""
+
+    def __init__(self):
+        super().__init__()
+        self.active = False
+        self.interval = None
+
+    def setInterval(self, ms):
+        self.interval = ms
+
+    def start(self):
+        self.active = True
+
+    def stop(self):
+        self.active = False
+
+
+class _FakeWidget(_Signals):
+    """A .ui widget stand-in that remembers what the panel set."""
+
+    def __init__(self):
+        super().__init__()
+        self.value, self.visible, self.text, self.enabled = None, None, "", None
+
+    def setValue(self, value):
+        self.value = value
+
+    def setVisible(self, visible):
+        self.visible = visible
+
+    def setText(self, text):
+        self.text = text
+
+    def setEnabled(self, enabled):
+        self.enabled = enabled
+
+    def setMRMLScene(self, scene):
+        pass
+
+
 @pytest.fixture
 def module(monkeypatch):
     """GliomaForecast.py imported with the stand-ins; yields (module, registered sample data sources, app)."""
     qt = types.ModuleType("qt")
     qt.QIcon = lambda path: ("QIcon", path)
+    qt.QTimer = _QTimer
     slm = types.ModuleType("slicer.ScriptedLoadableModule")
 
     class ScriptedLoadableModule:
@@ -51,7 +97,15 @@ def module(monkeypatch):
     slm.ScriptedLoadableModule = ScriptedLoadableModule
     slm.ScriptedLoadableModuleLogic = ScriptedLoadableModuleLogic
     slm.ScriptedLoadableModuleTest = ScriptedLoadableModuleTest
-    slm.ScriptedLoadableModuleWidget = type("ScriptedLoadableModuleWidget", (), {})
+    class ScriptedLoadableModuleWidget:
+        def __init__(self, parent=None):
+            self.parent = parent
+            self.layout = types.SimpleNamespace(addWidget=lambda widget: None)
+
+        def setup(self):
+            pass
+
+    slm.ScriptedLoadableModuleWidget = ScriptedLoadableModuleWidget
     pnw = types.ModuleType("slicer.parameterNodeWrapper")
     pnw.parameterNodeWrapper = lambda cls: cls
     pnw.Choice = lambda choices: ("Choice", tuple(choices))
@@ -144,3 +198,135 @@ def test_self_test_runs_on_the_sample_patient(module):
     gf.GliomaForecastTest("test_SamplePatient").run(result)
     assert result.wasSuccessful(), result.errors + result.failures
     assert not result.skipped
+
+
+# --- the panel's background jobs (timer fired by hand; no Qt event loop) ------------------------------
+
+class _Params:
+    """The parameter node as the panel reads it (the wrapper itself needs Slicer's parameterNodeWrapper)."""
+
+    def __init__(self, **values):
+        self.__dict__.update(values)
+
+    def connectGui(self, ui):
+        return "gui"
+
+    def disconnectGui(self, tag):
+        pass
+
+    def AddObserver(self, event, callback, priority=0.0):
+        return 1
+
+    def RemoveObserver(self, tag):
+        pass
+
+
+class _UI(types.SimpleNamespace):
+    def __getattr__(self, name):  # every named widget of the .ui, made on first use
+        widget = _FakeWidget()
+        setattr(self, name, widget)
+        return widget
+
+
+@pytest.fixture
+def panel(module, monkeypatch, make_case):
+    """The widget after setup() on a loaded synthetic case; yields (gf, widget, ui, timer, shown charts, errors)."""
+    gf, _, _ = module
+    ui, errors, charts = _UI(), [], []
+    monkeypatch.setattr(slicer.util, "loadUI", lambda path: _FakeWidget(), raising=False)
+    monkeypatch.setattr(slicer.util, "childWidgetVariables", lambda widget: ui, raising=False)
+    monkeypatch.setattr(slicer.util, "WaitCursor", contextlib.nullcontext, raising=False)
+    monkeypatch.setattr(slicer.util, "errorDisplay", lambda text, **kw: errors.append(text), raising=False)
+    monkeypatch.setattr(gf.GliomaForecastLogic, "showChart", staticmethod(charts.append))
+    path, _ = make_case(3)
+    loaded = gf.GliomaForecastLogic().loadCase(path)
+    params = _Params(timepointSegmentations=[loaded.gtv[d] for d in loaded.days], gtvSegmentName="GTV",
+                     brainMask=loaded.brainMask, barrier=None, dose=loaded.dose, useRadiotherapy=True,
+                     rtStartDay=21.0, nBootstrap=10, forecastDay=200.0, forecaster="persistence", samples=2, seed=0,
+                     beta=0.1, mu=15.0, marginMm=6.0, scoreVolume=None)
+    monkeypatch.setattr(gf.GliomaForecastLogic, "getParameterNode", lambda self: params)
+    widget = gf.GliomaForecastWidget()
+    widget.setup()
+    yield gf, widget, ui, widget._timer, charts, errors, params
+    widget.cleanup()
+
+
+def _fire_until_stopped(timer):
+    """Fire the timer as Qt would every 100 ms, until the panel stops it (the worker is done)."""
+    (signal, slot), = timer.connected
+    assert signal == "timeout()"
+    while timer.active:
+        slot()
+        time.sleep(0.005)
+
+
+def _ids(scene) -> set:
+    return {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+
+
+def test_panel_runs_the_growth_fit_in_the_background_and_builds_on_completion(panel):
+    gf, widget, ui, timer, charts, errors, params = panel
+    assert timer.interval == gf.POLL_INTERVAL_MS == 100 and not timer.active
+    assert ("clicked(bool)", widget.onCancel) in ui.cancelButton.connected
+    assert ui.fitGrowthButton.enabled and not ui.cancelButton.enabled
+    widget.onFitGrowth()
+    assert timer.active and ui.progressBar.visible
+    assert not ui.fitGrowthButton.enabled and not ui.forecastButton.enabled and not ui.loadSampleButton.enabled
+    assert ui.cancelButton.enabled
+    _fire_until_stopped(timer)
+    assert errors == [] and len(charts) == 1 and charts[0].IsA("vtkMRMLPlotChartNode")
+    assert ui.statusLabel.text == "Fitting the growth model: done" and not ui.progressBar.visible
+    assert ui.fitGrowthButton.enabled and not ui.cancelButton.enabled
+    table = slicer.mrmlScene.GetFirstNodeByName("Growth fit (days 0-120)")
+    assert table is not None and slicer.util.arrayFromTableColumn(table, "Day")[-1] == 200.0
+
+
+def test_panel_cancel_discards_the_running_forecast(panel):
+    gf, widget, ui, timer, charts, errors, params = panel
+    from GliomaForecastLib.logic import Job
+
+    reached, resume = threading.Event(), threading.Event()
+    forecastJob = widget.logic.forecastJob
+
+    def blockingJob(*args, **kwargs):
+        job = forecastJob(*args, **kwargs)
+
+        def compute(progress, cancel):
+            reached.set()
+            assert resume.wait(timeout=600)  # a guard against a hang, not a timing check
+            return job.compute(progress, cancel)
+
+        return Job(job.title, compute, job.build)
+
+    widget.logic.forecastJob = blockingJob
+    before = _ids(slicer.mrmlScene)
+    widget.onForecast()
+    assert reached.wait(timeout=600)
+    ui.cancelButton.connected[-1][1]()  # the Cancel button's slot
+    resume.set()
+    _fire_until_stopped(timer)
+    assert ui.statusLabel.text == "Forecasting: cancelled" and errors == [] and charts == []
+    assert _ids(slicer.mrmlScene) == before and params.scoreVolume is None
+    assert ui.forecastButton.enabled and not ui.cancelButton.enabled
+
+
+def test_panel_shows_a_worker_error_in_one_line_and_builds_nothing(panel):
+    gf, widget, ui, timer, charts, errors, params = panel
+    params.forecastDay = 30.0  # before the last scan (day 120): the core refuses it in the worker thread
+    before = _ids(slicer.mrmlScene)
+    widget.onForecast()
+    _fire_until_stopped(timer)
+    assert len(errors) == 1 and "\n" not in errors[0]
+    assert errors[0].startswith("Forecasting failed: ") and "not after the last scan" in errors[0]
+    assert ui.statusLabel.text == "Forecasting: failed" and _ids(slicer.mrmlScene) == before
+    assert ui.forecastButton.enabled
+
+
+def test_panel_reports_a_gathering_error_without_starting_a_task(panel):
+    gf, widget, ui, timer, charts, errors, params = panel
+    params.timepointSegmentations[0].SetName("tumor")  # no day in the name and no day attribute
+    params.timepointSegmentations[0].RemoveAttribute("GliomaForecast.Day")
+    widget.onFitGrowth()
+    assert not timer.active and widget._task is None and ui.fitGrowthButton.enabled
+    assert errors == ["Fitting the growth model failed: tumor: no scan day; set the GliomaForecast.Day attribute or "
+                      "put 'day N' in the name"]
