@@ -1,8 +1,9 @@
 """Progress reporting and cancellation for long console/panel work (growth bootstrap, forecasts).
 
 The logic reports ``progress(fraction, message)`` with fraction in [0, 1] and checks ``cancel`` between steps.
-The panel passes a callback that updates its progress bar and lets Qt process events, and a
-``threading.Event`` that its Cancel button sets; from the console both may be omitted.
+The panel runs the compute part in a worker thread (:mod:`GliomaForecastLib.background`), whose callback only
+records the latest report, and its Cancel button sets the ``threading.Event``; from the console both may be
+omitted.
 """
 
 from __future__ import annotations
