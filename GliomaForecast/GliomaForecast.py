@@ -435,8 +435,9 @@ class GliomaForecastLogic(ScriptedLoadableModuleLogic):
         return self._forecastLogic
 
     def __getattr__(self, name):
-        # The console methods (loadCase, probabilityMap, fitGrowth, targetVolumes, forecast, segmentVolumeMl)
-        # are ForecastLogic's.
+        # The console methods (loadCase, probabilityMap, fitGrowth, targetVolumes, forecast, segmentVolumeMl) and
+        # their background-job twins (probabilityMapJob, fitGrowthJob, targetVolumesJob, forecastJob) are
+        # ForecastLogic's.
         if name.startswith("_") or name == "forecastLogic":
             raise AttributeError(name)
         return getattr(self.forecastLogic, name)
