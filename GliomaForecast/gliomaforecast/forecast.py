@@ -157,6 +157,9 @@ def run_forecast(case: Case | str | Path, day: float, forecaster: str = DEFAULT_
     last = case.timepoints[-1]
     gtv = case.gtv(last)
     brain = case.brain_mask()
+    if brain is not None and not np.any(gtv & brain):
+        raise InputError(case.brain_mask_path, "brain_mask",
+                         f"does not overlap the GTV of timepoints[{last.index}] ({last.gtv or last.labels})")
     days, volumes = burden_from_case(case)
     timings["load_s"] = time.perf_counter() - t0
 

@@ -3,6 +3,8 @@ the evolution forecaster is exercised in test_forecast_cli.py with the shipped m
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -82,3 +84,16 @@ def test_evolution_volumes_follow_their_source() -> None:
     assert f"field {ml:.2f} mL" in field.output.notes[0]
     np.testing.assert_array_equal(grown.output.displacement, field.output.displacement)  # the same field
     assert field.output.uncertainty.max() > 0 and grown.output.uncertainty.max() > 0
+
+
+def test_brain_mask_that_misses_the_gtv_is_an_input_error(make_case, tmp_path) -> None:
+    from gliomaforecast.io import write_image
+    path, grid = make_case()
+    brain = np.zeros(grid.shape, np.uint8)
+    brain[:, :2] = 1  # far from the tumor ball at the grid centre
+    write_image(tmp_path / "brain_far.nii.gz", brain, grid)
+    manifest = json.loads(path.read_text())
+    manifest["brain_mask"] = "brain_far.nii.gz"
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match=r"brain_far\.nii\.gz: brain_mask: does not overlap the GTV of timepoints\[2\]"):
+        run_forecast(path, 200.0, "persistence")
