@@ -288,6 +288,9 @@ def write_image(path: str | Path, array: np.ndarray, grid: Grid, *, inputs: Iter
     _check_destination(path, inputs)
     if suffix_of(path) == ".seg.nrrd":
         arr = np.asarray(array)
+        if not (arr.dtype == bool or np.issubdtype(arr.dtype, np.integer)):
+            raise InputError(path, "output", f"a .seg.nrrd holds a label map, not {arr.dtype} values; "
+                                             "write images as .nii.gz or .nrrd")
         return write_segmentation(path, {f"Segment_{v}": arr == v for v in np.unique(arr) if v}, grid,
                                   inputs=inputs)
     image = to_sitk(array, grid)

@@ -173,3 +173,14 @@ def test_writes_are_atomic_and_never_overwrite_inputs(tmp_path: Path) -> None:
     with pytest.raises(ValueError):  # wrong shape: nothing (not even a temporary file) is left behind
         write_image(tmp_path / "out.nii.gz", np.zeros((2, 2, 2)), grid)
     assert sorted(os.listdir(tmp_path)) == ["in.nii.gz"]
+
+
+def test_float_image_to_seg_nrrd_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
+    grid = oblique_grid()
+    probability = np.linspace(0.0, 1.0, int(np.prod(grid.shape)), dtype=np.float32).reshape(grid.shape)
+    with pytest.raises(InputError, match=r"p\.seg\.nrrd: output: a \.seg\.nrrd holds a label map, not float32"):
+        write_image(tmp_path / "p.seg.nrrd", probability, grid)
+    assert list(tmp_path.iterdir()) == []
+    labels = (probability * 3).astype(np.int16)  # integer labels still write one segment per label
+    segments, _ = read_segmentation(write_image(tmp_path / "l.seg.nrrd", labels, grid))
+    assert sorted(segments) == ["Segment_1", "Segment_2", "Segment_3"]
