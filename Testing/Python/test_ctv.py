@@ -382,3 +382,17 @@ def test_cli_bad_input_one_line_exit_2(case_files, capsys, problem):
     assert err.count("\n") == 0 and "error" in err and "Traceback" not in err
     assert {"grid": "score2.nii.gz", "empty": "empty.nii.gz", "outside": "far.nii.gz", "margin": "--margin-mm"}[problem] in err
     assert not (tmp / "o").exists()
+
+
+def test_cli_barrier_over_the_whole_gtv_still_gives_a_forecast_ctv(case_files):
+    tmp, grid, gtv, brain, score, paths = case_files
+    wall = ndimage.binary_dilation(gtv, iterations=2)  # e.g. a tumor inside a ventricle outline
+    io.write_image(tmp / "wall.nii.gz", wall, grid)
+    out = tmp / "t"
+    assert main(["ctv", "--gtv", str(paths["gtv"]), "--score", str(paths["score"]), "--brain-mask",
+                 str(paths["brain"]), "--barrier", str(tmp / "wall.nii.gz"), "--out", str(out)]) == 0
+    std, _ = io.read_mask(out / "ctv_standard.nii.gz", "ctv")
+    fc, _ = io.read_mask(out / "ctv_forecast.nii.gz", "ctv")
+    np.testing.assert_array_equal(fc, ctv.isovolumetric_ctv(score, int(std.sum()), grid.spacing, gtv,
+                                                            (brain & ~wall) | gtv))
+    assert fc[gtv].all() and not fc[wall & ~gtv].any()

@@ -62,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
     forecast = None
     if score is not None:
         candidates = brain
-        if barrier is not None:
-            candidates = ~barrier if brain is None else brain & ~barrier
+        if barrier is not None:  # barrier voxels are never candidates unless they are GTV (as in standard_ctv)
+            candidates = (~barrier if brain is None else brain & ~barrier) | gtv
         try:
             forecast = ctv.isovolumetric_ctv(score, int(standard.sum()), grid.spacing, gtv=gtv,
                                              brain_mask=candidates)
