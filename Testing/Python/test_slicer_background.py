@@ -11,15 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import slicer
 
-slicer = pytest.importorskip("slicer")
-
-from conftest import oblique_grid  # noqa: E402
-from GliomaForecastLib import adapters  # noqa: E402
-from GliomaForecastLib.background import BackgroundTask  # noqa: E402
-from GliomaForecastLib.logic import ForecastLogic  # noqa: E402
-from GliomaForecastLib.progress import Cancelled  # noqa: E402
-from GliomaForecastLib.scene import headless_scene  # noqa: E402
+from conftest import oblique_grid
+from GliomaForecastLib import adapters
+from GliomaForecastLib.background import BackgroundTask
+from GliomaForecastLib.logic import ForecastLogic
+from GliomaForecastLib.progress import Cancelled
+from GliomaForecastLib.scene import headless_scene
 
 LIB = Path(__file__).resolve().parents[2] / "GliomaForecast" / "GliomaForecastLib"
 

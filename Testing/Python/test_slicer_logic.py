@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-slicer = pytest.importorskip("slicer")
-vtk = pytest.importorskip("vtk")
+import slicer
+import vtk
 
-from GliomaForecastLib import adapters, conventions  # noqa: E402
-from GliomaForecastLib.logic import ForecastLogic, LoadedCase, timepointDay  # noqa: E402
-from GliomaForecastLib.progress import Cancelled  # noqa: E402
-from GliomaForecastLib.scene import headless_scene  # noqa: E402
-from gliomaforecast import ctv, sdf  # noqa: E402
-from gliomaforecast.geometry import Grid  # noqa: E402
-from gliomaforecast.io import read_segmentation, write_image  # noqa: E402
+from GliomaForecastLib import adapters, conventions
+from GliomaForecastLib.logic import ForecastLogic, LoadedCase, timepointDay
+from GliomaForecastLib.progress import Cancelled
+from GliomaForecastLib.scene import headless_scene
+from gliomaforecast import ctv, growth, sdf
+from gliomaforecast.geometry import Grid
+from gliomaforecast.io import read_segmentation, write_image
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_CASE = REPO / "Resources" / "SampleData" / "sample_patient" / "case.json"
@@ -233,7 +233,6 @@ def test_cancel_leaves_no_output_nodes(loaded, scene):
 
 
 def test_fit_growth_table_and_chart_match_core(loaded, scene):
-    growth = pytest.importorskip("gliomaforecast.growth")
     case, _ = loaded
     table, chart = ForecastLogic().fitGrowth(case.timepoints(), rtStartDay=case.rtStartDay, nBootstrap=8, seed=3)
     masks = [adapters.segment_mask(case.gtv[d], "GTV") for d in case.days]
@@ -301,8 +300,6 @@ def test_forecast_nodes_match_the_core_forecast(loaded, scene, synthetic_case):
 
 @pytest.fixture(scope="module")
 def sample():
-    if not SAMPLE_CASE.exists():
-        pytest.skip("the sample patient is not generated yet")
     from gliomaforecast.case import load_case
 
     scene = headless_scene()
@@ -364,12 +361,10 @@ def test_sample_patient_forecast_matches_run_forecast(sample):
         assert np.array_equal(adapters.segment_mask(nodes.targets, name)[0], mask), name
 
 
-def test_sample_patient_evolution_forecast_when_the_model_is_there(sample):
+def test_sample_patient_evolution_forecast_matches_run_forecast(sample):
     from gliomaforecast.deformation import to_physical
     from gliomaforecast.forecast import run_forecast
 
-    if not (REPO / "Resources" / "Models" / "models.json").exists():
-        pytest.skip("no trained models in Resources/Models yet")
     scene, loaded, case = sample
     timepoints = [(d, loaded.flair[d], loaded.gtv[d], "GTV") for d in loaded.days]
     nodes = ForecastLogic(scene).forecast(timepoints, 450, rtStartDay=loaded.rtStartDay, brainMask=loaded.brainMask,

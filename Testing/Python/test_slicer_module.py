@@ -16,10 +16,9 @@ import unittest
 from pathlib import Path
 
 import pytest
+import slicer
 
-slicer = pytest.importorskip("slicer")
-
-from GliomaForecastLib.scene import headless_scene  # noqa: E402
+from GliomaForecastLib.scene import headless_scene
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_CASE = REPO / "Resources" / "SampleData" / "sample_patient" / "case.json"
@@ -153,7 +152,6 @@ def test_parameter_node_defaults(module):
                                                                                            15.0)
 
 
-@pytest.mark.skipif(not SAMPLE_CASE.exists(), reason="the sample patient is not generated yet")
 def test_sample_data_source_loads_the_sample_patient(module):
     gf, registered, _ = module
     gf.registerSampleData()
@@ -191,7 +189,6 @@ def test_slicer_logic_scans_and_delegation(module):
         logic.scans([segs[0][0]], "GTV")
 
 
-@pytest.mark.skipif(not SAMPLE_CASE.exists(), reason="the sample patient is not generated yet")
 def test_self_test_runs_on_the_sample_patient(module):
     gf, _, _ = module
     result = unittest.TestResult()
