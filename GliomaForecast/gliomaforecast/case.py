@@ -195,6 +195,7 @@ class Case:
 
     @property
     def days(self) -> np.ndarray:
+        """The scan days (days, float, increasing), one per timepoint."""
         return np.array([tp.day for tp in self.timepoints], dtype=float)
 
 

@@ -22,7 +22,7 @@ displacement, not a stationary velocity field). Runtime: numpy, scipy and onnxru
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -32,6 +32,9 @@ from .errors import InputError
 from .geometry import Grid
 from .io import write_image
 from .models import OnnxModel, load_model
+
+if TYPE_CHECKING:
+    from .case import Case
 
 MODEL_ID = "evolution"
 BATCH = 16
@@ -182,7 +185,7 @@ def write_displacement(path: str | Path, displacement: np.ndarray, grid: Grid, *
     return write_image(path, to_physical(displacement, grid), grid, inputs=inputs)
 
 
-def case_evolution_field(case, first: int = -2, second: int = -1,
+def case_evolution_field(case: Case, first: int = -2, second: int = -1,
                          model: OnnxModel | None = None) -> tuple[np.ndarray, float]:
     """The field between the GTVs of timepoints ``first`` and ``second`` of a loaded case.
 

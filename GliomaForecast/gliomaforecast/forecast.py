@@ -12,13 +12,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
 from . import ctv, sdf
 from .burden import burden_from_case
-from .case import Case, load_case
+from .case import Case, Timepoint, load_case
 from .errors import InputError
 from .growth_fit import GrowthFit, fit_growth
 
@@ -38,11 +38,13 @@ class ForecastRequest:
     device: str = "auto"
 
     @property
-    def last(self):
+    def last(self) -> Timepoint:
+        """The case's last scan (the forecast starts from it)."""
         return self.case.timepoints[-1]
 
     @property
     def spacing(self) -> tuple[float, ...]:
+        """The case grid's spacing (mm, z, y, x)."""
         return self.case.grid.spacing
 
 
@@ -106,7 +108,8 @@ def get_forecaster(name: str) -> Forecaster:
     return registry[name]()
 
 
-def probability_for_volume(phi: np.ndarray, volume_ml: float, spacing, allowed: np.ndarray | None = None) -> np.ndarray:
+def probability_for_volume(phi: np.ndarray, volume_ml: float, spacing: Sequence[float],
+                           allowed: np.ndarray | None = None) -> np.ndarray:
     """Re-level a (warped) signed distance ``phi`` (mm) so that its tumor region holds ``volume_ml`` mL:
     the voxels with the lowest ``phi`` inside ``allowed`` (iso-volumetric selection of ``ctv``), at least
     one voxel and never all of them; return the logistic probability of that region's exact signed

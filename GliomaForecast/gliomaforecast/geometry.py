@@ -46,6 +46,7 @@ class Grid:
 
     @property
     def ndim(self) -> int:
+        """2 or 3."""
         return len(self.shape)
 
     @property
@@ -56,6 +57,7 @@ class Grid:
 
     @property
     def direction_matrix(self) -> np.ndarray:
+        """The direction as a d x d matrix; column i is the unit physical direction of ITK index axis i."""
         return np.asarray(self.direction, dtype=float).reshape(self.ndim, self.ndim)
 
     @classmethod
@@ -67,6 +69,7 @@ class Grid:
 
     @classmethod
     def from_sitk(cls, image: sitk.Image) -> "Grid":
+        """The grid of a SimpleITK image (its size and spacing reversed into array order)."""
         size = image.GetSize()
         return cls(tuple(reversed(size)), tuple(reversed(image.GetSpacing())), image.GetOrigin(), image.GetDirection())
 
@@ -96,6 +99,7 @@ class Grid:
         )
 
     def describe(self) -> str:
+        """One line for error messages: shape, spacing (mm) and origin (mm)."""
         sp = "x".join(f"{s:g}" for s in self.spacing)
         return f"shape {self.shape}, spacing {sp} mm, origin {tuple(round(o, 3) for o in self.origin)}"
 

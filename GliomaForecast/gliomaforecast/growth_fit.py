@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import lmfit
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.optimize import least_squares
 
 from .errors import InputError
@@ -70,11 +71,11 @@ class GrowthFit:
         """The RT start the fitted model uses (None for the exponential model)."""
         return self.rt_start_day if self.model == "radiotherapy" else None
 
-    def curve(self, days) -> np.ndarray:
+    def curve(self, days: ArrayLike) -> np.ndarray:
         """The central fit at ``days``."""
         return burden(np.asarray(days, dtype=float), self.params, self.model_rt_start_day)
 
-    def bootstrap_curves(self, days) -> np.ndarray:
+    def bootstrap_curves(self, days: ArrayLike) -> np.ndarray:
         """All bootstrap curves at ``days``, shape (n_bootstrap, len(days)); the central fit when
         n_bootstrap is 0."""
         d = np.atleast_1d(np.asarray(days, dtype=float))
@@ -82,7 +83,7 @@ class GrowthFit:
             return self.curve(d)[None, :]
         return burden(d[None, :], self.bootstrap, self.model_rt_start_day)
 
-    def predict(self, days) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def predict(self, days: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(median, lower 2.5 %, upper 97.5 %) of the bootstrap curves at ``days`` (burden unit)."""
         d = np.asarray(days, dtype=float)
         curves = self.bootstrap_curves(d.ravel())
@@ -255,8 +256,8 @@ def choose_model(days: np.ndarray, rt_start_day: float | None) -> tuple[str, tup
     return "radiotherapy", free, note
 
 
-def fit_growth(days, burdens, rt_start_day: float | None = None, n_bootstrap: int = 100, noise: float = 0.10,
-               seed: int = 0, *, source: str | None = None) -> GrowthFit:
+def fit_growth(days: ArrayLike, burdens: ArrayLike, rt_start_day: float | None = None, n_bootstrap: int = 100,
+               noise: float = 0.10, seed: int = 0, *, source: str | None = None) -> GrowthFit:
     """Fit the growth model to ``burdens`` (mL or mm^2, >= 0) observed on strictly increasing ``days``.
 
     ``rt_start_day`` (days, same axis) or None; ``n_bootstrap`` refits with multiplicative Gaussian noise
