@@ -263,7 +263,11 @@ def load_case(path: str | Path, *, resample: bool = False, check_grids: bool = T
     if not src.is_file():
         raise InputError(src, None, "case manifest not found")
     try:
-        data = json.loads(src.read_text())
+        text = src.read_text()
+    except OSError as exc:
+        raise InputError(src, None, f"cannot read the manifest ({exc.strerror})") from None
+    try:
+        data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(src, None, f"not valid JSON ({exc})") from None
     if not isinstance(data, dict):

@@ -106,6 +106,9 @@ def test_invalid_json_and_missing_manifest(tmp_path: Path) -> None:
         load_case(tmp_path / "case.json")
     with pytest.raises(InputError, match="case manifest not found"):
         load_case(tmp_path / "none.json")
+    (tmp_path / "folder.json").mkdir()  # exists but is not a readable file
+    with pytest.raises(InputError, match="folder.json"):
+        load_case(tmp_path / "folder.json")
 
 
 def test_grid_mismatch_names_both_files_unless_resampling(make_case, tmp_path: Path) -> None:
