@@ -102,9 +102,46 @@ def test_tiny_training_lowers_the_loss(tmp_path):
     assert last["l1_mm"] < first["l1_mm"]
 
 
+def test_same_seed_gives_identical_weights(tmp_path):
+    def weights(name: str, seed: int) -> dict:
+        train_evolution.train(_args(tmp_path / name, steps=3, seed=seed))
+        return torch.load(tmp_path / name, weights_only=False)["state_dict"]
+
+    a, b, c = weights("a.pt", 7), weights("b.pt", 7), weights("c.pt", 8)
+    assert a.keys() == b.keys() == c.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_installed_torch_is_the_pinned_one():
+    import re
+
+    train_extra = re.search(r"^train = \[(.*)\]$", (REPO / "pyproject.toml").read_text(), re.M).group(1)
+    pins = re.findall(r'"torch([^"]*)"', train_extra)
+    assert pins == ["==2.13.0"]
+    assert torch.__version__.split("+")[0] == "2.13.0"
+
+
+def test_training_data_and_anatomy_load_without_network(tmp_path):
+    """The MNI152 templates ship inside nilearn and the tiny training needs nothing else: run both in a fresh
+    interpreter whose sockets refuse to connect or resolve."""
+    code = ("import socket\n"
+            "def refuse(*a, **k):\n    raise OSError('network access during training')\n"
+            "socket.socket.connect = socket.socket.connect_ex = socket.getaddrinfo = socket.create_connection = refuse\n"
+            "from gliomaforecast_training.anatomy import load_template\n"
+            "from gliomaforecast_training.train_evolution import main\n"
+            "assert load_template(4.0).brain.any()\n"
+            f"raise SystemExit(main(['--synthetic', '8', '--steps', '1', '--batch', '4', '--size', '32', "
+            f"'--channels', '4', '4', '8', '8', '--out', {str(tmp_path / 'x.pt')!r}]))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240, cwd=REPO,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "x.pt").is_file()
+
+
 def test_ddp_two_processes(tmp_path):
     out = tmp_path / "ddp.pt"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "gliomaforecast_training.train_evolution", "--synthetic", "16", "--steps", "3", "--batch", "2",
            "--size", "32", "--channels", "4", "4", "8", "8", "--log-every", "1", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
