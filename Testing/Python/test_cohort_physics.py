@@ -108,3 +108,25 @@ def test_hypoxic_core_is_radioresistant_by_the_oer():
     sf = treatment.surviving_fraction(2.0 / oer, alpha=0.1)
     assert sf[0] == sf[1] < sf[2] < sf[3]
     assert sf[3] == pytest.approx(np.exp(-0.1 * 2 / 3 - 0.01 * (2 / 3) ** 2))  # alpha / OER, beta / OER^2
+
+
+def test_image_blur_is_isotropic_in_mm_on_an_anisotropic_grid():
+    from gliomaforecast.geometry import Grid
+    from gliomaforecast_training.anatomy import Anatomy
+    from gliomaforecast_training.imaging import synthesize
+
+    grid = Grid.identity((25, 49, 25), (1.0, 0.5, 1.0))
+    gm = np.ones(grid.shape, np.float32)
+    zero = np.zeros(grid.shape, np.float32)
+    anatomy = Anatomy(t1=gm, wm=zero, gm=gm, csf=zero, brain=np.ones(grid.shape, bool), grid=grid)
+    density = zero.copy()
+    density[12, 24, 12] = 1.0  # one voxel of edema signal: the image is the blur's impulse response
+    flair = synthesize(anatomy, density, np.zeros(grid.shape, np.uint8), np.random.default_rng(0), noise_sd=0.0,
+                       bias_sd=0.0, scale=30000.0, blur_mm=1.5)["flair"].astype(float)
+    bump = flair - flair[0, 0, 0]
+    variances_mm2 = []
+    for axis, h in enumerate(grid.spacing):
+        profile = bump.sum(axis=tuple(a for a in range(3) if a != axis))
+        x_mm = (np.arange(profile.size) - profile.size // 2) * h
+        variances_mm2.append(float((profile * x_mm**2).sum() / profile.sum()))
+    np.testing.assert_allclose(variances_mm2, 1.5**2, rtol=0.05)

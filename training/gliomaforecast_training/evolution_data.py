@@ -24,6 +24,7 @@ from gliomaforecast.case import load_case
 from gliomaforecast.deformation import resample_plane
 
 PIXEL_MM = 2.0
+NOISE_SMOOTHING_MM = 12.0  # sd (mm) of the Gaussian that smooths the synthetic boundary-speed noise
 MIN_AREA_MM2 = 75.0
 
 
@@ -93,7 +94,7 @@ def synthetic_pairs(n: int, size: int = 96, seed: int = 0) -> tuple[np.ndarray, 
     """``n`` synthetic slice pairs (n, 2, size, size) of signed distances (mm, 2 mm pixels) and gaps (days).
 
     The second boundary is the first moved outward (growth) or inward (shrinkage) by
-    rate * gap * (1 + 0.5 * smooth noise), rate in [-0.04, 0.08] mm/day, gap in [20, 365] days."""
+    rate * gap * (1 + 0.5 * noise smoothed over NOISE_SMOOTHING_MM), rate in [-0.04, 0.08] mm/day, gap in [20, 365] days."""
     rng = np.random.default_rng(seed)
     phis = np.empty((n, 2, size, size), np.float32)
     gaps = np.empty(n, np.float32)
@@ -102,7 +103,7 @@ def synthetic_pairs(n: int, size: int = 96, seed: int = 0) -> tuple[np.ndarray, 
         m1 = _blob(rng, size)
         phi1 = sdf.signed_distance(m1, (PIXEL_MM, PIXEL_MM))
         gap = rng.uniform(20, 365)
-        noise = ndimage.gaussian_filter(rng.standard_normal((size, size)), 6)
+        noise = ndimage.gaussian_filter(rng.standard_normal((size, size)), NOISE_SMOOTHING_MM / PIXEL_MM)
         noise /= max(np.abs(noise).max(), 1e-6)
         m2 = phi1 - rng.uniform(-0.04, 0.08) * gap * (1 + 0.5 * noise) <= 0
         if m2.sum() * PIXEL_MM ** 2 < MIN_AREA_MM2 or m2.all():

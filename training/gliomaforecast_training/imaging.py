@@ -57,18 +57,21 @@ def bias_field(shape, rng: np.random.Generator, sd: float = 0.08) -> np.ndarray:
 
 
 def synthesize(anatomy: Anatomy, density: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *,
-               noise_sd: float = 0.02, bias_sd: float = 0.08, scale: float = 500.0) -> dict[str, np.ndarray]:
+               noise_sd: float = 0.02, bias_sd: float = 0.08, scale: float = 500.0,
+               blur_mm: float = 1.0) -> dict[str, np.ndarray]:
     """FLAIR, T1CE, T1 and T2 (int16, white matter about ``scale`` on T1, 0 outside the brain).
 
     Tissue signal mixes wm/gm/csf; tumor infiltration (density) pulls it towards the edema signal;
     enhancing, necrosis and cavity labels take their own signal. T1-weighted images keep the
-    template's texture. Rician noise of sd ``noise_sd`` (relative) and a per-image bias field."""
+    template's texture. A Gaussian blur of sd ``blur_mm`` (mm, on the anatomy's grid spacing), Rician
+    noise of sd ``noise_sd`` (relative) and a per-image bias field."""
     brain = anatomy.brain
     w = np.clip((density - 0.05) / 0.35, 0.0, 1.0).astype(np.float32)
     enh = labels == ENHANCING
     nec = labels == NECROSIS
     cav = labels == CAVITY
     t1_texture = anatomy.t1 / max(float(np.median(anatomy.t1[anatomy.wm > 0.9])) if (anatomy.wm > 0.9).any() else 1.0, 1e-6)
+    blur = [blur_mm / float(h) for h in anatomy.grid.spacing]  # mm -> voxels per axis
     out = {}
     for name in MODALITIES:
         s_wm, s_gm, s_csf, s_ed, s_enh, s_nec, s_cav = _SIGNAL[name]
@@ -79,7 +82,7 @@ def synthesize(anatomy: Anatomy, density: np.ndarray, labels: np.ndarray, rng: n
         img = np.where(enh, s_enh, img)
         img = np.where(nec, s_nec, img)
         img = np.where(cav, s_cav, img)
-        img = ndimage.gaussian_filter(img.astype(np.float32), 0.5)
+        img = ndimage.gaussian_filter(img.astype(np.float32), blur)
         img = img * bias_field(img.shape, rng, bias_sd)
         n1 = rng.normal(0.0, noise_sd, img.shape).astype(np.float32)
         n2 = rng.normal(0.0, noise_sd, img.shape).astype(np.float32)
