@@ -329,6 +329,11 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.setText(f"{title}: failed")
         slicer.util.errorDisplay(f"{title} failed: {exc}")
 
+    def _showScore(self, background, score) -> None:
+        """Make the volume ``score`` the target volumes' score and show it over ``background``."""
+        self._parameterNode.scoreVolume = score
+        slicer.util.setSliceViewerLayers(background=background, foreground=score, foregroundOpacity=0.5)
+
     def _lastScan(self):
         p = self._parameterNode
         return self.logic.scans(p.timepointSegmentations, p.gtvSegmentName)[-1]
@@ -375,9 +380,7 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                          samples=p.samples, seed=p.seed, marginMm=p.marginMm, nBootstrap=p.nBootstrap)
 
             def show(nodes):
-                p.scoreVolume = nodes.probability
-                slicer.util.setSliceViewerLayers(background=scans[-1][1], foreground=nodes.probability,
-                                                 foregroundOpacity=0.5)
+                self._showScore(scans[-1][1], nodes.probability)
                 self.logic.showChart(nodes.chart)
 
             return job, show
@@ -390,12 +393,7 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         def prepare():
             day, flair, seg, sid = self._lastScan()
             job = self.logic.probabilityMapJob(seg, sid, beta=p.beta, mu=p.mu, day=day)
-
-            def show(node):
-                p.scoreVolume = node
-                slicer.util.setSliceViewerLayers(background=flair, foreground=node, foregroundOpacity=0.5)
-
-            return job, show
+            return job, lambda node: self._showScore(flair, node)
 
         self._start("Probability map", prepare)
 

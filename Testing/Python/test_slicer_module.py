@@ -327,3 +327,35 @@ def test_panel_reports_a_gathering_error_without_starting_a_task(panel):
     assert not timer.active and widget._task is None and ui.fitGrowthButton.enabled
     assert errors == ["Fitting the growth model failed: tumor: no scan day; set the GliomaForecast.Day attribute or "
                       "put 'day N' in the name"]
+
+
+def test_panel_probability_map_then_target_volumes_from_it(panel, monkeypatch):
+    gf, widget, ui, timer, charts, errors, params = panel
+    from gliomaforecast import ctv, sdf
+    from GliomaForecastLib import adapters
+
+    layers = []
+    monkeypatch.setattr(slicer.util, "setSliceViewerLayers", lambda **kw: layers.append(kw), raising=False)
+    seg = params.timepointSegmentations[-1]  # day 120, the last scan
+    widget.onProbability()
+    _fire_until_stopped(timer)
+    assert errors == [] and ui.statusLabel.text == "Probability map: done"
+    probability = params.scoreVolume
+    assert probability is not None and probability.GetName() == "GTV probability day 120"
+    gtv, grid = adapters.segment_mask(seg, "GTV")
+    expected = sdf.tumor_probability(gtv, grid.spacing, beta=params.beta, mu=params.mu)
+    assert adapters.grid_from_volume(probability).same_as(grid, atol=1e-9, rtol=0)
+    assert (adapters.array_from_volume(probability) == expected).all()
+    assert layers == [dict(background=adapters.reference_volume(seg), foreground=probability, foregroundOpacity=0.5)]
+
+    widget.onTargets()
+    _fire_until_stopped(timer)
+    assert errors == [] and ui.statusLabel.text == "Target volumes: done" and params.scoreVolume is probability
+    targets = slicer.mrmlScene.GetFirstNodeByName("GTV targets day 120")
+    assert targets is not None and targets.GetAttribute("GliomaForecast.Score") == probability.GetName()
+    brain = adapters.array_from_volume(params.brainMask) > 0
+    standard = ctv.standard_ctv(gtv, grid.spacing, margin_mm=params.marginMm, brain_mask=brain)
+    forecast = ctv.isovolumetric_ctv(expected, int(standard.sum()), grid.spacing, gtv=gtv, brain_mask=brain)
+    for name, mask in (("GTV", gtv), ("CTV standard", standard), ("CTV forecast", forecast)):
+        assert (adapters.segment_mask(targets, name)[0] == mask).all(), name
+    assert len(layers) == 1 and charts == []  # target volumes change no view
