@@ -7,6 +7,8 @@ about 16% of the carrying capacity, T1 contrast enhancement where it exceeds abo
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 from scipy import ndimage
 
@@ -27,7 +29,7 @@ _SIGNAL = {
 }
 
 
-def brats_labels(density: np.ndarray, spacing, cavity: np.ndarray | None = None, rim_mm: float = 4.0,
+def brats_labels(density: np.ndarray, spacing: Sequence[float], cavity: np.ndarray | None = None, rim_mm: float = 4.0,
                  flair_threshold: float = FLAIR_THRESHOLD, enhancing_threshold: float = ENHANCING_THRESHOLD) -> np.ndarray:
     """BraTS labels (int16): 2 edema where density >= ``flair_threshold``, 3 enhancing where it is >=
     ``enhancing_threshold``, 1 necrosis inside the enhancing region deeper than ``rim_mm`` (mm) from
@@ -49,7 +51,7 @@ def gtv_from_labels(labels: np.ndarray) -> np.ndarray:
     return np.isin(labels, (NECROSIS, EDEMA, ENHANCING))
 
 
-def bias_field(shape, rng: np.random.Generator, sd: float = 0.08) -> np.ndarray:
+def bias_field(shape: Sequence[int], rng: np.random.Generator, sd: float = 0.08) -> np.ndarray:
     """A smooth multiplicative field exp(N(0, sd)) varying over the whole volume (float32)."""
     coarse = rng.normal(0.0, sd, (3, 3, 3))
     field = ndimage.zoom(coarse, [n / 3 for n in shape], order=3, mode="nearest", grid_mode=True)

@@ -7,11 +7,13 @@ Distances in mm from ``spacing`` (array order z, y, x); dose in Gy; time in days
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 from scipy import ndimage
 
 
-def dose_map(ctv: np.ndarray, spacing, prescription_gy: float = 60.0, ptv_margin_mm: float = 5.0,
+def dose_map(ctv: np.ndarray, spacing: Sequence[float], prescription_gy: float = 60.0, ptv_margin_mm: float = 5.0,
              penumbra_sigma_mm: float = 3.0, edge_level: float = 0.95) -> np.ndarray:
     """A conformal dose distribution (Gy, float32): the PTV (CTV + ``ptv_margin_mm``) blurred by a
     Gaussian penumbra of sd ``penumbra_sigma_mm``, scaled so that the blurred level ``edge_level``

@@ -16,6 +16,8 @@ tumor spreads, zero-flux at its faces); arrays are float32.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +25,7 @@ import numpy as np
 DEFAULT_EPS = 1e-7
 
 
-def stable_time_step(d_max: float, spacing, safety: float = 0.9) -> float:
+def stable_time_step(d_max: float, spacing: Sequence[float], safety: float = 0.9) -> float:
     """The largest explicit diffusion step (days) for diffusivity ``d_max`` (mm^2/day) on ``spacing``
     (mm), times ``safety``: safety / (2 d_max sum_i 1/h_i^2)."""
     inv = sum(1.0 / float(h) ** 2 for h in spacing)
@@ -32,7 +34,7 @@ def stable_time_step(d_max: float, spacing, safety: float = 0.9) -> float:
     return safety / (2.0 * float(d_max) * inv)
 
 
-def face_conductances(d: np.ndarray, spacing, dt: float) -> list[np.ndarray]:
+def face_conductances(d: np.ndarray, spacing: Sequence[float], dt: float) -> list[np.ndarray]:
     """Per axis, dt * D_face / h^2 on the faces between neighbouring voxels (shape n-1 along the axis),
     with D_face the harmonic mean of the two voxels' D (zero when either is zero)."""
     d = np.asarray(d, dtype=np.float64)
@@ -63,7 +65,7 @@ class FisherKolmogorov:
     The state (``u``, ``k``, ``day``) lives on the solver; :meth:`advance` integrates to a later day and
     :meth:`irradiate` applies one fraction's surviving fraction."""
 
-    def __init__(self, diffusivity: np.ndarray, spacing, rho: float, *, clearance_days: float = 30.0,
+    def __init__(self, diffusivity: np.ndarray, spacing: Sequence[float], rho: float, *, clearance_days: float = 30.0,
                  dt_max: float = 1.0, eps: float = DEFAULT_EPS, margin: int = 4):
         self.spacing = tuple(float(s) for s in spacing)
         self.rho = float(rho)
@@ -210,7 +212,7 @@ def _react(u: np.ndarray, k: np.ndarray | None, rho: float, dt: float, clearance
     k *= np.float32(np.exp(-dt / clearance_days))
 
 
-def reference_step(u: np.ndarray, d: np.ndarray, spacing, rho: float, dt: float) -> np.ndarray:
+def reference_step(u: np.ndarray, d: np.ndarray, spacing: Sequence[float], rho: float, dt: float) -> np.ndarray:
     """One step of a plain explicit scheme (float64, whole grid, forward Euler reaction, arithmetic
     face means; no flux where either voxel has D = 0): the benchmark's reference."""
     out = u.copy()
