@@ -60,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--day", None, "forecast days must be finite numbers")
     if args.rt_start_day is not None and not math.isfinite(args.rt_start_day):
         raise InputError("--rt-start-day", None, f"must be a finite day, got {args.rt_start_day}")
+    if args.n_bootstrap < 0:
+        raise InputError("--n-bootstrap", None, f"must be 0 or more refits, got {args.n_bootstrap}")
+    if not (math.isfinite(args.noise) and args.noise >= 0):
+        raise InputError("--noise", None, f"must be a relative noise >= 0, got {args.noise}")
     case = load_case(args.case)
     days, volumes = burden_from_case(case)
     rt = case.rt_start_day if args.rt_start_day is None else args.rt_start_day
