@@ -176,3 +176,18 @@ def test_output_that_is_a_file_is_refused_and_kept(tmp_path: Path) -> None:
     proc = _cli("forecast", str(case), "--day", "200", "--out", str(target))
     assert proc.returncode == 2 and "output: exists and is not a folder" in proc.stderr
     assert target.read_text() == "keep me"
+
+
+def test_resample_flag_puts_a_mismatched_file_on_the_reference_grid(tmp_path: Path) -> None:
+    from gliomaforecast.geometry import Grid
+    case = _small_case(tmp_path)
+    coarse = Grid((8, 16, 15), (4.0, 4.0, 4.0), (1.0, 1.0, 1.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    write_image(tmp_path / "brain.nii.gz", np.ones(coarse.shape, np.uint8), coarse)  # covers x < 61 mm only
+    out = tmp_path / "out"
+    assert _cli("forecast", str(case), "--day", "200", "--out", str(out), "--forecaster", "persistence").returncode == 2
+    proc = _cli("forecast", str(case), "--day", "200", "--out", str(out), "--forecaster", "persistence", "--resample")
+    assert proc.returncode == 0, proc.stderr
+    standard, grid = read_mask(out / "ctv_standard.nii.gz")
+    assert grid == read_image(tmp_path / "d0_flair.nii.gz")[1]  # outputs on the first FLAIR's grid
+    xs = np.nonzero(standard.any(axis=(0, 1)))[0]
+    assert xs.max() * 2.0 <= 61.0 + 1e-6  # clipped to the resampled brain mask (nearest neighbour, in mm)

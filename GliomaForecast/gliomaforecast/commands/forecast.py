@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..case import load_case
 from ..errors import InputError
 from ..io import check_output_dir
 from ..forecast import DEFAULT_FORECASTER, FORECASTER_NAMES, Forecast, forecast_tumor_ml, run_forecast
@@ -28,11 +29,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="onnxruntime device")
     p.add_argument("--margin-mm", type=float, default=15.0, help="standard CTV margin, mm (default 15)")
+    p.add_argument("--resample", action="store_true",
+                   help="resample volumes whose grid differs onto the first FLAIR's grid instead of refusing them")
 
 
 def forecast_to_folder(case: Path, day: float, out: Path, *, forecaster: str, samples: int, seed: int,
-                       device: str, margin_mm: float) -> Forecast:
-    """Run a forecast with a progress bar on stderr and write its folder; returns the forecast."""
+                       device: str, margin_mm: float, resample: bool = False) -> Forecast:
+    """Run a forecast with a progress bar on stderr and write its folder; returns the forecast.
+    ``resample`` puts every volume on the first FLAIR's grid (linear for images, nearest for masks)."""
     from ..forecast_output import write_forecast
 
     if not math.isfinite(margin_mm) or margin_mm < 0:
@@ -43,8 +47,8 @@ def forecast_to_folder(case: Path, day: float, out: Path, *, forecaster: str, sa
         def progress(message: str) -> None:
             bar.set_description_str(message)
             bar.update()
-        fc = run_forecast(case, day, forecaster, samples=samples, seed=seed, device=device, margin_mm=margin_mm,
-                          progress=progress)
+        fc = run_forecast(load_case(case, resample=resample), day, forecaster, samples=samples, seed=seed,
+                          device=device, margin_mm=margin_mm, progress=progress)
         progress("writing outputs")
         write_forecast(fc, out)
     return fc
@@ -66,6 +70,6 @@ def summary(fc: Forecast, out: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     fc = forecast_to_folder(args.case, args.day, args.out, forecaster=args.forecaster, samples=args.samples,
-                            seed=args.seed, device=args.device, margin_mm=args.margin_mm)
+                            seed=args.seed, device=args.device, margin_mm=args.margin_mm, resample=args.resample)
     print(summary(fc, args.out))
     return 0

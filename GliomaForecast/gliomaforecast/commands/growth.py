@@ -31,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-bootstrap", type=int, default=100, help="bootstrap refits (default 100)")
     p.add_argument("--noise", type=float, default=0.10, help="relative bootstrap noise (default 0.10)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--resample", action="store_true",
+                   help="resample volumes whose grid differs onto the first FLAIR's grid instead of refusing them")
 
 
 def _num(x: float) -> float | None:
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--n-bootstrap", None, f"must be 0 or more refits, got {args.n_bootstrap}")
     if not (math.isfinite(args.noise) and args.noise >= 0):
         raise InputError("--noise", None, f"must be a relative noise >= 0, got {args.noise}")
-    case = load_case(args.case)
+    case = load_case(args.case, resample=args.resample)
     days, volumes = burden_from_case(case)
     rt = case.rt_start_day if args.rt_start_day is None else args.rt_start_day
     fit = fit_growth(days, volumes, rt, args.n_bootstrap, args.noise, args.seed, source=str(args.case))
