@@ -19,24 +19,30 @@ def _rss_kib(key: str) -> int:
     return 0
 
 
-def measure(fn: Callable[[], Any], repeats: int = 3) -> tuple[float, float, Any]:
-    """(median seconds, peak extra memory in MiB above the resident set before the call, last result).
+def _peak_of(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """Peak extra memory (MiB) of one call above the resident set before it, and its result."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    except OSError:
+        pass
+    base = _rss_kib("VmRSS")
+    out = fn()
+    return (_rss_kib("VmHWM") - base) / 1024.0, out
 
-    The peak is the kernel's high-water mark (VmHWM), reset before the call, so C/C++ allocations
-    (SimpleITK, scipy) count too."""
-    times, peaks, out = [], [], None
+
+def measure(fn: Callable[[], Any], repeats: int = 5) -> tuple[float, float, Any]:
+    """(median seconds over ``repeats`` timed calls, peak extra memory in MiB, last result).
+
+    The peak is the kernel's high-water mark (VmHWM) during the first call, above the resident set before
+    it, so C/C++ allocations (SimpleITK, scipy) count too. That first call also absorbs first-call costs
+    (thread pools, page faults) and is not timed."""
+    peak, out = _peak_of(fn)
+    times = []
     for _ in range(repeats):
-        out = None
-        try:
-            Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-        except OSError:
-            pass
-        base = _rss_kib("VmRSS")
         t0 = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - t0)
-        peaks.append((_rss_kib("VmHWM") - base) / 1024.0)
-    return statistics.median(times), max(peaks), out
+    return statistics.median(times), peak, out
 
 
 def write_result(name: str, payload: dict) -> Path:
