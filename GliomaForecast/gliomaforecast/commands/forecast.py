@@ -14,13 +14,14 @@ from ..case import load_case
 from ..errors import InputError
 from ..io import check_output_dir
 from ..forecast import DEFAULT_FORECASTER, FORECASTER_NAMES, Forecast, forecast_tumor_ml, run_forecast
+from . import add_case_arguments
 
 NAME = "forecast"
 HELP = "forecast a case at a target day and build the target volumes"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("case", type=Path, help="case manifest (case.json)")
+    add_case_arguments(p)
     p.add_argument("--day", required=True, type=float, help="target day (days, on the case's day axis)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--forecaster", default=DEFAULT_FORECASTER,
@@ -29,8 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="onnxruntime device")
     p.add_argument("--margin-mm", type=float, default=15.0, help="standard CTV margin, mm (default 15)")
-    p.add_argument("--resample", action="store_true",
-                   help="resample volumes whose grid differs onto the first FLAIR's grid instead of refusing them")
 
 
 def forecast_to_folder(case: Path, day: float, out: Path, *, forecaster: str, samples: int, seed: int,

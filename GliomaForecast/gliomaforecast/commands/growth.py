@@ -17,6 +17,7 @@ from ..case import load_case
 from ..errors import InputError
 from ..growth import PARAM_UNITS, GrowthFit, burden_from_case, fit_growth
 from ..io import atomic_output_dir
+from . import add_case_arguments
 
 NAME = "growth"
 HELP = "fit the growth model with RT to a case's GTV volumes; growth.json + growth.png"
@@ -24,15 +25,13 @@ SCHEMA = "gliomaforecast.growth/1"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("case", type=Path, help="case manifest (case.json)")
+    add_case_arguments(p)
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--rt-start-day", type=float, default=None, help="RT start day (default: the case's)")
     p.add_argument("--day", type=float, action="append", default=[], help="forecast day (repeatable)")
     p.add_argument("--n-bootstrap", type=int, default=100, help="bootstrap refits (default 100)")
     p.add_argument("--noise", type=float, default=0.10, help="relative bootstrap noise (default 0.10)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--resample", action="store_true",
-                   help="resample volumes whose grid differs onto the first FLAIR's grid instead of refusing them")
 
 
 def _num(x: float) -> float | None:
