@@ -6,6 +6,14 @@ two) seeds until its enhancing core reaches a drawn diagnosis volume; optionally
 resected 7-21 days before day 0; RT (60 Gy / 30 fractions, Monday-Friday) starts on day 14-35; 2-5
 follow-up scans come after it at irregular gaps of 30-400 days (at most 60 days after a scan showing
 suspected progression, and earlier when the FLAIR abnormality outgrows 150 mL in between). Everything follows from the seed.
+
+Follow-up modes (``follow_up``): ``"default"`` is the clinical schedule above (unchanged, byte-identical
+for a seed); ``"dense"`` scans every 30-60 days (uniform integers) from the end of RT until 12-18 months
+after it, with no clinical rules (no early scans, no off-study), so that every forecast horizon has a
+ground truth; ``scan_days`` scans on requested days (after the planning scan, day 0). The dense and
+scheduled modes use realism version 2 (:data:`REALISM_CURRENT`): a subclinical distant focus of
+infiltrating cells outside the treated volume in some patients, so that a realistic fraction of
+recurrences leaves the 15 mm margin (see docs/cohort.md, "Long-horizon follow-up and patterns of failure").
 """
 
 from __future__ import annotations
@@ -13,8 +21,9 @@ from __future__ import annotations
 import csv
 import io as _io
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -44,6 +53,20 @@ MAX_PRE_DIAGNOSIS_DAYS = 3000.0
 PROGRESSION_ML = 150.0             # follow-up stops after a scan with a larger FLAIR abnormality
 REGROWTH_FACTOR = 1.25             # FLAIR abnormality / its post-RT nadir that counts as suspected progression
 CONFIRMATION_GAP_DAYS = 60         # days: at most this long to the next scan after suspected progression
+
+# Long-horizon follow-up (modes "dense" and "scheduled"; the "default" mode above is unchanged).
+FOLLOW_UP_MODES = ("default", "dense")
+DENSE_GAP_DAYS = (30, 60)          # days between dense scans (and from the last RT fraction to the first), uniform integers
+DENSE_END_DAYS = (365, 548)        # days after the last RT fraction to the end of dense follow-up (12-18 months)
+DENSE_STOP_ML = 300.0              # dense follow-up ends after a scan with a larger FLAIR abnormality (off study)
+REALISM_LEGACY = 1                 # the physics of generator version 2 (the default mode always uses it)
+REALISM_CURRENT = 2                # + subclinical distant foci (out-of-margin recurrences)
+REALISM_VERSIONS = (REALISM_LEGACY, REALISM_CURRENT)
+# Realism 2: a subclinical focus of infiltrating tumour cells outside the treated volume (see docs/cohort.md)
+DISTANT_FOCUS_PROBABILITY = 0.2    # fraction of patients with one
+DISTANT_FOCUS_AMPLITUDE = (0.01, 0.1)     # peak density (fraction of capacity), log-uniform: invisible (< 0.16)
+DISTANT_FOCUS_SIGMA_MM = 3.0       # Gaussian sd of the focus, mm
+DISTANT_FOCUS_CTV_DISTANCE_MM = (5.0, 25.0)   # mm outside the planning CTV (20-40 mm from the target)
 
 
 @dataclass(frozen=True)
@@ -163,9 +186,132 @@ def core_volume_ml(density: np.ndarray, voxel_ml: float) -> float:
     return float(np.count_nonzero(density >= imaging.ENHANCING_THRESHOLD)) * voxel_ml
 
 
-def simulate(anatomy: Anatomy, p: PatientParams) -> Simulation:
+@dataclass(frozen=True)
+class FollowUp:
+    """How a patient is followed up after RT and with which physics (see the module docstring).
+
+    ``mode`` is ``"default"`` (the clinical schedule), ``"dense"`` or ``"scheduled"`` (``scan_days``,
+    days after the planning scan, strictly increasing, > 0); ``realism`` the physics version
+    (1 = generator version 2 as shipped, 2 = + distant foci); ``end_day``, for ``"dense"``, fixes the
+    last possible scan day (days after the last RT fraction; else drawn in 12-18 months)."""
+
+    mode: str = "default"
+    scan_days: tuple = ()
+    realism: int = REALISM_LEGACY
+    end_day: int | None = None
+
+    @property
+    def legacy(self) -> bool:
+        return self.mode == "default" and self.realism == REALISM_LEGACY
+
+    def describe(self) -> dict:
+        out = {"mode": self.mode, "realism": self.realism}
+        if self.mode == "scheduled":
+            out["scan_days"] = list(self.scan_days)
+        return out
+
+
+def check_scan_days(days) -> tuple[int, ...]:
+    """Requested scan days (days after the planning scan) as a tuple of ints; raises ValueError unless
+    they are non-empty, whole, non-negative and strictly increasing. Day 0 (the planning scan, always
+    taken) may be listed first and is dropped; at least one later day must remain."""
+    try:
+        values = [float(d) for d in days]
+    except (TypeError, ValueError):
+        raise ValueError(f"expected whole numbers of days, got {days!r}") from None
+    if not values:
+        raise ValueError("no scan days given")
+    if not all(np.isfinite(v) and v == int(v) for v in values):
+        raise ValueError(f"scan days must be whole numbers of days, got {list(days)}")
+    ints = [int(v) for v in values]
+    if min(ints) < 0:
+        raise ValueError(f"scan days must be >= 0 (days after the planning scan), got {min(ints)}")
+    if any(b <= a for a, b in zip(ints, ints[1:])):
+        raise ValueError(f"scan days must be strictly increasing, got {ints}")
+    if ints[0] == 0:
+        ints = ints[1:]
+    if not ints:
+        raise ValueError("at least one scan day after the planning scan (day 0) is needed")
+    return tuple(ints)
+
+
+def make_follow_up(follow_up: str = "default", scan_days=None, realism: int | None = None,
+                   end_day: int | None = None) -> FollowUp:
+    """Validate and combine the follow-up options (ValueError on bad input): ``scan_days`` selects the
+    scheduled mode (only with ``follow_up="default"``); ``realism`` defaults to 1 for the default mode
+    and 2 otherwise."""
+    if follow_up not in FOLLOW_UP_MODES:
+        raise ValueError(f"unknown follow-up mode {follow_up!r} (expected one of {', '.join(FOLLOW_UP_MODES)})")
+    mode = follow_up
+    days: tuple = ()
+    if scan_days is not None:
+        if follow_up != "default":
+            raise ValueError("scan days and a follow-up mode other than default exclude each other")
+        mode, days = "scheduled", check_scan_days(scan_days)
+    if end_day is not None and (mode != "dense" or int(end_day) < DENSE_GAP_DAYS[0]):
+        raise ValueError(f"an end day needs dense follow-up and >= {DENSE_GAP_DAYS[0]} days, got {end_day}")
+    if realism is None:
+        realism = REALISM_LEGACY if mode == "default" else REALISM_CURRENT
+    if realism not in REALISM_VERSIONS:
+        raise ValueError(f"unknown realism version {realism!r} (expected one of {REALISM_VERSIONS})")
+    if mode == "default" and realism != REALISM_LEGACY:
+        raise ValueError(f"realism {realism} needs dense or scheduled follow-up (the default schedule keeps version 1)")
+    return FollowUp(mode, days, int(realism), None if end_day is None else int(end_day))
+
+
+def last_fraction_day(p: PatientParams) -> int:
+    """Day (after the planning scan) of the last RT fraction."""
+    return int(treatment.fraction_days(p.rt_start_day, p.n_fractions)[-1])
+
+
+def draw_dense_days(rng: np.random.Generator, p: PatientParams, end_day: int | None = None) -> tuple[tuple, int]:
+    """Dense follow-up: scan days every 30-60 days (uniform integers) from the last RT fraction up to its
+    end (days after the last fraction, drawn in 12-18 months unless given). Returns (days, end day
+    after the planning scan)."""
+    rt_end = last_fraction_day(p)
+    end = rt_end + (int(rng.integers(DENSE_END_DAYS[0], DENSE_END_DAYS[1] + 1)) if end_day is None else int(end_day))
+    days, day = [], rt_end
+    while True:
+        day += int(rng.integers(DENSE_GAP_DAYS[0], DENSE_GAP_DAYS[1] + 1))
+        if day > end:
+            break
+        days.append(day)
+    return tuple(days), end
+
+
+@dataclass(frozen=True)
+class DistantFocus:
+    """Realism 2: a subclinical focus of infiltrating cells added at the planning scan, outside the CTV."""
+
+    index: tuple                    # (z, y, x) voxel index of its centre
+    amplitude: float                # peak density (fraction of capacity)
+    ctv_distance_mm: float          # distance of its centre from the planning CTV, mm
+
+
+def draw_distant_focus(rng: np.random.Generator, anatomy: Anatomy, ctv: np.ndarray) -> DistantFocus | None:
+    """With probability DISTANT_FOCUS_PROBABILITY, a focus in white matter (> 60%) at 5-25 mm outside the
+    planning CTV (tumour cells migrate along white-matter tracts beyond the visible abnormality)."""
+    if rng.random() >= DISTANT_FOCUS_PROBABILITY:
+        return None
+    dist = ndimage.distance_transform_edt(~ctv, sampling=anatomy.grid.spacing)
+    lo, hi = DISTANT_FOCUS_CTV_DISTANCE_MM
+    candidates = np.argwhere((anatomy.wm > 0.6) & anatomy.brain & (dist >= lo) & (dist <= hi))
+    if not len(candidates):
+        return None
+    idx = tuple(int(i) for i in candidates[rng.integers(len(candidates))])
+    return DistantFocus(idx, _log_uniform(rng, *DISTANT_FOCUS_AMPLITUDE), round(float(dist[idx]), 3))
+
+
+def simulate(anatomy: Anatomy, p: PatientParams, follow_up: FollowUp | None = None,
+             rng: np.random.Generator | None = None) -> Simulation:
     """Grow, treat and image-sample the tumor of patient ``p`` on ``anatomy``: returns the densities at
-    the planning scan (day 0) and at every follow-up, the cavity, the CTV and the dose map."""
+    the planning scan (day 0) and at every follow-up, the cavity, the CTV and the dose map.
+
+    ``follow_up`` (default: the clinical schedule of ``p.followup_days``): with another mode the scans
+    are taken exactly on ``p.followup_days`` (no clinical rules) and, for realism 2, ``rng`` draws the
+    distant focus after the planning CTV is known (recorded in ``extra["distant_focus"]``)."""
+    if follow_up is not None and not follow_up.legacy:
+        return _simulate_scheduled(anatomy, p, follow_up, rng)
     spacing, voxel_ml = anatomy.grid.spacing, anatomy.grid.voxel_volume_ml
     solver = FisherKolmogorov(diffusivity_map(anatomy, p.d_white, p.d_grey), spacing, p.rho,
                               clearance_days=p.clearance_days)
@@ -218,6 +364,58 @@ def simulate(anatomy: Anatomy, p: PatientParams) -> Simulation:
                       extra={"pre_diagnosis": history})
 
 
+def _simulate_scheduled(anatomy: Anatomy, p: PatientParams, follow_up: FollowUp,
+                        rng: np.random.Generator | None) -> Simulation:
+    """simulate() for the dense and scheduled modes: the same growth, resection, CTV and dose; scans on
+    exactly ``p.followup_days`` (a scan on a fraction day comes before that fraction)."""
+    spacing, voxel_ml = anatomy.grid.spacing, anatomy.grid.voxel_volume_ml
+    solver = FisherKolmogorov(diffusivity_map(anatomy, p.d_white, p.d_grey), spacing, p.rho,
+                              clearance_days=p.clearance_days)
+    for i, centre in enumerate(p.seeds_index):
+        solver.seed(_seed_density(solver.u.shape, spacing, centre, 3.0, 0.5 if i == 0 else 0.15))
+    history: list[tuple[float, float, float]] = []
+    while (core_volume_ml(solver.density, voxel_ml) < p.diagnosis_core_ml
+           and flair_volume_ml(solver.density, voxel_ml) < DIAGNOSIS_MAX_FLAIR_ML
+           and solver.day < MAX_PRE_DIAGNOSIS_DAYS):
+        solver.advance(solver.day + 5.0)
+        history.append((solver.day, flair_volume_ml(solver.density, voxel_ml), core_volume_ml(solver.density, voxel_ml)))
+    t0 = solver.day + (p.resection_lead_days if p.resection else 0.0)
+    cavity = None
+    if p.resection:
+        cavity = treatment.resection_cavity(solver.density, p.resection_threshold, anatomy.brain)
+        solver.remove(cavity)
+        solver.set_diffusivity(diffusivity_map(anatomy, p.d_white, p.d_grey, exclude=cavity))
+    solver.advance(t0)
+    scans = [Scan(0, solver.density.copy(), solver.u.copy())]
+    gtv0 = imaging.gtv_from_labels(imaging.brats_labels(scans[0].density, spacing, cavity, p.necrosis_rim_mm))
+    target = gtv0 | cavity if cavity is not None else gtv0
+    ctv = standard_ctv(target, spacing, p.ctv_margin_mm, anatomy.brain)
+    dose = treatment.dose_map(ctv, spacing, p.prescription_gy)
+    extra: dict = {"pre_diagnosis": history, "distant_focus": None}
+    if follow_up.realism >= REALISM_CURRENT:
+        if rng is None:
+            raise ValueError("realism 2 needs the patient's random generator")
+        focus = draw_distant_focus(rng, anatomy, ctv)
+        if focus is not None:  # invisible at planning (amplitude < the FLAIR threshold), so not in the GTV
+            solver.seed(_seed_density(solver.u.shape, spacing, focus.index, DISTANT_FOCUS_SIGMA_MM, focus.amplitude))
+            extra["distant_focus"] = focus
+    oer = treatment.oxygen_enhancement_ratio(solver.density, p.hypoxic_oer)
+    sf = treatment.surviving_fraction(dose / p.n_fractions / oer, p.alpha, p.alpha_beta)
+    fractions = set(float(d) for d in treatment.fraction_days(p.rt_start_day, p.n_fractions))
+    scan_days = set(int(d) for d in p.followup_days)
+    extra["stopped_after_day"] = None
+    for day in sorted(fractions | set(float(d) for d in scan_days)):
+        solver.advance(t0 + day)
+        if day in scan_days:
+            scans.append(Scan(int(day), solver.density.copy(), solver.u.copy()))
+            if follow_up.mode == "dense" and flair_volume_ml(scans[-1].density, voxel_ml) > DENSE_STOP_ML:
+                extra["stopped_after_day"] = int(day)  # off study (second-line treatment or death)
+                break
+        if day in fractions:
+            solver.irradiate(sf)
+    return Simulation(scans, cavity, dose, ctv, days_before_planning=float(t0), steps=solver.steps, extra=extra)
+
+
 # --- writing ---------------------------------------------------------------------------------------
 
 def _grid_for_spacing(grid: Grid, spacing_zyx) -> Grid:
@@ -268,32 +466,55 @@ def _quantize(a: np.ndarray, step: float) -> np.ndarray:
 
 def generate_patient(seed: int, out_dir: str | Path, spacing: float = 2.0, *, patient_id: str | None = None,
                      clinical_spacing: tuple[float, float, float] | None = None,
-                     n_followups: int | None = None) -> dict:
+                     n_followups: int | None = None, follow_up: str | FollowUp = "default",
+                     scan_days: Sequence[int] | None = None, realism: int | None = None) -> dict:
     """Simulate one virtual patient from ``seed`` and write it to ``out_dir`` (atomically): NIfTI
     volumes, ``case.json`` (schema gliomaforecast.case/1) and ``simulation.json`` (parameters).
 
     ``spacing`` is the isotropic working grid (mm); ``clinical_spacing`` (x, y, z mm, e.g. (1, 1, 5))
-    resamples the delivered volumes; ``n_followups`` fixes the number of follow-ups (else 2-5, fewer
-    when the tumor progresses beyond 150 mL). Returns the patient's row of the cohort index."""
+    resamples the delivered volumes; ``n_followups`` fixes the number of follow-ups of the default
+    schedule (else 2-5, fewer when the tumor progresses beyond 150 mL). ``follow_up`` ("default",
+    "dense" or a :class:`FollowUp`), ``scan_days`` (requested days after the planning scan) and
+    ``realism`` select the long-horizon modes (see :func:`make_follow_up`); the default reproduces
+    the shipped generator byte for byte. Returns the patient's row of the cohort index."""
+    fu = follow_up if isinstance(follow_up, FollowUp) else make_follow_up(follow_up, scan_days, realism)
+    if not fu.legacy and n_followups is not None:
+        raise ValueError("n_followups applies to the default follow-up schedule only")
     seq = np.random.SeedSequence(int(seed))
     rng = np.random.default_rng(seq)
     template = load_template(float(spacing))
     anatomy = deform(template, rng)
     pid = patient_id or f"VP-{int(seed):04d}"
+    end = None
     for _attempt in range(20):  # redraw the tumor when a scan would show no abnormality at all
         params = draw_params(rng, anatomy, pid, int(seed), n_followups)
-        sim = simulate(anatomy, params)
+        if fu.mode == "dense":
+            days, end = draw_dense_days(rng, params, fu.end_day)
+            params = replace(params, followup_days=days)
+        elif fu.mode == "scheduled":
+            params = replace(params, followup_days=tuple(fu.scan_days))
+        sim = simulate(anatomy, params, fu, rng) if not fu.legacy else simulate(anatomy, params)
         labels = [imaging.brats_labels(s.density, anatomy.grid.spacing, sim.cavity, params.necrosis_rim_mm)
                   for s in sim.scans]
         if all(imaging.gtv_from_labels(lab).any() for lab in labels):
             break
     else:
         raise RuntimeError(f"seed {seed}: no patient with a visible tumor at every scan in 20 draws")
-    return _write_patient(Path(out_dir), anatomy, params, sim, labels, rng, clinical_spacing)
+    follow_info = None
+    if not fu.legacy:
+        focus = sim.extra.get("distant_focus")
+        follow_info = {**fu.describe(), "attempts": _attempt + 1,
+                       "last_fraction_day": last_fraction_day(params),
+                       "distant_focus": None if focus is None else _jsonable(asdict(focus))}
+        if fu.mode == "dense":
+            follow_info["end_day"] = end
+            follow_info["stopped_after_day"] = sim.extra.get("stopped_after_day")
+    return _write_patient(Path(out_dir), anatomy, params, sim, labels, rng, clinical_spacing, follow_info)
 
 
 def _write_patient(out_dir: Path, anatomy: Anatomy, params: PatientParams, sim: Simulation,
-                   labels: list[np.ndarray], rng: np.random.Generator, clinical_spacing) -> dict:
+                   labels: list[np.ndarray], rng: np.random.Generator, clinical_spacing,
+                   follow_info: dict | None = None) -> dict:
     spacing_zyx = None if clinical_spacing is None else tuple(float(v) for v in clinical_spacing)[::-1]
     wm, gm, csf = anatomy.wm, anatomy.gm, anatomy.csf
     if sim.cavity is not None:
@@ -331,9 +552,14 @@ def _write_patient(out_dir: Path, anatomy: Anatomy, params: PatientParams, sim: 
                     "clinical_spacing_xyz_mm": None if clinical_spacing is None else list(map(float, clinical_spacing)),
                     "days_from_first_cell_to_planning": round(sim.days_before_planning, 3),
                     "solver_steps": sim.steps, "scans": rows}
+        if follow_info is not None:  # long-horizon modes only: the default output stays byte-identical
+            sim_info["follow_up"] = follow_info
         (tmp / "simulation.json").write_text(json.dumps(sim_info, indent=1) + "\n")
-    return {"patient_id": params.patient_id, "seed": params.seed, "scans": rows,
-            "parameters": _jsonable(asdict(params))}
+    row = {"patient_id": params.patient_id, "seed": params.seed, "scans": rows,
+           "parameters": _jsonable(asdict(params))}
+    if follow_info is not None:
+        row["follow_up"] = follow_info
+    return row
 
 
 def _jsonable(obj):
@@ -348,15 +574,23 @@ def _jsonable(obj):
     return obj
 
 
+def patient_seeds(n: int, seed: int) -> list[int]:
+    """The per-patient seeds of a cohort of ``n`` patients from ``seed`` (patient i's does not depend on n)."""
+    return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(int(seed)).spawn(int(n))]
+
+
 def generate_cohort(n: int, seed: int, out_dir: str | Path, spacing: float = 2.0, *,
-                    clinical_spacing: tuple[float, float, float] | None = None, progress: bool = False) -> Path:
+                    clinical_spacing: tuple[float, float, float] | None = None, progress: bool = False,
+                    follow_up: str = "default", scan_days: Sequence[int] | None = None,
+                    realism: int | None = None) -> Path:
     """Generate ``n`` patients (``VP-0001``...) from ``seed`` into ``out_dir`` (atomically, with a tqdm
     bar when ``progress``) plus the index ``cohort.json`` and ``cohort.csv``. Returns the index path.
     Patient i's seed is drawn from ``numpy.random.SeedSequence(seed)``, so a patient does not depend
-    on ``n``."""
+    on ``n``. ``follow_up``, ``scan_days`` and ``realism``: see :func:`generate_patient`."""
     if int(n) < 1:
         raise ValueError(f"n must be at least 1, got {n}")
-    seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(int(seed)).spawn(int(n))]
+    fu = make_follow_up(follow_up, scan_days, realism)
+    seeds = patient_seeds(n, seed)
     entries = []
     with atomic_output_dir(out_dir) as tmp:
         iterator = range(int(n))
@@ -365,16 +599,44 @@ def generate_cohort(n: int, seed: int, out_dir: str | Path, spacing: float = 2.0
             iterator = tqdm(iterator, desc="virtual patients", unit="patient")
         for i in iterator:
             pid = f"VP-{i + 1:04d}"
-            row = generate_patient(seeds[i], tmp / pid, spacing, patient_id=pid, clinical_spacing=clinical_spacing)
+            row = generate_patient(seeds[i], tmp / pid, spacing, patient_id=pid, clinical_spacing=clinical_spacing,
+                                   follow_up=fu)
             row["case"] = f"{pid}/case.json"
             entries.append(row)
         index = {"schema": SCHEMA_COHORT, "generator_version": GENERATOR_VERSION, "seed": int(seed), "n": int(n),
                  "spacing_mm": float(spacing),
                  "clinical_spacing_xyz_mm": None if clinical_spacing is None else list(map(float, clinical_spacing)),
                  "patients": entries}
+        if not fu.legacy:
+            index["follow_up"] = fu.describe()
+            index["horizon_pairs"] = horizon_pair_counts(entries)
         (tmp / "cohort.json").write_text(json.dumps(index, indent=1) + "\n")
         (tmp / "cohort.csv").write_text(_csv(entries))
     return Path(out_dir) / "cohort.json"
+
+
+GAP_BINS = ((0, 60), (61, 120), (121, 180), (181, 280), (281, 365), (366, None))
+
+
+def _bin_name(lo: int, hi: int | None) -> str:
+    return f"{lo}-{hi}" if hi is not None else f">{lo - 1}"
+
+
+def horizon_pair_counts(patients: Sequence[dict], min_prefix: int = 2) -> dict[str, int]:
+    """Scored forecasts the horizon protocol can make, per gap bin (days): for every prefix of the first
+    i >= ``min_prefix`` scans and every later scan j, one pair with gap t_j - t_i. ``patients`` are
+    cohort-index entries (each with ``scans``: rows with ``day``)."""
+    counts = {_bin_name(lo, hi): 0 for lo, hi in GAP_BINS}
+    for entry in patients:
+        days = [int(r["day"]) for r in entry["scans"]]
+        for i in range(min_prefix - 1, len(days)):
+            for j in range(i + 1, len(days)):
+                gap = days[j] - days[i]
+                for lo, hi in GAP_BINS:
+                    if gap >= lo and (hi is None or gap <= hi):
+                        counts[_bin_name(lo, hi)] += 1
+                        break
+    return counts
 
 
 _CSV_PARAMS = ("d_white", "d_grey", "rho", "alpha", "clearance_days", "resection", "rt_start_day", "seed_tissue")
@@ -391,3 +653,90 @@ def _csv(entries: list[dict]) -> str:
             writer.writerow([e["patient_id"], e["case"], r["day"], r["gtv_ml"], r["core_ml"], r["enhancing_ml"],
                              r["cavity_ml"], int(len(p["seeds_index"]) > 1), *(p[k] for k in _CSV_PARAMS)])
     return buf.getvalue()
+
+
+# --- realism measurements ------------------------------------------------------------------------------
+
+PROGRESSION_MIN_ML = 1.0           # enhancing volume (mL) a progression must reach (RANO measurable, ~10 x 10 mm)
+
+
+def first_progression(days: Sequence[int], enhancing_ml: Sequence[float], after_day: int) -> int | None:
+    """Index of the first scan after ``after_day`` (the last RT fraction) whose enhancing volume (mL) is
+    >= PROGRESSION_MIN_ML and >= REGROWTH_FACTOR (1.25) x its post-RT nadir so far; None without one."""
+    nadir = None
+    for k, (day, ml) in enumerate(zip(days, enhancing_ml)):
+        if day <= after_day:
+            continue
+        if nadir is not None and ml >= PROGRESSION_MIN_ML and ml >= REGROWTH_FACTOR * nadir:
+            return k  # the first post-RT scan is the baseline: no progression is called on it
+        nadir = ml if nadir is None else min(nadir, ml)
+    return None
+
+
+def recurrence_pattern(recurrence: np.ndarray, ctv: np.ndarray, voxel_ml: float) -> dict:
+    """Where a recurrence (bool mask, e.g. the enhancing label at first progression) lies relative to the
+    CTV: volume, volume outside, fraction inside, and the class of Gebhardt et al. 2014 (in-field > 80%
+    inside, marginal 20-80%, distant < 20%; they used the 95% isodose, here the CTV)."""
+    rec = np.asarray(recurrence, bool)
+    n = int(rec.sum())
+    outside = int((rec & ~np.asarray(ctv, bool)).sum())
+    inside = 1.0 - outside / n if n else float("nan")
+    kind = "in-field" if inside > 0.8 else "marginal" if inside >= 0.2 else "distant"
+    return {"recurrence_ml": round(n * voxel_ml, 3), "outside_ml": round(outside * voxel_ml, 3),
+            "fraction_inside": round(inside, 4), "class": kind if n else None}
+
+
+def measure_cohort_realism(cohort_dir: str | Path, margin_mm: float = 15.0) -> dict:
+    """Patterns of failure and growth kinetics of a written cohort (see ``gliomaforecast-train
+    cohort-realism``): per patient and summarised. The CTV is ``standard_ctv`` of the planning GTV plus
+    cavity (labels 1-4 of the day-0 scan) with ``margin_mm``, inside the brain mask, as the generator's."""
+    from gliomaforecast.case import load_case
+
+    cohort_dir = Path(cohort_dir)
+    index = json.loads((cohort_dir / "cohort.json").read_text())
+    rows = []
+    for entry in index["patients"]:
+        case = load_case(cohort_dir / entry["case"])
+        sim_info = json.loads((cohort_dir / entry["case"]).with_name("simulation.json").read_text())
+        par = sim_info["parameters"]
+        spacing, vml = case.grid.spacing, case.grid.voxel_volume_ml
+        labels = [np.asarray(case.labels(tp)) for tp in case.timepoints]
+        ctv = standard_ctv(labels[0] > 0, spacing, margin_mm, case.brain_mask())
+        days = list(case.days)
+        rt_end = int(treatment.fraction_days(par["rt_start_day"], par["n_fractions"])[-1])
+        enh = [float((lab == imaging.ENHANCING).sum()) * vml for lab in labels]
+        k = first_progression(days, enh, rt_end)
+        focus = (sim_info.get("follow_up") or {}).get("distant_focus")
+        row = {"patient_id": entry["patient_id"], "scans": len(days), "last_day": days[-1],
+               "d_white_mm2_per_day": par["d_white"], "rho_per_day": par["rho"],
+               "d_over_rho_mm2": round(par["d_white"] / par["rho"], 3),
+               "velocity_wm_mm_per_year": round(365.0 * 2.0 * np.sqrt(par["d_white"] * par["rho"]), 1),
+               "velocity_gm_mm_per_year": round(365.0 * 2.0 * np.sqrt(par["d_grey"] * par["rho"]), 1),
+               "distant_focus": focus is not None, "progression_day": None}
+        if k is not None:
+            row["progression_day"] = days[k]
+            row.update(recurrence_pattern(labels[k] == imaging.ENHANCING, ctv, vml))
+        later_out = [d for d, lab in zip(days, labels) if d > rt_end and ((lab == imaging.ENHANCING) & ~ctv).any()]
+        row["first_day_enhancing_outside_ctv"] = later_out[0] if later_out else None
+        rows.append(row)
+    prog = [r for r in rows if r["progression_day"] is not None]
+    n_out = sum(r["outside_ml"] > 0 for r in prog)
+    n_md = sum(r["class"] in ("marginal", "distant") for r in prog)
+    rec_ml = sum(r["recurrence_ml"] for r in prog)
+    out_ml = sum(r["outside_ml"] for r in prog)
+    vel = np.array([r["velocity_wm_mm_per_year"] for r in rows])
+    dr = np.array([r["d_over_rho_mm2"] for r in rows])
+    summary = {
+        "patients": len(rows), "progressions": len(prog),
+        "median_progression_day": float(np.median([r["progression_day"] for r in prog])) if prog else None,
+        "any_outside": n_out, "any_outside_fraction": n_out / len(prog) if prog else 0.0,
+        "marginal_or_distant": n_md, "marginal_or_distant_fraction": n_md / len(prog) if prog else 0.0,
+        "classes": {c: sum(r["class"] == c for r in prog) for c in ("in-field", "marginal", "distant")},
+        "outside_volume_fraction": out_ml / rec_ml if rec_ml else 0.0,
+        "median_outside_fraction_of_recurrence": float(np.median([1 - r["fraction_inside"] for r in prog])) if prog else None,
+        "ever_enhancing_outside_ctv": sum(r["first_day_enhancing_outside_ctv"] is not None for r in rows),
+        "with_distant_focus": sum(r["distant_focus"] for r in rows),
+        "velocity_wm_mm_per_year": {"median": float(np.median(vel)), "min": float(vel.min()), "max": float(vel.max())},
+        "d_over_rho_mm2": {"median": float(np.median(dr)), "min": float(dr.min()), "max": float(dr.max())},
+    }
+    return {"cohort": str(cohort_dir), "margin_mm": margin_mm, "summary": _jsonable(summary), "patients": rows}

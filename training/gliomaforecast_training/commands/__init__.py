@@ -3,5 +3,7 @@ run(args) -> exit code; register it by appending its module name to COMMANDS."""
 
 COMMANDS = [
     "cohort",
+    "benchmark_cohort",
+    "cohort_realism",
     "evolution",
 ]

@@ -29,7 +29,56 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spacing", type=float, default=2.0, help="isotropic working grid, mm (default 2; 1 is slow)")
     p.add_argument("--clinical-spacing", type=_spacing_triplet, default=None, metavar="X,Y,Z",
                    help="resample the delivered volumes to this spacing in mm, e.g. 1,1,5 (x, y in-plane, z slices)")
+    p.add_argument("--follow-up", default="default", metavar="MODE",
+                   help="default (clinical schedule, 2-5 follow-ups) or dense (a scan every 30-60 days up to "
+                        "12-18 months after RT, no clinical rules; realism 2); see docs/cohort.md")
+    p.add_argument("--scan-days", default=None, metavar="D1,D2,...",
+                   help="scan on these days after the planning scan (day 0), strictly increasing, >= 0 "
+                        "(e.g. 0,90,180,270,365; realism 2); excludes --follow-up dense")
+    p.add_argument("--realism", default=None, metavar="N",
+                   help="physics version: 1 (as shipped; the only one for the default follow-up) or 2 "
+                        "(+ subclinical distant foci; the default for dense and scheduled follow-up)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def parse_scan_days(text: str) -> tuple[int, ...]:
+    """``--scan-days`` text -> days (InputError naming the flag on bad input)."""
+    from ..cohort import check_scan_days
+
+    parts = [t.strip() for t in str(text).split(",")]
+    if not any(parts):
+        raise InputError("--scan-days", None, "no scan days given")
+    try:
+        values = [float(t) for t in parts]
+    except ValueError:
+        raise InputError("--scan-days", None, f"expected comma-separated whole days, got {text!r}") from None
+    try:
+        return check_scan_days(values)
+    except ValueError as exc:
+        raise InputError("--scan-days", None, str(exc)) from None
+
+
+def follow_up_from_args(args: argparse.Namespace):
+    """The validated FollowUp of ``--follow-up``, ``--scan-days`` and ``--realism`` (InputError otherwise)."""
+    from ..cohort import FOLLOW_UP_MODES, REALISM_VERSIONS, make_follow_up
+
+    if args.follow_up not in FOLLOW_UP_MODES:
+        raise InputError("--follow-up", None, f"unknown mode {args.follow_up!r} (expected {' or '.join(FOLLOW_UP_MODES)})")
+    days = None if args.scan_days is None else parse_scan_days(args.scan_days)
+    if days is not None and args.follow_up != "default":
+        raise InputError("--scan-days", None, f"cannot be combined with --follow-up {args.follow_up}")
+    realism = None
+    if args.realism is not None:
+        try:
+            realism = int(args.realism)
+        except ValueError:
+            realism = None
+        if realism not in REALISM_VERSIONS:
+            raise InputError("--realism", None, f"unknown version {args.realism!r} (expected 1 or 2)")
+    try:
+        return make_follow_up(args.follow_up, days, realism)
+    except ValueError as exc:
+        raise InputError("--realism", None, str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--seed", None, f"must be non-negative, got {args.seed}")
     if not (1.0 <= args.spacing <= 4.0):
         raise InputError("--spacing", None, f"must be between 1 and 4 mm, got {args.spacing}")
+    fu = follow_up_from_args(args)
     index = generate_cohort(args.n, args.seed, args.out, args.spacing, clinical_spacing=args.clinical_spacing,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, follow_up=fu.mode if fu.mode != "scheduled" else "default",
+                            scan_days=fu.scan_days or None, realism=fu.realism)
     print(f"wrote {args.n} patients and {index}")
     return 0
