@@ -20,6 +20,10 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
+# Plain Python (the defaults and the forecaster registry): importable before the core's dependencies are installed.
+from gliomaforecast import defaults
+from gliomaforecast.forecasters import DEFAULT_FORECASTER, FORECASTER_NAMES
+
 MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -153,16 +157,16 @@ class GliomaForecastParameterNode:
     # Growth
     useRadiotherapy: bool = True
     rtStartDay: float = 21.0
-    nBootstrap: Annotated[int, WithinRange(10, 1000)] = 100
+    nBootstrap: Annotated[int, WithinRange(10, 1000)] = defaults.N_BOOTSTRAP
     # Forecast
     forecastDay: Annotated[float, WithinRange(0.0, 10000.0)] = 180.0
-    forecaster: Annotated[str, Choice(["evolution-field", "evolution", "persistence"])] = "evolution-field"
-    samples: Annotated[int, WithinRange(1, 64)] = 8
-    seed: Annotated[int, WithinRange(0, 2147483647)] = 0
-    beta: Annotated[float, WithinRange(0.01, 1.0)] = 0.1
-    mu: Annotated[float, WithinRange(0.0, 50.0)] = 15.0
+    forecaster: Annotated[str, Choice(list(FORECASTER_NAMES))] = DEFAULT_FORECASTER
+    samples: Annotated[int, WithinRange(1, 64)] = defaults.SAMPLES
+    seed: Annotated[int, WithinRange(0, 2147483647)] = defaults.SEED
+    beta: Annotated[float, WithinRange(0.01, 1.0)] = defaults.BETA_PER_MM
+    mu: Annotated[float, WithinRange(0.0, 50.0)] = defaults.MU_MM
     # Target volume
-    marginMm: Annotated[float, WithinRange(0.0, 40.0)] = 15.0
+    marginMm: Annotated[float, WithinRange(0.0, 40.0)] = defaults.MARGIN_MM
     scoreVolume: vtkMRMLScalarVolumeNode
 
 

@@ -71,19 +71,6 @@ def grid_from_volume(volumeNode: slicer.vtkMRMLVolumeNode) -> Grid:
     return grid_from_ijk_to_ras(_matrix_to_array(vmatrix), image.GetDimensions())
 
 
-def grid_from_oriented_image(image: slicer.vtkOrientedImageData) -> Grid:
-    """The exact :class:`Grid` of a ``vtkOrientedImageData`` (e.g. a segmentation's reference geometry), counting
-    voxels from the start of its extent."""
-    vmatrix = vtk.vtkMatrix4x4()
-    image.GetImageToWorldMatrix(vmatrix)
-    matrix = _matrix_to_array(vmatrix)
-    extent = image.GetExtent()
-    start = np.array([extent[0], extent[2], extent[4], 1.0])
-    matrix[:3, 3] = (matrix @ start)[:3]
-    dims = [extent[1] - extent[0] + 1, extent[3] - extent[2] + 1, extent[5] - extent[4] + 1]
-    return grid_from_ijk_to_ras(matrix, dims)
-
-
 def set_volume_geometry(volumeNode: slicer.vtkMRMLVolumeNode, grid: Grid) -> None:
     """Set ``grid``'s origin, spacing and directions on a volume node (the image data is not touched)."""
     volumeNode.SetIJKToRASMatrix(_array_to_matrix(ijk_to_ras_from_grid(grid)))
@@ -137,21 +124,6 @@ def reference_volume(segmentationNode: slicer.vtkMRMLSegmentationNode) -> slicer
     """The volume node a segmentation references for its geometry, or None."""
     role = slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole()
     return segmentationNode.GetNodeReference(role)
-
-
-def reference_grid(segmentationNode: slicer.vtkMRMLSegmentationNode) -> Grid:
-    """The segmentation's reference geometry: its reference volume's grid, else its stored reference geometry."""
-    volume = reference_volume(segmentationNode)
-    if volume is not None and volume.GetImageData() is not None:
-        return grid_from_volume(volume)
-    geometry = segmentationNode.GetSegmentation().GetConversionParameter(
-        slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName())
-    if not geometry:
-        raise ValueError(f"segmentation {segmentationNode.GetName()!r} has no reference geometry; "
-                         "set it with SetReferenceImageGeometryParameterFromVolumeNode")
-    image = slicer.vtkOrientedImageData()
-    slicer.vtkSegmentationConverter.DeserializeImageGeometry(geometry, image, False)
-    return grid_from_oriented_image(image)
 
 
 def segment_id(segmentationNode: slicer.vtkMRMLSegmentationNode, segmentIdOrName: str) -> str:

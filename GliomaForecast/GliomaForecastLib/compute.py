@@ -12,21 +12,19 @@ step once ``cancel`` is set (a core call that is running, e.g. the bootstrap fit
 
 from __future__ import annotations
 
-import json
-import tempfile
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional, Tuple
 
 import numpy as np
 
-from gliomaforecast import ctv, sdf
+from gliomaforecast import ctv, defaults, sdf
+from gliomaforecast.case import Case
 from gliomaforecast.deformation import to_physical
-from gliomaforecast.forecast import ForecasterOutput, run_forecast
+from gliomaforecast.forecast import run_forecast
+from gliomaforecast.forecasters.base import ForecasterOutput
 from gliomaforecast.geometry import Grid
 from gliomaforecast.growth import GrowthFit, fit_growth
-from gliomaforecast.io import write_image
 
 from .progress import ProgressCallback, Steps
 
@@ -145,21 +143,21 @@ class ForecastInputs:
     rt_start_day: Optional[float] = None
     brain: Optional[np.ndarray] = None
     dose: Optional[np.ndarray] = None
-    samples: int = 8
-    seed: int = 0
-    margin_mm: float = 15.0
-    n_bootstrap: int = 100
-    device: str = "auto"
+    samples: int = defaults.SAMPLES
+    seed: int = defaults.SEED
+    margin_mm: float = defaults.MARGIN_MM
+    n_bootstrap: int = defaults.N_BOOTSTRAP
+    device: str = defaults.DEVICE
 
 
 @dataclass(frozen=True)
 class ForecastResult:
     """What :func:`compute_forecast` returns: the forecaster's ``output`` on the input grid, the
-    ``displacement_lps`` (z, y, x, 3; physical LPS mm, pull convention), the ``growth`` fit and its ``curve`` up
+    ``displacement_lps`` (z, y, x, 3; physical LPS mm, pull convention; None when the forecaster gives no field), the ``growth`` fit and its ``curve`` up
     to the target day, the ``targets`` and the core's ``timings`` (s)."""
 
     output: ForecasterOutput
-    displacement_lps: np.ndarray
+    displacement_lps: Optional[np.ndarray]
     growth: GrowthFit
     curve: GrowthCurve
     targets: TargetsResult
@@ -168,39 +166,22 @@ class ForecastResult:
 
 def compute_forecast(inputs: ForecastInputs, progress: Optional[ProgressCallback] = None,
                      cancel: Optional[threading.Event] = None) -> ForecastResult:
-    """``gliomaforecast.forecast.run_forecast`` on ``inputs``, written as a temporary case on their grid (removed
-    afterwards). Every message of the core is a cancellation point."""
+    """``gliomaforecast.forecast.run_forecast`` on ``inputs``, held in memory as a ``Case.from_arrays`` (no files).
+    The core's progress (fraction, message) is scaled to [0, 0.8]; every report is a cancellation point."""
     steps = Steps(progress, cancel)
     steps.step(0.0, "Preparing the case")
     grid = inputs.grid
-    with tempfile.TemporaryDirectory(prefix="gliomaforecast_") as folder:
-        folder = Path(folder)
-        entries = []
-        for i, (day, flair, gtv) in enumerate(zip(inputs.days, inputs.flairs, inputs.gtvs)):
-            write_image(folder / f"t{i}_flair.nrrd", flair, grid)
-            write_image(folder / f"t{i}_gtv.nrrd", gtv.astype(np.uint8), grid)
-            entries.append({"day": day, "images": {"flair": f"t{i}_flair.nrrd"}, "gtv": f"t{i}_gtv.nrrd"})
-        manifest = {"schema": "gliomaforecast.case/1", "patient_id": inputs.patient_id, "timepoints": entries}
-        if inputs.rt_start_day is not None:
-            manifest["rt_start_day"] = inputs.rt_start_day
-        if inputs.brain is not None:
-            write_image(folder / "brain.nrrd", inputs.brain.astype(np.uint8), grid)
-            manifest["brain_mask"] = "brain.nrrd"
-        if inputs.dose is not None:
-            write_image(folder / "dose.nrrd", inputs.dose, grid)
-            manifest["dose"] = "dose.nrrd"
-        (folder / "case.json").write_text(json.dumps(manifest))
-        messages = []
-
-        def on_message(message: str) -> None:
-            messages.append(message)
-            steps.step(min(0.1 * len(messages), 0.8), message)
-
-        result = run_forecast(folder / "case.json", float(inputs.day), inputs.forecaster, samples=inputs.samples,
-                              seed=inputs.seed, device=inputs.device, margin_mm=inputs.margin_mm,
-                              n_bootstrap=inputs.n_bootstrap, progress=on_message)
+    case = Case.from_arrays(grid, inputs.days, inputs.gtvs, images=[{"flair": f} for f in inputs.flairs],
+                            patient_id=inputs.patient_id, rt_start_day=inputs.rt_start_day, dose=inputs.dose,
+                            brain_mask=inputs.brain)
+    result = run_forecast(case, float(inputs.day), inputs.forecaster, samples=inputs.samples,
+                          seed=inputs.seed, device=inputs.device, margin_mm=inputs.margin_mm,
+                          n_bootstrap=inputs.n_bootstrap,
+                          progress=lambda fraction, message: steps.step(0.8 * fraction, message))
     steps.step(0.85, "Growth curve and displacement")
     targets = TargetsResult(grid, dict(zip(TARGET_SEGMENTS, (result.gtv, result.ctv_standard, result.ctv_forecast))),
                             float(inputs.margin_mm))
-    return ForecastResult(result.output, to_physical(result.output.displacement, grid), result.growth,
+    displacement = result.output.displacement
+    return ForecastResult(result.output, None if displacement is None else to_physical(displacement, grid),
+                          result.growth,
                           growth_curve(result.growth, float(inputs.day)), targets, dict(result.timings))

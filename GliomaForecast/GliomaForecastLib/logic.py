@@ -30,9 +30,9 @@ import numpy as np
 import slicer
 import vtk
 
-from gliomaforecast import sdf
+from gliomaforecast import defaults
 from gliomaforecast.case import load_case
-from gliomaforecast.forecast import DEFAULT_FORECASTER
+from gliomaforecast.forecasters import DEFAULT_FORECASTER
 from gliomaforecast.geometry import Grid, resample_to
 
 from . import adapters, compute, conventions
@@ -185,7 +185,7 @@ class ForecastLogic:
 
     # --- probability map ----------------------------------------------------------------------------
     def probabilityMap(self, segmentationNode: "slicer.vtkMRMLSegmentationNode", segmentId: str,
-                       beta: float = sdf.DEFAULT_BETA, mu: float = sdf.DEFAULT_MU,
+                       beta: float = defaults.BETA_PER_MM, mu: float = defaults.MU_MM,
                        day: Optional[float] = None) -> "slicer.vtkMRMLScalarVolumeNode":
         """Tumor-presence probability P = 1 / (1 + exp(beta (phi - mu))) of a segment (``segmentId``: ID or name),
         ``phi`` its signed distance in mm on the segmentation's reference geometry, ``beta`` in 1/mm, ``mu`` in mm.
@@ -195,7 +195,7 @@ class ForecastLogic:
         return self.probabilityMapJob(segmentationNode, segmentId, beta, mu, day).run()
 
     def probabilityMapJob(self, segmentationNode: "slicer.vtkMRMLSegmentationNode", segmentId: str,
-                          beta: float = sdf.DEFAULT_BETA, mu: float = sdf.DEFAULT_MU,
+                          beta: float = defaults.BETA_PER_MM, mu: float = defaults.MU_MM,
                           day: Optional[float] = None) -> "Job":
         """:meth:`probabilityMap` as a :class:`Job`: the segment is exported now; ``build`` returns the volume."""
         mask, grid = adapters.segment_mask(segmentationNode, segmentId)
@@ -218,7 +218,8 @@ class ForecastLogic:
         return float(np.count_nonzero(mask)) * grid.voxel_volume_ml
 
     def fitGrowth(self, timepoints: Sequence[Tuple[float, "slicer.vtkMRMLSegmentationNode", str]],
-                  rtStartDay: Optional[float] = None, nBootstrap: int = 100, noise: float = 0.10, seed: int = 0,
+                  rtStartDay: Optional[float] = None, nBootstrap: int = defaults.N_BOOTSTRAP,
+                  noise: float = defaults.BOOTSTRAP_NOISE, seed: int = defaults.SEED,
                   untilDay: Optional[float] = None, progress: Optional[ProgressCallback] = None,
                   cancel: Optional[threading.Event] = None
                   ) -> Tuple["slicer.vtkMRMLTableNode", "slicer.vtkMRMLPlotChartNode"]:
@@ -234,7 +235,8 @@ class ForecastLogic:
         return self.fitGrowthJob(timepoints, rtStartDay, nBootstrap, noise, seed, untilDay).run(progress, cancel)
 
     def fitGrowthJob(self, timepoints: Sequence[Tuple[float, "slicer.vtkMRMLSegmentationNode", str]],
-                     rtStartDay: Optional[float] = None, nBootstrap: int = 100, noise: float = 0.10, seed: int = 0,
+                     rtStartDay: Optional[float] = None, nBootstrap: int = defaults.N_BOOTSTRAP,
+                     noise: float = defaults.BOOTSTRAP_NOISE, seed: int = defaults.SEED,
                      untilDay: Optional[float] = None) -> "Job":
         """:meth:`fitGrowth` as a :class:`Job`: the segment volumes (mL) are measured now; ``compute`` runs the
         bootstrap fit; ``build`` returns ``(table, chart)``."""
@@ -308,7 +310,7 @@ class ForecastLogic:
 
     # --- target volumes --------------------------------------------------------------------------
     def targetVolumes(self, segmentationNode: "slicer.vtkMRMLSegmentationNode", segmentId: str,
-                      scoreVolume: Optional["slicer.vtkMRMLScalarVolumeNode"] = None, marginMm: float = 15.0,
+                      scoreVolume: Optional["slicer.vtkMRMLScalarVolumeNode"] = None, marginMm: float = defaults.MARGIN_MM,
                       brainMask: Optional[MaskSource] = None, barrier: Optional[MaskSource] = None,
                       day: Optional[float] = None, progress: Optional[ProgressCallback] = None,
                       cancel: Optional[threading.Event] = None) -> "slicer.vtkMRMLSegmentationNode":
@@ -327,7 +329,7 @@ class ForecastLogic:
                                      day).run(progress, cancel)
 
     def targetVolumesJob(self, segmentationNode: "slicer.vtkMRMLSegmentationNode", segmentId: str,
-                         scoreVolume: Optional["slicer.vtkMRMLScalarVolumeNode"] = None, marginMm: float = 15.0,
+                         scoreVolume: Optional["slicer.vtkMRMLScalarVolumeNode"] = None, marginMm: float = defaults.MARGIN_MM,
                          brainMask: Optional[MaskSource] = None, barrier: Optional[MaskSource] = None,
                          day: Optional[float] = None) -> "Job":
         """:meth:`targetVolumes` as a :class:`Job`: GTV, score, brain mask and barrier are read onto the GTV's
@@ -371,8 +373,9 @@ class ForecastLogic:
                                                   "slicer.vtkMRMLSegmentationNode", str]],
                  day: float, rtStartDay: Optional[float] = None,
                  brainMask: Optional[MaskSource] = None, dose: Optional["slicer.vtkMRMLScalarVolumeNode"] = None,
-                 forecaster: str = DEFAULT_FORECASTER, samples: int = 8, seed: int = 0, marginMm: float = 15.0,
-                 nBootstrap: int = 100, device: str = "auto", progress: Optional[ProgressCallback] = None,
+                 forecaster: str = DEFAULT_FORECASTER, samples: int = defaults.SAMPLES, seed: int = defaults.SEED,
+                 marginMm: float = defaults.MARGIN_MM, nBootstrap: int = defaults.N_BOOTSTRAP,
+                 device: str = defaults.DEVICE, progress: Optional[ProgressCallback] = None,
                  cancel: Optional[threading.Event] = None) -> "ForecastNodes":
         """Forecast the tumor at ``day`` (days, after the last scan) with ``gliomaforecast.forecast.run_forecast``.
 
@@ -392,8 +395,9 @@ class ForecastLogic:
                                                      "slicer.vtkMRMLSegmentationNode", str]],
                     day: float, rtStartDay: Optional[float] = None,
                     brainMask: Optional[MaskSource] = None, dose: Optional["slicer.vtkMRMLScalarVolumeNode"] = None,
-                    forecaster: str = DEFAULT_FORECASTER, samples: int = 8, seed: int = 0, marginMm: float = 15.0,
-                    nBootstrap: int = 100, device: str = "auto") -> "Job":
+                    forecaster: str = DEFAULT_FORECASTER, samples: int = defaults.SAMPLES, seed: int = defaults.SEED,
+                    marginMm: float = defaults.MARGIN_MM, nBootstrap: int = defaults.N_BOOTSTRAP,
+                    device: str = defaults.DEVICE) -> "Job":
         """:meth:`forecast` as a :class:`Job`: every FLAIR, GTV, the brain mask and the dose are read onto the last
         FLAIR's grid now (:class:`GliomaForecastLib.compute.ForecastInputs`); ``compute`` runs the forecast;
         ``build`` returns :class:`ForecastNodes`."""
@@ -423,9 +427,10 @@ class ForecastLogic:
             if output.image is not None:
                 nodes.flair = adapters.add_volume(self.scene, np.asarray(output.image, dtype=np.float32), grid,
                                                   self.scene.GenerateUniqueName(f"Predicted FLAIR{label}"))
-            nodes.displacement = adapters.add_grid_transform(
-                self.scene, result.displacement_lps, grid,
-                self.scene.GenerateUniqueName(f"Tumor evolution{conventions.day_label(lastDay)} to{label}"))
+            if result.displacement_lps is not None:
+                nodes.displacement = adapters.add_grid_transform(
+                    self.scene, result.displacement_lps, grid,
+                    self.scene.GenerateUniqueName(f"Tumor evolution{conventions.day_label(lastDay)} to{label}"))
             nodes.table, nodes.chart = self._growthNodes(result.growth, result.curve, lastSegmentation)
             nodes.targets = self._targetsNode(f"Targets{label}", grid, result.targets.masks, lastFlair)
             nodes.targets.SetAttribute("GliomaForecast.MarginMm", repr(result.targets.margin_mm))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import defaults
 from .case import Case
 from .growth_fit import GrowthFit, fit_growth
 
@@ -29,7 +30,8 @@ def slice_areas_from_case(case: Case) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_case_slices(case: Case, rt_start_day: float | None = None, min_area_mm2: float = 0.0, *,
-                    n_bootstrap: int = 100, noise: float = 0.10, seed: int = 0) -> dict[int, GrowthFit]:
+                    n_bootstrap: int = defaults.N_BOOTSTRAP,
+                    noise: float = defaults.BOOTSTRAP_NOISE, seed: int = defaults.SEED) -> dict[int, GrowthFit]:
     """Fit the growth model to the GTV area of every tumor-bearing slice (the paper's per-slice
     variant): slices whose largest area over time exceeds ``min_area_mm2`` (mm^2). Returns
     {slice index z: GrowthFit}. ``rt_start_day`` defaults to the case's. Each slice uses the same seed."""

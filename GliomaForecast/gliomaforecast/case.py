@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -197,6 +197,58 @@ class Case:
     def days(self) -> np.ndarray:
         """The scan days (days, float, increasing), one per timepoint."""
         return np.array([tp.day for tp in self.timepoints], dtype=float)
+
+    @classmethod
+    def from_arrays(cls, grid: Grid, days: Sequence[float], gtvs: Sequence[np.ndarray], *,
+                    images: Sequence[Mapping[str, np.ndarray]] | None = None, patient_id: str = "case",
+                    rt_start_day: float | None = None, dose: np.ndarray | None = None,
+                    brain_mask: np.ndarray | None = None, tissue: Mapping[str, np.ndarray] | None = None) -> "Case":
+        """A case held in memory (e.g. from MRML nodes): one GTV mask and optional images (by modality) per
+        scan day (days, increasing), all (z, y, x) on ``grid``; optional dose (Gy), brain mask and tissue
+        maps (0-1). Files are named ``<memory>/patient_id/field`` in errors. Nothing is written to disk."""
+        base = Path("<memory>") / patient_id
+        images = list(images) if images is not None else [{} for _ in gtvs]
+        if len(days) != len(gtvs) or len(images) != len(gtvs):
+            raise InputError(base, "timepoints", f"{len(days)} days, {len(gtvs)} GTVs and {len(images)} image sets")
+        arrays: dict[tuple, np.ndarray] = {}
+
+        def put(key: tuple, name: str, array: np.ndarray, dtype: type) -> Path:
+            array = np.asarray(array)
+            if array.shape != tuple(grid.shape):
+                raise InputError(base / name, name, f"shape {array.shape} differs from the grid {tuple(grid.shape)}")
+            arrays[key] = array.astype(dtype, copy=True)
+            return base / name
+
+        timepoints: list[Timepoint] = []
+        for i, (day, gtv, imgs) in enumerate(zip(days, gtvs, images)):
+            where = f"timepoints[{i}]"
+            day = _number(day, base, f"{where}.day")
+            if timepoints and day <= timepoints[-1].day:
+                raise InputError(base, f"{where}.day", f"out of order: day {day:g} is not after day {timepoints[-1].day:g}")
+            unknown = sorted(set(imgs) - set(IMAGE_NAMES))
+            if unknown:
+                raise InputError(base, f"{where}.images.{unknown[0]}", "unknown modality")
+            paths = {m: put(("image", i, m), f"{where}.images.{m}", a, np.float32) for m, a in imgs.items()}
+            gtv_path = put(("gtv", i), f"{where}.gtv", gtv, bool)
+            if not arrays[("gtv", i)].any() or arrays[("gtv", i)].all():
+                raise InputError(gtv_path, f"{where}.gtv", "GTV is empty" if not arrays[("gtv", i)].any()
+                                 else "GTV fills the whole image")
+            timepoints.append(Timepoint(day, paths, gtv_path, None, i))
+        if dose is not None and np.asarray(dose).size and np.min(dose) < 0:
+            raise InputError(base / "dose", "dose", f"negative dose ({float(np.min(dose)):.3g} Gy)")
+        tissue = dict(tissue or {})
+        unknown = sorted(set(tissue) - set(TISSUE_NAMES))
+        if unknown:
+            raise InputError(base, f"tissue.{unknown[0]}", "unknown tissue")
+        case = cls(path=base / "case.json", patient_id=patient_id, timepoints=timepoints,
+                   rt_start_day=None if rt_start_day is None else _number(rt_start_day, base, "rt_start_day"),
+                   dose_path=None if dose is None else put(("dose",), "dose", dose, np.float32),
+                   brain_mask_path=None if brain_mask is None else put(("brain_mask",), "brain_mask", brain_mask, bool),
+                   tissue_paths={k: put(("tissue", k), f"tissue.{k}", v, np.float32) for k, v in tissue.items()})
+        case.__dict__["grid"] = grid  # the cached_property, set: there is no file header to read
+        case.__dict__["reference"] = ("grid", base)
+        case._cache.update(arrays)
+        return case
 
 
 def _header_grid(path: Path, name: str) -> Grid:

@@ -1,6 +1,7 @@
 """The ``gliomaforecast`` command. Sub-commands live in ``gliomaforecast.commands`` (one file each).
 
-Bad input is reported as one line on stderr with exit code 2 and no traceback. ``build_parser`` and
+Bad input is reported as one line on stderr with exit code 2 and no traceback; a setting that the core
+names by parameter (``samples``) is reported with the command's flag (``--samples``). ``build_parser`` and
 ``run_commands`` also serve the training package's ``gliomaforecast-train`` command.
 """
 
@@ -31,8 +32,17 @@ def build_parser(prog: str, description: str, package: str, commands: Sequence[s
         module = importlib.import_module(f"{package}.commands.{name}")
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.__doc__)
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _flags=frozenset(p._option_string_actions))
     return parser
+
+
+def as_flag(exc: InputError, flags: frozenset[str]) -> InputError:
+    """The core names bad settings by parameter (``samples``, ``day``); on the command line the user typed a
+    flag: an InputError with no file whose field is a flag of the command (``--samples``) is reworded with it."""
+    flag = f"--{(exc.field or '').replace('_', '-')}"
+    if exc.source is None and exc.field and flag in flags:
+        return InputError(flag, None, exc.message)
+    return exc
 
 
 def run_commands(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
@@ -41,7 +51,7 @@ def run_commands(parser: argparse.ArgumentParser, argv: Sequence[str] | None) ->
     try:
         return int(args._run(args) or 0)
     except InputError as exc:
-        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{parser.prog} {args.command}: error: {as_flag(exc, args._flags)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{parser.prog} {args.command}: interrupted", file=sys.stderr)

@@ -39,10 +39,11 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from . import ctv, evaluation, sdf
+from . import ctv, defaults, evaluation, sdf
 from .case import Case, Timepoint, load_case
 from .errors import InputError
-from .forecast import get_forecaster, run_forecast
+from .forecast import run_forecast
+from .forecasters import get_forecaster
 from .sdf import TUMOR_THRESHOLD
 
 SCHEMA = "gliomaforecast.evaluation/1"
@@ -66,11 +67,11 @@ class EvaluationSettings:
     standard CTV margin (mm) and device (auto, cpu, cuda)."""
 
     forecasters: tuple[str, ...]
-    seed: int = 0
-    samples: int = 8
-    n_bootstrap: int = 100
-    margin_mm: float = ctv.DEFAULT_MARGIN_MM
-    device: str = "auto"
+    seed: int = defaults.SEED
+    samples: int = defaults.SAMPLES
+    n_bootstrap: int = defaults.N_BOOTSTRAP
+    margin_mm: float = defaults.MARGIN_MM
+    device: str = defaults.DEVICE
 
 
 @dataclass
@@ -233,9 +234,9 @@ def evaluate_cohort(cohort_dir: str | Path, settings: EvaluationSettings, jobs: 
     for name in settings.forecasters:
         get_forecaster(name)
     if not settings.forecasters:
-        raise InputError("--forecaster", None, "no forecaster given")
+        raise InputError(None, "forecaster", "no forecaster given")
     if jobs < 1:
-        raise InputError("--jobs", None, f"must be at least 1, got {jobs}")
+        raise InputError(None, "jobs", f"must be at least 1, got {jobs}")
     paths = find_cases(cohort_dir)
     if not paths:
         raise InputError(cohort_dir, None, "no patient folder with a case.json in the cohort folder")

@@ -25,9 +25,10 @@ import numpy as np
 import skfmm
 from scipy import ndimage
 
-from . import sdf
+from . import defaults, sdf
+from .checks import check_mask, check_spacing
 
-DEFAULT_MARGIN_MM = 15.0
+DEFAULT_MARGIN_MM = defaults.MARGIN_MM  # mm
 # Distances are compared with margin + tolerance (mm), so that floating-point rounding of a distance
 # that equals the margin exactly (e.g. 9-12-0 mm -> 15 mm) never drops a voxel.
 _TOLERANCE_MM = 1e-6
@@ -38,27 +39,9 @@ _FMM_INSIDE = -1e-6
 
 # --- argument checks ------------------------------------------------------------------------------
 
-def _spacing(spacing: Sequence[float], ndim: int) -> tuple[float, ...]:
-    values = tuple(float(s) for s in spacing)
-    if len(values) != ndim or not all(math.isfinite(s) and s > 0 for s in values):
-        raise ValueError(f"spacing must give {ndim} positive values in mm (array order), got {tuple(spacing)}")
-    return values
-
-
 def _mask(array: np.ndarray | None, shape: tuple[int, ...] | None, name: str) -> np.ndarray | None:
-    """A bool copy-free view of a 0/1 mask, checked against ``shape``; None stays None."""
-    if array is None:
-        return None
-    mask = np.asarray(array)
-    if mask.ndim not in (2, 3):
-        raise ValueError(f"{name} must be a 2D or 3D mask, got {mask.ndim}D")
-    if shape is not None and mask.shape != shape:
-        raise ValueError(f"{name} has shape {mask.shape}, expected {shape} (all inputs must share one grid)")
-    if mask.dtype != bool:
-        if not np.all(np.isin(np.unique(mask), (0, 1))):
-            raise ValueError(f"{name} must be binary (0/1 or bool)")
-        mask = mask.astype(bool)
-    return mask
+    """:func:`checks.check_mask`, with None staying None."""
+    return None if array is None else check_mask(array, name, shape)
 
 
 def _check_gtv(gtv: np.ndarray, brain: np.ndarray | None) -> None:
@@ -85,7 +68,7 @@ def standard_ctv(gtv: np.ndarray, spacing: Sequence[float], margin_mm: float = D
     ``margin_mm`` away (geodesic distances are never shorter than Euclidean ones).
     """
     gtv = _mask(gtv, None, "gtv")
-    spacing = _spacing(spacing, gtv.ndim)
+    spacing = check_spacing(spacing, gtv.ndim)
     margin = float(margin_mm)
     if not (math.isfinite(margin) and margin >= 0):
         raise ValueError(f"margin must be a finite distance >= 0 mm, got {margin_mm}")
@@ -163,7 +146,7 @@ def isovolumetric_ctv(score: np.ndarray, n_voxels: int, spacing: Sequence[float]
     values = np.asarray(score)
     if values.ndim not in (2, 3) or not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
         raise ValueError(f"score must be a real-valued 2D or 3D map, got {values.ndim}D {values.dtype}")
-    spacing = _spacing(spacing, values.ndim)
+    spacing = check_spacing(spacing, values.ndim)
     whole = isinstance(n_voxels, (int, np.integer)) or (isinstance(n_voxels, (float, np.floating))
                                                         and float(n_voxels).is_integer())
     if isinstance(n_voxels, (bool, np.bool_)) or not whole or n_voxels < 0:

@@ -28,6 +28,7 @@ import numpy as np
 from scipy import ndimage
 
 from . import sdf
+from .checks import check_spacing
 from .errors import InputError
 from .geometry import Grid
 from .io import write_image
@@ -41,10 +42,7 @@ BATCH = 16
 
 
 def _spacing(spacing: Sequence[float], ndim: int) -> np.ndarray:
-    sp = np.asarray(spacing, dtype=float)
-    if sp.shape != (ndim,) or not np.all(np.isfinite(sp) & (sp > 0)):
-        raise ValueError(f"spacing must be {ndim} positive values in mm, got {tuple(spacing)}")
-    return sp
+    return np.asarray(check_spacing(spacing, ndim), dtype=float)
 
 
 def resample_plane(stack: np.ndarray, spacing_yx: Sequence[float], target_mm: float,

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage, stats
 
+from .checks import check_spacing
 from .metrics_images import psnr, ssim
 from .metrics_probability import (ReliabilityDiagram, bce, dice_at_threshold, expected_calibration_error,
                                   kl_divergence, pearson_r, plot_reliability_diagram, reliability_diagram, rmse)
@@ -90,9 +91,7 @@ def hd95(a: np.ndarray, b: np.ndarray, spacing: Sequence[float]) -> float:
     of the two directed 95th percentiles. NaN when either mask is empty.
     """
     a, b = _pair(a, b, "mask a", "mask b")
-    spacing = tuple(float(s) for s in spacing)
-    if len(spacing) != a.ndim or not all(s > 0 for s in spacing):
-        raise ValueError(f"spacing must give {a.ndim} positive values in mm, got {spacing}")
+    spacing = check_spacing(spacing, a.ndim)
     if not a.any() or not b.any():
         return math.nan
     sa, sb = _surface(a), _surface(b)

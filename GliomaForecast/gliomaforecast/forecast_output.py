@@ -1,7 +1,8 @@
-"""Write a :class:`~gliomaforecast.forecast.Forecast` as the output folder of DESIGN.md, atomically.
+"""Write a :class:`~gliomaforecast.forecast.Forecast` as the output folder of docs/architecture.md, atomically.
 
-Files (D = target day): probability_dD.nii.gz, uncertainty_dD.nii.gz, flair_dD.nii.gz (when the last scan
-has a FLAIR), displacement.nii.gz (physical LPS vectors, mm), ctv_standard.nii.gz, ctv_forecast.nii.gz,
+Files (D = target day): probability_dD.nii.gz, uncertainty_dD.nii.gz, flair_dD.nii.gz (when the
+forecaster predicts one), displacement.nii.gz (physical LPS vectors, mm; when the forecaster gives a
+field), ctv_standard.nii.gz, ctv_forecast.nii.gz,
 targets.seg.nrrd (GTV, CTV standard, CTV forecast), growth.json, growth.png, report.html (+ its PNGs),
 forecast.json. Every volume keeps the case grid exactly. Same inputs and seed give identical files,
 except the ``timings`` entry of forecast.json.
@@ -9,7 +10,6 @@ except the ``timings`` entry of forecast.json.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from pathlib import Path
@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, sdf
-from .commands.growth import growth_record
+from .growth_record import growth_record
 from .deformation import write_displacement
 from .forecast import Forecast, forecast_tumor_ml
 from .io import atomic_output_dir, write_image, write_segmentation
+from .models import sha256_of
 
 SCHEMA = "gliomaforecast.forecast/1"
 SEGMENT_COLORS = {"GTV": (0.85, 0.16, 0.16), "CTV standard": (0.95, 0.77, 0.06), "CTV forecast": (0.16, 0.55, 0.95)}
@@ -38,14 +39,6 @@ def day_tag(day: float) -> str:
     return f"d{day:g}"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def forecast_record(fc: Forecast) -> dict:
     """The JSON-ready provenance of a forecast: inputs with sha256, models, parameters, seed, provider,
     volumes (mL) and timings (s)."""
@@ -53,7 +46,7 @@ def forecast_record(fc: Forecast) -> dict:
     ml = grid.voxel_volume_ml
     models = fc.output.models
     providers = sorted({m["provider"] for m in models}) or ["none (no network)"]
-    files = [{"field": name, "path": str(path), "sha256": _sha256(path)} for name, path in case.files()]
+    files = [{"field": name, "path": str(path), "sha256": sha256_of(path)} for name, path in case.files()]
     return {
         "schema": SCHEMA,
         "gliomaforecast_version": __version__,
@@ -96,7 +89,8 @@ def write_forecast(fc: Forecast, out_dir: str | Path) -> list[Path]:
         write_image(tmp / f"uncertainty_{tag}.nii.gz", out.uncertainty.astype(np.float32), grid)
         if out.image is not None:
             write_image(tmp / f"flair_{tag}.nii.gz", out.image.astype(np.float32), grid)
-        write_displacement(tmp / "displacement.nii.gz", out.displacement, grid)
+        if out.displacement is not None:
+            write_displacement(tmp / "displacement.nii.gz", out.displacement, grid)
         write_image(tmp / "ctv_standard.nii.gz", fc.ctv_standard.astype(np.uint8), grid)
         write_image(tmp / "ctv_forecast.nii.gz", fc.ctv_forecast.astype(np.uint8), grid)
         segments = {"GTV": fc.gtv, "CTV standard": fc.ctv_standard, "CTV forecast": fc.ctv_forecast}

@@ -30,6 +30,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import least_squares
 
+from . import defaults
 from .errors import InputError
 from .growth_model import PARAM_NAMES, GrowthParams, burden, burden_jacobian
 
@@ -256,8 +257,9 @@ def choose_model(days: np.ndarray, rt_start_day: float | None) -> tuple[str, tup
     return "radiotherapy", free, note
 
 
-def fit_growth(days: ArrayLike, burdens: ArrayLike, rt_start_day: float | None = None, n_bootstrap: int = 100,
-               noise: float = 0.10, seed: int = 0, *, source: str | None = None) -> GrowthFit:
+def fit_growth(days: ArrayLike, burdens: ArrayLike, rt_start_day: float | None = None,
+               n_bootstrap: int = defaults.N_BOOTSTRAP, noise: float = defaults.BOOTSTRAP_NOISE,
+               seed: int = defaults.SEED, *, source: str | None = None) -> GrowthFit:
     """Fit the growth model to ``burdens`` (mL or mm^2, >= 0) observed on strictly increasing ``days``.
 
     ``rt_start_day`` (days, same axis) or None; ``n_bootstrap`` refits with multiplicative Gaussian noise

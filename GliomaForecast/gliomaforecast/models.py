@@ -184,6 +184,12 @@ class OnnxModel:
         """The execution provider that runs this model: ``CUDAExecutionProvider`` or ``CPUExecutionProvider``."""
         return self.session.get_providers()[0]
 
+    def provenance(self) -> dict[str, Any]:
+        """What ran, for forecast.json and reports: id, version, file, sha256, provider and intra-op threads
+        (0: onnxruntime's default)."""
+        return {"id": self.spec.id, "version": self.spec.version, "file": self.spec.file, "sha256": self.spec.sha256,
+                "provider": self.provider, "threads": int(self.session.get_session_options().intra_op_num_threads)}
+
     def _check(self, name: str, array: np.ndarray, spec: TensorSpec) -> np.ndarray:
         arr = np.ascontiguousarray(array, dtype=np.dtype(spec.dtype))
         where = f"model '{self.spec.id}' input"

@@ -12,22 +12,17 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 
-DEFAULT_BETA = 0.1  # 1/mm
-DEFAULT_MU = 15.0  # mm
+from . import defaults
+from .checks import check_mask, check_spacing
+
+DEFAULT_BETA = defaults.BETA_PER_MM  # 1/mm
+DEFAULT_MU = defaults.MU_MM  # mm
 TUMOR_THRESHOLD = 0.8  # P > 0.8 is the tumor (inside the GTV) for the default beta and mu (the papers' Dice threshold)
 
 
 def _check_mask(mask: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, tuple[float, ...]]:
-    mask = np.asarray(mask)
-    if mask.ndim not in (2, 3):
-        raise ValueError(f"mask must be 2D or 3D, got {mask.ndim}D")
-    if mask.dtype != bool:
-        if not np.all(np.isin(np.unique(mask), (0, 1))):
-            raise ValueError("mask must be binary (0/1 or bool)")
-        mask = mask.astype(bool)
-    spacing = tuple(float(s) for s in spacing)
-    if len(spacing) != mask.ndim or any(not s > 0 for s in spacing):
-        raise ValueError(f"spacing must give {mask.ndim} positive values in mm, got {spacing}")
+    mask = check_mask(mask)
+    spacing = check_spacing(spacing, mask.ndim)
     n = int(np.count_nonzero(mask))
     if n == 0:
         raise ValueError("mask is empty: the signed distance is undefined")

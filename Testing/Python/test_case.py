@@ -134,3 +134,43 @@ def test_empty_gtv_negative_dose_nonbinary_mask(make_case, tmp_path: Path) -> No
         case.dose()
     with pytest.raises(InputError, match=r"brain.nii.gz: brain_mask: mask is not binary"):
         case.brain_mask()
+
+
+def test_case_from_arrays_equals_the_loaded_case_and_forecasts_identically() -> None:
+    """The Slicer logic's in-memory case gives the same volumes and the same forecast as the manifest on disk."""
+    from gliomaforecast.case import Case, load_case
+    from gliomaforecast.forecast import run_forecast
+
+    sample = Path(__file__).resolve().parents[2] / "Resources" / "SampleData" / "sample_patient" / "case.json"
+    disk = load_case(sample)
+    tps = disk.timepoints
+    memory = Case.from_arrays(disk.grid, disk.days, [disk.gtv(t) for t in tps],
+                              images=[{"flair": disk.image(t, "flair")} for t in tps], patient_id=disk.patient_id,
+                              rt_start_day=disk.rt_start_day, dose=disk.dose(), brain_mask=disk.brain_mask())
+    assert memory.grid == disk.grid and list(memory.days) == list(disk.days)
+    assert np.array_equal(memory.gtv(memory.timepoints[-1]), disk.gtv(tps[-1]))
+    a = run_forecast(memory, 351.0, "evolution-field", samples=2, n_bootstrap=5)
+    b = run_forecast(disk, 351.0, "evolution-field", samples=2, n_bootstrap=5)
+    np.testing.assert_array_equal(a.output.probability, b.output.probability)
+    np.testing.assert_array_equal(a.ctv_forecast, b.ctv_forecast)
+
+
+def test_case_from_arrays_rejects_bad_arrays() -> None:
+    from gliomaforecast.case import Case
+    from gliomaforecast.geometry import Grid
+
+    grid = Grid((4, 5, 6), (2.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    gtv = np.zeros(grid.shape, bool)
+    gtv[2, 2, 2] = True
+    with pytest.raises(InputError, match=r"timepoints\[1\].gtv: GTV is empty"):
+        Case.from_arrays(grid, [0, 30], [gtv, np.zeros_like(gtv)])
+    with pytest.raises(InputError, match=r"timepoints\[1\].day: out of order"):
+        Case.from_arrays(grid, [30, 0], [gtv, gtv])
+    with pytest.raises(InputError, match=r"timepoints\[0\].images.flair: shape \(4, 5\) differs from the grid"):
+        Case.from_arrays(grid, [0, 30], [gtv, gtv], images=[{"flair": np.zeros((4, 5))}, {}])
+    with pytest.raises(InputError, match="dose: negative dose"):
+        Case.from_arrays(grid, [0, 30], [gtv, gtv], dose=-np.ones(grid.shape))
+    source = gtv.copy()
+    case = Case.from_arrays(grid, [0, 30], [source, gtv])
+    source[:] = True  # the case keeps its own copy
+    assert case.gtv(case.timepoints[0]).sum() == 1

@@ -1,4 +1,4 @@
-"""`gliomaforecast forecast` / `demo` end to end: the output folder of DESIGN.md, exact geometry,
+"""`gliomaforecast forecast` / `demo` end to end: the output folder of docs/architecture.md, exact geometry,
 reproducibility, and the catalogue of broken cases (one line, exit code 2, no partial output)."""
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ DAYS = np.array([0.0, 20.0, 60.0, 120.0, 180.0, 240.0, 300.0])
 
 
 def ode_burden(days: np.ndarray, p: GrowthParams, t_rt: float) -> np.ndarray:
-    """The ODE system of DESIGN.md integrated numerically (tight tolerances)."""
+    """The ODE system of docs/growth.md integrated numerically (tight tolerances)."""
     a_rt = solve_ivp(lambda t, y: [p.growth_rate * y[0]], (0.0, t_rt), [p.initial_burden],
                      rtol=1e-12, atol=1e-14).y[0, -1]
 

@@ -1,4 +1,4 @@
-"""DESIGN's import rules: the core never imports slicer, qt, vtk, torch or monai (checked in a fresh
+"""The import rules of docs/architecture.md: the core never imports slicer, qt, vtk, torch or monai (checked in a fresh
 interpreter after importing every core module), and GliomaForecastLib never imports qt."""
 
 from __future__ import annotations
@@ -32,3 +32,66 @@ def test_slicer_lib_never_imports_qt() -> None:
         names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
         assert not any(n.split(".")[0] in ("qt", "ctk", "PythonQt") for n in names), path
+
+
+def _core_imports() -> dict[str, set[str]]:
+    """Module -> the core modules it imports at module level (relative and absolute imports resolved; imports
+    inside functions are deliberate late imports and do not form load-time cycles)."""
+    graph: dict[str, set[str]] = {}
+    modules = {"gliomaforecast." + ".".join(p.relative_to(CORE).with_suffix("").parts).removesuffix(".__init__"):
+               p for p in CORE.rglob("*.py")}
+    modules = {m.removesuffix("."): p for m, p in modules.items()}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        deps: set[str] = set()
+        for node in ast.parse(path.read_text()).body:
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")
+                    parts = parts[:len(parts) - node.level + 1]
+                    base = ".".join(parts + ([base] if base else []))
+                targets = [base] + [f"{base}.{a.name}" for a in node.names]
+            deps |= {t for t in targets if t in modules and t != name}
+        graph[name] = deps
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str]:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                return stack[stack.index(dep):] + [dep]
+            if dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return []
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return []
+
+
+def test_core_has_no_import_cycle() -> None:
+    graph = _core_imports()
+    assert "gliomaforecast.forecasters.base" in graph and graph["gliomaforecast.forecast"]
+    assert _cycle(graph) == []
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) == []

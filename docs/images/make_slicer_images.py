@@ -21,7 +21,7 @@ import vtk  # noqa: E402
 from vtk.util import numpy_support  # noqa: E402
 
 from GliomaForecastLib import adapters, conventions  # noqa: E402
-from gliomaforecast.forecast import DEFAULT_FORECASTER  # noqa: E402
+from gliomaforecast.forecasters import DEFAULT_FORECASTER  # noqa: E402
 from GliomaForecastLib.logic import ForecastLogic  # noqa: E402
 from GliomaForecastLib.scene import headless_scene  # noqa: E402
 

@@ -143,13 +143,3 @@ def deform(anatomy: Anatomy, rng: np.random.Generator, *, amplitude_mm: float = 
     gain = float(1.0 + rng.normal(0.0, contrast_sd))
     t1 = gain * np.clip(t1, 0, None) ** gamma
     return _finish(t1.astype(np.float32), gm, wm, brain, anatomy.grid)
-
-
-def resample_anatomy(anatomy: Anatomy, grid: Grid) -> Anatomy:
-    """``anatomy`` resampled (linearly) onto another grid."""
-    g = anatomy.grid
-    arrays = [_resample(a, g, grid, sitk.sitkLinear) for a in (anatomy.t1, anatomy.gm, anatomy.wm,
-                                                             anatomy.brain.astype(np.float32))]
-    return _finish(*arrays, grid)
-
-

@@ -9,9 +9,10 @@ import resource
 import time
 from pathlib import Path
 
+from .. import defaults
 from ..case import load_case
 from ..errors import InputError
-from ..forecast import DEFAULT_FORECASTER
+from ..forecasters import DEFAULT_FORECASTER, FORECASTER_NAMES
 from ..resources import resources_dir
 from .forecast import forecast_to_folder, summary
 
@@ -23,7 +24,8 @@ HORIZON_DAYS = 120.0
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (default demo_output)")
-    p.add_argument("--forecaster", default=DEFAULT_FORECASTER, help=f"default {DEFAULT_FORECASTER}")
+    p.add_argument("--forecaster", default=DEFAULT_FORECASTER,
+                   help=f"one of {', '.join(FORECASTER_NAMES)} (default {DEFAULT_FORECASTER})")
     p.add_argument("--case", type=Path, default=SAMPLE_CASE, help="case manifest (default: the sample patient)")
 
 
@@ -32,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(args.case, None, "sample patient not found")
     t0 = time.perf_counter()
     day = float(load_case(args.case).days[-1]) + HORIZON_DAYS
-    fc = forecast_to_folder(args.case, day, args.out, forecaster=args.forecaster, samples=8, seed=0, device="auto",
-                            margin_mm=15.0)
+    fc = forecast_to_folder(args.case, day, args.out, forecaster=args.forecaster, samples=defaults.SAMPLES,
+                            seed=defaults.SEED, device=defaults.DEVICE, margin_mm=defaults.MARGIN_MM)
     print(summary(fc, args.out))
     for path in sorted(args.out.iterdir()):
         print(f"  wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")

@@ -12,9 +12,10 @@ import os
 import time
 from pathlib import Path
 
+from .. import defaults
 from ..cohort_evaluation import EvaluationSettings, evaluate_cohort, find_cases, write_results
 from ..errors import InputError
-from ..forecast import FORECASTER_NAMES
+from ..forecasters import FORECASTER_NAMES
 from ..io import atomic_output_dir
 
 NAME = "evaluate"
@@ -28,11 +29,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"forecaster to evaluate (repeatable; default: all of {', '.join(FORECASTER_NAMES)})")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help="patients evaluated in parallel (default: the number of CPUs)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every forecast (default 0)")
-    p.add_argument("--samples", type=int, default=8, help="growth-model samples per forecast (default 8)")
-    p.add_argument("--n-bootstrap", type=int, default=100, help="growth-model bootstrap refits (default 100)")
-    p.add_argument("--margin-mm", type=float, default=15.0, help="standard CTV margin in mm (default 15)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="model device (default auto)")
+    p.add_argument("--seed", type=int, default=defaults.SEED, help=f"seed of every forecast (default {defaults.SEED})")
+    p.add_argument("--samples", type=int, default=defaults.SAMPLES,
+                   help=f"growth-model samples per forecast (default {defaults.SAMPLES})")
+    p.add_argument("--n-bootstrap", type=int, default=defaults.N_BOOTSTRAP,
+                   help=f"growth-model bootstrap refits (default {defaults.N_BOOTSTRAP})")
+    p.add_argument("--margin-mm", type=float, default=defaults.MARGIN_MM,
+                   help=f"standard CTV margin in mm (default {defaults.MARGIN_MM:g})")
+    p.add_argument("--device", choices=defaults.DEVICES, default=defaults.DEVICE,
+                   help=f"model device (default {defaults.DEVICE})")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,10 +10,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .. import defaults
 from ..case import load_case
 from ..errors import InputError
 from ..io import check_output_dir
-from ..forecast import DEFAULT_FORECASTER, FORECASTER_NAMES, Forecast, forecast_tumor_ml, run_forecast
+from ..forecast import Forecast, forecast_tumor_ml, run_forecast
+from ..forecasters import DEFAULT_FORECASTER, FORECASTER_NAMES
 from . import add_case_arguments
 
 NAME = "forecast"
@@ -26,10 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--forecaster", default=DEFAULT_FORECASTER,
                    help=f"one of {', '.join(FORECASTER_NAMES)} (default {DEFAULT_FORECASTER})")
-    p.add_argument("--samples", type=int, default=8, help="growth-model samples for the uncertainty (default 8)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="onnxruntime device")
-    p.add_argument("--margin-mm", type=float, default=15.0, help="standard CTV margin, mm (default 15)")
+    p.add_argument("--samples", type=int, default=defaults.SAMPLES,
+                   help=f"growth-model samples for the uncertainty (default {defaults.SAMPLES})")
+    p.add_argument("--seed", type=int, default=defaults.SEED, help=f"random seed (default {defaults.SEED})")
+    p.add_argument("--device", default=defaults.DEVICE, choices=defaults.DEVICES, help="onnxruntime device")
+    p.add_argument("--margin-mm", type=float, default=defaults.MARGIN_MM,
+                   help=f"standard CTV margin, mm (default {defaults.MARGIN_MM:g})")
 
 
 def forecast_to_folder(case: Path, day: float, out: Path, *, forecaster: str, samples: int, seed: int,
@@ -41,15 +45,16 @@ def forecast_to_folder(case: Path, day: float, out: Path, *, forecaster: str, sa
     if not math.isfinite(margin_mm) or margin_mm < 0:
         raise InputError("--margin-mm", None, f"must be a distance >= 0 mm, got {margin_mm}")
     check_output_dir(out)
-    with tqdm(desc="forecast", unit=" step", file=sys.stderr, leave=False, disable=not sys.stderr.isatty(),
-              bar_format="{desc}: {n_fmt} steps [{elapsed}]") as bar:
-        def progress(message: str) -> None:
+    with tqdm(total=100, desc="forecast", file=sys.stderr, leave=False, disable=not sys.stderr.isatty(),
+              bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}]") as bar:
+        def progress(fraction: float, message: str) -> None:
             bar.set_description_str(message)
-            bar.update()
+            bar.update(max(0, round(95 * fraction) - bar.n))
         fc = run_forecast(load_case(case, resample=resample), day, forecaster, samples=samples, seed=seed,
                           device=device, margin_mm=margin_mm, progress=progress)
-        progress("writing outputs")
+        progress(0.95, "writing outputs")
         write_forecast(fc, out)
+        bar.update(100 - bar.n)
     return fc
 
 

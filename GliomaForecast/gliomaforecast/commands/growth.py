@@ -13,15 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import defaults
 from ..case import load_case
 from ..errors import InputError
-from ..growth import PARAM_UNITS, GrowthFit, burden_from_case, fit_growth
+from ..growth import burden_from_case, fit_growth
+from ..growth_record import growth_record
 from ..io import atomic_output_dir
 from . import add_case_arguments
 
 NAME = "growth"
 HELP = "fit the growth model with RT to a case's GTV volumes; growth.json + growth.png"
-SCHEMA = "gliomaforecast.growth/1"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,30 +30,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--rt-start-day", type=float, default=None, help="RT start day (default: the case's)")
     p.add_argument("--day", type=float, action="append", default=[], help="forecast day (repeatable)")
-    p.add_argument("--n-bootstrap", type=int, default=100, help="bootstrap refits (default 100)")
-    p.add_argument("--noise", type=float, default=0.10, help="relative bootstrap noise (default 0.10)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-
-
-def _num(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
-
-
-def growth_record(fit: GrowthFit, days: np.ndarray, unit: str = "mL") -> dict:
-    """The JSON-ready description of ``fit`` with predictions at ``days``."""
-    med, lo, hi = fit.predict(days)
-    units = dict(PARAM_UNITS, initial_burden=unit)
-    params = {name: {**{k: (v if isinstance(v, bool) else _num(v)) for k, v in summary.items()}, "unit": units[name]}
-              for name, summary in fit.parameter_summary().items()}
-    return {
-        "schema": SCHEMA, "model": fit.model, "note": fit.note, "unit": unit,
-        "rt_start_day": fit.rt_start_day, "model_rt_start_day": fit.model_rt_start_day,
-        "observed": {"days": fit.days.tolist(), "burdens": fit.burdens.tolist()},
-        "parameters": params, "free_parameters": list(fit.free), "r_squared": _num(fit.r_squared),
-        "bootstrap": {"n": fit.n_bootstrap, "noise": fit.noise, "seed": fit.seed, "band": [2.5, 97.5]},
-        "predictions": [{"day": float(d), "median": _num(m), "lower_2.5": _num(l), "upper_97.5": _num(h)}
-                        for d, m, l, h in zip(days, med, lo, hi)],
-    }
+    p.add_argument("--n-bootstrap", type=int, default=defaults.N_BOOTSTRAP,
+                   help=f"bootstrap refits (default {defaults.N_BOOTSTRAP})")
+    p.add_argument("--noise", type=float, default=defaults.BOOTSTRAP_NOISE,
+                   help=f"relative bootstrap noise (default {defaults.BOOTSTRAP_NOISE:g})")
+    p.add_argument("--seed", type=int, default=defaults.SEED, help=f"bootstrap seed (default {defaults.SEED})")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,15 +1,15 @@
 """The persistence forecaster: the last scan unchanged. The baseline every model must beat.
 
 Probability: the logistic map of the last GTV's signed distance (mm). Uncertainty: zero (the baseline
-claims none). Image: the last FLAIR. Displacement: zero.
+claims none). Image: the last FLAIR. Displacement: none (no field is written).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import sdf
-from .forecast import ForecasterOutput, ForecastRequest, ProgressFn
+from .. import sdf
+from .base import ForecasterOutput, ForecastRequest, ProgressFn
 
 
 class PersistenceForecaster:
@@ -23,6 +23,5 @@ class PersistenceForecaster:
             probability=probability,
             uncertainty=np.zeros_like(probability),
             image=image,
-            displacement=np.zeros(probability.shape + (3,), np.float32),
             notes=["persistence: the last GTV's probability map, unchanged; no uncertainty model (zeros)"],
         )

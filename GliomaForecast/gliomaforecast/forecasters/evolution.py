@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import sdf
-from .deformation import case_evolution_field, extrapolate, warp
-from .errors import InputError
-from .forecast import ForecasterOutput, ForecastRequest, ProgressFn, probability_for_volume
-from .models import load_model
+from .. import sdf
+from ..deformation import case_evolution_field, extrapolate, warp
+from ..errors import InputError
+from ..models import load_model
+from .base import ForecasterOutput, ForecastRequest, ProgressFn, probability_for_volume
 
 MODEL_ID = "evolution"
 
@@ -42,8 +42,8 @@ class EvolutionForecaster:
         spacing = request.spacing
         model = load_model(MODEL_ID, prefer_gpu=request.device != "cpu")
         if request.device == "cuda" and model.provider != "CUDAExecutionProvider":
-            raise InputError("--device", None, "cuda was requested but onnxruntime's CUDA provider does not load here")
-        progress("evolution field between the last two scans")
+            raise InputError(None, "device", "cuda was requested but onnxruntime's CUDA provider does not load here")
+        progress(0.1, "evolution field between the last two scans")
         field, gap = case_evolution_field(case, -2, -1, model=model)
         horizon = request.target_day - last.day
         moved = extrapolate(field, gap, horizon)
@@ -54,13 +54,17 @@ class EvolutionForecaster:
         inside = phi < 0 if brain is None else (phi < 0) & brain
         field_ml = float(np.count_nonzero(inside) * case.grid.voxel_volume_ml)
         volume = median if self.volume == "growth" else field_ml
-        progress(f"probability map at {volume:.2f} mL ({self.volume})")
+        progress(0.5, f"probability map at {volume:.2f} mL ({self.volume})")
         probability = probability_for_volume(phi, volume, spacing, brain)
 
         draws = request.growth.bootstrap_curves([request.target_day])[:, 0]
         rng = np.random.default_rng(request.seed)
         relative = rng.choice(draws, size=request.samples, replace=True) / max(median, 1e-9)
-        maps = np.stack([probability_for_volume(phi, volume * r, spacing, brain) for r in relative])
+        maps = []
+        for i, r in enumerate(relative):
+            progress(0.5 + 0.45 * i / len(relative), f"uncertainty: sample {i + 1} of {len(relative)}")
+            maps.append(probability_for_volume(phi, volume * r, spacing, brain))
+        maps = np.stack(maps)
         uncertainty = maps.std(axis=0).astype(np.float32)
 
         image = warp(case.image(last, "flair"), moved, spacing) if "flair" in last.images else None
@@ -70,8 +74,7 @@ class EvolutionForecaster:
             uncertainty=uncertainty,
             image=image,
             displacement=moved,
-            models=[{"id": model.spec.id, "version": model.spec.version, "file": model.spec.file,
-                     "sha256": model.spec.sha256, "provider": model.provider}],
+            models=[model.provenance()],
             notes=[f"{self.name}: field over {gap:g} days scaled to {horizon:g} days; volume {volume:.2f} mL "
                    f"({source}; growth model {median:.2f} mL, 95% band {lower:.2f}-{upper:.2f}; field "
                    f"{field_ml:.2f} mL); uncertainty from {request.samples} bootstrap volumes"],

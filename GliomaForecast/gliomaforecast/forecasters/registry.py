@@ -1,0 +1,65 @@
+"""The one registry of forecasters. Every list of forecaster names (CLI choices, ``evaluate`` defaults, the
+Slicer parameter node's choices, the panel's tooltip, the docs) is derived from :data:`REGISTRY`.
+
+Adding a forecaster: write its module in this package (a class with ``name`` and ``predict``) and add one
+:class:`ForecasterEntry` line below. Modules are imported only when their forecaster is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InputError
+
+if TYPE_CHECKING:
+    from .base import Forecaster
+
+
+@dataclass(frozen=True)
+class ForecasterEntry:
+    """A registered forecaster: its ``name``; ``factory`` as ``"module:attribute"`` of this package, called
+    with ``options``; a one-line ``summary`` for menus and docs; ``min_scans``, the fewest prior scans it
+    accepts."""
+
+    name: str
+    factory: str
+    summary: str
+    options: dict[str, Any] = field(default_factory=dict)
+    min_scans: int = 2
+
+    def create(self) -> "Forecaster":
+        """A new forecaster instance (imports its module)."""
+        module_name, attribute = self.factory.split(":")
+        module = importlib.import_module(f"{__package__}.{module_name}")
+        return getattr(module, attribute)(**self.options)
+
+
+REGISTRY: tuple[ForecasterEntry, ...] = (
+    ForecasterEntry("evolution-field", "evolution:EvolutionForecaster",
+                    "last GTV carried forward by the learned tumor-evolution field (default)", {"volume": "field"}),
+    ForecasterEntry("evolution", "evolution:EvolutionForecaster",
+                    "the same, volume set by the growth model", {"volume": "growth"}),
+    ForecasterEntry("persistence", "persistence:PersistenceForecaster", "last scan unchanged (baseline)"),
+)
+DEFAULT_FORECASTER = "evolution-field"
+FORECASTER_NAMES: tuple[str, ...] = tuple(e.name for e in REGISTRY)
+
+
+def entry(name: str) -> ForecasterEntry:
+    """The registry entry ``name``; an unknown name is an InputError (field ``forecaster``) listing the known ones."""
+    for item in REGISTRY:
+        if item.name == name:
+            return item
+    raise InputError(None, "forecaster", f"unknown forecaster '{name}'; choose from {', '.join(FORECASTER_NAMES)}")
+
+
+def get_forecaster(name: str) -> "Forecaster":
+    """A new instance of the registered forecaster ``name``."""
+    return entry(name).create()
+
+
+def tooltip() -> str:
+    """One line describing every forecaster, as the panel's Forecaster tooltip shows it."""
+    return "; ".join(f"{e.name}: {e.summary}" for e in REGISTRY) + "."
