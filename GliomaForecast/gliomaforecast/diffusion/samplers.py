@@ -73,11 +73,23 @@ def _need_noise(noise: np.ndarray | None, shape: tuple[int, ...], what: str) -> 
     return np.asarray(noise, dtype=np.float64)
 
 
-def ddpm_update(x0: np.ndarray, x_t: np.ndarray, ab_t: float, ab_s: float, noise: np.ndarray | None) -> np.ndarray:
+def beta_between(schedule: NoiseSchedule, t: int, t_prev: int) -> float:
+    """``beta_{t|s} = 1 - alpha_bar_t / alpha_bar_s`` computed without cancellation as
+    ``-expm1(sum log alphas[s+1..t])`` (``betas[t]`` itself when ``s = t - 1``; ``1 - alpha_bar_t`` for s = -1)."""
+    if t_prev == t - 1 and t_prev >= 0:
+        return float(schedule.betas[t])
+    if t_prev < 0:
+        return float(-np.expm1(np.sum(np.log(schedule.alphas[: t + 1]))))
+    return float(-np.expm1(np.sum(np.log(schedule.alphas[t_prev + 1: t + 1]))))
+
+
+def ddpm_update(x0: np.ndarray, x_t: np.ndarray, ab_t: float, ab_s: float, noise: np.ndarray | None,
+                beta_ts: float | None = None) -> np.ndarray:
     """One ancestral step from predicted ``x0``: posterior mean plus ``sqrt(variance) * noise`` (none when
-    ``ab_s == 1``, the step to the clean image)."""
-    alpha_ts = ab_t / ab_s
-    beta_ts = 1.0 - alpha_ts
+    ``ab_s == 1``, the step to the clean image). ``beta_ts`` (:func:`beta_between`) defaults to
+    ``1 - ab_t / ab_s``."""
+    beta_ts = 1.0 - ab_t / ab_s if beta_ts is None else beta_ts
+    alpha_ts = 1.0 - beta_ts
     mean = (np.sqrt(ab_s) * beta_ts / (1.0 - ab_t)) * x0 + (np.sqrt(alpha_ts) * (1.0 - ab_s) / (1.0 - ab_t)) * x_t
     if ab_s >= 1.0:
         return mean
@@ -105,7 +117,7 @@ def ddpm_step(model_output: np.ndarray, x_t: np.ndarray, t: int, t_prev: int, sc
     x = np.asarray(x_t, dtype=np.float64)
     x0, _ = to_x0_eps(model_output, x, ab_t, prediction)
     x0 = _clip(x0, clip_x0)
-    return ddpm_update(x0, x, ab_t, ab_s, noise), x0
+    return ddpm_update(x0, x, ab_t, ab_s, noise, beta_between(schedule, int(t), int(t_prev))), x0
 
 
 def ddim_step(model_output: np.ndarray, x_t: np.ndarray, t: int, t_prev: int, schedule: NoiseSchedule, *,
@@ -214,7 +226,7 @@ def sample(model_fn: ModelFn, x_start: np.ndarray, timesteps: np.ndarray, schedu
         stochastic = (kind == "ddpm" or (kind == "ddim" and eta > 0)) and s >= 0
         noise = noise_fn(x.shape) if stochastic and noise_fn is not None else None
         if kind == "ddpm":
-            x = ddpm_update(x0, x, ab_t, ab_s, noise)
+            x = ddpm_update(x0, x, ab_t, ab_s, noise, beta_between(schedule, int(t), s))
         elif kind == "ddim":
             x = ddim_update(x0, eps, ab_t, ab_s, eta, noise)
         else:
