@@ -10,7 +10,7 @@ input slice, and does not depend on ``batch_size`` (see :mod:`.noise`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -96,15 +96,18 @@ def sample_slices(model: Any, n: int | None = None, sample_shape: tuple[int, ...
                   x0: np.ndarray | None = None, cond: np.ndarray | None = None,
                   null_cond: np.ndarray | float | None = None, settings: SamplerSettings = SamplerSettings(),
                   seed: int = 0, batch_size: int = 8, grad_fn: CondGradFn | None = None,
-                  progress: Progress | None = None, **names: str) -> np.ndarray:
+                  progress: Progress | None = None, indices: Sequence[int] | None = None,
+                  **names: str) -> np.ndarray:
     """Sample ``n`` slices (float32, shape ``(n, *sample_shape)``) in batches of ``batch_size``.
 
     Start: with ``x0`` (n, ...), each slice is noised to ``settings.start`` = k (SDEdit:
     ``x_k = sqrt(ab_k) x0 + sqrt(1 - ab_k) eps``) and denoised from k; without it, from pure noise at the
     list's first timestep. ``cond`` (n, ...) is fed to the network each step; with ``settings.cfg_scale``
     the unconditional pass uses ``null_cond`` (an array like ``cond``, or a fill value; default 0) in the
-    same call. ``grad_fn`` with ``settings.classifier_scale`` adds classifier guidance. Slice ``i`` draws
-    its noise from its own generator (seed, i), so the output does not depend on ``batch_size``.
+    same call. ``grad_fn`` with ``settings.classifier_scale`` adds classifier guidance. Sample ``j`` draws
+    its noise from its own generator (seed, indices[j]) (``indices`` default ``0..n-1``, e.g. the slice
+    numbers in the volume), so the output depends neither on ``batch_size`` nor on which other slices are
+    sampled in the same request.
     ``names`` (x_input, t_input, cond_input, output) go to :func:`step_function`.
     """
     schedule, ts = settings.validate()
@@ -128,12 +131,15 @@ def sample_slices(model: Any, n: int | None = None, sample_shape: tuple[int, ...
         raise InputError(None, "cfg_scale", "classifier-free guidance needs a condition (cond)")
     if settings.classifier_scale and grad_fn is None:
         raise InputError(None, "classifier_scale", "classifier guidance needs grad_fn")
+    keys = list(range(int(n))) if indices is None else [int(i) for i in indices]
+    if len(keys) != n or len(set(keys)) != len(keys):
+        raise InputError(None, "indices", f"need {n} distinct sample indices, got {len(keys)} ({len(set(keys))} distinct)")
     step_fn = step_function(model, **names)
     out = np.empty((int(n), *sample_shape), dtype=np.float32)
     n_batches = -(-int(n) // int(batch_size))
     for b in range(n_batches):
         lo, hi = b * int(batch_size), min(int(n), (b + 1) * int(batch_size))
-        noise = SampleNoise(seed, range(lo, hi))
+        noise = SampleNoise(seed, keys[lo:hi])
         start_noise = noise((hi - lo, *sample_shape))
         k = int(ts[0])
         x_start = add_noise(x0[lo:hi], start_noise, k, schedule) if x0 is not None else start_noise
