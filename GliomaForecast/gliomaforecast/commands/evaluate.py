@@ -1,4 +1,6 @@
-"""Evaluate forecasters on a cohort: forecast every patient's last scan from the earlier ones and score it.
+"""Evaluate forecasters on a cohort under a protocol: ``last-scan`` (default: every patient's last scan from the
+earlier ones), ``horizon`` (every input prefix and every later scan whose gap lies in --horizon-days) or
+``recurrence`` (the first post-RT progression from the scans up to the RT planning scan).
 
 COHORT_DIR holds one folder per patient with a case.json. Writes patients.csv (one row per patient and
 forecaster), skipped.csv (with reasons), summary.json (statistics, Wilcoxon tests, time-gap bins),
@@ -8,6 +10,7 @@ boxplots.png and timings.json into --out, atomically. See docs/evaluation.md for
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from pathlib import Path
@@ -15,11 +18,12 @@ from pathlib import Path
 from .. import defaults
 from ..cohort_evaluation import EvaluationSettings, evaluate_cohort, find_cases, write_results
 from ..errors import InputError
+from ..evaluation_protocols import PROTOCOLS, parse_horizon
 from ..forecasters import FORECASTER_NAMES
 from ..io import atomic_output_dir
 
 NAME = "evaluate"
-HELP = "score forecasters on a cohort (last scan forecast from the earlier ones); CSV + JSON + box plots"
+HELP = "score forecasters on a cohort under a protocol (last-scan, horizon, recurrence); CSV + JSON + box plots"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,6 +31,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--forecaster", action="append", default=None, metavar="NAME",
                    help=f"forecaster to evaluate (repeatable; default: all of {', '.join(FORECASTER_NAMES)})")
+    p.add_argument("--protocol", default="last-scan", metavar="NAME",
+                   help=f"one of {', '.join(PROTOCOLS)} (default last-scan; see docs/evaluation.md)")
+    p.add_argument("--horizon-days", default=None, metavar="MIN-MAX",
+                   help="with --protocol horizon: the gaps (days, inclusive) from the last input scan to the target, "
+                        "e.g. 90-365")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help="patients evaluated in parallel (default: the number of CPUs)")
     p.add_argument("--seed", type=int, default=defaults.SEED, help=f"seed of every forecast (default {defaults.SEED})")
@@ -48,8 +57,15 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--n-bootstrap", None, f"must be at least 0, got {args.n_bootstrap}")
     if not args.margin_mm > 0:
         raise InputError("--margin-mm", None, f"must be a positive distance in mm, got {args.margin_mm}")
+    if args.protocol == "horizon" and args.horizon_days is None:
+        raise InputError("--horizon-days", None, "is required with --protocol horizon (e.g. 90-365)")
+    if args.protocol != "horizon" and args.horizon_days is not None:
+        raise InputError("--horizon-days", None, f"only applies to --protocol horizon, not {args.protocol!r}")
+    horizon = parse_horizon(args.horizon_days) if args.horizon_days is not None else (0.0, math.inf)
+    settings = EvaluationSettings(names, args.seed, args.samples, args.n_bootstrap, args.margin_mm, args.device,
+                                  args.protocol, horizon)
+    settings.protocol_spec()
     cases = find_cases(args.cohort)
-    settings = EvaluationSettings(names, args.seed, args.samples, args.n_bootstrap, args.margin_mm, args.device)
     start = time.perf_counter()
     with atomic_output_dir(args.out, inputs=cases) as tmp:
         result = evaluate_cohort(args.cohort, settings, args.jobs,
@@ -57,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         empty = [n for n in names if not any(r["forecaster"] == n for r in result.rows)]
         if empty:
             reason = next((s["reason"] for s in result.skipped if s["forecaster"] in (empty[0], None)), "")
-            raise InputError(args.cohort, None, f"forecaster {empty[0]} scored no patient (first reason: {reason})")
+            raise InputError(args.cohort, None, f"forecaster {empty[0]} scored no patient under the {args.protocol} "
+                                                f"protocol (first reason: {reason})")
         write_results(result, tmp)
     seconds = time.perf_counter() - start
     print(f"evaluated {result.n_cases} cases ({len(result.skipped)} skipped entries) with {', '.join(names)} "

@@ -1,0 +1,213 @@
+"""Evaluation protocols: the pairing rules (which scans are inputs, which is the target, what is skipped) on a
+small hand-made cohort; no later scan is ever visible to a forecaster; the evaluate command's protocol options
+and their bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ball
+from gliomaforecast.case import load_case
+from gliomaforecast.cli import main
+from gliomaforecast.cohort_evaluation import EvaluationSettings, evaluate_cohort, summarize
+from gliomaforecast.errors import InputError
+from gliomaforecast.evaluation_protocols import (Protocol, Task, parse_horizon, plan_tasks, prefix_case,
+                                                 scan_volumes)
+from gliomaforecast.forecast import run_forecast
+from gliomaforecast.forecasters import registry
+from gliomaforecast.geometry import Grid
+from gliomaforecast.io import write_image
+
+GRID = Grid.identity((12, 24, 24), (3.0, 2.0, 2.0))
+CENTER = (6, 12, 12)
+
+
+def _labels(radius_mm: float, enhancing_mm: float) -> np.ndarray:
+    labels = np.zeros(GRID.shape, np.int16)
+    labels[ball(GRID.shape, CENTER, radius_mm, GRID.spacing)] = 2
+    if enhancing_mm > 0:
+        labels[ball(GRID.shape, CENTER, enhancing_mm, GRID.spacing)] = 3
+    return labels
+
+
+def _patient(root: Path, pid: str, days: list[float], radii: list[float], enhancing: list[float],
+             rt_start_day: float | None = 30) -> Path:
+    folder = root / pid
+    folder.mkdir(parents=True)
+    tps = []
+    for i, (day, r, e) in enumerate(zip(days, radii, enhancing)):
+        labels = _labels(r, e)
+        write_image(folder / f"d{i}_flair.nii.gz", (100 + 40 * (labels > 0)).astype(np.float32), GRID)
+        write_image(folder / f"d{i}_seg.nii.gz", labels, GRID)
+        tps.append({"day": day, "images": {"flair": f"d{i}_flair.nii.gz"}, "labels": f"d{i}_seg.nii.gz"})
+    manifest = {"schema": "gliomaforecast.case/1", "patient_id": pid, "timepoints": tps}
+    if rt_start_day is not None:
+        manifest["rt_start_day"] = rt_start_day
+    (folder / "case.json").write_text(json.dumps(manifest))
+    return folder / "case.json"
+
+
+@pytest.fixture
+def cohort(tmp_path: Path) -> Path:
+    root = tmp_path / "cohort"
+    # A: planning scan day 20 (RT 30); post-RT nadir at day 100, progression (x1.4 and +0.5 mL) at day 300.
+    _patient(root, "A", [0, 20, 60, 100, 200, 300, 420], [8, 10, 9, 7, 7.5, 10, 12], [0, 6, 4, 3, 3.2, 6, 8])
+    # B: shrinks after RT and never progresses.
+    _patient(root, "B", [0, 25, 90, 200], [9, 10, 8, 7], [5, 6, 4, 3])
+    # C: no RT at all.
+    _patient(root, "C", [0, 50, 150], [6, 8, 10], [3, 4, 6], rt_start_day=None)
+    return root
+
+
+def test_horizon_pairs_every_prefix_with_every_later_scan_in_the_range(cohort: Path) -> None:
+    case = load_case(cohort / "A" / "case.json")  # days 0 20 60 100 200 300 420
+    tasks, why = plan_tasks(case, Protocol("horizon", 90, 200), min_scans=2)
+    # the first i scans end at day t_(i-1); the targets are the later scans j with 90 <= t_j - t_(i-1) <= 200:
+    # i=2 (day 20): 200; i=3 (60): 200; i=4 (100): 200, 300; i=5 (200): 300; i=6 (300): 420
+    assert why is None and [(t.n_inputs, t.target) for t in tasks] == [(2, 4), (3, 4), (4, 4), (4, 5), (5, 5), (6, 6)]
+    one_scan, _ = plan_tasks(case, Protocol("horizon", 90, 200), min_scans=1)
+    assert [(t.n_inputs, t.target) for t in one_scan][:2] == [(1, 3), (1, 4)]  # 1-scan forecasters start earlier
+    none, why = plan_tasks(case, Protocol("horizon", 1000, 2000), min_scans=2)
+    assert none == [] and "no (inputs, later scan) pair with a gap of 1000-2000 days" in why
+
+
+def test_last_scan_protocol_is_one_task(cohort: Path) -> None:
+    case = load_case(cohort / "C" / "case.json")
+    assert plan_tasks(case, Protocol(), 2) == ([Task(2, 2)], None)
+    tasks, why = plan_tasks(case, Protocol(), 3)
+    assert tasks == [] and "at least 4" in why
+
+
+def test_recurrence_inputs_end_at_the_planning_scan_and_target_the_first_progression(cohort: Path) -> None:
+    case = load_case(cohort / "A" / "case.json")
+    tasks, why = plan_tasks(case, Protocol("recurrence"), 2, scan_volumes(case))
+    assert why is None and tasks == [Task(2, 5)]  # inputs days 0, 20 (RT at 30); target day 300, not 200 or 420
+    b = load_case(cohort / "B" / "case.json")
+    assert plan_tasks(b, Protocol("recurrence"), 2, scan_volumes(b))[1].startswith("no post-RT progression")
+    c = load_case(cohort / "C" / "case.json")
+    assert "no rt_start_day" in plan_tasks(c, Protocol("recurrence"), 2, scan_volumes(c))[1]
+    assert "needs 3" in plan_tasks(case, Protocol("recurrence"), 3, scan_volumes(case))[1]
+
+
+def test_prefix_case_holds_nothing_of_the_later_scans(cohort: Path) -> None:
+    case = load_case(cohort / "A" / "case.json")
+    for tp in case.timepoints:
+        case.gtv(tp)  # every volume cached
+    prefix = prefix_case(case, 3)
+    assert [tp.day for tp in prefix.timepoints] == [0, 20, 60]
+    later = {str(p) for tp in case.timepoints[3:] for p in [*tp.images.values(), tp.labels] if p}
+    assert not later & {str(p) for _, p in prefix.files()}
+    assert all(not (isinstance(k[1], int) and k[1] >= 3) for k in prefix._cache if len(k) > 1)
+    assert len(case.timepoints) == 7  # the original is untouched
+
+
+def test_a_forecast_from_the_prefix_equals_one_from_a_copy_with_the_later_files_removed(cohort: Path,
+                                                                                        tmp_path: Path) -> None:
+    copy = tmp_path / "A_cut"
+    shutil.copytree(cohort / "A", copy)
+    manifest = json.loads((copy / "case.json").read_text())
+    for tp in manifest["timepoints"][3:]:
+        for name in (*tp["images"].values(), tp["labels"]):
+            (copy / name).unlink()
+    manifest["timepoints"] = manifest["timepoints"][:3]
+    (copy / "case.json").write_text(json.dumps(manifest))
+    full = load_case(cohort / "A" / "case.json")
+    for tp in full.timepoints:
+        full.labels(tp)
+    a = run_forecast(prefix_case(full, 3), 300.0, "evolution-field", samples=2, n_bootstrap=5)
+    b = run_forecast(copy / "case.json", 300.0, "evolution-field", samples=2, n_bootstrap=5)
+    np.testing.assert_array_equal(a.output.probability, b.output.probability)
+    np.testing.assert_array_equal(a.output.uncertainty, b.output.uncertainty)
+
+
+class _Spy:
+    """A forecaster that records what it was handed (persistence underneath)."""
+
+    name = "spy"
+    seen: list = []
+
+    def predict(self, request, progress):
+        from gliomaforecast.forecasters.persistence import PersistenceForecaster
+        _Spy.seen.append((request.case.patient_id, [tp.day for tp in request.case.timepoints],
+                          [str(p) for _, p in request.case.files()], request.target_day))
+        return PersistenceForecaster().predict(request, progress)
+
+
+def test_evaluation_never_shows_a_forecaster_a_later_scan(cohort: Path, monkeypatch) -> None:
+    import sys
+    import types
+    module = types.ModuleType("gliomaforecast.forecasters.spy")
+    module.Spy = _Spy
+    monkeypatch.setitem(sys.modules, "gliomaforecast.forecasters.spy", module)
+    monkeypatch.setattr(registry, "REGISTRY", registry.REGISTRY + (registry.ForecasterEntry("spy", "spy:Spy", "spy"),))
+    _Spy.seen = []
+    result = evaluate_cohort(cohort, EvaluationSettings(("spy",), n_bootstrap=3, samples=1, protocol="horizon",
+                                                        horizon_days=(90, 200)))
+    assert len(_Spy.seen) == len(result.rows) >= 6
+    for pid, days, files, target_day in _Spy.seen:
+        assert max(days) < target_day
+        assert all(f"d{i}_" not in Path(f).name for f in files for i in range(len(days), 10)), files
+    rows_a = [r for r in result.rows if r["patient_id"] == "A"]
+    assert [(r["n_priors"], r["target_index"]) for r in rows_a] == [(2, 4), (3, 4), (4, 4), (4, 5), (5, 5), (6, 6)]
+    assert all(90 <= r["gap_days"] <= 200 for r in result.rows)
+    assert [r["pair_id"] for r in rows_a][:2] == ["A:2->4", "A:3->4"]
+
+
+def test_summary_tests_one_value_per_patient_and_reports_recurrences_outside_the_margin(cohort: Path) -> None:
+    result = evaluate_cohort(cohort, EvaluationSettings(("persistence",), n_bootstrap=3, samples=1,
+                                                        protocol="horizon", horizon_days=(90, 200), margin_mm=2.0))
+    summary = summarize(result)
+    gtv = summary["forecasters"]["persistence"]["coverage"]["gtv"]
+    n_patients = len({r["patient_id"] for r in result.rows})
+    assert gtv["forecast"]["n"] == len(result.rows) > n_patients
+    assert gtv["wilcoxon"]["n"] + gtv["wilcoxon"]["n_excluded"] == n_patients
+    outside = [r for r in result.rows if r["coverage_standard_gtv"] < 1]
+    assert gtv["outside_margin"]["n"] == len(outside) > 0  # a 2 mm margin misses the growth
+    assert summary["protocol"] == "horizon"
+
+
+def test_parse_horizon() -> None:
+    assert parse_horizon("90-365") == (90.0, 365.0)
+    for bad in ("365-90", "90", "a-b", "-5-10"):
+        with pytest.raises(InputError, match="^horizon_days: "):
+            parse_horizon(bad)
+    with pytest.raises(InputError, match="^protocol: unknown protocol 'future'"):
+        Protocol("future")
+
+
+def test_cli_horizon_and_recurrence(cohort: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "h"
+    assert main(["evaluate", str(cohort), "--protocol", "horizon", "--horizon-days", "90-200", "--forecaster",
+                 "persistence", "--n-bootstrap", "3", "--jobs", "1", "--out", str(out)]) == 0
+    lines = (out / "patients.csv").read_text().splitlines()
+    assert len(lines) - 1 == 6 + 2 + 1  # A: 6 pairs, B: 2->3 and 3->3, C: 2->2
+    rec = tmp_path / "r"
+    assert main(["evaluate", str(cohort), "--protocol", "recurrence", "--forecaster", "persistence",
+                 "--n-bootstrap", "3", "--jobs", "1", "--out", str(rec)]) == 0
+    rows = (rec / "patients.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("A,persistence,A:2->5,5,2,")
+    skipped = (rec / "skipped.csv").read_text()
+    assert "no post-RT progression" in skipped and "no rt_start_day" in skipped
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--protocol", "horizon", "--horizon-days", "365-90"], "--horizon-days: empty range '365-90'"),
+    (["--protocol", "horizon"], "--horizon-days: is required with --protocol horizon"),
+    (["--protocol", "future"], "--protocol: unknown protocol 'future'; choose from last-scan, horizon, recurrence"),
+    (["--protocol", "horizon", "--horizon-days", "5000-6000"], "scored no patient under the horizon protocol"),
+    (["--horizon-days", "90-365"], "--horizon-days: only applies to --protocol horizon"),
+])
+def test_cli_bad_protocol_input_is_one_line_exit_2_nothing_written(cohort: Path, tmp_path: Path, capsys,
+                                                                   args: list[str], message: str) -> None:
+    out = tmp_path / "out"
+    code = main(["evaluate", str(cohort), "--forecaster", "persistence", "--n-bootstrap", "3", "--jobs", "1",
+                 *args, "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and "\n" not in err
+    assert not out.exists()
