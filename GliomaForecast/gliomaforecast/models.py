@@ -11,9 +11,23 @@ The models folder is ``$GLIOMAFORECAST_MODELS_DIR`` when that variable is set, e
                  "outputs": [...], "training": {...}, "metrics": {...}, ...}]}
 
 Symbolic dimensions are strings; integers are fixed sizes that every input must have.
+
+A model FAMILY is one id whose networks live in several ONNX files (an autoencoder's encoder and decoder plus
+a denoiser, say): instead of ``file``/``sha256``/``inputs``/``outputs`` its entry has ``files``, one object per
+member with those four keys (each member's tensors with their own units)::
+
+    {"id": "ldm", "version": "1.0.0",
+     "files": {"encoder":  {"file": "ldm_encoder.onnx", "sha256": "...", "inputs": [...], "outputs": [...]},
+               "denoiser": {"file": "ldm_denoiser.onnx", "sha256": "...", "inputs": [...], "outputs": [...]}},
+     "training": {...}, "metrics": {...}}
+
+:func:`load_registry` lists every ONNX file: single-file models under their id, family members under
+``<family id>/<member>`` (with the family's other fields in ``extra``), so listing and verifying need not know
+about families; :func:`load_family` opens one family as a :class:`ModelFamily`.
 A model file whose sha256 differs from the registry is refused. Sessions use the CUDA execution
 provider only when onnxruntime offers it *and* the created session really runs on it; otherwise CPU.
-The provider that runs is reported by :attr:`OnnxModel.provider`.
+The provider that runs is reported by :attr:`OnnxModel.provider`. Sessions optimise the graph fully
+(``ORT_ENABLE_ALL``); ``threads`` sets onnxruntime's intra-op thread count (None or 0: its default).
 """
 
 from __future__ import annotations
@@ -23,7 +37,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import onnxruntime as ort
@@ -36,6 +50,8 @@ ENV_VAR = "GLIOMAFORECAST_MODELS_DIR"
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 _MODEL_KEYS = ("id", "version", "file", "sha256", "inputs", "outputs")
+_FILE_KEYS = ("file", "sha256", "inputs", "outputs")
+_FAMILY_KEYS = ("id", "version", "files")
 
 
 @dataclass(frozen=True)
@@ -61,6 +77,19 @@ class ModelSpec:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     path: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+    family: str | None = None
+    member: str | None = None
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """A model family's registry entry: its members' specs by member name (each member's ``id`` is
+    ``<family id>/<member>``) and the entry's other fields in ``extra``."""
+
+    id: str
+    version: str
+    members: dict[str, ModelSpec]
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -109,10 +138,36 @@ def parse_entry(entry: Mapping[str, Any], folder: str | Path, source: str | Path
                      Path(folder) / str(entry["file"]), extra)
 
 
-def load_registry(models_dir: str | Path | None = None) -> dict[str, ModelSpec]:
-    """Parse ``models.json`` of ``models_dir`` (default :func:`default_models_dir`) into specs by id.
+def parse_family_entry(entry: Mapping[str, Any], folder: str | Path, source: str | Path = "models.json",
+                       where: str = "model") -> FamilySpec:
+    """A family entry (one with ``files``) as a :class:`FamilySpec` whose member files lie in ``folder``."""
+    missing = [k for k in _FAMILY_KEYS if not isinstance(entry, Mapping) or k not in entry]
+    if missing:
+        raise InputError(source, where, f"missing {', '.join(missing)}")
+    if "file" in entry:
+        raise InputError(source, f"{where}.file", "an entry has either 'file' (one model) or 'files' (a family), not both")
+    files = entry["files"]
+    if not isinstance(files, Mapping) or not files:
+        raise InputError(source, f"{where}.files", "must be a non-empty object of members {name: {file, sha256, inputs, outputs}}")
+    family_id, version = str(entry["id"]), str(entry["version"])
+    extra = {k: v for k, v in entry.items() if k not in _FAMILY_KEYS}
+    members: dict[str, ModelSpec] = {}
+    for name, member in files.items():
+        at = f"{where}.files.{name}"
+        if not isinstance(member, Mapping):
+            raise InputError(source, at, "must be an object with file, sha256, inputs, outputs")
+        lacking = [k for k in _FILE_KEYS if k not in member]
+        if lacking:
+            raise InputError(source, at, f"missing {', '.join(lacking)}")
+        member_extra = {**extra, **{k: v for k, v in member.items() if k not in _FILE_KEYS}}
+        members[str(name)] = ModelSpec(f"{family_id}/{name}", version, str(member["file"]), str(member["sha256"]).lower(),
+                                       _tensor_specs(member["inputs"], source, f"{at}.inputs"),
+                                       _tensor_specs(member["outputs"], source, f"{at}.outputs"),
+                                       Path(folder) / str(member["file"]), member_extra, family_id, str(name))
+    return FamilySpec(family_id, version, members, extra)
 
-    Only the manifest is read here; :func:`verify` checks the files."""
+
+def _read_entries(models_dir: str | Path | None) -> tuple[Path, Path, list]:
     folder = Path(models_dir) if models_dir is not None else default_models_dir()
     manifest = folder / "models.json"
     if not manifest.is_file():
@@ -126,17 +181,52 @@ def load_registry(models_dir: str | Path | None = None) -> dict[str, ModelSpec]:
     entries = data.get("models")
     if not isinstance(entries, list):
         raise InputError(manifest, "models", "must be a list")
-    specs: dict[str, ModelSpec] = {}
+    return folder, manifest, entries
+
+
+def _parse_all(models_dir: str | Path | None) -> tuple[Path, dict[str, ModelSpec | FamilySpec]]:
+    folder, manifest, entries = _read_entries(models_dir)
+    parsed: dict[str, ModelSpec | FamilySpec] = {}
     for i, entry in enumerate(entries):
-        spec = parse_entry(entry, folder, source=manifest, where=f"models[{i}]")
-        if spec.id in specs:
-            raise InputError(manifest, f"models[{i}].id", f"duplicate model id '{spec.id}'")
-        specs[spec.id] = spec
+        where = f"models[{i}]"
+        spec: ModelSpec | FamilySpec
+        if isinstance(entry, Mapping) and "files" in entry:
+            spec = parse_family_entry(entry, folder, source=manifest, where=where)
+        else:
+            spec = parse_entry(entry, folder, source=manifest, where=where)
+        if spec.id in parsed:
+            raise InputError(manifest, f"{where}.id", f"duplicate model id '{spec.id}'")
+        parsed[spec.id] = spec
+    return manifest, parsed
+
+
+def load_registry(models_dir: str | Path | None = None) -> dict[str, ModelSpec]:
+    """Parse ``models.json`` of ``models_dir`` (default :func:`default_models_dir`) into one spec per ONNX
+    file: single-file models by id, family members by ``<family id>/<member>``.
+
+    Only the manifest is read here; :func:`verify` checks the files."""
+    manifest, parsed = _parse_all(models_dir)
+    specs: dict[str, ModelSpec] = {}
+    for spec in parsed.values():
+        for one in (spec.members.values() if isinstance(spec, FamilySpec) else (spec,)):
+            if one.id in specs:
+                raise InputError(manifest, "id", f"duplicate model id '{one.id}'")
+            specs[one.id] = one
     return specs
 
 
-def verify(spec: ModelSpec) -> None:
-    """Raise an InputError naming the file when it is missing or its sha256 differs from the registry."""
+def load_families(models_dir: str | Path | None = None) -> dict[str, FamilySpec]:
+    """The model families of the registry by id (single-file models left out)."""
+    return {k: v for k, v in _parse_all(models_dir)[1].items() if isinstance(v, FamilySpec)}
+
+
+def verify(spec: ModelSpec | FamilySpec) -> None:
+    """Raise an InputError naming the file when it is missing or its sha256 differs from the registry
+    (for a family: the first member file that is)."""
+    if isinstance(spec, FamilySpec):
+        for member in spec.members.values():
+            verify(member)
+        return
     if not spec.path.is_file():
         raise InputError(spec.path, "file", f"model '{spec.id}' file not found")
     actual = sha256_of(spec.path)
@@ -150,14 +240,38 @@ def get_spec(model_id: str, models_dir: str | Path | None = None) -> ModelSpec:
     specs = load_registry(models_dir)
     if model_id not in specs:
         folder = Path(models_dir) if models_dir is not None else default_models_dir()
+        families = load_families(models_dir)
+        if model_id in families:
+            raise InputError(folder / "models.json", "id", f"'{model_id}' is a model family of "
+                             f"{', '.join(sorted(families[model_id].members))}: open it with load_family")
         raise InputError(folder / "models.json", "id",
                          f"no model '{model_id}' (known: {', '.join(sorted(specs)) or 'none'})")
     return specs[model_id]
 
 
-def _session(path: Path, prefer_gpu: bool) -> ort.InferenceSession:
+def get_family(family_id: str, models_dir: str | Path | None = None) -> FamilySpec:
+    """The family entry of ``family_id``; an unknown id is an InputError listing the known families."""
+    families = load_families(models_dir)
+    if family_id not in families:
+        folder = Path(models_dir) if models_dir is not None else default_models_dir()
+        raise InputError(folder / "models.json", "id",
+                         f"no model family '{family_id}' (known families: {', '.join(sorted(families)) or 'none'})")
+    return families[family_id]
+
+
+def _check_threads(threads: int | None) -> int:
+    if threads is None:
+        return 0
+    if isinstance(threads, bool) or int(threads) != threads or threads < 0:
+        raise InputError(None, "threads", f"intra-op thread count must be an integer >= 0 (0: default), got {threads}")
+    return int(threads)
+
+
+def _session(path: Path, prefer_gpu: bool, threads: int = 0) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.log_severity_level = 3  # a CUDA provider that fails to load is reported by `provider`, not logs
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
     if prefer_gpu and CUDA in ort.get_available_providers():
         try:
             session = ort.InferenceSession(str(path), options, providers=[CUDA, CPU])
@@ -169,13 +283,16 @@ def _session(path: Path, prefer_gpu: bool) -> ort.InferenceSession:
 
 
 class OnnxModel:
-    """A verified ONNX model with an onnxruntime session on CUDA (when it really works) or CPU."""
+    """A verified ONNX model with an onnxruntime session on CUDA (when it really works) or CPU.
 
-    def __init__(self, spec: ModelSpec, *, prefer_gpu: bool = True) -> None:
+    ``threads``: onnxruntime's intra-op thread count (None or 0: its default, one per physical core)."""
+
+    def __init__(self, spec: ModelSpec, *, prefer_gpu: bool = True, threads: int | None = None) -> None:
+        n_threads = _check_threads(threads)
         verify(spec)
         self.spec = spec
         try:
-            self.session = _session(spec.path, prefer_gpu)
+            self.session = _session(spec.path, prefer_gpu, n_threads)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises several types for bad files
             raise InputError(spec.path, "file", f"onnxruntime cannot load model '{spec.id}' ({exc})") from None
 
@@ -220,6 +337,55 @@ class OnnxModel:
             raise InputError(f"model '{self.spec.id}'", "inputs", f"onnxruntime cannot run on {shapes}: {first}") from None
 
 
-def load_model(model_id: str, models_dir: str | Path | None = None, *, prefer_gpu: bool = True) -> OnnxModel:
-    """Look up ``model_id`` in the registry, verify its sha256 and open an onnxruntime session."""
-    return OnnxModel(get_spec(model_id, models_dir), prefer_gpu=prefer_gpu)
+def load_model(model_id: str, models_dir: str | Path | None = None, *, prefer_gpu: bool = True,
+               threads: int | None = None) -> OnnxModel:
+    """Look up ``model_id`` in the registry, verify its sha256 and open an onnxruntime session
+    (``threads`` intra-op threads; None: onnxruntime's default). A family member is ``<family>/<member>``."""
+    return OnnxModel(get_spec(model_id, models_dir), prefer_gpu=prefer_gpu, threads=threads)
+
+
+class ModelFamily:
+    """The verified networks of one family, each an :class:`OnnxModel`, by member name.
+
+    Every member file is checked (sha256) before any session opens, so one altered file refuses the whole
+    family with an InputError naming that file."""
+
+    def __init__(self, spec: FamilySpec, *, prefer_gpu: bool = True, threads: int | None = None) -> None:
+        _check_threads(threads)
+        verify(spec)
+        self.spec = spec
+        self.members: dict[str, OnnxModel] = {name: OnnxModel(m, prefer_gpu=prefer_gpu, threads=threads)
+                                              for name, m in spec.members.items()}
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    def __getitem__(self, name: str) -> OnnxModel:
+        if name not in self.members:
+            raise InputError(f"model family '{self.spec.id}'", "files",
+                             f"no member '{name}' (members: {', '.join(sorted(self.members))})")
+        return self.members[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.members
+
+    def provenance(self) -> list[dict[str, Any]]:
+        """One :meth:`OnnxModel.provenance` per member (ids ``<family>/<member>``), in registry order."""
+        return [m.provenance() for m in self.members.values()]
+
+
+def load_family(family_id: str, models_dir: str | Path | None = None, *, prefer_gpu: bool = True,
+                threads: int | None = None, require: Iterable[str] = ()) -> ModelFamily:
+    """Look up a model family, verify every member file's sha256 and open one session per member.
+
+    ``require``: member names the caller needs; a registry entry lacking one is an InputError naming the
+    family's ``files`` field and the missing members."""
+    spec = get_family(family_id, models_dir)
+    lacking = [name for name in require if name not in spec.members]
+    if lacking:
+        folder = Path(models_dir) if models_dir is not None else default_models_dir()
+        raise InputError(folder / "models.json", f"{family_id}.files",
+                         f"model family '{family_id}' lacks member(s) {', '.join(lacking)} "
+                         f"(has {', '.join(spec.members)})")
+    return ModelFamily(spec, prefer_gpu=prefer_gpu, threads=threads)

@@ -22,7 +22,7 @@ import onnxruntime as ort
 import torch
 
 from gliomaforecast import models as registry
-from gliomaforecast.io import write_text_atomic
+from gliomaforecast.model_registry_writer import write_registry_entry
 
 from .evolution_data import PIXEL_MM
 from .evolution_net import PHI_SCALE_MM, SIZE_MULTIPLE, EvolutionNet
@@ -102,11 +102,8 @@ def registry_entry(onnx_path: Path, ckpt: dict, parity_max_abs: float, metrics: 
 
 
 def write_registry(models_dir: Path, entry: dict) -> Path:
-    """Insert or replace ``entry`` (by id) in ``models_dir/models.json``, atomically."""
-    manifest = models_dir / "models.json"
-    data = json.loads(manifest.read_text()) if manifest.is_file() else {"schema": registry.SCHEMA, "models": []}
-    data["models"] = [m for m in data["models"] if m.get("id") != entry["id"]] + [entry]
-    return write_text_atomic(manifest, json.dumps(data, indent=2) + "\n")
+    """Insert or replace ``entry`` (by id) in ``models_dir/models.json``, atomically (the core's writer)."""
+    return write_registry_entry(models_dir, entry)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
