@@ -211,3 +211,27 @@ def test_cli_bad_protocol_input_is_one_line_exit_2_nothing_written(cohort: Path,
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and "\n" not in err
     assert not out.exists()
+
+
+def test_leaderboard_is_generated_from_the_summary(cohort: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "h"
+    assert main(["evaluate", str(cohort), "--protocol", "horizon", "--horizon-days", "90-200", "--forecaster",
+                 "persistence", "--n-bootstrap", "3", "--jobs", "1", "--out", str(out)]) == 0
+    page = tmp_path / "page.md"
+    page.write_text("intro\n<!-- leaderboard:start lh -->\nold table\n<!-- leaderboard:end lh -->\nafter\n")
+    assert main(["leaderboard", str(out / "summary.json"), "--update", str(page), "--name", "lh"]) == 0
+    text = page.read_text()
+    assert text.startswith("intro\n<!-- leaderboard:start lh -->\n") and text.endswith("<!-- leaderboard:end lh -->\nafter\n")
+    assert "old table" not in text and "protocol `horizon`, gaps 90-200 days" in text
+    rows = (out / "patients.csv").read_text().splitlines()[1:]
+    summary = json.loads((out / "summary.json").read_text())
+    for label, stats in summary["forecasters"]["persistence"]["gap_bins"].items():
+        if stats["n"]:
+            line = next(l for l in text.splitlines() if l.startswith(f"| persistence | {label} |"))
+            assert line.split(" | ")[2] == str(sum(f",{label}," in r for r in rows))
+            assert line.split(" | ")[3] == f"{stats['rmse']:.3f}"
+    before = page.read_text()
+    page.write_text("no markers here\n")
+    assert main(["leaderboard", str(out / "summary.json"), "--update", str(page)]) == 2
+    assert "markers <!-- leaderboard:start --> ... <!-- leaderboard:end --> not found" in capsys.readouterr().err
+    assert page.read_text() == "no markers here\n" and before != page.read_text()

@@ -10,6 +10,7 @@ COMMANDS = [
     "forecast",
     "demo",
     "evaluate",
+    "leaderboard",
     "models",
 ]
 

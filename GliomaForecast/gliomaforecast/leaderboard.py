@@ -1,0 +1,67 @@
+"""The leaderboard of an evaluation as markdown, generated from its summary.json (never typed by hand).
+
+Tables: per forecaster and time-gap bin (days from the last input scan to the target) the number of scored
+forecasts and the mean RMSE, BCE (nats), ECE, Dice at P > 0.8 and HD95 (mm); then per forecaster and recurrence
+definition the mean coverage of the forecast and the standard CTV with the paired Wilcoxon p (one value per
+patient), and the same on the forecasts whose recurrence leaves the standard CTV.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+BIN_METRICS = (("rmse", "RMSE", 3), ("bce", "BCE", 3), ("ece", "ECE", 3), ("dice_0.8", "Dice@0.8", 2),
+               ("hd95_mm", "HD95 mm", 1))
+START = "<!-- leaderboard:start -->"
+END = "<!-- leaderboard:end -->"
+
+
+def _f(value: Any, digits: int) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _p(value: Any) -> str:
+    return "-" if value is None else f"{value:.2g}"
+
+
+def leaderboard_markdown(summary: dict) -> str:
+    """Markdown tables of ``summary`` (the dict of an evaluation's summary.json)."""
+    s = summary["settings"]
+    horizon = s.get("horizon_days")
+    protocol = summary.get("protocol", s.get("protocol", "last-scan"))
+    what = f"protocol `{protocol}`" + (f", gaps {horizon[0]:g}-{horizon[1]:g} days" if protocol == "horizon" else "")
+    lines = [f"{summary['n_cases']} patients, {what}, seed {s['seed']}, {s['samples']} samples, "
+             f"{s['n_bootstrap']} bootstrap refits, standard margin {s['margin_mm']:g} mm.", ""]
+    bins = [b for b in summary["gap_bins"]
+            if any(f["gap_bins"][b]["n"] for f in summary["forecasters"].values())]
+    lines += ["| forecaster | gap bin (days) | n | " + " | ".join(h for _, h, _ in BIN_METRICS) + " |",
+              "|---|---|---|" + "---|" * len(BIN_METRICS)]
+    for b in bins:
+        for name, f in summary["forecasters"].items():
+            row = f["gap_bins"][b]
+            lines.append(f"| {name} | {b} | {row['n']} | "
+                         + " | ".join(_f(row[m], d) for m, _, d in BIN_METRICS) + " |")
+    lines += ["", "| forecaster | recurrence | n (patients) | coverage forecast CTV | coverage standard CTV | "
+              "Wilcoxon p | outside margin: n | forecast | standard | p |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, f in summary["forecasters"].items():
+        for definition, c in f["coverage"].items():
+            o = c["outside_margin"]
+            lines.append(f"| {name} | {definition} | {c['forecast']['n']} ({c['wilcoxon']['n']}) | "
+                         f"{_f(c['forecast']['mean'], 3)} | {_f(c['standard']['mean'], 3)} | "
+                         f"{_p(c['wilcoxon']['p_value'])} | {o['n']} of {o['n_defined']} | "
+                         f"{_f(o['forecast']['mean'], 3)} | {_f(o['standard']['mean'], 3)} | "
+                         f"{_p(o['wilcoxon']['p_value'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def replace_block(text: str, block: str, name: str = "") -> str:
+    """``text`` with the lines between ``<!-- leaderboard:start[ name] -->`` and ``<!-- leaderboard:end[ name] -->``
+    replaced by ``block``; ValueError when the markers are missing."""
+    start, end = (m.replace(" -->", f" {name} -->") if name else m for m in (START, END))
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < i:
+        raise ValueError(f"markers {start} ... {end} not found")
+    return text[:i + len(start)] + "\n" + block + text[j:]
