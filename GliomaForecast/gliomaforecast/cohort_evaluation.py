@@ -48,7 +48,7 @@ from . import ctv, defaults, evaluation, sdf
 from .case import Case, Timepoint, load_case
 from .errors import InputError
 from .evaluation_protocols import Protocol, plan_tasks, prefix_case, scan_volumes
-from .forecast import run_forecast
+from .forecast import fit_case_growth, run_forecast
 from .forecasters import entry
 from .sdf import TUMOR_THRESHOLD
 
@@ -200,6 +200,7 @@ def evaluate_patient(case_path: str | Path, settings: EvaluationSettings) -> tup
     spacing = case.grid.spacing
     rows, skipped, calibration, timings = [], [], [], []
     truths: dict[int, tuple] = {}
+    fits: dict[int, object] = {}  # one growth fit per input prefix, shared by every forecaster and target
     plans = {}
     for name in settings.forecasters:
         try:
@@ -224,9 +225,11 @@ def evaluate_patient(case_path: str | Path, settings: EvaluationSettings) -> tup
                 if task.target not in truths:
                     truths[task.target] = (case.gtv(target), *recurrences(case, target))
                 truth_gtv, future, source = truths[task.target]
+                if task.n_inputs not in fits:
+                    fits[task.n_inputs] = fit_case_growth(inputs, settings.n_bootstrap, settings.seed)
                 fc = run_forecast(inputs, target.day, name, samples=settings.samples, seed=settings.seed,
                                   device=settings.device, margin_mm=settings.margin_mm,
-                                  n_bootstrap=settings.n_bootstrap)
+                                  n_bootstrap=settings.n_bootstrap, growth=fits[task.n_inputs])
                 row = {"patient_id": pid, "forecaster": name, "pair_id": pair, "target_index": task.target,
                        "n_priors": task.n_inputs, "last_prior_day": last_prior, "target_day": target.day,
                        "gap_days": gap, "gap_bin": gap_bin(gap), "recurrence_source": source,

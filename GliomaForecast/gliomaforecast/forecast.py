@@ -47,6 +47,12 @@ def forecast_tumor_ml(fc: "Forecast") -> float:
     return float(np.count_nonzero(fc.output.probability > sdf.TUMOR_THRESHOLD) * fc.case.grid.voxel_volume_ml)
 
 
+def fit_case_growth(case: Case, n_bootstrap: int = defaults.N_BOOTSTRAP, seed: int = defaults.SEED) -> GrowthFit:
+    """The growth model fitted to the case's GTV volumes (mL) over its scan days (days), as a forecast fits it."""
+    days, volumes = burden_from_case(case)
+    return fit_growth(days, volumes, case.rt_start_day, n_bootstrap=n_bootstrap, seed=seed, source=str(case.path))
+
+
 def check_target_day(case: Case, day: float) -> float:
     """The target day must be a finite number of days after the last scan."""
     if not np.isfinite(day):
@@ -60,11 +66,13 @@ def check_target_day(case: Case, day: float) -> float:
 def run_forecast(case: Case | str | Path, day: float, forecaster: str = DEFAULT_FORECASTER, *,
                  samples: int = defaults.SAMPLES, seed: int = defaults.SEED, device: str = defaults.DEVICE,
                  margin_mm: float = defaults.MARGIN_MM, n_bootstrap: int = defaults.N_BOOTSTRAP,
-                 progress: ProgressFn | None = None) -> Forecast:
+                 progress: ProgressFn | None = None, growth: GrowthFit | None = None) -> Forecast:
     """Forecast ``case`` at ``day`` (days) with the named forecaster and build both CTVs.
 
     ``samples`` draws of the growth model's bootstrap distribution give the uncertainty; ``seed`` fixes
-    every random choice. ``progress(fraction, message)`` receives the fraction (0-1) of the whole forecast
+    every random choice. ``growth``: a fit of this case's GTV volumes made earlier with :func:`fit_case_growth`
+    and the same ``seed`` and ``n_bootstrap`` (an evaluation shares one fit across forecasters and targets);
+    None fits it here. ``progress(fraction, message)`` receives the fraction (0-1) of the whole forecast
     done and a short message per step. Bad settings raise an InputError naming the parameter (``day``,
     ``samples``, ``device``, ``forecaster``); the commands map those names to their flags."""
     say = progress or no_progress
@@ -89,13 +97,12 @@ def run_forecast(case: Case | str | Path, day: float, forecaster: str = DEFAULT_
     if brain is not None and not np.any(gtv & brain):
         raise InputError(case.brain_mask_path, "brain_mask",
                          f"does not overlap the GTV of timepoints[{last.index}] ({last.gtv or last.labels})")
-    days, volumes = burden_from_case(case)
     timings["load_s"] = time.perf_counter() - t0
 
     say(0.05, "fitting the growth model")
     t1 = time.perf_counter()
-    growth = fit_growth(days, volumes, case.rt_start_day, n_bootstrap=n_bootstrap, seed=seed,
-                        source=str(case.path))
+    if growth is None:
+        growth = fit_case_growth(case, n_bootstrap, seed)
     timings["growth_s"] = time.perf_counter() - t1
 
     say(0.2, f"running the {forecaster} forecaster")
