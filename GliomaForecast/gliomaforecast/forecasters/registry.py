@@ -42,6 +42,7 @@ REGISTRY: tuple[ForecasterEntry, ...] = (
     ForecasterEntry("evolution", "evolution:EvolutionForecaster",
                     "the same, volume set by the growth model", {"volume": "growth"}),
     ForecasterEntry("persistence", "persistence:PersistenceForecaster", "last scan unchanged (baseline)"),
+    ForecasterEntry("fisher-kpp", "fisher_kpp:FisherKppForecaster", "last GTV grown by reaction-diffusion fitted to prior scans"),
 )
 DEFAULT_FORECASTER = "evolution-field"
 FORECASTER_NAMES: tuple[str, ...] = tuple(e.name for e in REGISTRY)
