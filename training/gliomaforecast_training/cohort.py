@@ -673,17 +673,31 @@ def first_progression(days: Sequence[int], enhancing_ml: Sequence[float], after_
     return None
 
 
-def recurrence_pattern(recurrence: np.ndarray, ctv: np.ndarray, voxel_ml: float) -> dict:
+def recurrence_pattern(recurrence: np.ndarray, ctv: np.ndarray, voxel_ml: float, min_component_ml: float = 0.1) -> dict:
     """Where a recurrence (bool mask, e.g. the enhancing label at first progression) lies relative to the
-    CTV: volume, volume outside, fraction inside, and the class of Gebhardt et al. 2014 (in-field > 80%
-    inside, marginal 20-80%, distant < 20%; they used the 95% isodose, here the CTV)."""
+    CTV: volume, volume outside, fraction inside, and the classes of Gebhardt et al. 2014 (in-field > 80%
+    inside, marginal 20-80%, distant < 20%; they used the 95% isodose, here the CTV), for the whole
+    recurrence (``class``) and per connected lesion (26-connected, >= ``min_component_ml``): whether it
+    has a marginal or a distant component (``components``)."""
     rec = np.asarray(recurrence, bool)
+    ctv = np.asarray(ctv, bool)
     n = int(rec.sum())
-    outside = int((rec & ~np.asarray(ctv, bool)).sum())
+    outside = int((rec & ~ctv).sum())
     inside = 1.0 - outside / n if n else float("nan")
-    kind = "in-field" if inside > 0.8 else "marginal" if inside >= 0.2 else "distant"
+
+    def kind(frac: float) -> str:
+        return "in-field" if frac > 0.8 else "marginal" if frac >= 0.2 else "distant"
+
+    comps = {"in-field": 0, "marginal": 0, "distant": 0}
+    lab, n_lab = ndimage.label(rec, structure=np.ones((3, 3, 3), bool))
+    if n_lab:
+        sizes = np.bincount(lab.ravel(), minlength=n_lab + 1)
+        ins = np.bincount(lab[ctv].ravel(), minlength=n_lab + 1)
+        for c in range(1, n_lab + 1):
+            if sizes[c] * voxel_ml >= min_component_ml:
+                comps[kind(ins[c] / sizes[c])] += 1
     return {"recurrence_ml": round(n * voxel_ml, 3), "outside_ml": round(outside * voxel_ml, 3),
-            "fraction_inside": round(inside, 4), "class": kind if n else None}
+            "fraction_inside": round(inside, 4), "class": kind(inside) if n else None, "components": comps}
 
 
 def measure_cohort_realism(cohort_dir: str | Path, margin_mm: float = 15.0) -> dict:
@@ -722,6 +736,9 @@ def measure_cohort_realism(cohort_dir: str | Path, margin_mm: float = 15.0) -> d
     prog = [r for r in rows if r["progression_day"] is not None]
     n_out = sum(r["outside_ml"] > 0 for r in prog)
     n_md = sum(r["class"] in ("marginal", "distant") for r in prog)
+    n_marg_c = sum(r["components"]["marginal"] > 0 for r in prog)
+    n_dist_c = sum(r["components"]["distant"] > 0 for r in prog)
+    n_any_c = sum(r["components"]["marginal"] + r["components"]["distant"] > 0 for r in prog)
     rec_ml = sum(r["recurrence_ml"] for r in prog)
     out_ml = sum(r["outside_ml"] for r in prog)
     vel = np.array([r["velocity_wm_mm_per_year"] for r in rows])
@@ -732,6 +749,9 @@ def measure_cohort_realism(cohort_dir: str | Path, margin_mm: float = 15.0) -> d
         "any_outside": n_out, "any_outside_fraction": n_out / len(prog) if prog else 0.0,
         "marginal_or_distant": n_md, "marginal_or_distant_fraction": n_md / len(prog) if prog else 0.0,
         "classes": {c: sum(r["class"] == c for r in prog) for c in ("in-field", "marginal", "distant")},
+        "with_marginal_component": n_marg_c, "with_distant_component": n_dist_c,
+        "with_marginal_or_distant_component": n_any_c,
+        "with_marginal_or_distant_component_fraction": n_any_c / len(prog) if prog else 0.0,
         "outside_volume_fraction": out_ml / rec_ml if rec_ml else 0.0,
         "median_outside_fraction_of_recurrence": float(np.median([1 - r["fraction_inside"] for r in prog])) if prog else None,
         "ever_enhancing_outside_ctv": sum(r["first_day_enhancing_outside_ctv"] is not None for r in rows),

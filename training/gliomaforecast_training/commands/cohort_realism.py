@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     s = report["summary"]
     print(f"{s['patients']} patients, {s['progressions']} first progressions: enhancing voxels outside the CTV "
           f"in {s['any_outside']} ({s['any_outside_fraction']:.0%}), marginal or distant (< 80% inside) in "
-          f"{s['marginal_or_distant']} ({s['marginal_or_distant_fraction']:.0%}); outside volume "
+          f"{s['marginal_or_distant']} ({s['marginal_or_distant_fraction']:.0%}), with a marginal or distant lesion "
+          f"in {s['with_marginal_or_distant_component']}; outside volume "
           f"{s['outside_volume_fraction']:.1%} of all recurrence volume")
     return 0
