@@ -302,22 +302,25 @@ def draw_distant_focus(rng: np.random.Generator, anatomy: Anatomy, ctv: np.ndarr
     return DistantFocus(idx, _log_uniform(rng, *DISTANT_FOCUS_AMPLITUDE), round(float(dist[idx]), 3))
 
 
-def simulate(anatomy: Anatomy, p: PatientParams, follow_up: FollowUp | None = None,
-             rng: np.random.Generator | None = None) -> Simulation:
-    """Grow, treat and image-sample the tumor of patient ``p`` on ``anatomy``: returns the densities at
-    the planning scan (day 0) and at every follow-up, the cavity, the CTV and the dose map.
+@dataclass
+class _Planning:
+    scans: list          # [the planning scan]
+    cavity: np.ndarray | None
+    ctv: np.ndarray
+    dose: np.ndarray
+    t0: float            # the planning scan, in solver days
+    history: list        # (solver day, FLAIR mL, core mL) before diagnosis
 
-    ``follow_up`` (default: the clinical schedule of ``p.followup_days``): with another mode the scans
-    are taken exactly on ``p.followup_days`` (no clinical rules) and, for realism 2, ``rng`` draws the
-    distant focus after the planning CTV is known (recorded in ``extra["distant_focus"]``)."""
-    if follow_up is not None and not follow_up.legacy:
-        return _simulate_scheduled(anatomy, p, follow_up, rng)
+
+def _grow_and_plan(anatomy: Anatomy, p: PatientParams) -> tuple[FisherKolmogorov, _Planning]:
+    """Growth from the seeds to diagnosis, the resection, the planning scan, its CTV and the dose map
+    (shared by every follow-up mode)."""
     spacing, voxel_ml = anatomy.grid.spacing, anatomy.grid.voxel_volume_ml
     solver = FisherKolmogorov(diffusivity_map(anatomy, p.d_white, p.d_grey), spacing, p.rho,
                               clearance_days=p.clearance_days)
     for i, centre in enumerate(p.seeds_index):
         solver.seed(_seed_density(solver.u.shape, spacing, centre, 3.0, 0.5 if i == 0 else 0.15))
-    history: list[tuple[float, float, float]] = []  # (solver day, FLAIR mL, core mL) before diagnosis
+    history: list[tuple[float, float, float]] = []
     while (core_volume_ml(solver.density, voxel_ml) < p.diagnosis_core_ml
            and flair_volume_ml(solver.density, voxel_ml) < DIAGNOSIS_MAX_FLAIR_ML
            and solver.day < MAX_PRE_DIAGNOSIS_DAYS):
@@ -335,6 +338,22 @@ def simulate(anatomy: Anatomy, p: PatientParams, follow_up: FollowUp | None = No
     target = gtv0 | cavity if cavity is not None else gtv0
     ctv = standard_ctv(target, spacing, p.ctv_margin_mm, anatomy.brain)
     dose = treatment.dose_map(ctv, spacing, p.prescription_gy)
+    return solver, _Planning(scans, cavity, ctv, dose, t0, history)
+
+
+def simulate(anatomy: Anatomy, p: PatientParams, follow_up: FollowUp | None = None,
+             rng: np.random.Generator | None = None) -> Simulation:
+    """Grow, treat and image-sample the tumor of patient ``p`` on ``anatomy``: returns the densities at
+    the planning scan (day 0) and at every follow-up, the cavity, the CTV and the dose map.
+
+    ``follow_up`` (default: the clinical schedule of ``p.followup_days``): with another mode the scans
+    are taken exactly on ``p.followup_days`` (no clinical rules) and, for realism 2, ``rng`` draws the
+    distant focus after the planning CTV is known (recorded in ``extra["distant_focus"]``)."""
+    if follow_up is not None and not follow_up.legacy:
+        return _simulate_scheduled(anatomy, p, follow_up, rng)
+    solver, pre = _grow_and_plan(anatomy, p)
+    scans, cavity, ctv, dose, t0, history = pre.scans, pre.cavity, pre.ctv, pre.dose, pre.t0, pre.history
+    voxel_ml = anatomy.grid.voxel_volume_ml
     oer = treatment.oxygen_enhancement_ratio(solver.density, p.hypoxic_oer)
     sf = treatment.surviving_fraction(dose / p.n_fractions / oer, p.alpha, p.alpha_beta)
     for day in treatment.fraction_days(p.rt_start_day, p.n_fractions):
@@ -368,29 +387,9 @@ def _simulate_scheduled(anatomy: Anatomy, p: PatientParams, follow_up: FollowUp,
                         rng: np.random.Generator | None) -> Simulation:
     """simulate() for the dense and scheduled modes: the same growth, resection, CTV and dose; scans on
     exactly ``p.followup_days`` (a scan on a fraction day comes before that fraction)."""
+    solver, pre = _grow_and_plan(anatomy, p)
+    scans, cavity, ctv, dose, t0, history = pre.scans, pre.cavity, pre.ctv, pre.dose, pre.t0, pre.history
     spacing, voxel_ml = anatomy.grid.spacing, anatomy.grid.voxel_volume_ml
-    solver = FisherKolmogorov(diffusivity_map(anatomy, p.d_white, p.d_grey), spacing, p.rho,
-                              clearance_days=p.clearance_days)
-    for i, centre in enumerate(p.seeds_index):
-        solver.seed(_seed_density(solver.u.shape, spacing, centre, 3.0, 0.5 if i == 0 else 0.15))
-    history: list[tuple[float, float, float]] = []
-    while (core_volume_ml(solver.density, voxel_ml) < p.diagnosis_core_ml
-           and flair_volume_ml(solver.density, voxel_ml) < DIAGNOSIS_MAX_FLAIR_ML
-           and solver.day < MAX_PRE_DIAGNOSIS_DAYS):
-        solver.advance(solver.day + 5.0)
-        history.append((solver.day, flair_volume_ml(solver.density, voxel_ml), core_volume_ml(solver.density, voxel_ml)))
-    t0 = solver.day + (p.resection_lead_days if p.resection else 0.0)
-    cavity = None
-    if p.resection:
-        cavity = treatment.resection_cavity(solver.density, p.resection_threshold, anatomy.brain)
-        solver.remove(cavity)
-        solver.set_diffusivity(diffusivity_map(anatomy, p.d_white, p.d_grey, exclude=cavity))
-    solver.advance(t0)
-    scans = [Scan(0, solver.density.copy(), solver.u.copy())]
-    gtv0 = imaging.gtv_from_labels(imaging.brats_labels(scans[0].density, spacing, cavity, p.necrosis_rim_mm))
-    target = gtv0 | cavity if cavity is not None else gtv0
-    ctv = standard_ctv(target, spacing, p.ctv_margin_mm, anatomy.brain)
-    dose = treatment.dose_map(ctv, spacing, p.prescription_gy)
     extra: dict = {"pre_diagnosis": history, "distant_focus": None}
     if follow_up.realism >= REALISM_CURRENT:
         if rng is None:

@@ -63,7 +63,8 @@ def follow_up_from_args(args: argparse.Namespace):
     from ..cohort import FOLLOW_UP_MODES, REALISM_VERSIONS, make_follow_up
 
     if args.follow_up not in FOLLOW_UP_MODES:
-        raise InputError("--follow-up", None, f"unknown mode {args.follow_up!r} (expected {' or '.join(FOLLOW_UP_MODES)})")
+        raise InputError("--follow-up", None,
+                         f"unknown mode {args.follow_up!r} (expected {' or '.join(FOLLOW_UP_MODES)})")
     days = None if args.scan_days is None else parse_scan_days(args.scan_days)
     if days is not None and args.follow_up != "default":
         raise InputError("--scan-days", None, f"cannot be combined with --follow-up {args.follow_up}")
