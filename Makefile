@@ -5,8 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 DEMO_OUT ?= demo_output
+LONG_HORIZON_OUT ?= long_horizon_output
+EVALUATE := $(VENV)/bin/gliomaforecast evaluate $(LONG_HORIZON_OUT)/cohort --jobs 2 --n-bootstrap 20 --samples 4
 
-.PHONY: demo test benchmark clean
+.PHONY: demo test benchmark long-horizon clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,5 +31,15 @@ test: $(VENV)/.test-installed
 benchmark: $(VENV)/.test-installed
 	$(PY) benchmarks/run_all.py
 
+# The standing held-out long-horizon benchmark (docs/evaluation.md): the seed-1212 cohort (generated once), every
+# registered forecaster under the horizon (61-365 days) and recurrence protocols, leaderboards into docs/evaluation.md.
+long-horizon: $(VENV)/.test-installed
+	test -f $(LONG_HORIZON_OUT)/cohort/cohort.json || $(VENV)/bin/gliomaforecast-train benchmark-cohort --out $(LONG_HORIZON_OUT)/cohort
+	rm -rf $(LONG_HORIZON_OUT)/horizon $(LONG_HORIZON_OUT)/recurrence
+	$(EVALUATE) --protocol horizon --horizon-days 61-365 --out $(LONG_HORIZON_OUT)/horizon
+	$(EVALUATE) --protocol recurrence --out $(LONG_HORIZON_OUT)/recurrence
+	$(VENV)/bin/gliomaforecast leaderboard $(LONG_HORIZON_OUT)/horizon/summary.json --update docs/evaluation.md --name horizon
+	$(VENV)/bin/gliomaforecast leaderboard $(LONG_HORIZON_OUT)/recurrence/summary.json --update docs/evaluation.md --name recurrence
+
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(DEMO_OUT) $(LONG_HORIZON_OUT) .pytest_cache .hypothesis
