@@ -21,7 +21,7 @@ from .case import Case, load_case
 from .errors import InputError
 from .forecasters import DEFAULT_FORECASTER, entry
 from .forecasters.base import ForecasterOutput, ForecastRequest, ProgressFn, no_progress
-from .growth_fit import GrowthFit, fit_growth
+from .growth_fit import GrowthFit, constant_fit, fit_growth
 
 
 @dataclass
@@ -50,6 +50,8 @@ def forecast_tumor_ml(fc: "Forecast") -> float:
 def fit_case_growth(case: Case, n_bootstrap: int = defaults.N_BOOTSTRAP, seed: int = defaults.SEED) -> GrowthFit:
     """The growth model fitted to the case's GTV volumes (mL) over its scan days (days), as a forecast fits it."""
     days, volumes = burden_from_case(case)
+    if len(days) == 1:  # a single-scan forecaster (min_scans 1): nothing to fit, the volume is held
+        return constant_fit(days[0], volumes[0], case.rt_start_day, seed, source=str(case.path))
     return fit_growth(days, volumes, case.rt_start_day, n_bootstrap=n_bootstrap, seed=seed, source=str(case.path))
 
 

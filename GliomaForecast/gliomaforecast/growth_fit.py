@@ -288,3 +288,15 @@ def fit_growth(days: ArrayLike, burdens: ArrayLike, rt_start_day: float | None =
     ss_tot = float(((y - y.mean()) ** 2).sum())
     fit.r_squared = 1.0 - float(((y - median) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan")
     return fit
+
+
+def constant_fit(day: float, burden_value: float, rt_start_day: float | None = None, seed: int = defaults.SEED, *,
+                 source: str | None = None) -> GrowthFit:
+    """The growth record of a single scan (``burden_value`` mL or mm^2 on ``day`` days): nothing can be fitted
+    from one point, so the burden is held constant (exponential model, growth rate 0, no bootstrap). Forecasters
+    that accept one scan (e.g. ``recurrence-unet``, which needs only the RT planning scan) get this record."""
+    t, y = _validate([day, day + 1.0], [burden_value, burden_value], rt_start_day, 0, 0.0, source)
+    params = GrowthParams(growth_rate=0.0, initial_burden=float(burden_value))
+    return GrowthFit(days=t[:1], burdens=y[:1], rt_start_day=None if rt_start_day is None else float(rt_start_day),
+                     model="exponential", note="one scan: burden held constant (no growth model can be fitted)",
+                     params=params, free=(), fixed={}, bootstrap=None, n_bootstrap=0, noise=0.0, seed=int(seed))

@@ -43,6 +43,7 @@ REGISTRY: tuple[ForecasterEntry, ...] = (
                     "the same, volume set by the growth model", {"volume": "growth"}),
     ForecasterEntry("persistence", "persistence:PersistenceForecaster", "last scan unchanged (baseline)"),
     ForecasterEntry("fisher-kpp", "fisher_kpp:FisherKppForecaster", "last GTV grown by reaction-diffusion fitted to prior scans"),
+    ForecasterEntry("recurrence-unet", "recurrence_unet:RecurrenceUNetForecaster", "post-RT recurrence map of a 3D U-Net ensemble from the planning scan (last scan)", min_scans=1),
 )
 DEFAULT_FORECASTER = "evolution-field"
 FORECASTER_NAMES: tuple[str, ...] = tuple(e.name for e in REGISTRY)

@@ -1,0 +1,8 @@
+"""The recurrence U-Net (PREDICT-GBM, "Custom U-Net"): a 3D MONAI U-Net deep ensemble that maps the RT planning
+scan (labels, tissue maps, T1CE, FLAIR, ADC) to the probability of recurrence, trained on the virtual cohort's
+``recurrence`` protocol targets and exported as one ONNX model family.
+
+Modules: ``data`` (samples from a cohort or synthetic blobs, augmentation, edge softening), ``net`` (the U-Net),
+``loss`` (masked BCE + per-patient Tversky "progression coverage coefficient"), ``train`` (one member; DDP under
+``torchrun``), ``export`` (ONNX + parity + registry family), ``tune`` (blend weight on a validation cohort).
+"""
