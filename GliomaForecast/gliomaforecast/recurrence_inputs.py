@@ -116,15 +116,15 @@ def planning_inputs(case: Case, tp: Timepoint | None = None) -> PlanningInputs:
     if labels is None:
         core = np.zeros(gtv.shape, dtype=bool)
         cavity = core
-        notes.append("recurrence-unet: no label map at the planning scan: the core and cavity channels are zero; "
-                     "the map targets the whole recurrence (GTV) and cannot tell enhancing from non-enhancing tumour")
+        notes.append("recurrence-unet: no label map at the planning scan (core and cavity channels zero): can score "
+                     "the gtv (whole-tumour) recurrence; cannot score enhancing or enhancing+necrosis (no core input)")
     else:
         core, cavity = np.isin(labels, (1, 3)), labels == 4
     has_enhancing = labels is not None and bool(np.any(labels == 3))
     if labels is not None and not has_enhancing:
-        notes.append("recurrence-unet: the planning labels have no enhancing class (3): enhancing and "
-                     "enhancing+necrosis recurrence can be scored only against later scans that show them; "
-                     "the map is driven by the FLAIR abnormality (GTV) and the necrosis/cavity channels")
+        notes.append("recurrence-unet: the planning labels have no enhancing class (3): can score the gtv "
+                     "(whole-tumour) recurrence; cannot score enhancing or enhancing+necrosis (trained on planning "
+                     "scans with an enhancing core)")
     channels: dict[str, np.ndarray] = {"tumor": gtv, "core": core, "cavity": cavity, **tissues}
     brain = to_working_grid(brain_case, spacing, 0) > 0.5
     out = []

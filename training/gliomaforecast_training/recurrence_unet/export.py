@@ -109,6 +109,7 @@ def export(args: argparse.Namespace) -> dict:
         data = ckpt.get("summary", {}).get("data", data)
         width = ckpt["config"]["width"]
     post = json.loads(args.postprocess.read_text()) if args.postprocess else {}
+    post = post.get("chosen", post)  # a tune output, or the settings themselves
     metrics = json.loads(args.metrics.read_text()) if args.metrics else {}
     entry = family_entry(
         MODEL_ID, VERSION, members,

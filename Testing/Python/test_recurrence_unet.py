@@ -1,0 +1,194 @@
+"""The recurrence U-Net: planning-scan inputs (core), loss, tiny training (learns, deterministic), ONNX family
+export with parity and registry entry, the core forecaster (member mean and spread, CTV, bad input)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gliomaforecast import ctv, recurrence_inputs as ri
+from gliomaforecast.case import load_case
+from gliomaforecast.errors import InputError
+from gliomaforecast.evaluation_protocols import prefix_case
+from gliomaforecast.forecast import run_forecast
+from gliomaforecast.forecasters.recurrence_unet import score_map
+from gliomaforecast.models import load_family
+from gliomaforecast_training.recurrence_unet import data, export, train
+from gliomaforecast_training.recurrence_unet.loss import coverage_alpha, recurrence_loss
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "Resources" / "SampleData" / "sample_patient"
+
+
+def _train_args(out: Path, seed: int = 0, steps: int = 3) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    train.add_arguments(p)
+    return p.parse_args(["--synthetic", "4", "--steps", str(steps), "--width", "4", "--log-every", "1",
+                         "--seed", str(seed), "--out", str(out)])
+
+
+@pytest.fixture(scope="module")
+def family_dir(tmp_path_factory) -> Path:
+    """Two tiny members trained on synthetic patients and exported (with post-processing) to a models folder."""
+    root = tmp_path_factory.mktemp("ru")
+    models = root / "models"
+    models.mkdir()
+    ckpts = []
+    for seed in (0, 1):
+        train.train(_train_args(root / f"m{seed}.pt", seed))
+        ckpts.append(root / f"m{seed}.pt")
+    post = root / "post.json"
+    post.write_text(json.dumps({"chosen": {"smooth_mm": 2.0, "prior_weight": 0.25, "prior_mm": 30.0, "floor": 0.0}}))
+    p = argparse.ArgumentParser()
+    export.add_arguments(p)
+    export.export(p.parse_args(["--checkpoints", *map(str, ckpts), "--models-dir", str(models), "--postprocess", str(post)]))
+    return models
+
+
+def test_planning_inputs_channels_match_the_case() -> None:
+    case = load_case(SAMPLE / "case.json")
+    inputs = ri.planning_inputs(case)
+    last = case.timepoints[-1]
+    assert inputs.x.shape == (len(ri.CHANNELS),) + case.grid.shape and inputs.x.dtype == np.float32
+    assert np.array_equal(inputs.x[ri.CHANNELS.index("tumor")] > 0.5, case.gtv(last))
+    labels = case.labels(last)
+    assert np.array_equal(inputs.x[ri.CHANNELS.index("core")] > 0.5, np.isin(labels, (1, 3)))
+    flair = inputs.x[ri.CHANNELS.index("flair")][inputs.brain]
+    assert abs(flair.mean()) < 0.05 and abs(flair.std() - 1) < 0.1  # z-score over the brain (clipping aside)
+    assert not inputs.x[ri.CHANNELS.index("adc")].any()  # no ADC in the sample: zero channel
+    assert inputs.has_enhancing
+
+
+def test_missing_tissue_map_is_named(tmp_path: Path) -> None:
+    folder = tmp_path / "case"
+    shutil.copytree(SAMPLE, folder)
+    manifest = json.loads((folder / "case.json").read_text())
+    del manifest["tissue"]["gm"]
+    (folder / "case.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match=r"case.json: tissue.gm: the recurrence-unet forecaster needs"):
+        ri.planning_inputs(load_case(folder / "case.json"))
+    del manifest["tissue"]["csf"]
+    manifest["tissue"]["gm"] = "gm.nii.gz"
+    (folder / "case.json").write_text(json.dumps(manifest))
+    inputs = ri.planning_inputs(load_case(folder / "case.json"))  # csf derived: brain - wm - gm
+    assert any("csf derived" in n for n in inputs.notes)
+
+
+def test_crop_and_paste_round_trip_with_padding() -> None:
+    a = np.arange(5 * 6 * 7, dtype=np.float32).reshape(5, 6, 7)
+    box = ri.crop_box((0, 3, 6), a.shape, (4, 4, 4))
+    crop = ri.take_crop(a, box)
+    assert crop.shape == (4, 4, 4) and crop[0, 0, 0] == 0 and crop[2, 2, 2] == a[0, 3, 6]
+    back = ri.paste_crop(crop, box, a.shape)
+    inside = ri.paste_crop(np.ones((4, 4, 4), np.float32), box, a.shape) > 0
+    assert np.array_equal(back[inside], a[inside]) and not back[~inside].any()
+
+
+def test_loss_rewards_coverage_and_small_recurrences_weigh_misses_more() -> None:
+    target = torch.zeros(2, 1, 8, 8, 8)
+    target[:, :, 2:6, 2:6, 2:6] = 1
+    w = torch.ones_like(target)
+    ml = torch.tensor([5.0, 5.0])
+    good = torch.where(target > 0, 4.0, -4.0)
+    miss = torch.full_like(target, -4.0)
+    assert recurrence_loss(good, target, w, ml)[0] < recurrence_loss(miss, target, w, ml)[0]
+    a_small, a_large = coverage_alpha(torch.tensor([1.0, 200.0]))
+    assert 0.9 < a_small <= 0.95 and 0.7 <= a_large < 0.71
+    # outside the brain (weight 0) nothing counts
+    w0 = torch.zeros_like(target)
+    assert recurrence_loss(good, target, w0, ml)[1]["bce"] == 0.0
+
+
+def test_edge_softening_and_weights() -> None:
+    lab = np.zeros((9, 9, 9), np.uint8)
+    lab[3:6, 3:6, 3:6] = 2
+    lab[4, 4, 4] = 3
+    assert np.array_equal(data.soft_target(lab, 0), np.isin(lab, (1, 2, 3)).astype(np.float32))
+    soft = data.soft_target(lab, 1.0)
+    assert 0 < soft[2, 4, 4] < 0.5 < soft[4, 4, 4] and soft.max() <= 1
+    w = data.voxel_weights(lab, np.ones_like(lab, bool), 0.5)
+    assert w[3, 3, 3] == 0.5 and w[4, 4, 4] == 1 and w[0, 0, 0] == 1
+
+
+def test_training_is_deterministic_and_learns(tmp_path: Path) -> None:
+    a = train.train(_train_args(tmp_path / "a.pt", 3, steps=2))
+    b = train.train(_train_args(tmp_path / "b.pt", 3, steps=2))
+    sa, sb = (torch.load(tmp_path / f, weights_only=False)["state_dict"] for f in ("a.pt", "b.pt"))
+    assert all(torch.equal(sa[k], sb[k]) for k in sa) and a["final"]["loss"] == b["final"]["loss"]
+    long = train.train(_train_args(tmp_path / "c.pt", 3, steps=12))
+    hist = torch.load(tmp_path / "c.pt", weights_only=False)["history"]
+    assert np.mean([h["loss"] for h in hist[-3:]]) < np.mean([h["loss"] for h in hist[:3]])
+    assert long["steps"] == 12
+
+
+def test_export_registers_a_verified_family(family_dir: Path) -> None:
+    entry = json.loads((family_dir / "models.json").read_text())["models"][-1]
+    assert entry["id"] == "recurrence-unet" and set(entry["files"]) == {"m0", "m1"}
+    assert entry["export"]["parity_max_abs"] < 1e-4 and entry["postprocess"]["prior_weight"] == 0.25
+    family = load_family("recurrence-unet", family_dir, prefer_gpu=False)
+    out = family["m0"].run({"channels": np.zeros((1, 9, 16, 16, 16), np.float32)})["probability"]
+    assert out.shape == (1, 1, 16, 16, 16) and np.all((out >= 0) & (out <= 1))
+
+
+def test_forecaster_mean_spread_ctv_and_determinism(family_dir: Path, monkeypatch) -> None:
+    monkeypatch.setenv("GLIOMAFORECAST_MODELS_DIR", str(family_dir))
+    case = load_case(SAMPLE / "case.json")
+    planning = prefix_case(case, 1)  # one scan: the planning scan; growth is held constant
+    fc = run_forecast(planning, 300, "recurrence-unet", n_bootstrap=0)
+    again = run_forecast(planning, 500, "recurrence-unet", n_bootstrap=0)
+    p, u = fc.output.probability, fc.output.uncertainty
+    assert p.shape == case.grid.shape and p.dtype == np.float32 and 0 <= p.min() and p.max() <= 1
+    assert np.array_equal(p, again.output.probability)  # same inputs -> same map; the day does not enter
+    assert u.max() > 0 and not p[~case.brain_mask()].any()
+    assert len(fc.output.models) == 2 and fc.growth.model == "exponential"
+    # the forecast CTV is the core's iso-volumetric CTV of this map: same volume as the standard plan, GTV in
+    gtv = planning.gtv(planning.timepoints[-1])
+    assert fc.ctv_forecast.sum() == fc.ctv_standard.sum() and np.all(fc.ctv_forecast[gtv])
+    expected = ctv.isovolumetric_ctv(p, int(fc.ctv_standard.sum()), case.grid.spacing, gtv=gtv,
+                                     brain_mask=case.brain_mask())
+    assert np.array_equal(fc.ctv_forecast, expected)
+    # the member spread is the uncertainty: recompute it from the members
+    family = load_family("recurrence-unet", family_dir, prefer_gpu=False)
+    inputs = ri.planning_inputs(planning)
+    box = ri.crop_box(ri.gtv_center(inputs.gtv), inputs.brain.shape)
+    x = ri.take_crop(inputs.x, box)[None]
+    maps = np.stack([family[m].run({"channels": x})["probability"][0, 0] for m in ("m0", "m1")])
+    spread = np.where(inputs.brain, ri.paste_crop(maps.std(0), box, inputs.brain.shape), 0)
+    np.testing.assert_allclose(u, spread, atol=1e-6)
+
+
+def test_score_map_prior_and_floor() -> None:
+    gtv = np.zeros((20, 20, 20), bool)
+    gtv[8:12, 8:12, 8:12] = True
+    brain = np.ones_like(gtv)
+    flat = np.full(gtv.shape, 0.2, np.float32)
+    s = score_map(flat, gtv, brain, (2.0, 2.0, 2.0), 0.0, 1.0, 30.0, 0.0)
+    assert s[10, 10, 10] == 1.0 and s[10, 10, 14] > s[10, 10, 18]  # pure prior: falls with the distance (mm)
+    assert not score_map(flat, gtv, brain, (2.0,) * 3, 0.0, 0.0, 30.0, 0.5).any()  # all below the floor
+    # too few voxels score: the iso-volumetric CTV expands by distance (PREDICT-GBM's rule), exact volume
+    few = np.zeros(gtv.shape, np.float32)
+    few[10, 10, 13] = 0.9
+    plan = ctv.isovolumetric_ctv(few, 500, (2.0,) * 3, gtv=gtv, brain_mask=brain)
+    assert plan.sum() == 500 and plan[10, 10, 13] and plan[gtv].all()
+
+
+def test_planning_labels_without_enhancing_are_reported(tmp_path: Path) -> None:
+    import SimpleITK as sitk
+    folder = tmp_path / "case"
+    shutil.copytree(SAMPLE, folder)
+    img = sitk.ReadImage(str(folder / "d231_seg.nii.gz"))
+    arr = sitk.GetArrayFromImage(img)
+    arr[arr == 3] = 2
+    out = sitk.GetImageFromArray(arr)
+    out.CopyInformation(img)
+    sitk.WriteImage(out, str(folder / "d231_seg.nii.gz"))
+    inputs = ri.planning_inputs(load_case(folder / "case.json"))
+    assert not inputs.has_enhancing
+    assert any("no enhancing class (3): can score the gtv" in n and "cannot score enhancing or enhancing+necrosis" in n
+               for n in inputs.notes)

@@ -1,0 +1,107 @@
+"""Choose the recurrence U-Net's post-processing on a VALIDATION cohort (never the benchmark).
+
+    python -m gliomaforecast_training.recurrence_unet.tune --cohort /work/data/val_dense \
+        --models-dir /tmp/ru_models --out post.json
+
+For every patient the ``recurrence`` protocol scores, the exported ensemble runs once through the core
+(``forecasters.recurrence_unet.ensemble_maps``); then each candidate (smooth_mm, prior_weight, floor) gives the
+score map (``score_map``) and the forecast CTV exactly as the forecast does (``ctv.isovolumetric_ctv`` with the
+standard plan's voxel count, the planning GTV always in). The criterion is the mean coverage of the enhancing
+recurrence (label 3; enhancing + necrosis for patients without enhancing), ties broken by the median per-patient
+improvement over the standard CTV, then the smaller prior weight. Prints one line per candidate, writes the
+chosen settings and the table (JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from gliomaforecast import ctv, evaluation
+from gliomaforecast.case import load_case
+from gliomaforecast.evaluation_protocols import Protocol, plan_tasks, prefix_case, scan_volumes
+from gliomaforecast.forecasters.recurrence_unet import MODEL_ID, ensemble_maps, score_map
+from gliomaforecast.models import load_family
+from gliomaforecast.recurrence_inputs import PIXEL_MM, paste_crop, planning_inputs, to_case_grid
+
+
+def patient_maps(case_json: Path, family) -> dict | None:
+    """The ensemble mean (working grid), planning GTV, brain, standard CTV and recurrences of one patient."""
+    case = load_case(case_json)
+    tasks, _ = plan_tasks(case, Protocol("recurrence"), 1, scan_volumes(case))
+    if not tasks:
+        return None
+    task = tasks[0]
+    planning = prefix_case(case, task.n_inputs)
+    inputs = planning_inputs(planning)
+    mean, _, box = ensemble_maps(family, inputs)
+    gtv, brain = planning.gtv(planning.timepoints[-1]), case.brain_mask()
+    labels = case.labels(case.timepoints[task.target])
+    if labels is None:
+        return None
+    recurrence = {d: evaluation.recurrence_mask(labels, d) for d in ("enhancing", "enhancing+necrosis")}
+    standard = ctv.standard_ctv(gtv, case.grid.spacing, 15.0, brain_mask=brain)
+    return {"patient": case.patient_id, "inputs": inputs, "mean": paste_crop(mean, box, inputs.brain.shape),
+            "gtv": gtv, "brain": brain, "spacing": case.grid.spacing, "standard": standard, "recurrence": recurrence}
+
+
+def plan_coverage(p: dict, smooth_mm: float, prior_weight: float, prior_mm: float, floor: float) -> dict[str, float]:
+    """Coverage of each recurrence definition by the forecast CTV of these settings (NaN: empty recurrence)."""
+    inputs = p["inputs"]
+    score = score_map(p["mean"], inputs.gtv, inputs.brain, (PIXEL_MM,) * 3, smooth_mm, prior_weight, prior_mm, floor)
+    score = to_case_grid(score, inputs.case_shape)
+    plan = ctv.isovolumetric_ctv(score, int(p["standard"].sum()), p["spacing"], gtv=p["gtv"], brain_mask=p["brain"])
+    return {d: evaluation.coverage(plan, m) for d, m in p["recurrence"].items()}
+
+
+def add_arguments(pa: argparse.ArgumentParser) -> None:
+    pa.add_argument("--cohort", type=Path, required=True, help="validation cohort (case.json per patient folder)")
+    pa.add_argument("--models-dir", type=Path, required=True, help="models folder with the exported family")
+    pa.add_argument("--out", type=Path, required=True, help="JSON with the chosen settings and the table")
+    pa.add_argument("--smooth-mm", type=float, nargs="+", default=[0.0, 2.0])
+    pa.add_argument("--prior-weight", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75])
+    pa.add_argument("--prior-mm", type=float, default=30.0)
+    pa.add_argument("--floor", type=float, nargs="+", default=[0.0, 0.05])
+
+
+def tune(args: argparse.Namespace) -> dict:
+    family = load_family(MODEL_ID, args.models_dir, prefer_gpu=False)
+    patients = [p for p in (patient_maps(c, family) for c in sorted(args.cohort.glob("*/case.json"))) if p]
+    standard = {p["patient"]: {d: evaluation.coverage(p["standard"], m) for d, m in p["recurrence"].items()}
+                for p in patients}
+    rows = []
+    for smooth, weight, floor in itertools.product(args.smooth_mm, args.prior_weight, args.floor):
+        cov = {p["patient"]: plan_coverage(p, smooth, weight, args.prior_mm, floor) for p in patients}
+        key = {pid: (c["enhancing"] if np.isfinite(c["enhancing"]) else c["enhancing+necrosis"]) for pid, c in cov.items()}
+        ref = {pid: (s["enhancing"] if np.isfinite(s["enhancing"]) else s["enhancing+necrosis"])
+               for pid, s in standard.items()}
+        ok = [pid for pid in key if np.isfinite(key[pid])]
+        diff = np.array([key[pid] - ref[pid] for pid in ok])
+        row = {"smooth_mm": smooth, "prior_weight": weight, "prior_mm": args.prior_mm, "floor": floor, "n": len(ok),
+               "forecast": float(np.mean([key[p] for p in ok])), "standard": float(np.mean([ref[p] for p in ok])),
+               "median_improvement": float(np.median(diff)), "wins": int((diff > 0).sum()), "losses": int((diff < 0).sum())}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    best = max(rows, key=lambda r: (round(r["forecast"], 6), r["median_improvement"], -r["prior_weight"]))
+    chosen = {k: best[k] for k in ("smooth_mm", "prior_weight", "prior_mm", "floor")}
+    out = {"chosen": chosen, "criterion": "mean enhancing coverage (enhancing+necrosis without enhancing)",
+           "cohort": str(args.cohort), "patients": [p["patient"] for p in patients], "table": rows}
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    print("chosen", json.dumps(chosen))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="recurrence_unet.tune", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    tune(parser.parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
