@@ -1,0 +1,165 @@
+"""The multi-task diffusion forecaster: future tumour probability map and future FLAIR at the target day.
+
+Method: Multi-task diffusion paper (shared/papers/multitask-diffusion-glioma-progression.txt), section 4.3; the
+network, its inputs and units are described in :mod:`.multitask_inputs` and in the model card
+(Resources/Models/multitask-diffusion.md). Everything here is numpy + onnxruntime (no torch).
+
+1. The evolution field between the last two GTVs (``deformation.case_evolution_field``) and the condition
+   channels of the last two scans (FLAIR, T1CE, signed distances, dose, field, brain mask).
+2. The axial slices within 20 mm (along z) of a slice holding either prior GTV (``forecast_slices``): a tumour
+   can grow into slices that hold none today. Each is resampled to 2 mm pixels and cropped (64 x 64 pixels,
+   128 mm) around the prior tumours' centre.
+3. Predictive head: the probability map, run ``samples`` times with the scan gaps jittered by +-5 days
+   (the training noise) and the slice flipped / transposed (test-time augmentation, seeded); the probability is
+   their mean and the uncertainty their per-voxel standard deviation. Outside the crops and slices the map is
+   the last GTV's logistic map (the network's own starting point).
+4. Generative head: min(``samples``, 2) FLAIR changes per slice (at 4 mm pixels) drawn by DPM-Solver++(2M)
+   (10 steps) in the core's sampling runtime (:mod:`gliomaforecast.diffusion`), seeded per slice and sample;
+   their mean, interpolated onto the case grid, is added to the last FLAIR (the input scan's intensity units)
+   inside the crops.
+5. A target gap beyond the trained range (1-400 days) is forecast anyway, with a warning in the notes
+   (forecast.json and the report).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import sdf
+from ..deformation import case_evolution_field
+from ..diffusion import SamplerSettings, sample_slices
+from ..errors import InputError
+from ..models import load_family
+from . import multitask_inputs as mi
+from .base import ForecasterOutput, ForecastRequest, ProgressFn
+
+MODEL_ID = "multitask-diffusion"
+MEMBER = "step"
+GAP_JITTER_DAYS = 5.0
+BATCH = 32
+IMAGE_SAMPLES = 2  # FLAIR samples averaged per slice (the sampling loop is the costly part on CPU)
+SAMPLE_KEY = 100_000  # noise key of sample k of slice z: k * SAMPLE_KEY + z
+
+
+def _augment(planes: np.ndarray, k: int, inverse: bool = False) -> np.ndarray:
+    """Flip / transpose variant ``k`` (0: identity) of (n, C, h, w) planes; displacement channels follow the axes."""
+    flip_y, flip_x, swap = bool(k & 1), bool(k & 2), bool(k & 4)
+    out = np.array(planes, copy=True)
+    dy, dx = mi.COND_NAMES.index("disp_y"), mi.COND_NAMES.index("disp_x")
+    has_disp = out.shape[1] == mi.COND_CHANNELS
+    steps = [("y", flip_y), ("x", flip_x), ("t", swap)]
+    for axis, on in (reversed(steps) if inverse else steps):
+        if not on:
+            continue
+        if axis == "y":
+            out = out[:, :, ::-1]
+            if has_disp:
+                out[:, dy] = -out[:, dy]
+        elif axis == "x":
+            out = out[:, :, :, ::-1]
+            if has_disp:
+                out[:, dx] = -out[:, dx]
+        else:
+            out = np.swapaxes(out, 2, 3)
+            if has_disp:
+                out[:, [dy, dx]] = out[:, [dx, dy]]
+    return np.ascontiguousarray(out)
+
+
+class MultiTaskDiffusionForecaster:
+    """``steps``: network calls of the FLAIR sampler (DPM-Solver++(2M)); ``image_samples``: the most FLAIR samples
+    averaged per slice; ``models_dir``: the registry folder (None: the default)."""
+
+    name = "multitask-diffusion"
+
+    def __init__(self, steps: int = 10, image_samples: int = IMAGE_SAMPLES, models_dir: str | None = None) -> None:
+        self.steps = int(steps)
+        self.image_samples = int(image_samples)
+        self.models_dir = models_dir
+
+    def predict(self, request: ForecastRequest, progress: ProgressFn) -> ForecasterOutput:
+        case, last = request.case, request.last
+        if len(case.timepoints) < 2:
+            raise InputError(case.path, "timepoints", f"the {self.name} forecaster needs two prior scans; the case "
+                                                      f"has {len(case.timepoints)}: use --forecaster persistence")
+        mi.check_modalities(case)
+        family = load_family(MODEL_ID, self.models_dir, prefer_gpu=request.device != "cpu", require=(MEMBER,))
+        model = family[MEMBER]
+        if request.device == "cuda" and model.provider != "CUDAExecutionProvider":
+            raise InputError(None, "device", "cuda was requested but onnxruntime's CUDA provider does not load here")
+        extra: dict[str, Any] = model.spec.extra
+        spacing = request.spacing
+        progress(0.0, "evolution field between the last two scans")
+        field, _ = case_evolution_field(case, -2, -1)
+        phis = [sdf.signed_distance(case.gtv(tp), spacing) for tp in case.timepoints[-2:]]
+        volumes = mi.case_volumes(case, field, -2, -1, phis=phis)
+        first = case.timepoints[-2]
+        gaps = mi.gaps(first.day, last.day, request.target_day, case.rt_start_day)
+        z = mi.forecast_slices(phis[1], phis[0], spacing[0])
+        crop = int(extra.get("crop", mi.CROP))
+        cond = mi.cond_slices(volumes, z, crop)
+        n = len(z)
+
+        progress(0.1, f"probability map on {n} slices, {request.samples} augmented passes")
+        rng = np.random.default_rng(np.random.SeedSequence(request.seed, spawn_key=(1,)))
+        half = crop // mi.GEN_POOL
+        x_zero = np.zeros((n, 1, half, half), np.float32)
+        maps = []
+        for k in range(request.samples):
+            g = np.repeat(gaps[None], n, axis=0)
+            if k:
+                g[:, :2] += rng.uniform(-GAP_JITTER_DAYS, GAP_JITTER_DAYS, size=2).astype(np.float32)
+                g[:, :2] = np.maximum(g[:, :2], 1.0)
+            variant = k % 8
+            c = _augment(cond, variant)
+            p = np.empty((n, 1, crop, crop), np.float32)
+            for lo in range(0, n, BATCH):
+                out = model.run({"x_t": x_zero[lo:lo + BATCH], "timesteps": np.zeros(min(BATCH, n - lo), np.int64),
+                                 "cond": c[lo:lo + BATCH], "gaps": g[lo:lo + BATCH]})
+                p[lo:lo + BATCH] = out["probability"]
+            maps.append(_augment(p, variant, inverse=True)[:, 0])
+        base = sdf.probability_from_signed_distance(phis[1]).astype(np.float32)
+        sp_yx = spacing[1:]
+        full = np.stack([mi.paste_slices(base, m, z, sp_yx, volumes.center_yx_mm) for m in maps])
+        probability = np.clip(full.mean(axis=0), 0.0, 1.0).astype(np.float32)
+        uncertainty = full.std(axis=0).astype(np.float32)
+
+        k_img = min(request.samples, self.image_samples)
+        progress(0.3, f"FLAIR: {k_img} samples x {n} slices, {self.steps} DPM-Solver++(2M) steps")
+        settings = SamplerSettings(sampler=str(extra.get("sampler", {}).get("name", "dpmpp_2m")), steps=self.steps,
+                                   prediction=str(extra.get("prediction", "v_prediction")),
+                                   schedule=str(extra.get("schedule", "linear")),
+                                   num_train_timesteps=int(extra.get("num_train_timesteps", 1000)))
+        packed = np.concatenate([cond, np.broadcast_to(gaps[None, :, None, None], (n, 3, crop, crop))], axis=1)
+        packed = np.ascontiguousarray(np.tile(packed, (k_img, 1, 1, 1)))
+        keys = [k * SAMPLE_KEY + int(s) for k in range(k_img) for s in z]
+
+        def step_fn(x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
+            return model.run({"x_t": x.astype(np.float32), "timesteps": np.asarray(t, np.int64),
+                              "cond": c[:, :mi.COND_CHANNELS], "gaps": c[:, mi.COND_CHANNELS:, 0, 0]})["prediction"]
+
+        draws = sample_slices(step_fn, n * k_img, (1, half, half), cond=packed, settings=settings,
+                              seed=request.seed, batch_size=BATCH, indices=keys,
+                              progress=lambda f, m: progress(0.3 + 0.65 * f, m))
+        change = draws.reshape(k_img, n, half, half).mean(axis=0)
+        gain = float(extra.get("residual_gain", mi.RESIDUAL_GAIN))
+        flair_last = case.image(last, "flair")
+        delta = mi.paste_slices(np.zeros_like(flair_last), change * (volumes.scale_2 / gain), z, sp_yx,
+                                volumes.center_yx_mm, float(extra.get("generative_pixel_mm", mi.GEN_PIXEL_MM)))
+        image = (flair_last + delta).astype(np.float32)
+
+        lo_gap, hi_gap = (float(v) for v in extra.get("trained_gap_days", (1.0, 400.0)))
+        notes = [f"{self.name}: {n} axial slices (z {int(z[0])}-{int(z[-1])}) of {crop} x {crop} pixels at "
+                 f"{mi.PIXEL_MM:g} mm; probability = mean of {request.samples} passes (gap jitter +-"
+                 f"{GAP_JITTER_DAYS:g} days, flips), uncertainty their SD; FLAIR = last FLAIR + mean of "
+                 f"{k_img} sampled changes ({settings.sampler}, {self.steps} steps, 4 mm pixels)"] if n else \
+                [f"{self.name}: no tumour slice; the last GTV's map unchanged"]
+        horizon = float(gaps[1])
+        if not lo_gap <= horizon <= hi_gap:
+            notes.append(f"warning: {self.name}: the target is {horizon:g} days after the last scan, outside the "
+                         f"trained range {lo_gap:g}-{hi_gap:g} days; the forecast is an extrapolation")
+        progress(1.0, "done")
+        return ForecasterOutput(probability=probability, uncertainty=uncertainty, image=image,
+                                displacement=None, models=family.provenance(), notes=notes)
