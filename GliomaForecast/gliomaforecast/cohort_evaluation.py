@@ -9,8 +9,8 @@ For each patient folder of a cohort (``COHORT_DIR/*/case.json``), each forecaste
    with :func:`forecast.run_forecast` (same seed for every patient);
 2. the forecast probability map is scored against the truth's probability map (the logistic map of
    the last GTV's signed distance, beta 0.1 /mm, mu 15 mm) inside the brain mask (the whole grid when
-   the case has none): RMSE, BCE (nats), KL (nats), ECE (10 bins), Dice at P > 0.8, Pearson r on
-   P > 0.2; HD95 (mm) and volume (mL) of the forecast tumor (P > 0.8) against the last GTV;
+   the case has none): RMSE, BCE (nats), KL (nats), ECE (10 bins), Pearson r on P > 0.2; Dice, HD95 (mm) and
+   volume (mL) of the forecast tumor (its region phi <= 0, ``sdf.tumor_region``) against the target GTV;
 3. both target volumes (the standard margin CTV on the last prior GTV and the iso-volumetric forecast
    CTV) are scored by their coverage of the future tumor: enhancing (label 3) and enhancing + necrosis
    (labels 1, 3) of the last timepoint's BraTS labels (its GTV when it has no labels), and the whole
@@ -50,7 +50,6 @@ from .errors import InputError
 from .evaluation_protocols import Protocol, plan_tasks, prefix_case, scan_volumes
 from .forecast import fit_case_growth, run_forecast
 from .forecasters import entry
-from .sdf import TUMOR_THRESHOLD
 
 SCHEMA = "gliomaforecast.evaluation/1"
 GAP_BINS: tuple[tuple[str, float], ...] = (("0-60", 60), ("61-120", 120), ("121-180", 180), ("181-280", 280),
@@ -58,7 +57,7 @@ GAP_BINS: tuple[tuple[str, float], ...] = (("0-60", 60), ("61-120", 120), ("121-
 DEFINITIONS = {"enhancing": "enhancing", "enhancing+necrosis": "enhancing_necrosis", "gtv": "gtv"}  # -> column
 PLANS = ("forecast", "standard")
 N_BINS = 10  # calibration bins
-MAP_METRICS = ("rmse", "bce", "kl", "ece", "dice_0.8", "pearson_0.2", "hd95_mm", "volume_error_ml")
+MAP_METRICS = ("rmse", "bce", "kl", "ece", "dice_tumor", "pearson_0.2", "hd95_mm", "volume_error_ml")
 COVERAGE_COLUMNS = tuple(f"coverage_{plan}_{suffix}" for suffix in DEFINITIONS.values() for plan in PLANS)
 COLUMNS = ("patient_id", "forecaster", "pair_id", "target_index", "n_priors", "last_prior_day", "target_day", "gap_days", "gap_bin",
            "recurrence_source", *MAP_METRICS, "volume_forecast_ml", "volume_truth_ml", "ctv_volume_ml",
@@ -136,17 +135,18 @@ def _finite(value: float) -> float:
 def score_maps(probability: np.ndarray, truth_gtv: np.ndarray, spacing: Sequence[float],
                brain: np.ndarray | None = None) -> dict[str, float]:
     """Probability-map metrics of a forecast ``probability`` against the truth GTV's logistic map, inside
-    ``brain`` (or the whole grid): RMSE, BCE (nats), KL (nats), ECE, Dice at P > 0.8, Pearson r on
-    P > 0.2, and HD95 (mm) and volume error (mL) of the forecast tumor (P > 0.8) against the GTV."""
+    ``brain`` (or the whole grid): RMSE, BCE (nats), KL (nats), ECE, Pearson r on P > 0.2, and the Dice, HD95
+    (mm) and volume error (mL) of the forecast tumor (phi <= 0, on any voxel size) against the GTV."""
     truth = sdf.tumor_probability(truth_gtv, spacing)
     predicted = np.clip(np.asarray(probability, dtype=np.float64), 0.0, 1.0)
-    tumor = predicted > TUMOR_THRESHOLD
+    tumor = sdf.tumor_region(predicted)
     return {
         "rmse": evaluation.rmse(predicted, truth, brain),
         "bce": evaluation.bce(predicted, truth, brain),
         "kl": evaluation.kl_divergence(predicted, truth, brain),
         "ece": evaluation.expected_calibration_error(predicted, truth, N_BINS, brain),
-        "dice_0.8": evaluation.dice_at_threshold(predicted, truth, TUMOR_THRESHOLD, brain),
+        "dice_tumor": evaluation.dice(tumor if brain is None else tumor & brain,
+                                      truth_gtv if brain is None else truth_gtv & brain),
         "pearson_0.2": _finite(evaluation.pearson_r(predicted, truth, 0.2, brain)),
         "hd95_mm": _finite(evaluation.hd95(tumor, truth_gtv, spacing)),
         "volume_error_ml": evaluation.volume_ml(tumor, spacing) - evaluation.volume_ml(truth_gtv, spacing),
@@ -384,7 +384,7 @@ def summarize(result: CohortResult) -> dict:
     summary = {
         "schema": SCHEMA, "cohort": str(result.cohort_dir), "settings": dataclasses.asdict(s),
         "n_cases": result.n_cases, "protocol": s.protocol, "units": {
-            "rmse": "probability", "bce": "nats", "kl": "nats", "ece": "probability", "dice_0.8": "1",
+            "rmse": "probability", "bce": "nats", "kl": "nats", "ece": "probability", "dice_tumor": "1",
             "pearson_0.2": "1", "hd95_mm": "mm", "volume_error_ml": "mL", "coverage": "fraction of the "
             "recurrence volume (definitions: enhancing = label 3, enhancing+necrosis = labels 1 and 3, gtv = the "
             "whole future GTV)", "gap_days": "days"},

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from .report_figures import save_png
 
 METRIC_PANELS = (("rmse", "RMSE"), ("bce", "BCE (nats)"), ("kl", "KL (nats)"), ("ece", "ECE"),
-                 ("dice_0.8", "Dice at P > 0.8"), ("hd95_mm", "HD95 (mm)"))
+                 ("dice_tumor", "Dice (tumor: phi <= 0)"), ("hd95_mm", "HD95 (mm)"))
 COVERAGE_PANELS = (("enhancing", "enhancing"), ("enhancing+necrosis", "enhancing_necrosis"), ("gtv", "gtv"))
 
 

@@ -43,8 +43,8 @@ class Forecast:
 
 
 def forecast_tumor_ml(fc: "Forecast") -> float:
-    """Volume (mL) of the forecast tumor: the voxels with probability above ``sdf.TUMOR_THRESHOLD`` (0.8)."""
-    return float(np.count_nonzero(fc.output.probability > sdf.TUMOR_THRESHOLD) * fc.case.grid.voxel_volume_ml)
+    """Volume (mL) of the forecast tumor: the region phi <= 0 of the probability map (``sdf.tumor_region``)."""
+    return float(np.count_nonzero(sdf.tumor_region(fc.output.probability)) * fc.case.grid.voxel_volume_ml)
 
 
 def fit_case_growth(case: Case, n_bootstrap: int = defaults.N_BOOTSTRAP, seed: int = defaults.SEED) -> GrowthFit:

@@ -1,7 +1,7 @@
 """The leaderboard of an evaluation as markdown, generated from its summary.json (never typed by hand).
 
 Tables: per forecaster and time-gap bin (days from the last input scan to the target) the number of scored
-forecasts and the mean RMSE, BCE (nats), ECE, Dice at P > 0.8 and HD95 (mm); then per forecaster and recurrence
+forecasts and the mean RMSE, BCE (nats), ECE, Dice of the tumor (phi <= 0) and HD95 (mm); then per forecaster and recurrence
 definition the mean coverage of the forecast and the standard CTV with the paired Wilcoxon p (one value per
 patient), and the same on the forecasts whose recurrence leaves the standard CTV.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-BIN_METRICS = (("rmse", "RMSE", 3), ("bce", "BCE", 3), ("ece", "ECE", 3), ("dice_0.8", "Dice@0.8", 2),
+BIN_METRICS = (("rmse", "RMSE", 3), ("bce", "BCE", 3), ("ece", "ECE", 3), ("dice_tumor", "Dice", 2),
                ("hd95_mm", "HD95 mm", 1))
 START = "<!-- leaderboard:start -->"
 END = "<!-- leaderboard:end -->"

@@ -28,7 +28,6 @@ from .evaluation import dice, volume_ml
 from .forecast import Forecast, forecast_tumor_ml
 from .growth import PARAM_UNITS
 from .report_figures import axial_levels, display_flips, plot_overlays, plot_volumes
-from .sdf import TUMOR_THRESHOLD
 
 N_LEVELS = 4
 
@@ -39,13 +38,13 @@ img{max-width:100%;border:1px solid #ddd}code{font-size:0.85em;word-break:break-
 
 
 def report_volumes(forecast: Forecast) -> dict[str, float]:
-    """The volumes of the report (mL): last GTV, forecast tumor (P > 0.8), both CTVs, their overlap and
+    """The volumes of the report (mL): last GTV, forecast tumor (phi <= 0), both CTVs, their overlap and
     what each holds that the other does not."""
     spacing = forecast.case.grid.spacing
     std, fc = forecast.ctv_standard, forecast.ctv_forecast
     return {
         "GTV (last scan)": volume_ml(forecast.gtv, spacing),
-        f"forecast tumor (P > {TUMOR_THRESHOLD:g})": forecast_tumor_ml(forecast),
+        "forecast tumor (phi <= 0)": forecast_tumor_ml(forecast),
         "CTV standard": volume_ml(std, spacing),
         "CTV forecast": volume_ml(fc, spacing),
         "CTV overlap": volume_ml(std & fc, spacing),
@@ -175,7 +174,7 @@ def write_report(forecast: Forecast, out_dir: Path) -> list[Path]:
                                   display_flips(case.grid.direction)),
         "volumes": plot_volumes(out_dir / "volumes.png",
                                 {k: v for k, v in report_volumes(forecast).items()
-                                 if k in ("GTV (last scan)", f"forecast tumor (P > {TUMOR_THRESHOLD:g})",
+                                 if k in ("GTV (last scan)", "forecast tumor (phi <= 0)",
                                           "CTV standard", "CTV forecast", "CTV overlap")},
                                 tuple(float(v[0]) for v in forecast.growth.predict([day])),
                                 f"{case.patient_id}: volumes at day {day:g}"),

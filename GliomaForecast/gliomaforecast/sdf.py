@@ -1,8 +1,10 @@
 """Signed distance fields (mm) and logistic tumor-presence probability maps.
 
 Multi-task diffusion paper, eq. 4-5: phi is the signed distance to the tumor in mm (negative inside)
-and P = 1 / (1 + exp(beta * (phi - mu))) with beta = 0.1 /mm and mu = 15 mm, so that P > 0.8 inside
-the GTV and P = 0.5 at 15 mm, the clinical CTV margin.
+and P = 1 / (1 + exp(beta * (phi - mu))) with beta = 0.1 /mm and mu = 15 mm, so that P = 0.5 at 15 mm, the
+clinical CTV margin. The tumor of a map is the region phi <= 0, i.e. P >= P(phi = 0) = 1 / (1 + exp(-beta mu))
+(:data:`TUMOR_THRESHOLD`, 0.8176 for the defaults): a fixed "P > 0.8" would depend on the voxel size (at 1 mm the
+voxel just outside a GTV has P = 0.802).
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from .checks import check_mask, check_spacing
 
 DEFAULT_BETA = defaults.BETA_PER_MM  # 1/mm
 DEFAULT_MU = defaults.MU_MM  # mm
-TUMOR_THRESHOLD = 0.8  # P > 0.8 is the tumor (inside the GTV) for the default beta and mu (the papers' Dice threshold)
 
 
 def _check_mask(mask: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, tuple[float, ...]]:
@@ -89,6 +90,16 @@ def probability_from_signed_distance(phi: np.ndarray, beta: float = DEFAULT_BETA
     return (0.5 - 0.5 * np.tanh(0.5 * beta * z)).astype(np.float32)
 
 
+def tumor_threshold(beta: float = DEFAULT_BETA, mu: float = DEFAULT_MU) -> float:
+    """The probability at the tumor boundary, P(phi = 0) = 1 / (1 + exp(-beta mu)), as the maps compute it (float32)."""
+    return float(probability_from_signed_distance(np.zeros(()), beta, mu))
+
+
+def tumor_region(p: np.ndarray, beta: float = DEFAULT_BETA, mu: float = DEFAULT_MU) -> np.ndarray:
+    """The tumor of a probability map (bool): phi <= 0, i.e. P >= :func:`tumor_threshold`, on any voxel size."""
+    return np.asarray(p) >= np.float32(tumor_threshold(beta, mu))
+
+
 def signed_distance_from_probability(p: np.ndarray, beta: float = DEFAULT_BETA,
                                      mu: float = DEFAULT_MU) -> np.ndarray:
     """Inverse of the logistic map: phi = mu + log((1 - P) / P) / beta (mm, float32).
@@ -105,3 +116,6 @@ def _check_params(beta: float, mu: float) -> None:
         raise ValueError(f"beta must be a positive slope in 1/mm, got {beta}")
     if not np.isfinite(mu):
         raise ValueError(f"mu must be a finite distance in mm, got {mu}")
+
+
+TUMOR_THRESHOLD = tumor_threshold()  # P(phi = 0) for the default beta and mu: 0.8176

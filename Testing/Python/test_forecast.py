@@ -4,6 +4,7 @@ the evolution forecaster is exercised in test_forecast_cli.py with the shipped m
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,3 +100,29 @@ def test_brain_mask_that_misses_the_gtv_is_an_input_error(make_case, tmp_path) -
     path.write_text(json.dumps(manifest))
     with pytest.raises(InputError, match=r"brain_far\.nii\.gz: brain_mask: does not overlap the GTV of timepoints\[2\]"):
         run_forecast(path, 200.0, "persistence")
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 2.0, 2.0), (5.0, 1.0, 1.0)])
+def test_persistence_tumor_volume_is_the_gtv_volume_on_any_voxel_size(tmp_path: Path, spacing) -> None:
+    """Issue 17: the forecast tumor is phi <= 0. With 'P > 0.8', a 1 mm voxel just outside the GTV (P = 0.802)
+    counted as tumor and persistence reported more than the GTV."""
+    from gliomaforecast import sdf
+    from gliomaforecast.forecast import forecast_tumor_ml
+    from gliomaforecast.geometry import Grid
+    from gliomaforecast.io import write_image
+
+    shape = tuple(int(round(60 / s)) for s in spacing)
+    grid = Grid.identity(shape, spacing)
+    tps = []
+    for i, (day, radius) in enumerate(((0, 10.0), (60, 14.0))):
+        gtv = ball(shape, tuple(n // 2 for n in shape), radius, spacing)
+        write_image(tmp_path / f"g{i}.nii.gz", gtv.astype(np.uint8), grid)
+        tps.append({"day": day, "gtv": f"g{i}.nii.gz"})
+    (tmp_path / "case.json").write_text(json.dumps({"schema": "gliomaforecast.case/1", "patient_id": "V",
+                                                    "timepoints": tps}))
+    fc = run_forecast(tmp_path / "case.json", 120.0, "persistence", samples=1, n_bootstrap=2)
+    gtv_ml = fc.gtv.sum() * grid.voxel_volume_ml
+    assert forecast_tumor_ml(fc) == pytest.approx(gtv_ml, abs=1e-9)
+    assert np.array_equal(sdf.tumor_region(fc.output.probability), fc.gtv)
+    if spacing[2] == 1.0:  # the old definition over-counts at 1 mm in-plane
+        assert np.count_nonzero(fc.output.probability > 0.8) > fc.gtv.sum()
