@@ -14,8 +14,9 @@ from .commands import COMMANDS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser("gliomaforecast-train", "GliomaForecast training: virtual cohort, networks, export.",
-                          __package__, COMMANDS)
+                          __package__, COMMANDS, argv=argv)
     return run_commands(parser, argv)
 
 
