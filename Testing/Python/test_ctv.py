@@ -11,6 +11,7 @@ from scipy import ndimage
 from gliomaforecast import ctv, io
 from gliomaforecast.cli import main
 from gliomaforecast.geometry import Grid
+from gliomaforecast.target_volumes import build_targets, fill_holes
 
 
 def ball(shape, centre, radius_mm, spacing=(1.0, 1.0, 1.0)):
@@ -339,7 +340,12 @@ def test_cli_writes_targets(case_files, capsys):
     fc, g2 = io.read_mask(out / "ctv_forecast.nii.gz", "ctv")
     assert g1.same_as(grid) and g2.same_as(grid)
     np.testing.assert_array_equal(std, ctv.standard_ctv(gtv, grid.spacing, 6.0, brain_mask=brain))
-    np.testing.assert_array_equal(fc, ctv.isovolumetric_ctv(score, int(std.sum()), grid.spacing, gtv, brain))
+    # issue 17: both CTVs follow gliomaforecast.target_volumes (no interior holes; this random score leaves some)
+    targets = build_targets(gtv, grid.spacing, 6.0, score=score, brain_mask=brain)
+    np.testing.assert_array_equal(fc, targets.forecast)
+    assert not (fill_holes(fc, ~brain) & ~fc).any() and 0 <= std.sum() - fc.sum() == targets.forecast_shortfall <= 5
+    plain = ctv.isovolumetric_ctv(score, int(std.sum()), grid.spacing, gtv, brain)
+    assert (fill_holes(plain, ~brain) & ~plain).any()  # what the old CLI wrote had holes
     segs, g3 = io.read_segmentation(out / "targets.seg.nrrd")
     assert list(segs) == ["GTV", "CTV standard", "CTV forecast"] and g3.same_as(grid)
     np.testing.assert_array_equal(segs["CTV forecast"], fc)

@@ -3,7 +3,9 @@ around a barrier mask) and, with a score map, the iso-volumetric forecast CTV of
 
 Writes ctv_standard.nii.gz, ctv_forecast.nii.gz (with --score) and targets.seg.nrrd (segments "GTV",
 "CTV standard", "CTV forecast") into --out, atomically, and prints the volumes in mL. Every input must
-share the GTV's grid. The forecast CTV's candidates are the brain-mask voxels that are not barrier.
+share the GTV's grid. Both CTVs start from the GTV plus the resection cavity (--cavity) with holes filled and have
+no interior holes (the rule of gliomaforecast.target_volumes); the forecast CTV's candidates are the brain-mask
+voxels that are not barrier.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import ctv
+from ..target_volumes import CAVITY_LABEL, build_targets
 from ..errors import InputError
 from ..geometry import require_same_grid
-from ..io import atomic_output_dir, read_image, read_mask, write_image, write_segmentation
+from ..io import atomic_output_dir, read_image, read_labels, read_mask, write_image, write_segmentation
 
 NAME = "ctv"
 HELP = "standard (margin) and forecast (iso-volumetric) CTVs from a GTV and a score map"
@@ -27,6 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gtv", required=True, type=Path, help="binary GTV mask (.nii, .nii.gz, .nrrd, .seg.nrrd)")
     p.add_argument("--score", type=Path, help="score map (e.g. forecast probability); higher = treat first")
     p.add_argument("--brain-mask", type=Path, help="binary brain mask: the targets stay inside it")
+    p.add_argument("--cavity", type=Path, help="resection cavity: a binary mask, or a BraTS label map (label 4); "
+                                               "the CTVs start from GTV + cavity")
     p.add_argument("--barrier", type=Path, help="binary barrier mask (ventricles, falx, ...): geodesic margin")
     p.add_argument("--margin-mm", type=float, default=ctv.DEFAULT_MARGIN_MM, help="CTV margin, mm (default 15)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
@@ -52,23 +57,28 @@ def run(args: argparse.Namespace) -> int:
         barrier, barrier_grid = read_mask(args.barrier, "barrier")
         require_same_grid(barrier_grid, grid, str(args.barrier), str(args.gtv))
         inputs.append(args.barrier)
+    cavity = None
+    if args.cavity is not None:
+        labels, cavity_grid = read_labels(args.cavity, "cavity")
+        require_same_grid(cavity_grid, grid, str(args.cavity), str(args.gtv))
+        values = set(np.unique(labels).tolist())
+        cavity = labels > 0 if values <= {0, 1} else labels == CAVITY_LABEL
+        inputs.append(args.cavity)
     if args.score is not None:
         score, score_grid = read_image(args.score, "score")
         require_same_grid(score_grid, grid, str(args.score), str(args.gtv))
         inputs.append(args.score)
 
-    standard = ctv.standard_ctv(gtv, grid.spacing, args.margin_mm, brain_mask=brain, barrier=barrier)
+    try:
+        targets = build_targets(gtv, grid.spacing, args.margin_mm, score=score, cavity=cavity, brain_mask=brain,
+                                barrier=barrier)
+    except ValueError as exc:
+        raise InputError(args.score, "score", str(exc)) from None
+    standard = targets.standard
     segments = {"GTV": gtv, "CTV standard": standard}
     forecast = None
     if score is not None:
-        candidates = brain
-        if barrier is not None:  # barrier voxels are never candidates unless they are GTV (as in standard_ctv)
-            candidates = (~barrier if brain is None else brain & ~barrier) | gtv
-        try:
-            forecast = ctv.isovolumetric_ctv(score, int(standard.sum()), grid.spacing, gtv=gtv,
-                                             brain_mask=candidates)
-        except ValueError as exc:
-            raise InputError(args.score, "score", str(exc)) from None
+        forecast = targets.forecast
         segments["CTV forecast"] = forecast
 
     with atomic_output_dir(args.out, inputs=inputs) as tmp:
