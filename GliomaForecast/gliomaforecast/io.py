@@ -375,9 +375,22 @@ def write_segmentation(path: str | Path, segments: Mapping[str, np.ndarray], gri
     return path
 
 
-def check_output_dir(out_dir: str | Path) -> Path:
+EXISTING = ("merge", "refuse", "replace")
+
+
+def existing_mode(overwrite: bool) -> str:
+    """The commands' policy for an existing output folder: ``replace`` with ``--overwrite``, else ``refuse``."""
+    return "replace" if overwrite else "refuse"
+
+
+def check_output_dir(out_dir: str | Path, existing: str = "merge") -> Path:
     """Check, before any work is done, that ``out_dir`` can be created or replaced: its parent folder
-    exists and is writable, and it is not a file."""
+    exists and is writable, and it is not a file. ``existing`` says what an existing non-empty folder gets:
+    ``merge`` (new files added, same names replaced), ``refuse`` (an InputError: the commands without
+    ``--overwrite``, so no stale file of an earlier run sits beside the new ones) or ``replace`` (the whole
+    folder replaced atomically)."""
+    if existing not in EXISTING:
+        raise ValueError(f"existing must be one of {EXISTING}, got {existing!r}")
     out_dir = Path(out_dir)
     parent = out_dir.resolve().parent
     if not parent.is_dir():
@@ -386,17 +399,27 @@ def check_output_dir(out_dir: str | Path) -> Path:
         raise InputError(out_dir, "output", "exists and is not a folder")
     if not os.access(parent, os.W_OK) or (out_dir.exists() and not os.access(out_dir, os.W_OK)):
         raise InputError(out_dir, "output", "folder is not writable")
+    if existing == "refuse" and out_dir.is_dir() and any(out_dir.iterdir()):
+        raise InputError(out_dir, "output", "folder exists and is not empty; give --overwrite to replace it whole")
     return out_dir
 
 
 @contextlib.contextmanager
-def atomic_output_dir(out_dir: str | Path, *, inputs: Iterable[str | Path] = ()) -> Iterator[Path]:
+def atomic_output_dir(out_dir: str | Path, *, inputs: Iterable[str | Path] = (),
+                      existing: str = "merge") -> Iterator[Path]:
     """Build an output folder atomically: yields a temporary sibling folder; on success its files are
-    moved into ``out_dir`` (created if needed); on any error the temporary folder is removed and
-    ``out_dir`` is left as it was."""
-    out_dir = check_output_dir(out_dir)
+    moved into ``out_dir`` (created if needed) or, with ``existing="replace"``, the temporary folder takes the
+    place of ``out_dir`` whole (one rename after moving the old folder aside); ``existing="refuse"`` refuses a
+    non-empty ``out_dir`` (see :func:`check_output_dir`). On any error the temporary folder is removed and
+    ``out_dir`` is left as it was. A folder that holds an input is never replaced."""
+    out_dir = check_output_dir(out_dir, existing)
     parent = out_dir.resolve().parent
     protected = set(_READ_PATHS) | {os.path.realpath(p) for p in inputs}
+    if existing == "replace" and out_dir.is_dir():
+        inside = os.path.realpath(out_dir) + os.sep
+        held = sorted(p for p in protected if p.startswith(inside))
+        if held:
+            raise InputError(out_dir, "output", f"holds an input ({held[0]}); refusing to replace it")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
@@ -407,6 +430,16 @@ def atomic_output_dir(out_dir: str | Path, *, inputs: Iterable[str | Path] = ())
         created = not out_dir.exists()
         if created:
             os.replace(tmp, out_dir)
+        elif existing == "replace":
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=parent))
+            os.replace(out_dir, old / out_dir.name)
+            try:
+                os.replace(tmp, out_dir)
+            except OSError:
+                os.replace(old / out_dir.name, out_dir)  # put the old folder back
+                raise
+            finally:
+                shutil.rmtree(old, ignore_errors=True)
         else:
             for item in sorted(tmp.iterdir()):
                 os.replace(item, out_dir / item.name)

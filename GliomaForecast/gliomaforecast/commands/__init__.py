@@ -20,3 +20,10 @@ def add_case_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("case", type=Path, help="case manifest (case.json)")
     p.add_argument("--resample", action="store_true",
                    help="resample volumes whose grid differs onto the first FLAIR's grid instead of refusing them")
+
+
+def add_overwrite_argument(p: argparse.ArgumentParser) -> None:
+    """``--overwrite``: replace an existing non-empty output folder whole (atomically); without it such a folder is
+    refused, so no stale file of an earlier run is left beside the new ones."""
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing non-empty output folder whole (default: refuse it)")

@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from .. import ctv
-from ..target_volumes import CAVITY_LABEL, build_targets
 from ..errors import InputError
 from ..geometry import require_same_grid
-from ..io import atomic_output_dir, read_image, read_labels, read_mask, write_image, write_segmentation
+from ..io import (atomic_output_dir, existing_mode, read_image, read_labels, read_mask, write_image,
+                  write_segmentation)
+from ..target_volumes import CAVITY_LABEL, build_targets
+from . import add_overwrite_argument
 
 NAME = "ctv"
 HELP = "standard (margin) and forecast (iso-volumetric) CTVs from a GTV and a score map"
@@ -35,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--barrier", type=Path, help="binary barrier mask (ventricles, falx, ...): geodesic margin")
     p.add_argument("--margin-mm", type=float, default=ctv.DEFAULT_MARGIN_MM, help="CTV margin, mm (default 15)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
+    add_overwrite_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         forecast = targets.forecast
         segments["CTV forecast"] = forecast
 
-    with atomic_output_dir(args.out, inputs=inputs) as tmp:
+    with atomic_output_dir(args.out, inputs=inputs, existing=existing_mode(args.overwrite)) as tmp:
         write_image(tmp / "ctv_standard.nii.gz", standard, grid, inputs=inputs)
         if forecast is not None:
             write_image(tmp / "ctv_forecast.nii.gz", forecast, grid, inputs=inputs)

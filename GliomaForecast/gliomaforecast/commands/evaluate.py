@@ -20,7 +20,8 @@ from ..cohort_evaluation import EvaluationSettings, evaluate_cohort, find_cases,
 from ..errors import InputError
 from ..evaluation_protocols import PROTOCOLS, parse_horizon
 from ..forecasters import FORECASTER_NAMES
-from ..io import atomic_output_dir
+from ..io import atomic_output_dir, existing_mode
+from . import add_overwrite_argument
 
 NAME = "evaluate"
 HELP = "score forecasters on a cohort under a protocol (last-scan, horizon, recurrence); CSV + JSON + box plots"
@@ -29,6 +30,7 @@ HELP = "score forecasters on a cohort under a protocol (last-scan, horizon, recu
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("cohort", type=Path, help="cohort folder (one sub-folder with a case.json per patient)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
+    add_overwrite_argument(p)
     p.add_argument("--forecaster", action="append", default=None, metavar="NAME",
                    help=f"forecaster to evaluate (repeatable; default: all of {', '.join(FORECASTER_NAMES)})")
     p.add_argument("--protocol", default="last-scan", metavar="NAME",
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     settings.protocol_spec()
     cases = find_cases(args.cohort)
     start = time.perf_counter()
-    with atomic_output_dir(args.out, inputs=cases) as tmp:
+    with atomic_output_dir(args.out, inputs=cases, existing=existing_mode(args.overwrite)) as tmp:
         result = evaluate_cohort(args.cohort, settings, args.jobs,
                                  progress=lambda msg: print(msg, flush=True))
         empty = [n for n in names if not any(r["forecaster"] == n for r in result.rows)]

@@ -18,8 +18,8 @@ from ..case import load_case
 from ..errors import InputError
 from ..growth import burden_from_case, fit_growth
 from ..growth_record import growth_record
-from ..io import atomic_output_dir
-from . import add_case_arguments
+from ..io import atomic_output_dir, existing_mode
+from . import add_case_arguments, add_overwrite_argument
 
 NAME = "growth"
 HELP = "fit the growth model with RT to a case's GTV volumes; growth.json + growth.png"
@@ -28,6 +28,7 @@ HELP = "fit the growth model with RT to a case's GTV volumes; growth.json + grow
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_case_arguments(p)
     p.add_argument("--out", required=True, type=Path, help="output folder")
+    add_overwrite_argument(p)
     p.add_argument("--rt-start-day", type=float, default=None, help="RT start day (default: the case's)")
     p.add_argument("--day", type=float, action="append", default=[], help="forecast day (repeatable)")
     p.add_argument("--n-bootstrap", type=int, default=defaults.N_BOOTSTRAP,
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     fit = fit_growth(days, volumes, rt, args.n_bootstrap, args.noise, args.seed, source=str(args.case))
     record = {"patient_id": case.patient_id, "case": str(args.case), **growth_record(fit, days_req)}
     from ..growth_plot import plot_growth
-    with atomic_output_dir(args.out, inputs=[args.case]) as tmp:
+    with atomic_output_dir(args.out, inputs=[args.case], existing=existing_mode(args.overwrite)) as tmp:
         (tmp / "growth.json").write_text(json.dumps(record, indent=2) + "\n")
         plot_growth(fit, tmp / "growth.png", forecast_days=days_req, title=f"{case.patient_id}: {fit.model} model")
     print(f"wrote {args.out}/growth.json and growth.png: {fit.note}; R^2 {fit.r_squared:.3f}")
