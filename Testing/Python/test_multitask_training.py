@@ -147,3 +147,21 @@ def test_fit_is_deterministic_and_export_registers_a_family(sample_examples, tmp
         ref = net(x_t, t, cond, gaps)
     np.testing.assert_allclose(out["prediction"], ref[0].numpy(), atol=1e-4)
     np.testing.assert_allclose(out["probability"], ref[1].numpy(), atol=1e-4)
+
+
+def test_image_metrics_of_the_validation_script():
+    from gliomaforecast_training.multitask.evaluate import image_metrics
+
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(0, 100, (6, 20, 20)).astype(np.float32)
+    brain = np.zeros(truth.shape, bool)
+    brain[:, 5:15, 5:15] = True
+    slices = np.array([1, 2, 3])
+    same = image_metrics(truth, truth, slices, brain)
+    assert same["psnr"] == np.inf and same["ssim"] == pytest.approx(1.0)
+    noisy = image_metrics(truth + rng.normal(0, 5, truth.shape).astype(np.float32), truth, slices, brain)
+    noisier = image_metrics(truth + rng.normal(0, 20, truth.shape).astype(np.float32), truth, slices, brain)
+    assert np.isfinite(noisy["psnr"]) and noisy["psnr"] > noisier["psnr"] and noisy["ssim"] > noisier["ssim"]
+    far = truth.copy()
+    far[:, :5] = 0  # outside the brain's bounding box: not scored
+    assert image_metrics(far, truth, slices, brain)["psnr"] == np.inf

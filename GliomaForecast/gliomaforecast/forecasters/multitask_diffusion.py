@@ -11,9 +11,11 @@ network, its inputs and units are described in :mod:`.multitask_inputs` and in t
    128 mm) around the prior tumours' centre.
 3. Predictive head: the probability map, run ``samples`` times with the scan gaps jittered by +-5 days
    (the training noise) and the slice flipped / transposed (test-time augmentation, seeded); the probability is
-   their mean and the uncertainty their per-voxel standard deviation. Outside the crops and slices the map is
-   the last GTV's logistic map (the network's own starting point).
-4. Generative head: min(``samples``, 2) FLAIR changes per slice (at 4 mm pixels) drawn by DPM-Solver++(2M)
+   their mean and the uncertainty their per-voxel standard deviation. The network's logit correction of the last
+   GTV's logistic map (its starting point) is pasted back onto the case grid and added to that map's logit at
+   full resolution; outside the crops and slices the map is the last GTV's logistic map.
+4. Generative head, on the slices within 6 mm (z) of a slice holding a prior GTV (elsewhere the FLAIR is the
+   last one): min(``samples``, 2) FLAIR changes per slice (at 4 mm pixels) drawn by DPM-Solver++(2M)
    (10 steps) in the core's sampling runtime (:mod:`gliomaforecast.diffusion`), seeded per slice and sample;
    their mean, interpolated onto the case grid, is added to the last FLAIR (the input scan's intensity units)
    inside the crops.
@@ -39,8 +41,23 @@ MODEL_ID = "multitask-diffusion"
 MEMBER = "step"
 GAP_JITTER_DAYS = 5.0
 BATCH = 32
+IMAGE_REACH_MM = 6.0  # the FLAIR is synthesized on slices within this distance (mm, z) of a prior GTV slice
 IMAGE_SAMPLES = 2  # FLAIR samples averaged per slice (the sampling loop is the costly part on CPU)
 SAMPLE_KEY = 100_000  # noise key of sample k of slice z: k * SAMPLE_KEY + z
+
+
+def _base_logit(phi: np.ndarray) -> np.ndarray:
+    """The logit of the last GTV's logistic map, beta (mu - phi), phi in mm (the network's starting point)."""
+    return (sdf.DEFAULT_BETA * (sdf.DEFAULT_MU - np.asarray(phi, np.float64))).astype(np.float32)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p)).astype(np.float32)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))).astype(np.float32)
 
 
 def _augment(planes: np.ndarray, k: int, inverse: bool = False) -> np.ndarray:
@@ -106,6 +123,7 @@ class MultiTaskDiffusionForecaster:
         rng = np.random.default_rng(np.random.SeedSequence(request.seed, spawn_key=(1,)))
         half = crop // mi.GEN_POOL
         x_zero = np.zeros((n, 1, half, half), np.float32)
+        base_crops = _base_logit(cond[:, mi.PHI2_CHANNEL])
         maps = []
         for k in range(request.samples):
             g = np.repeat(gaps[None], n, axis=0)
@@ -119,34 +137,39 @@ class MultiTaskDiffusionForecaster:
                 out = model.run({"x_t": x_zero[lo:lo + BATCH], "timesteps": np.zeros(min(BATCH, n - lo), np.int64),
                                  "cond": c[lo:lo + BATCH], "gaps": g[lo:lo + BATCH]})
                 p[lo:lo + BATCH] = out["probability"]
-            maps.append(_augment(p, variant, inverse=True)[:, 0])
-        base = sdf.probability_from_signed_distance(phis[1]).astype(np.float32)
+            maps.append(_logit(_augment(p, variant, inverse=True)[:, 0]) - base_crops)
+        # the network's logit correction (smooth) is pasted; the last GTV's logistic map stays at full resolution
+        base = _base_logit(phis[1])
         sp_yx = spacing[1:]
-        full = np.stack([mi.paste_slices(base, m, z, sp_yx, volumes.center_yx_mm) for m in maps])
+        full = np.stack([_sigmoid(base + mi.paste_slices(np.zeros_like(base), m, z, sp_yx, volumes.center_yx_mm))
+                         for m in maps])
         probability = np.clip(full.mean(axis=0), 0.0, 1.0).astype(np.float32)
         uncertainty = full.std(axis=0).astype(np.float32)
 
         k_img = min(request.samples, self.image_samples)
-        progress(0.3, f"FLAIR: {k_img} samples x {n} slices, {self.steps} DPM-Solver++(2M) steps")
+        z_img = mi.forecast_slices(phis[1], phis[0], spacing[0], IMAGE_REACH_MM)
+        rows = np.searchsorted(z, z_img)
+        m = len(z_img)
+        progress(0.3, f"FLAIR: {k_img} samples x {m} slices, {self.steps} DPM-Solver++(2M) steps")
         settings = SamplerSettings(sampler=str(extra.get("sampler", {}).get("name", "dpmpp_2m")), steps=self.steps,
                                    prediction=str(extra.get("prediction", "v_prediction")),
                                    schedule=str(extra.get("schedule", "linear")),
                                    num_train_timesteps=int(extra.get("num_train_timesteps", 1000)))
-        packed = np.concatenate([cond, np.broadcast_to(gaps[None, :, None, None], (n, 3, crop, crop))], axis=1)
+        packed = np.concatenate([cond[rows], np.broadcast_to(gaps[None, :, None, None], (m, 3, crop, crop))], axis=1)
         packed = np.ascontiguousarray(np.tile(packed, (k_img, 1, 1, 1)))
-        keys = [k * SAMPLE_KEY + int(s) for k in range(k_img) for s in z]
+        keys = [k * SAMPLE_KEY + int(s) for k in range(k_img) for s in z_img]
 
         def step_fn(x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
             return model.run({"x_t": x.astype(np.float32), "timesteps": np.asarray(t, np.int64),
                               "cond": c[:, :mi.COND_CHANNELS], "gaps": c[:, mi.COND_CHANNELS:, 0, 0]})["prediction"]
 
-        draws = sample_slices(step_fn, n * k_img, (1, half, half), cond=packed, settings=settings,
+        draws = sample_slices(step_fn, m * k_img, (1, half, half), cond=packed, settings=settings,
                               seed=request.seed, batch_size=BATCH, indices=keys,
                               progress=lambda f, m: progress(0.3 + 0.65 * f, m))
-        change = draws.reshape(k_img, n, half, half).mean(axis=0)
+        change = draws.reshape(k_img, m, half, half).mean(axis=0)
         gain = float(extra.get("residual_gain", mi.RESIDUAL_GAIN))
         flair_last = case.image(last, "flair")
-        delta = mi.paste_slices(np.zeros_like(flair_last), change * (volumes.scale_2 / gain), z, sp_yx,
+        delta = mi.paste_slices(np.zeros_like(flair_last), change * (volumes.scale_2 / gain), z_img, sp_yx,
                                 volumes.center_yx_mm, float(extra.get("generative_pixel_mm", mi.GEN_PIXEL_MM)))
         image = (flair_last + delta).astype(np.float32)
 
@@ -154,7 +177,7 @@ class MultiTaskDiffusionForecaster:
         notes = [f"{self.name}: {n} axial slices (z {int(z[0])}-{int(z[-1])}) of {crop} x {crop} pixels at "
                  f"{mi.PIXEL_MM:g} mm; probability = mean of {request.samples} passes (gap jitter +-"
                  f"{GAP_JITTER_DAYS:g} days, flips), uncertainty their SD; FLAIR = last FLAIR + mean of "
-                 f"{k_img} sampled changes ({settings.sampler}, {self.steps} steps, 4 mm pixels)"] if n else \
+                 f"{k_img} sampled changes on {m} slices ({settings.sampler}, {self.steps} steps, 4 mm pixels)"] if n else \
                 [f"{self.name}: no tumour slice; the last GTV's map unchanged"]
         horizon = float(gaps[1])
         if not lo_gap <= horizon <= hi_gap:

@@ -1,0 +1,130 @@
+"""Validation figures of the multi-task diffusion forecaster beside persistence and evolution-field, per gap bin,
+with image metrics of the synthesized FLAIR (PSNR, SSIM) against the true future FLAIR and the last-FLAIR baseline.
+
+    python -m gliomaforecast_training.multitask.evaluate --cohort /work/data/val_dense --horizon-days 61-365 \
+        --max-tasks 6 --samples 4 --out val.json
+
+Tasks are the ``horizon`` protocol's (``gliomaforecast.evaluation_protocols``: every input prefix of >= 2 scans and
+every later scan whose gap from the last input lies in the range), at most ``--max-tasks`` per patient drawn with
+the seed. Probability maps are scored as ``gliomaforecast evaluate`` scores them (``cohort_evaluation.score_maps``:
+inside the brain against the truth GTV's logistic map). Images: on the axial slices holding the last prior or the
+target GTV, cropped to the brain's bounding box; PSNR (dB) over that region with the true FLAIR's range there as
+the data range, SSIM the mean of the 2D SSIMs of the slices (``gliomaforecast.metrics_images``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gliomaforecast.case import load_case
+from gliomaforecast.cohort_evaluation import find_cases, gap_bin, score_maps
+from gliomaforecast.evaluation_protocols import Protocol, parse_horizon, plan_tasks, prefix_case
+from gliomaforecast.forecast import fit_case_growth
+from gliomaforecast.forecasters.base import ForecastRequest
+from gliomaforecast.forecasters.registry import get_forecaster
+from gliomaforecast.metrics_images import psnr, ssim
+
+FORECASTERS = ("multitask-diffusion", "persistence", "evolution-field")
+METRICS = ("rmse", "bce", "kl", "ece", "dice_tumor", "pearson_0.2", "hd95_mm", "volume_error_ml")
+
+
+def image_metrics(image: np.ndarray, truth: np.ndarray, slices: np.ndarray, brain: np.ndarray | None) -> dict[str, float]:
+    """PSNR (dB) and mean 2D SSIM of ``image`` against ``truth`` on ``slices`` inside the brain's bounding box."""
+    region = np.ones(truth.shape[1:], bool) if brain is None else brain[slices].any(axis=0)
+    ys, xs = np.nonzero(region)
+    box = (slices, slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+    a, b = image[box].astype(np.float64), truth[box].astype(np.float64)
+    rng = float(b.max() - b.min())
+    return {"psnr": psnr(a, b, rng), "ssim": float(np.mean([ssim(x, y, rng) for x, y in zip(a, b)]))}
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    """Run the tasks and return {"rows": [...], "bins": {forecaster: {bin: {metric: mean, "n": n}}}}."""
+    lo, hi = parse_horizon(args.horizon_days)
+    protocol = Protocol("horizon", lo, hi)
+    rng = np.random.default_rng(args.seed)
+    forecasters = {name: get_forecaster(name) for name in args.forecaster}
+    rows = []
+    for path in find_cases(args.cohort):
+        case = load_case(path)
+        tasks, _ = plan_tasks(case, protocol, 2)
+        if args.max_tasks and len(tasks) > args.max_tasks:
+            tasks = [tasks[k] for k in sorted(rng.choice(len(tasks), args.max_tasks, replace=False))]
+        brain = case.brain_mask()
+        for task in tasks:
+            prefix = prefix_case(case, task.n_inputs)
+            target = case.timepoints[task.target]
+            truth_gtv = case.gtv(target)
+            gap = float(target.day - prefix.timepoints[-1].day)
+            growth = fit_case_growth(prefix, args.n_bootstrap, args.seed)
+            last_gtv = prefix.gtv(prefix.timepoints[-1])
+            slices = np.nonzero((truth_gtv | last_gtv).any(axis=(1, 2)))[0]
+            true_flair = case.image(target, "flair")
+            for name, fc in forecasters.items():
+                request = ForecastRequest(prefix, target.day, growth, args.samples, args.seed, "cpu")
+                t0 = time.perf_counter()
+                out = fc.predict(request, lambda f, m: None)
+                row = {"patient": case.patient_id, "inputs": task.n_inputs, "target": task.target, "gap_days": gap,
+                       "bin": gap_bin(gap), "forecaster": name, "seconds": round(time.perf_counter() - t0, 2)}
+                scores = score_maps(out.probability, truth_gtv, case.grid.spacing, brain)
+                row.update({m: scores[m] for m in METRICS})
+                if out.image is not None:
+                    row.update(image_metrics(out.image, true_flair, slices, brain))
+                rows.append(row)
+            last_flair = prefix.image(prefix.timepoints[-1], "flair")
+            rows.append({"patient": case.patient_id, "inputs": task.n_inputs, "target": task.target, "gap_days": gap,
+                         "bin": gap_bin(gap), "forecaster": "last-flair",
+                         **image_metrics(last_flair, true_flair, slices, brain)})
+            print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-2].items()}), flush=True)
+    return {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "rows": rows, "bins": summarize(rows)}
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Means per forecaster and gap bin (and over all), with n."""
+    out: dict = {}
+    for name in sorted({r["forecaster"] for r in rows}):
+        mine = [r for r in rows if r["forecaster"] == name]
+        groups = {"all": mine}
+        for r in mine:
+            groups.setdefault(r["bin"], []).append(r)
+        out[name] = {}
+        for b, rs in groups.items():
+            keys = [k for k in (*METRICS, "psnr", "ssim", "seconds") if any(k in r for r in rs)]
+            out[name][b] = {"n": len(rs), **{k: float(np.nanmean([r[k] for r in rs if k in r])) for k in keys}}
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cohort", type=Path, required=True)
+    p.add_argument("--horizon-days", default="61-365")
+    p.add_argument("--forecaster", action="append", help=f"default: {', '.join(FORECASTERS)}")
+    p.add_argument("--max-tasks", type=int, default=0, help="at most N tasks per patient, drawn with the seed (0: all)")
+    p.add_argument("--samples", type=int, default=4)
+    p.add_argument("--n-bootstrap", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="JSON to write")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="multitask.evaluate", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    args.forecaster = args.forecaster or list(FORECASTERS)
+    result = evaluate(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    for name, bins in result["bins"].items():
+        for b, m in sorted(bins.items()):
+            print(name, b, json.dumps({k: round(v, 4) for k, v in m.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
