@@ -6,4 +6,5 @@ COMMANDS = [
     "benchmark_cohort",
     "cohort_realism",
     "evolution",
+    "multitask",
 ]

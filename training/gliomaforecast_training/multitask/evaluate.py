@@ -117,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     args = parser.parse_args(argv)
     args.forecaster = args.forecaster or list(FORECASTERS)
+    return main_with(args)
+
+
+def main_with(args: argparse.Namespace) -> int:
+    """Evaluate, write ``args.out`` and print the per-bin means."""
     result = evaluate(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
