@@ -23,6 +23,7 @@ from slicer.util import VTKObservationMixin
 # Plain Python (the defaults and the forecaster registry): importable before the core's dependencies are installed.
 from gliomaforecast import defaults
 from gliomaforecast.forecasters import DEFAULT_FORECASTER, FORECASTER_NAMES
+from GliomaForecastLib.panel import defaultForecastDay, doseTooltip, panelMessage
 
 MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -89,7 +90,7 @@ in one segmentation ready for the Segment Editor and RTSTRUCT / DICOM SEG export
 the node's <i>GliomaForecast.Day</i> attribute or its name, e.g. "GTV day 95"), optional brain mask, barrier and
 RT dose (Gy).</li>
 <li><b>Growth</b>: mechanistic tumor-burden model with radiotherapy, fitted with bootstrap 95% bands (table + chart).</li>
-<li><b>Forecast</b>: probability, uncertainty, predicted FLAIR and tumor-evolution displacement at a future day;
+<li><b>Forecast</b>: probability, uncertainty, the last FLAIR warped by the tumor-evolution displacement (not a forecast image) and the displacement at a future day;
 probability map of the last GTV (signed distance in mm through a logistic).</li>
 <li><b>Target volume</b>: GTV, CTV standard (margin in mm, geodesic around barriers) and CTV forecast.</li>
 </ul>
@@ -154,6 +155,7 @@ class GliomaForecastParameterNode:
     brainMask: vtkMRMLScalarVolumeNode
     barrier: vtkMRMLScalarVolumeNode
     dose: vtkMRMLScalarVolumeNode
+    referenceFlair: vtkMRMLScalarVolumeNode
     # Growth
     useRadiotherapy: bool = True
     rtStartDay: float = 21.0
@@ -192,6 +194,7 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._show = None  # what to do with the built nodes
         self._title = ""
         self._timer = None
+        self._scanKey = None  # the selected scans whose default forecast day was last set
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -202,6 +205,7 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = GliomaForecastLogic()
 
         self.ui.progressBar.setVisible(False)
+        self.ui.doseSelector.toolTip = doseTooltip()
         self.ui.loadSampleButton.setEnabled(os.path.exists(SAMPLE_CASE))
         self.ui.loadSampleButton.connect("clicked(bool)", self.onLoadSample)
         self.ui.fitGrowthButton.connect("clicked(bool)", self.onFitGrowth)
@@ -257,6 +261,7 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _updateButtons(self, caller=None, event=None) -> None:
         p = self._parameterNode
         scans = len(p.timepointSegmentations) if p else 0
+        self._proposeForecastDay()
         idle = self._task is None
         self.ui.rtStartDaySpinBox.setEnabled(bool(p and p.useRadiotherapy))
         self.ui.fitGrowthButton.setEnabled(idle and scans >= 2)
@@ -265,6 +270,19 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.targetsButton.setEnabled(idle and scans >= 1)
         self.ui.loadSampleButton.setEnabled(idle and os.path.exists(SAMPLE_CASE))
         self.ui.cancelButton.setEnabled(not idle)
+
+    def _proposeForecastDay(self) -> None:
+        """When the selected scans change, set the forecast day to the logic's default (last scan + 90 days)."""
+        p = self._parameterNode
+        key = tuple(node.GetID() for node in p.timepointSegmentations) if p else None
+        if p is None or key == self._scanKey:
+            return
+        first, self._scanKey = self._scanKey is None, key
+        if first:  # the panel opening on scans already chosen (e.g. a saved scene) keeps its forecast day
+            return
+        day = self.logic.defaultForecastDay(p.timepointSegmentations)
+        if day is not None and day != p.forecastDay:
+            p.forecastDay = day
 
     # --- long work off the GUI thread, with progress and Cancel --------------------------------------
     def _start(self, title: str, prepare) -> None:
@@ -331,7 +349,7 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """One line to the user, the traceback to the log."""
         logging.error(f"{title} failed", exc_info=(type(exc), exc, exc.__traceback__))
         self.ui.statusLabel.setText(f"{title}: failed")
-        slicer.util.errorDisplay(f"{title} failed: {exc}")
+        slicer.util.errorDisplay(f"{title} failed: {panelMessage(exc)}")
 
     def _showScore(self, background, score) -> None:
         """Make the volume ``score`` the target volumes' score and show it over ``background``."""
@@ -340,7 +358,7 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _lastScan(self):
         p = self._parameterNode
-        return self.logic.scans(p.timepointSegmentations, p.gtvSegmentName)[-1]
+        return self.logic.scans(p.timepointSegmentations, p.gtvSegmentName, p.referenceFlair)[-1]
 
     def onLoadSample(self) -> None:
         """Load the sample patient (reading files into MRML nodes happens on the main thread)."""
@@ -358,7 +376,7 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p.useRadiotherapy = loaded.rtStartDay is not None
         if loaded.rtStartDay is not None:
             p.rtStartDay = loaded.rtStartDay
-        p.forecastDay = loaded.days[-1] + 90.0
+        p.forecastDay = defaultForecastDay(loaded.days)
         slicer.util.setSliceViewerLayers(background=loaded.flair[loaded.days[-1]], fit=True)
         self.ui.statusLabel.setText("Sample patient loaded")
 
@@ -366,7 +384,7 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
 
         def prepare():
-            scans = self.logic.scans(p.timepointSegmentations, p.gtvSegmentName)
+            scans = self.logic.scans(p.timepointSegmentations, p.gtvSegmentName, p.referenceFlair)
             job = self.logic.fitGrowthJob([(day, seg, sid) for day, _, seg, sid in scans],
                                           rtStartDay=p.rtStartDay if p.useRadiotherapy else None,
                                           nBootstrap=p.nBootstrap, seed=p.seed, untilDay=p.forecastDay)
@@ -378,7 +396,7 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
 
         def prepare():
-            scans = self.logic.scans(p.timepointSegmentations, p.gtvSegmentName)
+            scans = self.logic.scans(p.timepointSegmentations, p.gtvSegmentName, p.referenceFlair)
             job = self.logic.forecastJob(scans, p.forecastDay, rtStartDay=p.rtStartDay if p.useRadiotherapy else None,
                                          brainMask=p.brainMask, dose=p.dose, forecaster=p.forecaster,
                                          samples=p.samples, seed=p.seed, marginMm=p.marginMm, nBootstrap=p.nBootstrap)
@@ -407,7 +425,8 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         def prepare():
             day, flair, seg, sid = self._lastScan()
             job = self.logic.targetVolumesJob(seg, sid, scoreVolume=p.scoreVolume, marginMm=p.marginMm,
-                                              brainMask=p.brainMask, barrier=p.barrier, day=day)
+                                              brainMask=p.brainMask, barrier=p.barrier, day=day,
+                                              referenceVolume=flair)
             return job, lambda node: None
 
         self._start("Target volumes", prepare)
@@ -447,9 +466,19 @@ class GliomaForecastLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self) -> GliomaForecastParameterNode:
         return GliomaForecastParameterNode(super().getParameterNode())
 
-    def scans(self, segmentations, segmentName: str) -> list:
+    def defaultForecastDay(self, segmentations) -> Optional[float]:
+        """The forecast day the panel proposes for these scan segmentations: the last scan day + 90 days
+        (GliomaForecastLib.panel.DEFAULT_HORIZON_DAYS); None when no scan has a day."""
+        if missingDependencies():  # GliomaForecastLib.logic needs them; the day is proposed once they are there
+            return None
+        from GliomaForecastLib.logic import timepointDay
+
+        return defaultForecastDay(timepointDay(seg) for seg in segmentations)
+
+    def scans(self, segmentations, segmentName: str, flair=None) -> list:
         """``(day, flairVolume, segmentationNode, segmentId)`` of the selected scan segmentations, sorted by day;
-        the FLAIR is each segmentation's reference volume and the day comes from its attribute or name."""
+        the FLAIR is each segmentation's reference volume, else ``flair`` (the panel's FLAIR for segmentations
+        loaded without one), and the day comes from its attribute or name."""
         from GliomaForecastLib import adapters
         from GliomaForecastLib.logic import timepointDay
 
@@ -459,7 +488,11 @@ class GliomaForecastLogic(ScriptedLoadableModuleLogic):
             if day is None:
                 raise ValueError(f"{seg.GetName()}: no scan day; set the GliomaForecast.Day attribute or put "
                                  f"'day N' in the name")
-            scans.append((day, adapters.reference_volume(seg), seg, adapters.segment_id(seg, segmentName)))
+            reference = adapters.reference_volume(seg) or flair
+            if reference is None:
+                raise ValueError(f"{seg.GetName()}: no reference volume; choose its FLAIR under 'FLAIR (scans "
+                                 f"without one)'")
+            scans.append((day, reference, seg, adapters.segment_id(seg, segmentName)))
         return sorted(scans, key=lambda s: s[0])
 
     @staticmethod

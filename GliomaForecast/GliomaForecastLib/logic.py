@@ -331,10 +331,13 @@ class ForecastLogic:
     def targetVolumesJob(self, segmentationNode: "slicer.vtkMRMLSegmentationNode", segmentId: str,
                          scoreVolume: Optional["slicer.vtkMRMLScalarVolumeNode"] = None, marginMm: float = defaults.MARGIN_MM,
                          brainMask: Optional[MaskSource] = None, barrier: Optional[MaskSource] = None,
-                         day: Optional[float] = None) -> "Job":
+                         day: Optional[float] = None,
+                         referenceVolume: Optional["slicer.vtkMRMLScalarVolumeNode"] = None) -> "Job":
         """:meth:`targetVolumes` as a :class:`Job`: GTV, score, brain mask and barrier are read onto the GTV's
-        grid now; ``compute`` builds both CTVs; ``build`` returns the segmentation."""
-        gtv, grid = adapters.segment_mask(segmentationNode, segmentId)
+        grid now (``referenceVolume``, e.g. the FLAIR, when given: for a segmentation loaded without a reference
+        volume; the output then references it for RTSTRUCT export); ``compute`` builds both CTVs; ``build`` returns
+        the segmentation."""
+        gtv, grid = adapters.segment_mask(segmentationNode, segmentId, referenceVolume)
         brain = self._mask_on(brainMask, grid, "brain mask")
         wall = self._mask_on(barrier, grid, "barrier")
         score = None if scoreVolume is None else self._volume_on(scoreVolume, grid)
@@ -342,7 +345,7 @@ class ForecastLogic:
         scoreName = scoreVolume.GetName() if scoreVolume is not None else "GTV probability (beta 0.1 /mm, mu 15 mm)"
 
         def build(result: compute.TargetsResult) -> "slicer.vtkMRMLSegmentationNode":
-            node = self._targetsNode(name, result.grid, result.masks, segmentationNode)
+            node = self._targetsNode(name, result.grid, result.masks, referenceVolume or segmentationNode)
             node.SetAttribute("GliomaForecast.MarginMm", repr(result.margin_mm))
             node.SetAttribute("GliomaForecast.Score", scoreName)
             conventions.place_next_to(node, segmentationNode)
@@ -426,7 +429,7 @@ class ForecastLogic:
             conventions.show_as_probability(nodes.uncertainty, maximum=0.5)
             if output.image is not None:
                 nodes.flair = adapters.add_volume(self.scene, np.asarray(output.image, dtype=np.float32), grid,
-                                                  self.scene.GenerateUniqueName(f"Predicted FLAIR{label}"))
+                                                  self.scene.GenerateUniqueName(f"Warped last FLAIR{label}"))
             if result.displacement_lps is not None:
                 nodes.displacement = adapters.add_grid_transform(
                     self.scene, result.displacement_lps, grid,

@@ -22,6 +22,7 @@ from .errors import InputError
 from .forecasters import DEFAULT_FORECASTER, entry
 from .forecasters.base import ForecasterOutput, ForecastRequest, ProgressFn, no_progress
 from .growth_fit import GrowthFit, constant_fit, fit_growth
+from .plausibility import cap_growth
 
 
 @dataclass
@@ -43,8 +44,13 @@ class Forecast:
 
 
 def forecast_tumor_ml(fc: "Forecast") -> float:
-    """Volume (mL) of the forecast tumor: the region phi <= 0 of the probability map (``sdf.tumor_region``)."""
-    return float(np.count_nonzero(sdf.tumor_region(fc.output.probability)) * fc.case.grid.voxel_volume_ml)
+    """Volume (mL) of the forecast tumor: the region phi <= 0 of the probability map (``sdf.tumor_region``), inside
+    the brain mask when the case has one (so never more than the brain)."""
+    region = sdf.tumor_region(fc.output.probability)
+    brain = fc.case.brain_mask()
+    if brain is not None:
+        region &= brain
+    return float(np.count_nonzero(region) * fc.case.grid.voxel_volume_ml)
 
 
 def fit_case_growth(case: Case, n_bootstrap: int = defaults.N_BOOTSTRAP, seed: int = defaults.SEED) -> GrowthFit:
@@ -105,6 +111,7 @@ def run_forecast(case: Case | str | Path, day: float, forecaster: str = DEFAULT_
     t1 = time.perf_counter()
     if growth is None:
         growth = fit_case_growth(case, n_bootstrap, seed)
+    growth = cap_growth(growth, None if brain is None else float(np.count_nonzero(brain) * case.grid.voxel_volume_ml))
     timings["growth_s"] = time.perf_counter() - t1
 
     say(0.2, f"running the {forecaster} forecaster")

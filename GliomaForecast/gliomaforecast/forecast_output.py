@@ -1,11 +1,12 @@
 """Write a :class:`~gliomaforecast.forecast.Forecast` as the output folder of docs/architecture.md, atomically.
 
-Files (D = target day): probability_dD.nii.gz, uncertainty_dD.nii.gz, flair_dD.nii.gz (when the
-forecaster predicts one), displacement.nii.gz (physical LPS vectors, mm; when the forecaster gives a
+Files (D = target day): probability_dD.nii.gz, uncertainty_dD.nii.gz, flair_warped_dD.nii.gz (the last FLAIR
+moved by the forecaster's field, when it gives an image: a warped image, not a forecast of the FLAIR),
+displacement.nii.gz (physical LPS vectors, mm; when the forecaster gives a
 field), ctv_standard.nii.gz, ctv_forecast.nii.gz,
 targets.seg.nrrd (GTV, CTV standard, CTV forecast), growth.json, growth.png, report.html (+ its PNGs),
 forecast.json. Every volume keeps the case grid exactly. Same inputs and seed give identical files,
-except the ``timings`` entry of forecast.json.
+except the ``timings`` entry of forecast.json. No absolute path is written (:mod:`shown_paths`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ from . import __version__, sdf
 from .growth_record import growth_record
 from .deformation import write_displacement
 from .forecast import Forecast, forecast_tumor_ml
+from .forecasters import dose_note, entry
 from .io import atomic_output_dir, write_image, write_segmentation
 from .models import sha256_of
+from .plausibility import forecast_warnings
+from .shown_paths import shown_path
 
 SCHEMA = "gliomaforecast.forecast/1"
 SEGMENT_COLORS = {"GTV": (0.85, 0.16, 0.16), "CTV standard": (0.95, 0.77, 0.06), "CTV forecast": (0.16, 0.55, 0.95)}
@@ -39,6 +43,20 @@ def day_tag(day: float) -> str:
     return f"d{day:g}"
 
 
+def dose_record(fc: Forecast) -> dict:
+    """``dose_used`` (whether the forecaster read the case's RT dose) and ``dose_note`` (why / why not)."""
+    given = fc.case.dose_path is not None
+    used = given and entry(fc.forecaster).uses_dose
+    if used:
+        note = f"the {fc.forecaster} forecaster read the RT dose"
+    elif given:
+        note = f"the RT dose was given but the {fc.forecaster} forecaster does not read it: no output depends on it. "
+        note += dose_note()
+    else:
+        note = "no RT dose given"
+    return {"dose_used": bool(used), "dose_note": note}
+
+
 def forecast_record(fc: Forecast) -> dict:
     """The JSON-ready provenance of a forecast: inputs with sha256, models, parameters, seed, provider,
     volumes (mL) and timings (s)."""
@@ -46,16 +64,19 @@ def forecast_record(fc: Forecast) -> dict:
     ml = grid.voxel_volume_ml
     models = fc.output.models
     providers = sorted({m["provider"] for m in models}) or ["none (no network)"]
-    files = [{"field": name, "path": str(path), "sha256": sha256_of(path)} for name, path in case.files()]
+    case_dir = case.path.parent if case.path else None
+    files = [{"field": name, "path": shown_path(path, case_dir), "sha256": sha256_of(path)}
+             for name, path in case.files()]
     return {
         "schema": SCHEMA,
         "gliomaforecast_version": __version__,
         "patient_id": case.patient_id,
-        "case": str(case.path),
+        "case": shown_path(case.path),
         "target_day": fc.target_day,
         "last_scan_day": case.timepoints[-1].day,
         "forecaster": fc.forecaster,
         "inputs": {"days": case.days.tolist(), "rt_start_day": case.rt_start_day, "files": files,
+                   **dose_record(fc),
                    "grid": {"shape_zyx": list(grid.shape), "spacing_mm_zyx": list(grid.spacing),
                             "origin_mm_lps": list(grid.origin), "direction": list(grid.direction)}},
         "models": models,
@@ -70,6 +91,7 @@ def forecast_record(fc: Forecast) -> dict:
             "ctv_standard": float(fc.ctv_standard.sum() * ml),
             "ctv_forecast": float(fc.ctv_forecast.sum() * ml),
         },
+        "warnings": forecast_warnings(fc),
         "notes": [fc.growth.note, *fc.output.notes],
         "machine": platform.machine(),
         "timings": {k: round(v, 3) for k, v in fc.timings.items()},
@@ -88,14 +110,14 @@ def write_forecast(fc: Forecast, out_dir: str | Path) -> list[Path]:
         write_image(tmp / f"probability_{tag}.nii.gz", out.probability.astype(np.float32), grid)
         write_image(tmp / f"uncertainty_{tag}.nii.gz", out.uncertainty.astype(np.float32), grid)
         if out.image is not None:
-            write_image(tmp / f"flair_{tag}.nii.gz", out.image.astype(np.float32), grid)
+            write_image(tmp / f"flair_warped_{tag}.nii.gz", out.image.astype(np.float32), grid)
         if out.displacement is not None:
             write_displacement(tmp / "displacement.nii.gz", out.displacement, grid)
         write_image(tmp / "ctv_standard.nii.gz", fc.ctv_standard.astype(np.uint8), grid)
         write_image(tmp / "ctv_forecast.nii.gz", fc.ctv_forecast.astype(np.uint8), grid)
         segments = {"GTV": fc.gtv, "CTV standard": fc.ctv_standard, "CTV forecast": fc.ctv_forecast}
         write_segmentation(tmp / "targets.seg.nrrd", segments, grid, colors=SEGMENT_COLORS, terminology=SEGMENT_TERMS)
-        growth = {"patient_id": fc.case.patient_id, "case": str(fc.case.path),
+        growth = {"patient_id": fc.case.patient_id, "case": shown_path(fc.case.path),
                   **growth_record(fc.growth, np.array([fc.target_day]))}
         (tmp / "growth.json").write_text(json.dumps(growth, indent=2) + "\n")
         write_report(fc, tmp)

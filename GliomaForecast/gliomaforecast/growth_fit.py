@@ -66,6 +66,9 @@ class GrowthFit:
     noise: float
     seed: int
     r_squared: float = field(default=float("nan"))
+    cap: float | None = None
+    """Largest burden a prediction may reach (the brain volume, mL, when a forecast knows it): every curve of
+    :meth:`curve`, :meth:`bootstrap_curves` and :meth:`predict` is clipped to it. None: no cap."""
 
     @property
     def model_rt_start_day(self) -> float | None:
@@ -73,16 +76,19 @@ class GrowthFit:
         return self.rt_start_day if self.model == "radiotherapy" else None
 
     def curve(self, days: ArrayLike) -> np.ndarray:
-        """The central fit at ``days``."""
-        return burden(np.asarray(days, dtype=float), self.params, self.model_rt_start_day)
+        """The central fit at ``days`` (clipped to :attr:`cap`)."""
+        return self._capped(burden(np.asarray(days, dtype=float), self.params, self.model_rt_start_day))
+
+    def _capped(self, values: np.ndarray) -> np.ndarray:
+        return values if self.cap is None else np.minimum(values, self.cap)
 
     def bootstrap_curves(self, days: ArrayLike) -> np.ndarray:
         """All bootstrap curves at ``days``, shape (n_bootstrap, len(days)); the central fit when
-        n_bootstrap is 0."""
+        n_bootstrap is 0. Clipped to :attr:`cap`."""
         d = np.atleast_1d(np.asarray(days, dtype=float))
         if self.bootstrap is None:
             return self.curve(d)[None, :]
-        return burden(d[None, :], self.bootstrap, self.model_rt_start_day)
+        return self._capped(burden(d[None, :], self.bootstrap, self.model_rt_start_day))
 
     def predict(self, days: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(median, lower 2.5 %, upper 97.5 %) of the bootstrap curves at ``days`` (burden unit)."""

@@ -1,4 +1,6 @@
-"""Growth-curve figure (PNG): observed burdens, bootstrap median, 95% band, RT start and forecast day.
+"""Growth-curve figure (PNG): observed burdens, bootstrap median, 95% band, RT start and forecast day; the cap
+(brain volume) when the fit has one, a box naming the fitted parameters that sit at a bound of their range, and
+an arrow at a peak of the curve that no scan observed.
 
 Uses matplotlib's object API with the Agg canvas (no pyplot state, no display needed); the file is
 written atomically (temporary file in the same folder, then renamed).
@@ -14,8 +16,17 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .errors import InputError
+from .growth_checks import parameters_at_bounds, unobserved_bump
 from .growth_fit import GrowthFit
 from .io import atomic_file
+
+
+def bound_note(fit: GrowthFit) -> str:
+    """The plot's note on the fitted parameters at a bound of their range ("" when none is)."""
+    at_bounds = parameters_at_bounds(fit)
+    if not at_bounds:
+        return ""
+    return "fitted at a bound (set by the bound, not the scans):\n" + "\n".join(b.describe() for b in at_bounds)
 
 
 def plot_growth(fit: GrowthFit, path: str | Path, *, forecast_days: Sequence[float] = (),
@@ -51,6 +62,17 @@ def plot_growth(fit: GrowthFit, path: str | Path, *, forecast_days: Sequence[flo
                     capsize=4, label="forecast")
         for day in forecast:
             ax.axvline(day, color="tab:orange", linestyle=":", linewidth=1)
+    if fit.cap is not None and float(np.max(upper)) >= fit.cap * (1.0 - 1e-9):
+        ax.axhline(fit.cap, color="0.3", linestyle="-.", linewidth=1, label=f"cap: brain volume ({fit.cap:.0f} {unit})")
+    bump = unobserved_bump(fit, hi_t)
+    if bump is not None:
+        ax.annotate(f"unobserved bump\n{bump[1]:.0f} {unit}, day {bump[0]:.0f}", bump[:2], xytext=(12, 12),
+                    textcoords="offset points", fontsize="x-small", color="tab:red",
+                    arrowprops={"arrowstyle": "->", "color": "tab:red"})
+    text = bound_note(fit)
+    if text:
+        ax.text(0.01, 0.99, text, transform=ax.transAxes, ha="left", va="top", fontsize="x-small", color="tab:red",
+                bbox={"facecolor": "white", "edgecolor": "tab:red", "alpha": 0.85})
     ax.set_xlabel("day")
     ax.set_ylabel(f"tumor burden ({unit})")
     r2 = "n/a" if not np.isfinite(fit.r_squared) else f"{fit.r_squared:.3f}"

@@ -1,5 +1,6 @@
 """The JSON record of a growth fit (schema ``gliomaforecast.growth/1``): model, parameters with units and
-bootstrap percentiles, R^2, and predictions (median and 95% band, in the burden's unit) at chosen days."""
+bootstrap percentiles, R^2, and predictions (median and 95% band, in the burden's unit) at chosen days, clipped to
+``cap`` (the brain volume in a forecast; null: none)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def growth_record(fit: GrowthFit, days: np.ndarray, unit: str = "mL") -> dict:
         "observed": {"days": fit.days.tolist(), "burdens": fit.burdens.tolist()},
         "parameters": params, "free_parameters": list(fit.free), "r_squared": _num(fit.r_squared),
         "bootstrap": {"n": fit.n_bootstrap, "noise": fit.noise, "seed": fit.seed, "band": [2.5, 97.5]},
+        "cap": fit.cap,
         "predictions": [{"day": float(d), "median": _num(m), "lower_2.5": _num(l), "upper_97.5": _num(h)}
                         for d, m, l, h in zip(days, med, lo, hi)],
     }

@@ -6,9 +6,11 @@
 - ``overlays.png``: axial slices of the last FLAIR with the forecast probability, the contours of the last
   GTV and of both CTVs, and the uncertainty when the forecaster gives one;
 - ``volumes.png``: the target volumes and the growth model's volume at the target day (mL);
-- ``report.html``: the figures embedded as base64 PNG (no external file, link or script), the volumes
-  (mL), the growth parameters with their 95% band, the inputs (files, days, grid), the forecaster and its
-  models (sha256, execution provider), the seed and the notes.
+- ``report.html``: a research-use notice, the warnings (:mod:`plausibility`), the figures embedded as base64
+  PNG (no external file, link or script), the volumes (mL), the growth parameters with their 95% band (those at
+  a bound marked), the inputs (file names relative to the case folder, never absolute paths: they can carry a
+  patient's name; days, grid), whether the RT dose was read, the forecaster and its models (sha256, execution
+  provider), the seed and the notes.
 
 Same forecast -> identical bytes (no timings or dates in the report; PNGs without software metadata).
 Volumes are in mL, days since the case's day 0, distances in mm.
@@ -26,15 +28,23 @@ from . import __version__
 from .errors import InputError
 from .evaluation import dice, volume_ml
 from .forecast import Forecast, forecast_tumor_ml
+from .forecast_output import day_tag, dose_record
 from .growth import PARAM_UNITS
-from .report_figures import axial_levels, display_flips, plot_overlays, plot_volumes
+from .growth_checks import parameters_at_bounds
+from .plausibility import forecast_warnings
+from .report_figures import axial_levels, plot_overlays, plot_volumes
+from .shown_paths import shown_path
 
 N_LEVELS = 4
 
 _STYLE = """body{font-family:sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #bbb;padding:3px 8px;text-align:left;
 font-size:0.9em}th{background:#eee}td.num{text-align:right;font-variant-numeric:tabular-nums}
-img{max-width:100%;border:1px solid #ddd}code{font-size:0.85em;word-break:break-all}"""
+img{max-width:100%;border:1px solid #ddd}code{font-size:0.85em;word-break:break-all}
+.notice{border:2px solid #a00;background:#fff0f0;padding:0.6em 1em;font-weight:bold}
+.warnings{border:2px solid #c60;background:#fff8e6;padding:0.4em 1em 0.4em 2em}"""
+NOTICE = ("Research use only, not for clinical decisions. GliomaForecast is not a medical device; its forecasts and "
+          "target volumes have been evaluated on virtual patients only.")
 
 
 def report_volumes(forecast: Forecast) -> dict[str, float]:
@@ -75,25 +85,31 @@ def _img(path: Path, alt: str) -> str:
 
 def _inputs_rows(forecast: Forecast) -> list[list[object]]:
     case = forecast.case
+    folder = case.path.parent if case.path else None
+
+    def shown(path: object) -> str:
+        return shown_path(path, folder)
+
     rows: list[list[object]] = []
     for tp in case.timepoints:
-        files = [f"{k}: {p}" for k, p in sorted(tp.images.items())]
+        files = [f"{k}: {shown(p)}" for k, p in sorted(tp.images.items())]
         if tp.gtv is not None:
-            files.append(f"gtv: {tp.gtv}")
+            files.append(f"gtv: {shown(tp.gtv)}")
         if tp.labels is not None:
-            files.append(f"labels: {tp.labels}")
+            files.append(f"labels: {shown(tp.labels)}")
         rows.append([f"timepoint {tp.index}", f"day {tp.day:g}", "; ".join(files)])
     for name, path in (("dose", case.dose_path), ("brain mask", case.brain_mask_path)):
-        rows.append([name, "", str(path) if path else "not given"])
+        rows.append([name, "", shown(path) if path else "not given"])
     for name, path in sorted(case.tissue_paths.items()):
-        rows.append([f"tissue {name}", "", str(path)])
+        rows.append([f"tissue {name}", "", shown(path)])
     return rows
 
 
 def _growth_rows(forecast: Forecast) -> list[list[object]]:
     units = dict(PARAM_UNITS, initial_burden="mL")
+    bound = {b.name: b.side for b in parameters_at_bounds(forecast.growth)}
     return [[name, units[name], _num(s["value"]), _num(s["median"]), _num(s["lower_2.5"]), _num(s["upper_97.5"]),
-             "fixed" if s["fixed"] else "fitted"]
+             "fixed" if s["fixed"] else f"fitted, AT ITS {bound[name].upper()} BOUND" if name in bound else "fitted"]
             for name, s in forecast.growth.parameter_summary().items()]
 
 
@@ -107,14 +123,20 @@ def render_html(forecast: Forecast, figures: dict[str, Path]) -> str:
     volumes = report_volumes(forecast)
     std, fc = forecast.ctv_standard, forecast.ctv_forecast
     summary = [
-        ["patient", case.patient_id], ["case manifest", str(case.path)],
+        ["patient", case.patient_id], ["case manifest", shown_path(case.path)],
         ["target day", f"{day:g} ({day - last.day:g} days after the last scan, day {last.day:g})"],
         ["RT start day", "not given" if case.rt_start_day is None else f"{case.rt_start_day:g}"],
         ["forecaster", forecast.forecaster], ["seed", forecast.seed], ["samples", forecast.samples],
         ["standard CTV margin", f"{forecast.margin_mm:g} mm"],
         ["growth model at target day", f"{med:.2f} mL (95% band {lo:.2f}-{hi:.2f} mL)"],
         ["Dice(CTV standard, CTV forecast)", _num(dice(std, fc), 3)],
+        ["RT dose", dose_record(forecast)["dose_note"]],
     ]
+    if out.image is not None:
+        summary.append(["warped FLAIR", f"flair_warped_{day_tag(day)}.nii.gz: the last FLAIR warped by the "
+                        f"forecaster's displacement, a registration aid, not a forecast of the FLAIR (on unseen virtual "
+                        f"patients it was further from the future FLAIR than the last FLAIR itself)"])
+    warnings = forecast_warnings(forecast)
     grid_rows = [["shape (z, y, x)", " x ".join(str(s) for s in grid.shape)],
                  ["spacing (z, y, x)", " x ".join(f"{s:g}" for s in grid.spacing) + " mm"],
                  ["origin (x, y, z, LPS)", ", ".join(f"{o:g}" for o in grid.origin) + " mm"],
@@ -128,6 +150,9 @@ def render_html(forecast: Forecast, figures: dict[str, Path]) -> str:
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{_esc(title)}</title>",
         f"<style>{_STYLE}</style></head><body>", f"<h1>{_esc(title)}</h1>",
+        f'<p class="notice">{_esc(NOTICE)}</p>',
+        ('<h2>Warnings</h2><ul class="warnings">' + "".join(f"<li>{_esc(w)}</li>" for w in warnings) + "</ul>"
+         if warnings else "<p>No plausibility warning (docs/architecture.md lists the checks).</p>"),
         _table(["item", "value"], summary),
         "<h2>Volumes (mL)</h2>",
         _table(["volume", "mL"], [[k, f"{v:.2f}"] for k, v in volumes.items()], numeric={1}),
@@ -168,10 +193,9 @@ def write_report(forecast: Forecast, out_dir: Path) -> list[Path]:
         "growth": plot_growth(forecast.growth, out_dir / "growth.png", forecast_days=[day],
                               title=f"{case.patient_id}: {forecast.growth.model} model (GTV volume)"),
         "overlays": plot_overlays(out_dir / "overlays.png", background, forecast.output.probability,
-                                  forecast.output.uncertainty, masks, case.grid.spacing, levels,
+                                  forecast.output.uncertainty, masks, case.grid, levels,
                                   f"{case.patient_id}: {forecast.forecaster} forecast for day {day:g} "
-                                  f"on the {modality or 'blank'} of day {last.day:g}",
-                                  display_flips(case.grid.direction)),
+                                  f"on the {modality or 'blank'} of day {last.day:g}"),
         "volumes": plot_volumes(out_dir / "volumes.png",
                                 {k: v for k, v in report_volumes(forecast).items()
                                  if k in ("GTV (last scan)", "forecast tumor (phi <= 0)",

@@ -3,7 +3,9 @@
 matplotlib's object API on the Agg canvas (no pyplot state, no display); PNGs are saved without the
 ``Software`` metadata entry so that identical inputs give identical bytes. Slices are drawn in mm
 (the extent comes from the grid spacing) in the radiological view: anterior at the top, the patient's
-right on the left of the image (see :func:`display_flips`).
+right on the left of the image (see :func:`display_flips`), with orientation letters on the edges
+(:func:`edge_letters`) and each slice's position in patient coordinates, RAS mm as Slicer shows them
+(:func:`slice_position`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,17 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from .geometry import Grid
 
 PNG_METADATA = {"Software": None}
+PROBABILITY_SHOWN_FROM = 0.1
+"""Tumour probabilities below this are transparent in the overlays; above it the opacity grows with P."""
+PROBABILITY_MAX_ALPHA = 0.7
+UNCERTAINTY_SHOWN_FROM = 0.01
+"""Uncertainty (SD of the probability) below this is transparent in the overlays."""
+_LPS_LETTERS = (("R", "L"), ("A", "P"), ("I", "S"))  # (negative, positive) end of the LPS x, y, z axes
 CONTOURS = (("GTV (last scan)", "lime", "solid"), ("CTV standard", "tab:cyan", "solid"),
             ("CTV forecast", "tab:orange", "dashed"))
 
@@ -50,6 +61,40 @@ def display_flips(direction: Sequence[float]) -> tuple[bool, bool]:
     return bool(d[1, 1] < 0), bool(d[0, 0] < 0)
 
 
+def axis_letter(vector_lps: Sequence[float]) -> str:
+    """The patient direction a physical vector (LPS) points to most: R, L, A, P, I or S."""
+    v = np.asarray(vector_lps, dtype=float)
+    axis = int(np.argmax(np.abs(v)))
+    return _LPS_LETTERS[axis][int(v[axis] > 0)]
+
+
+def edge_letters(direction: Sequence[float], flips: tuple[bool, bool]) -> dict[str, str]:
+    """The patient direction at each edge (``left``, ``right``, ``top``, ``bottom``) of an axial slice drawn with
+    row 0 at the top and ``flips`` (y, x) applied, from the grid's ITK direction (row-major 3 x 3, LPS)."""
+    d = np.asarray(direction, dtype=float).reshape(3, 3)
+    right = d[:, 0] * (-1.0 if flips[1] else 1.0)  # the array x axis (ITK index 0) runs to the right
+    down = d[:, 1] * (-1.0 if flips[0] else 1.0)
+    return {"right": axis_letter(right), "left": axis_letter(-right), "bottom": axis_letter(down),
+            "top": axis_letter(-down)}
+
+
+def slice_position(grid: Grid, z: int) -> str:
+    """Where slice ``z`` lies in patient coordinates, as Slicer labels a slice view: the RAS coordinate (mm) of
+    the slice centre along the axis its normal points to most, e.g. ``S 12.0 mm``."""
+    ny, nx = grid.shape[1:]
+    lps = grid.index_to_physical(np.array([z, (ny - 1) / 2.0, (nx - 1) / 2.0]))
+    ras = np.array([-lps[0], -lps[1], lps[2]])
+    axis = int(np.argmax(np.abs(grid.direction_matrix[:, 2])))
+    return f"{'RAS'[axis]} {ras[axis]:.1f} mm"
+
+
+def probability_alpha(p: np.ndarray) -> np.ndarray:
+    """Opacity of the probability overlay per pixel: 0 (transparent) below :data:`PROBABILITY_SHOWN_FROM`, else
+    :data:`PROBABILITY_MAX_ALPHA` times P, so a negligible probability never darkens the image."""
+    p = np.asarray(p, dtype=float)
+    return np.where(p >= PROBABILITY_SHOWN_FROM, PROBABILITY_MAX_ALPHA * np.clip(p, 0.0, 1.0), 0.0)
+
+
 def _window(image: np.ndarray) -> tuple[float, float]:
     """Display window of a background image: its 1st and 99th percentiles over non-zero voxels."""
     values = image[image != 0]
@@ -60,13 +105,17 @@ def _window(image: np.ndarray) -> tuple[float, float]:
 
 
 def plot_overlays(path: Path, background: np.ndarray | None, probability: np.ndarray,
-                  uncertainty: np.ndarray | None, masks: Sequence[np.ndarray], spacing: Sequence[float],
-                  levels: Sequence[int], title: str, flips: tuple[bool, bool] = (False, False)) -> Path:
-    """Axial overlays at ``levels`` (z indices): the forecast probability (colour, transparent below
-    0.05) on ``background`` (the last FLAIR, grey) with the contours of ``masks`` (GTV, CTV standard,
-    CTV forecast; colours and line styles of :data:`CONTOURS`); a second row shows ``uncertainty``
-    (standard deviation of the probability; transparent below 0.01) when it is not all zero. ``spacing``
-    (mm, z y x) sets the aspect; ``flips`` (y, x) reverses slice axes for display (:func:`display_flips`)."""
+                  uncertainty: np.ndarray | None, masks: Sequence[np.ndarray], grid: Grid,
+                  levels: Sequence[int], title: str) -> Path:
+    """Axial overlays at ``levels`` (z indices) in the radiological view (:func:`display_flips` of the ``grid``),
+    each titled with its position in RAS mm and with orientation letters on its edges: the forecast probability
+    (colour; transparent below :data:`PROBABILITY_SHOWN_FROM`, opacity growing with P) on ``background`` (the last
+    FLAIR, grey) with the contours of ``masks`` (GTV, CTV standard, CTV forecast; colours and line styles of
+    :data:`CONTOURS`); a second row shows ``uncertainty`` (standard deviation of the probability; transparent
+    below :data:`UNCERTAINTY_SHOWN_FROM`) when it is not all zero. The legend says what is transparent."""
+    spacing = grid.spacing
+    flips = display_flips(grid.direction)
+    letters = edge_letters(grid.direction, flips)
     axes_flipped = tuple(a for a, f in zip((0, 1), flips) if f)
 
     def cut(volume: np.ndarray, z: int) -> np.ndarray:
@@ -89,14 +138,15 @@ def plot_overlays(path: Path, background: np.ndarray | None, probability: np.nda
             else:
                 ax.imshow(np.zeros((ny, nx)), cmap="gray", vmin=0, vmax=1, extent=extent)
             if i == 0:
-                p = cut(probability, z)
-                shown = np.where(p >= 0.05, p, np.nan)
-                prob_im = ax.imshow(shown, cmap="inferno", vmin=0, vmax=1, alpha=0.55, extent=extent,
+                p = cut(probability, z).astype(float)
+                alpha = probability_alpha(p)
+                shown = np.where(alpha > 0, p, np.nan)
+                prob_im = ax.imshow(shown, cmap="inferno", vmin=0, vmax=1, alpha=alpha, extent=extent,
                                     interpolation="nearest")
-                ax.set_title(f"z = {z} ({z * float(spacing[0]):.0f} mm)", fontsize="small")
+                ax.set_title(slice_position(grid, z), fontsize="small")
             else:
                 u = cut(uncertainty, z)
-                shown = np.where(u >= 0.01, u, np.nan)  # below 1% SD: transparent
+                shown = np.where(u >= UNCERTAINTY_SHOWN_FROM, u, np.nan)
                 unc_im = ax.imshow(shown, cmap="viridis", vmin=0, vmax=max(float(np.max(uncertainty)), 1e-6),
                                    alpha=0.7, extent=extent, interpolation="nearest")
             for mask, (_, colour, style) in zip(masks, CONTOURS):
@@ -106,10 +156,21 @@ def plot_overlays(path: Path, background: np.ndarray | None, probability: np.nda
                                colors=[colour], linestyles=style, linewidths=1.2)
             ax.set_xticks([])
             ax.set_yticks([])
+            for where, (x, y, ha, va) in {"left": (0.02, 0.5, "left", "center"),
+                                          "right": (0.98, 0.5, "right", "center"),
+                                          "top": (0.5, 0.98, "center", "top"),
+                                          "bottom": (0.5, 0.02, "center", "bottom")}.items():
+                ax.text(x, y, letters[where], transform=ax.transAxes, ha=ha, va=va, color="yellow",
+                        fontsize="small", fontweight="bold")
     fig.colorbar(prob_im, ax=axes[0, :].tolist(), shrink=0.8, label="tumor probability")
     if unc_im is not None:
         fig.colorbar(unc_im, ax=axes[1, :].tolist(), shrink=0.8, label="uncertainty (SD)")
     handles = [Line2D([], [], color=c, linestyle=ls, label=name) for name, c, ls in CONTOURS]
+    handles.append(Patch(facecolor="none", edgecolor="0.5",
+                         label=f"transparent: P < {PROBABILITY_SHOWN_FROM:g} (opacity grows with P)"))
+    if unc_im is not None:
+        handles.append(Patch(facecolor="none", edgecolor="0.5",
+                             label=f"transparent (bottom row): SD < {UNCERTAINTY_SHOWN_FROM:g}"))
     fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize="small", frameon=False)
     fig.suptitle(title, fontsize="medium")
     return save_png(fig, path)

@@ -20,7 +20,7 @@ from gliomaforecast.case import load_case
 from gliomaforecast.deformation import from_physical
 from gliomaforecast.io import read_image, read_mask, read_segmentation, read_vector_image, write_image
 
-EXPECTED = {"probability_d{d}.nii.gz", "uncertainty_d{d}.nii.gz", "flair_d{d}.nii.gz", "displacement.nii.gz",
+EXPECTED = {"probability_d{d}.nii.gz", "uncertainty_d{d}.nii.gz", "flair_warped_d{d}.nii.gz", "displacement.nii.gz",
             "ctv_standard.nii.gz", "ctv_forecast.nii.gz", "targets.seg.nrrd", "growth.json", "growth.png",
             "report.html", "forecast.json"}
 
@@ -49,7 +49,7 @@ def test_output_folder_is_complete_with_the_case_geometry(sample_forecast: Path)
     assert {n.format(d=450) for n in EXPECTED} <= names
     case = load_case(SAMPLE_CASE)
     grid = case.grid
-    for name in ("probability_d450.nii.gz", "uncertainty_d450.nii.gz", "flair_d450.nii.gz"):
+    for name in ("probability_d450.nii.gz", "uncertainty_d450.nii.gz", "flair_warped_d450.nii.gz"):
         array, got = read_image(out / name)
         assert got == grid and array.dtype == np.float32
     prob = read_image(out / "probability_d450.nii.gz")[0]

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import SAMPLE_CASE
+from gliomaforecast.case import load_case
 from gliomaforecast.errors import InputError
 from gliomaforecast.evaluation import volume_ml
-from gliomaforecast.forecast import run_forecast
+from gliomaforecast.forecast import fit_case_growth, run_forecast
+from gliomaforecast.growth_checks import parameters_at_bounds
 from gliomaforecast.report import report_volumes, write_report
-from gliomaforecast.report_figures import axial_levels, display_flips
+from gliomaforecast.geometry import Grid
+from gliomaforecast.growth_plot import bound_note
+from gliomaforecast.plausibility import forecast_warnings
+from gliomaforecast.report_figures import (PROBABILITY_SHOWN_FROM, axial_levels, display_flips, edge_letters,
+                                           probability_alpha, slice_position)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -48,8 +56,9 @@ def test_report_files_and_self_contained_html(forecast, tmp_path: Path) -> None:
     median, lower, upper = (float(v[0]) for v in forecast.growth.predict([200.0]))
     assert f"{median:.2f} mL (95% band {lower:.2f}-{upper:.2f} mL)" in page
     # inputs, grid, forecaster, seed
-    for tp in forecast.case.timepoints:
-        assert str(tp.gtv) in page and f"day {tp.day:g}" in page
+    for tp in forecast.case.timepoints:  # file names, never the absolute path (issue 17, item 7)
+        assert f"gtv: {tp.gtv.name}" in page and f"day {tp.day:g}" in page
+    assert str(forecast.case.path.parent) not in page
     assert "12 x 20 x 20" in page and "2 x 2 x 2 mm" in page
     assert "persistence" in page and "runs no model" in page
     assert "<td>seed</td><td>3</td>" in page
@@ -98,3 +107,36 @@ def test_display_flips_give_the_radiological_view() -> None:
     assert display_flips(np.eye(3).ravel()) == (False, False)  # LPS: +y posterior (down), +x left (right)
     assert display_flips(np.diag([-1.0, -1.0, 1.0]).ravel()) == (True, True)  # RAS-like index axes
     assert display_flips(np.diag([1.0, -1.0, 1.0]).ravel()) == (True, False)
+
+
+def test_report_has_the_research_notice_warnings_and_marks_bound_parameters(forecast, tmp_path: Path) -> None:
+    page = write_report(forecast, tmp_path)[-1].read_text(encoding="utf-8")
+    assert "Research use only, not for clinical decisions" in page
+    assert page.count("AT ITS ") == len(parameters_at_bounds(forecast.growth))
+    warnings = forecast_warnings(forecast)
+    assert ("<h2>Warnings</h2>" in page) == bool(warnings)
+    for line in warnings:
+        assert html.escape(line) in page
+
+
+def test_sample_report_marks_decay_rate_at_its_bound_in_the_table_and_the_plot(tmp_path: Path) -> None:
+    fit = fit_case_growth(load_case(SAMPLE_CASE), n_bootstrap=20)
+    note = bound_note(fit)
+    assert note.startswith("fitted at a bound") and "decay_rate = 0.2 1/day at its upper bound" in note
+
+
+def test_orientation_letters_and_slice_positions_in_ras_mm() -> None:
+    lps = np.eye(3).ravel()
+    assert edge_letters(lps, display_flips(lps)) == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
+    ras_like = np.diag([-1.0, -1.0, 1.0]).ravel()  # index axes along R, A: flipped for display, same letters
+    assert edge_letters(ras_like, display_flips(ras_like)) == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
+    assert edge_letters(lps, (False, False))["right"] == "L"
+    grid = Grid((10, 4, 6), (2.0, 1.0, 1.0), (5.0, -3.0, -20.0), tuple(np.eye(3).ravel()))
+    # slice centre of z = 3: LPS (5 + 2.5, -3 + 1.5, -20 + 6) -> RAS S = -14
+    assert slice_position(grid, 3) == "S -14.0 mm"
+
+
+def test_probability_overlay_is_transparent_where_negligible() -> None:
+    p = np.array([0.0, 0.05, PROBABILITY_SHOWN_FROM - 1e-6, PROBABILITY_SHOWN_FROM, 0.5, 1.0])
+    alpha = probability_alpha(p)
+    assert np.all(alpha[:3] == 0) and np.all(alpha[3:] > 0) and np.all(np.diff(alpha[3:]) > 0)

@@ -284,7 +284,7 @@ def test_forecast_nodes_match_the_core_forecast(loaded, scene, synthetic_case):
         assert got_grid.same_as(grid, **EXACT)
         np.testing.assert_allclose(got, array, rtol=1e-6, atol=1e-6)
     assert nodes.probability.GetName() == "Forecast probability day 150"
-    assert nodes.flair.GetName() == "Predicted FLAIR day 150"
+    assert nodes.flair.GetName() == "Warped last FLAIR day 150"  # issue 17 item 5: a warped image, not a forecast
     # persistence predicts no field: no (fake, all-zero) grid transform is added
     assert nodes.displacement is None and expected.output.displacement is None
     assert scene.GetNodesByClass("vtkMRMLGridTransformNode").GetNumberOfItems() == 0

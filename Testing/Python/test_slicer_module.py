@@ -238,7 +238,7 @@ def panel(module, monkeypatch, make_case):
     path, _ = make_case(3)
     loaded = gf.GliomaForecastLogic().loadCase(path)
     params = _Params(timepointSegmentations=[loaded.gtv[d] for d in loaded.days], gtvSegmentName="GTV",
-                     brainMask=loaded.brainMask, barrier=None, dose=loaded.dose, useRadiotherapy=True,
+                     brainMask=loaded.brainMask, barrier=None, dose=loaded.dose, referenceFlair=None, useRadiotherapy=True,
                      rtStartDay=21.0, nBootstrap=10, forecastDay=200.0, forecaster="persistence", samples=2, seed=0,
                      beta=0.1, mu=15.0, marginMm=6.0, scoreVolume=None)
     monkeypatch.setattr(gf.GliomaForecastLogic, "getParameterNode", lambda self: params)
@@ -359,3 +359,76 @@ def test_panel_probability_map_then_target_volumes_from_it(panel, monkeypatch):
     for name, mask in (("GTV", gtv), ("CTV standard", standard), ("CTV forecast", forecast)):
         assert (adapters.segment_mask(targets, name)[0] == mask).all(), name
     assert len(layers) == 1 and charts == []  # target volumes change no view
+
+
+# --- issue 17, item 10: default forecast day, scans without a reference volume, panel wording -----------
+
+def test_panel_proposes_the_last_scan_plus_90_days_when_the_scans_change(panel):
+    gf, widget, ui, timer, charts, errors, params = panel
+    assert params.forecastDay == 200.0  # opening on chosen scans keeps the saved day
+    params.timepointSegmentations = params.timepointSegmentations[:2]
+    widget._updateButtons()  # what the parameter node's Modified event calls
+    assert params.forecastDay == 60.0 + 90.0
+    params.forecastDay = 400.0  # the user's own choice stays while the scans do not change
+    widget._updateButtons()
+    assert params.forecastDay == 400.0
+
+
+def _drop_references(segmentations):
+    from GliomaForecastLib import adapters
+
+    role = slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole()
+    flairs = [adapters.reference_volume(seg) for seg in segmentations]
+    for seg in segmentations:
+        seg.RemoveNodeReferenceIDs(role)
+        assert adapters.reference_volume(seg) is None
+    return flairs
+
+
+def test_panel_uses_the_chosen_flair_for_segmentations_without_a_reference(panel):
+    gf, widget, ui, timer, charts, errors, params = panel
+    from GliomaForecastLib import adapters
+
+    flairs = _drop_references(params.timepointSegmentations)
+    widget.onForecast()  # no FLAIR chosen: one line naming the panel's control, no AttributeError
+    assert not timer.active and len(errors) == 1
+    assert "no reference volume; choose its FLAIR under 'FLAIR (scans without one)'" in errors[0]
+    errors.clear()
+    params.referenceFlair = flairs[-1]
+    widget.onForecast()
+    _fire_until_stopped(timer)
+    assert errors == [] and ui.statusLabel.text == "Forecasting: done"
+    role = slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole()
+    targets = slicer.mrmlScene.GetFirstNodeByName("Targets day 200")
+    assert targets.GetNodeReference(role) is flairs[-1]  # what DICOM RTSTRUCT export needs
+    parameter = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
+    assert targets.GetSegmentation().GetConversionParameter(parameter)
+    assert adapters.segment_mask(targets, "GTV")[1].same_as(adapters.grid_from_volume(flairs[-1]))
+
+    widget.onTargets()  # the target volumes of the last scan reference the chosen FLAIR too
+    _fire_until_stopped(timer)
+    assert errors == []
+    assert slicer.mrmlScene.GetFirstNodeByName("GTV targets day 120").GetNodeReference(role) is flairs[-1]
+
+
+def test_panel_errors_name_its_controls_never_flags_or_in_memory_files(panel):
+    gf, widget, ui, timer, charts, errors, params = panel
+    params.forecastDay = 30.0
+    widget.onForecast()
+    _fire_until_stopped(timer)
+    assert errors == ["Forecasting failed: Forecast day: target day 30 is not after the last scan (day 120)"]
+
+
+def test_panel_message_wording():
+    from gliomaforecast.errors import InputError
+    from GliomaForecastLib.panel import panelMessage
+
+    assert panelMessage(InputError(None, "samples", "must be at least 1, got 0")) == "Samples: must be at least 1, got 0"
+    assert panelMessage(InputError("--margin-mm", None, "must be >= 0")) == "Margin: must be >= 0"
+    assert panelMessage(InputError("<memory>/P/timepoints[1].gtv", "timepoints[1].gtv", "GTV is empty")) == \
+        "scan 2 (gtv): GTV is empty"
+    text = panelMessage(InputError("<memory>/P", "timepoints", "has 1 scan: use --forecaster persistence"))
+    assert "--" not in text and "<memory>" not in text and "Forecaster" in text
+    import tempfile
+    temp = f"{tempfile.gettempdir()}/gf_case_123/case.json"
+    assert tempfile.gettempdir() not in panelMessage(ValueError(f"cannot read {temp}"))

@@ -15,7 +15,8 @@ from ..case import load_case
 from ..errors import InputError
 from ..io import check_output_dir
 from ..forecast import Forecast, forecast_tumor_ml, run_forecast
-from ..forecasters import DEFAULT_FORECASTER, FORECASTER_NAMES
+from ..plausibility import forecast_warnings
+from ..forecasters import DEFAULT_FORECASTER, FORECASTER_NAMES, dose_note
 from . import add_case_arguments
 
 NAME = "forecast"
@@ -27,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--day", required=True, type=float, help="target day (days, on the case's day axis)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--forecaster", default=DEFAULT_FORECASTER,
-                   help=f"one of {', '.join(FORECASTER_NAMES)} (default {DEFAULT_FORECASTER})")
+                   help=f"one of {', '.join(FORECASTER_NAMES)} (default {DEFAULT_FORECASTER}). {dose_note()}")
     p.add_argument("--samples", type=int, default=defaults.SAMPLES,
                    help=f"growth-model samples for the uncertainty (default {defaults.SAMPLES})")
     p.add_argument("--seed", type=int, default=defaults.SEED, help=f"random seed (default {defaults.SEED})")
@@ -68,6 +69,7 @@ def summary(fc: Forecast, out: Path) -> str:
         f" (95% band {lo:.2f}-{hi:.2f} mL)",
         f"  GTV {fc.gtv.sum() * ml:.2f} mL | CTV standard ({fc.margin_mm:g} mm) {fc.ctv_standard.sum() * ml:.2f} mL"
         f" | CTV forecast {fc.ctv_forecast.sum() * ml:.2f} mL (iso-volumetric)",
+        *(f"  WARNING: {line}" for line in forecast_warnings(fc)),
         f"  took {fc.timings['total_s']:.1f} s; open {out / 'report.html'}",
     ])
 

@@ -21,13 +21,18 @@ if TYPE_CHECKING:
 class ForecasterEntry:
     """A registered forecaster: its ``name``; ``factory`` as ``"module:attribute"`` of this package, called
     with ``options``; a one-line ``summary`` for menus and docs; ``min_scans``, the fewest prior scans it
-    accepts."""
+    accepts; ``uses_dose``, whether its prediction reads the case's RT dose (Gy) (False: the dose is
+    recorded but changes nothing); ``validated_days``, the longest horizon (days after the last scan) at which
+    it was evaluated (docs/evaluation.md), beyond which a forecast carries a warning (None: no horizon is
+    claimed, e.g. the persistence baseline, or the target day does not enter)."""
 
     name: str
     factory: str
     summary: str
     options: dict[str, Any] = field(default_factory=dict)
     min_scans: int = 2
+    uses_dose: bool = False
+    validated_days: float | None = None
 
     def create(self) -> "Forecaster":
         """A new forecaster instance (imports its module)."""
@@ -38,9 +43,10 @@ class ForecasterEntry:
 
 REGISTRY: tuple[ForecasterEntry, ...] = (
     ForecasterEntry("evolution-field", "evolution:EvolutionForecaster",
-                    "last GTV carried forward by the learned tumor-evolution field (default)", {"volume": "field"}),
+                    "last GTV carried forward by the learned tumor-evolution field (default)", {"volume": "field"},
+                    validated_days=60.0),
     ForecasterEntry("evolution", "evolution:EvolutionForecaster",
-                    "the same, volume set by the growth model", {"volume": "growth"}),
+                    "the same, volume set by the growth model", {"volume": "growth"}, validated_days=60.0),
     ForecasterEntry("persistence", "persistence:PersistenceForecaster", "last scan unchanged (baseline)"),
     ForecasterEntry("fisher-kpp", "fisher_kpp:FisherKppForecaster", "last GTV grown by reaction-diffusion fitted to prior scans"),
     ForecasterEntry("recurrence-unet", "recurrence_unet:RecurrenceUNetForecaster", "post-RT recurrence map of a 3D U-Net ensemble from the planning scan (last scan)", min_scans=1),
@@ -60,6 +66,20 @@ def entry(name: str) -> ForecasterEntry:
 def get_forecaster(name: str) -> "Forecaster":
     """A new instance of the registered forecaster ``name``."""
     return entry(name).create()
+
+
+def dose_readers() -> tuple[str, ...]:
+    """The registered forecasters whose prediction reads the RT dose (``uses_dose``)."""
+    return tuple(e.name for e in REGISTRY if e.uses_dose)
+
+
+def dose_note() -> str:
+    """One sentence saying which forecasters read the RT dose, for the CLI help, the panel and forecast.json."""
+    readers = dose_readers()
+    if not readers:
+        return "No registered forecaster reads the RT dose yet: it is recorded, and changes no output."
+    return (f"The RT dose is read by {', '.join(readers)} only; every other forecaster records it and its "
+            "outputs do not change with it.")
 
 
 def tooltip() -> str:

@@ -1,0 +1,118 @@
+"""Implausible forecasts are flagged (issue 17, item 5): growth bands and forecast volumes capped by the brain,
+warnings in forecast.json, the command's summary and the report for a volume over half the brain, a horizon beyond
+the forecaster's validated one, growth parameters at their bounds and an unobserved bump of the growth curve; the
+evolution forecasters' image is written as a warped FLAIR, not a forecast."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SAMPLE_CASE
+from gliomaforecast.case import load_case
+from gliomaforecast.cli import main
+from gliomaforecast.forecast import fit_case_growth, forecast_tumor_ml, run_forecast
+from gliomaforecast.forecasters import entry
+from gliomaforecast.growth_checks import parameters_at_bounds, unobserved_bump
+from gliomaforecast.growth_fit import GrowthFit, fit_growth
+from gliomaforecast.growth_model import GrowthParams, burden
+from gliomaforecast.plausibility import BRAIN_FRACTION_WARNING, cap_growth, forecast_warnings
+
+
+@pytest.fixture(scope="module")
+def day400(tmp_path_factory) -> tuple[Path, str]:
+    """The issue's case: the sample patient, evolution forecaster, day 400 (169 days after the last scan)."""
+    out = tmp_path_factory.mktemp("f400") / "out"
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = main(["forecast", str(SAMPLE_CASE), "--forecaster", "evolution", "--day", "400", "--samples", "4",
+                     "--out", str(out)])
+    assert code == 0
+    return out, buffer.getvalue()
+
+
+def test_band_and_volumes_are_capped_by_the_brain(day400) -> None:
+    out, _ = day400
+    brain_ml = float(load_case(SAMPLE_CASE).brain_mask().sum() * load_case(SAMPLE_CASE).grid.voxel_volume_ml)
+    growth = json.loads((out / "growth.json").read_text())
+    prediction = growth["predictions"][0]
+    assert growth["cap"] == pytest.approx(brain_ml)
+    assert prediction["upper_97.5"] == pytest.approx(brain_ml)  # 2674 mL before the cap
+    record = json.loads((out / "forecast.json").read_text())
+    assert record["volumes_ml"]["forecast_tumor"] <= brain_ml
+
+
+def test_warnings_in_forecast_json_summary_and_report(day400) -> None:
+    out, printed = day400
+    warnings = json.loads((out / "forecast.json").read_text())["warnings"]
+    text = "\n".join(warnings)
+    assert "implausible volume: the forecast tumour at day 400 is 1268 mL, 73% of the brain" in text
+    assert "95% band at day 400 reaches the brain volume and is capped" in text
+    assert "horizon 169 days is beyond the 60 days evolution was validated for" in text
+    assert "decay_rate = 0.2 1/day at its upper bound" in text
+    assert "a bump no scan observed" in text
+    for line in warnings:
+        assert f"WARNING: {line}" in printed
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Warnings</h2>" in page and page.count("<li>") >= len(warnings)
+
+
+def test_the_warped_flair_is_named_as_such(day400) -> None:
+    out, _ = day400
+    names = {p.name for p in out.iterdir()}
+    assert "flair_warped_d400.nii.gz" in names and "flair_d400.nii.gz" not in names
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "a registration aid, not a forecast of the FLAIR" in page
+
+
+def test_cap_growth_clips_median_band_and_draws() -> None:
+    fit = fit_growth([0.0, 50.0, 100.0], [10.0, 30.0, 90.0], n_bootstrap=20)
+    assert fit.predict([400.0])[2][0] > 1000.0
+    capped = cap_growth(fit, 500.0)
+    med, lo, hi = (v[0] for v in capped.predict([400.0]))
+    assert hi == 500.0 and med <= 500.0 and capped.bootstrap_curves([400.0]).max() == 500.0
+    assert capped.predict([50.0])[0][0] == fit.predict([50.0])[0][0]  # below the cap nothing changes
+    assert cap_growth(fit, None) is fit
+
+
+def test_parameters_at_bounds() -> None:
+    grows = fit_growth([0.0, 10.0, 20.0], [1.0, 1.0 * np.exp(2.5), 1.0 * np.exp(5.0)], n_bootstrap=5)
+    found = parameters_at_bounds(grows)  # 0.25 / day wanted, the exponential bound is 0.1 / day
+    assert [(b.name, b.side, b.bound) for b in found] == [("growth_rate", "upper", 0.1)]
+    calm = fit_growth([0.0, 50.0, 100.0], [10.0, 20.0, 40.0], n_bootstrap=5)
+    assert parameters_at_bounds(calm) == []
+    sample = fit_case_growth(load_case(SAMPLE_CASE), n_bootstrap=20)
+    assert [b.name for b in parameters_at_bounds(sample)] == ["decay_rate"]
+
+
+def _rt_fit(delay: float) -> GrowthFit:
+    params = GrowthParams(growth_rate=0.01, decay_rate=0.05, delay=delay, slope=0.1, surviving_fraction=0.1,
+                          initial_burden=30.0)
+    days = np.array([0.0, 90.0, 180.0])
+    return GrowthFit(days=days, burdens=burden(days, params, 20.0), rt_start_day=20.0, model="radiotherapy", note="",
+                     params=params, free=(), fixed={}, bootstrap=None, n_bootstrap=0, noise=0.0, seed=0)
+
+
+def test_unobserved_bump() -> None:
+    bump = unobserved_bump(_rt_fit(delay=30.0), 200.0)  # the dying part grows 30 days after RT start, unseen
+    assert bump is not None and 20.0 < bump[0] < 90.0 and bump[1] > 1.5 * bump[2]
+    assert unobserved_bump(_rt_fit(delay=0.0), 200.0) is None
+    rising = fit_growth([0.0, 50.0, 100.0], [10.0, 20.0, 40.0], n_bootstrap=5)
+    assert unobserved_bump(rising, 400.0) is None
+
+
+def test_validated_horizons_and_quiet_forecasts(make_case) -> None:
+    assert entry("evolution-field").validated_days == 60.0 and entry("persistence").validated_days is None
+    path, _ = make_case(n_timepoints=3)
+    fc = run_forecast(path, 150.0, "persistence", n_bootstrap=10)  # 30 days after the last scan, small tumour
+    warnings = forecast_warnings(fc)
+    assert not any("horizon" in w or "implausible" in w for w in warnings)
+    late = dataclasses.replace(fc, forecaster="evolution-field", target_day=300.0)
+    assert any("horizon 180 days is beyond the 60 days evolution-field" in w for w in forecast_warnings(late))
+    assert forecast_tumor_ml(fc) < BRAIN_FRACTION_WARNING * fc.case.brain_mask().sum() * fc.case.grid.voxel_volume_ml
