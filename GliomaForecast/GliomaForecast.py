@@ -399,7 +399,8 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             scans = self.logic.scans(p.timepointSegmentations, p.gtvSegmentName, p.referenceFlair)
             job = self.logic.forecastJob(scans, p.forecastDay, rtStartDay=p.rtStartDay if p.useRadiotherapy else None,
                                          brainMask=p.brainMask, dose=p.dose, forecaster=p.forecaster,
-                                         samples=p.samples, seed=p.seed, marginMm=p.marginMm, nBootstrap=p.nBootstrap)
+                                         samples=p.samples, seed=p.seed, marginMm=p.marginMm, nBootstrap=p.nBootstrap,
+                                         barrier=p.barrier)
 
             def show(nodes):
                 self._showScore(scans[-1][1], nodes.probability)
@@ -522,6 +523,7 @@ class GliomaForecastTest(ScriptedLoadableModuleTest):
 
         from GliomaForecastLib import adapters
         from gliomaforecast import ctv
+        from gliomaforecast.target_volumes import build_targets
 
         self.delayDisplay("Loading the sample patient")
         if not os.path.exists(SAMPLE_CASE):
@@ -547,7 +549,8 @@ class GliomaForecastTest(ScriptedLoadableModuleTest):
         targets = logic.targetVolumes(seg, "GTV", scoreVolume=probability, brainMask=loaded.brainMask, day=last)
         gtv, grid = adapters.segment_mask(seg, "GTV")
         brain = adapters.array_from_volume(loaded.brainMask) > 0 if loaded.brainMask else None
-        standard = ctv.standard_ctv(gtv, grid.spacing, brain_mask=brain)
+        standard = build_targets(gtv, grid.spacing, brain_mask=brain).standard  # the margin CTV with holes filled
         self.assertTrue(np.array_equal(adapters.segment_mask(targets, "CTV standard")[0], standard))
+        self.assertTrue(np.all(standard[ctv.standard_ctv(gtv, grid.spacing, brain_mask=brain)]))
         self.assertEqual(int(adapters.segment_mask(targets, "CTV forecast")[0].sum()), int(standard.sum()))
         self.delayDisplay("Test passed")

@@ -18,13 +18,14 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from gliomaforecast import ctv, defaults, sdf
+from gliomaforecast import defaults, sdf
 from gliomaforecast.case import Case
 from gliomaforecast.deformation import to_physical
 from gliomaforecast.forecast import run_forecast
 from gliomaforecast.forecasters.base import ForecasterOutput
 from gliomaforecast.geometry import Grid
 from gliomaforecast.growth import GrowthFit, fit_growth
+from gliomaforecast.target_volumes import build_targets
 
 from .progress import ProgressCallback, Steps
 
@@ -42,7 +43,7 @@ class ProbabilityResult:
     mu: float
 
 
-def compute_probability(mask: np.ndarray, grid: Grid, beta: float = sdf.DEFAULT_BETA, mu: float = sdf.DEFAULT_MU,
+def compute_probability(mask: np.ndarray, grid: Grid, beta: float = defaults.BETA_PER_MM, mu: float = defaults.MU_MM,
                         progress: Optional[ProgressCallback] = None,
                         cancel: Optional[threading.Event] = None) -> ProbabilityResult:
     """Tumor-presence probability ``gliomaforecast.sdf.tumor_probability`` of a bool ``mask`` on ``grid``."""
@@ -110,21 +111,22 @@ class TargetsResult:
     margin_mm: float
 
 
-def compute_targets(gtv: np.ndarray, grid: Grid, score: Optional[np.ndarray] = None, margin_mm: float = 15.0,
+def compute_targets(gtv: np.ndarray, grid: Grid, score: Optional[np.ndarray] = None,
+                    margin_mm: float = defaults.MARGIN_MM,
                     brain: Optional[np.ndarray] = None, barrier: Optional[np.ndarray] = None,
-                    progress: Optional[ProgressCallback] = None,
-                    cancel: Optional[threading.Event] = None) -> TargetsResult:
-    """CTV standard (``gliomaforecast.ctv.standard_ctv``: ``margin_mm`` around ``gtv`` inside ``brain``, geodesic
-    around ``barrier``) and CTV forecast (``ctv.isovolumetric_ctv``: as many voxels, ranked by ``score``; without
-    it, by the GTV's own probability map with the default beta and mu). All arrays on ``grid``."""
+                    progress: Optional[ProgressCallback] = None, cancel: Optional[threading.Event] = None, *,
+                    cavity: Optional[np.ndarray] = None) -> TargetsResult:
+    """Both CTVs by the rule of ``gliomaforecast.target_volumes`` (the same as the forecast and the ``ctv``
+    command): CTV standard, ``margin_mm`` around ``gtv`` (+ ``cavity``) inside ``brain``, geodesic around ``barrier``;
+    CTV forecast, as many voxels ranked by ``score`` (without it, the GTV's own probability map), off the barrier;
+    no interior holes. All arrays on ``grid``."""
     steps = Steps(progress, cancel)
-    steps.step(0.0, "Standard margin CTV")
-    standard = ctv.standard_ctv(gtv, grid.spacing, margin_mm=margin_mm, brain_mask=brain, barrier=barrier)
-    steps.step(0.5, "Iso-volumetric forecast CTV")
-    if score is None:
-        score = sdf.tumor_probability(gtv, grid.spacing)
-    forecast = ctv.isovolumetric_ctv(score, int(np.count_nonzero(standard)), grid.spacing, gtv=gtv, brain_mask=brain)
-    return TargetsResult(grid, dict(zip(TARGET_SEGMENTS, (gtv, standard, forecast))), float(margin_mm))
+    steps.step(0.0, "Standard margin and iso-volumetric forecast CTVs")
+    targets = build_targets(gtv, grid.spacing, margin_mm, score=score, cavity=cavity, brain_mask=brain,
+                            barrier=barrier)
+    steps.step(0.5, "Target volumes drawn")
+    return TargetsResult(grid, dict(zip(TARGET_SEGMENTS, (gtv, targets.standard, targets.forecast))),
+                         float(margin_mm))
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,7 @@ class ForecastInputs:
     rt_start_day: Optional[float] = None
     brain: Optional[np.ndarray] = None
     dose: Optional[np.ndarray] = None
+    barrier: Optional[np.ndarray] = None
     samples: int = defaults.SAMPLES
     seed: int = defaults.SEED
     margin_mm: float = defaults.MARGIN_MM
@@ -176,7 +179,7 @@ def compute_forecast(inputs: ForecastInputs, progress: Optional[ProgressCallback
                             brain_mask=inputs.brain)
     result = run_forecast(case, float(inputs.day), inputs.forecaster, samples=inputs.samples,
                           seed=inputs.seed, device=inputs.device, margin_mm=inputs.margin_mm,
-                          n_bootstrap=inputs.n_bootstrap,
+                          n_bootstrap=inputs.n_bootstrap, barrier=inputs.barrier,
                           progress=lambda fraction, message: steps.step(0.8 * fraction, message))
     steps.step(0.85, "Growth curve and displacement")
     targets = TargetsResult(grid, dict(zip(TARGET_SEGMENTS, (result.gtv, result.ctv_standard, result.ctv_forecast))),

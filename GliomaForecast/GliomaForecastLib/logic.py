@@ -379,20 +379,21 @@ class ForecastLogic:
                  forecaster: str = DEFAULT_FORECASTER, samples: int = defaults.SAMPLES, seed: int = defaults.SEED,
                  marginMm: float = defaults.MARGIN_MM, nBootstrap: int = defaults.N_BOOTSTRAP,
                  device: str = defaults.DEVICE, progress: Optional[ProgressCallback] = None,
-                 cancel: Optional[threading.Event] = None) -> "ForecastNodes":
+                 cancel: Optional[threading.Event] = None, barrier: Optional[MaskSource] = None) -> "ForecastNodes":
         """Forecast the tumor at ``day`` (days, after the last scan) with ``gliomaforecast.forecast.run_forecast``.
 
         ``timepoints`` are ``(day, flairVolume, segmentationNode, segmentId)``, two or more. Everything is taken on
         the last FLAIR's exact geometry (earlier FLAIRs are linearly resampled onto it when their grids differ;
-        segments are exported on it); ``brainMask`` (volume or (segmentation, segment)), ``dose`` (Gy) and
-        ``rtStartDay`` (days) are optional. ``forecaster``, ``samples``, ``seed``, ``marginMm``, ``nBootstrap`` and
+        segments are exported on it); ``brainMask`` and ``barrier`` (volume or (segmentation, segment): the margin is
+        geodesic around the barrier and both CTVs stay off it), ``dose`` (Gy) and ``rtStartDay`` (days) are
+        optional. ``forecaster``, ``samples``, ``seed``, ``marginMm``, ``nBootstrap`` and
         ``device`` are passed to the core unchanged.
 
         Returns :class:`ForecastNodes`: probability and uncertainty volumes (probability color table), predicted
         FLAIR, the tumor-evolution displacement as a grid transform, growth table and chart, and the target
         segmentation (GTV, CTV standard, CTV forecast) referencing the last FLAIR."""
         return self.forecastJob(timepoints, day, rtStartDay, brainMask, dose, forecaster, samples, seed, marginMm,
-                                nBootstrap, device).run(progress, cancel)
+                                nBootstrap, device, barrier=barrier).run(progress, cancel)
 
     def forecastJob(self, timepoints: Sequence[Tuple[float, "slicer.vtkMRMLScalarVolumeNode",
                                                      "slicer.vtkMRMLSegmentationNode", str]],
@@ -400,7 +401,7 @@ class ForecastLogic:
                     brainMask: Optional[MaskSource] = None, dose: Optional["slicer.vtkMRMLScalarVolumeNode"] = None,
                     forecaster: str = DEFAULT_FORECASTER, samples: int = defaults.SAMPLES, seed: int = defaults.SEED,
                     marginMm: float = defaults.MARGIN_MM, nBootstrap: int = defaults.N_BOOTSTRAP,
-                    device: str = defaults.DEVICE) -> "Job":
+                    device: str = defaults.DEVICE, barrier: Optional[MaskSource] = None) -> "Job":
         """:meth:`forecast` as a :class:`Job`: every FLAIR, GTV, the brain mask and the dose are read onto the last
         FLAIR's grid now (:class:`GliomaForecastLib.compute.ForecastInputs`); ``compute`` runs the forecast;
         ``build`` returns :class:`ForecastNodes`."""
@@ -414,7 +415,7 @@ class ForecastLogic:
             flairs=tuple(self._volume_on(volume, grid) for _, volume, _, _ in points),
             gtvs=tuple(adapters.segment_mask(segmentation, sid, lastFlair)[0] for _, _, segmentation, sid in points),
             patient_id=lastFlair.GetName(), day=float(day), forecaster=forecaster, rt_start_day=rtStartDay,
-            brain=self._mask_on(brainMask, grid, "brain mask"),
+            brain=self._mask_on(brainMask, grid, "brain mask"), barrier=self._mask_on(barrier, grid, "barrier"),
             dose=None if dose is None else self._volume_on(dose, grid), samples=samples, seed=seed,
             margin_mm=marginMm, n_bootstrap=nBootstrap, device=device)
 

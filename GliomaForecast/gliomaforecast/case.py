@@ -65,6 +65,27 @@ class Case:
     gtv_labels: tuple[int, ...] = DEFAULT_GTV_LABELS
     resample: bool = False
     _cache: dict[tuple, Any] = field(default_factory=dict, repr=False)
+    day0: _dt.date | None = None  # the calendar date of day 0 when the manifest gives dates
+
+    def date_of(self, day: float) -> _dt.date | None:
+        """The calendar date of ``day`` (days; whole days) when the case gives dates, else None."""
+        return None if self.day0 is None else self.day0 + _dt.timedelta(days=int(round(day)))
+
+    def day_of(self, value: str | float, field_name: str = "day") -> float:
+        """A day (days) from a number or, when the case gives dates, an ISO date (YYYY-MM-DD); else an InputError
+        naming ``field_name``."""
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+        try:
+            date = _dt.date.fromisoformat(str(value))
+        except ValueError:
+            raise InputError(None, field_name,
+                             f"expected a number of days or an ISO date (YYYY-MM-DD), got {value!r}") from None
+        if self.day0 is None:
+            raise InputError(None, field_name, f"{value} is a date but {self.path} gives days, not dates: give a day")
+        return float((date - self.day0).days)
 
     # --- geometry ------------------------------------------------------------------------------
     def files(self) -> list[tuple[str, Path]]:
@@ -224,7 +245,8 @@ class Case:
             where = f"timepoints[{i}]"
             day = _number(day, base, f"{where}.day")
             if timepoints and day <= timepoints[-1].day:
-                raise InputError(base, f"{where}.day", f"out of order: day {day:g} is not after day {timepoints[-1].day:g}")
+                raise InputError(base, f"{where}.day",
+                                 f"out of order: day {day:g} is not after day {timepoints[-1].day:g}")
             unknown = sorted(set(imgs) - set(IMAGE_NAMES))
             if unknown:
                 raise InputError(base, f"{where}.images.{unknown[0]}", "unknown modality")
@@ -398,6 +420,7 @@ def load_case(path: str | Path, *, resample: bool = False, check_grids: bool = T
         tissue_paths={k: _path(base, v, src, f"tissue.{k}") for k, v in tissue_raw.items()},
         gtv_labels=tuple(gtv_labels),
         resample=resample,
+        day0=first_date,
     )
     if check_grids:
         case.check_grids()

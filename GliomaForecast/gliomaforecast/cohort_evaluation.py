@@ -23,7 +23,8 @@ Across patients: the paired Wilcoxon signed-rank test of forecast vs standard co
 (:func:`evaluation.compare_plans`), forecaster vs forecaster on the forecast plan's coverage (pairs scored by
 both), summary statistics per metric and per time-gap bin (gap from the last input scan to the target, days).
 A patient with several scored forecasts (``horizon``) enters the Wilcoxon tests once, with the mean of its
-forecasts, so the tested pairs stay independent; the per-bin tables count forecasts.
+forecasts, so the tested pairs stay independent; the per-bin tables count forecasts and hold only the forecasts
+that every forecaster with results scored (the same pairs for all: a one-scan forecaster gets more prefixes).
 Patients (or patient/forecaster pairs) that cannot be scored are skipped with the reason recorded.
 Results do not depend on the number of parallel jobs: rows are sorted by patient id and forecaster.
 """
@@ -349,6 +350,8 @@ def summarize(result: CohortResult) -> dict:
     s = result.settings
     per: dict[str, dict] = {}
     by_name = {name: [r for r in result.rows if r["forecaster"] == name] for name in s.forecasters}
+    scored = [{r["pair_id"] for r in rows} for rows in by_name.values() if rows]
+    common = set.intersection(*scored) if scored else set()  # per-bin tables: the forecasts every forecaster scored
     for name, rows in by_name.items():
         coverage = {}
         for d, suffix in DEFINITIONS.items():
@@ -358,8 +361,9 @@ def summarize(result: CohortResult) -> dict:
                                math.isfinite(r[f"coverage_standard_{suffix}"]) for r in rows),
                                **_coverage_summary(outside, suffix)}}
         bins = {}
+        matched = [r for r in rows if r["pair_id"] in common]
         for label, _ in GAP_BINS:
-            in_bin = [r for r in rows if r["gap_bin"] == label]
+            in_bin = [r for r in matched if r["gap_bin"] == label]
             bins[label] = {"n": len(in_bin), **{m: _stats(r[m] for r in in_bin)["mean"]
                                                 for m in (*MAP_METRICS, *COVERAGE_COLUMNS)}}
         entries = [c for c in result.calibration if c["forecaster"] == name]

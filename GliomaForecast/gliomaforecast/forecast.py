@@ -15,14 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ctv, defaults, sdf
+from . import defaults, sdf
 from .burden import burden_from_case
 from .case import Case, load_case
 from .errors import InputError
-from .forecasters import DEFAULT_FORECASTER, entry
+from .forecasters import DEFAULT_FORECASTER, REGISTRY, entry
 from .forecasters.base import ForecasterOutput, ForecastRequest, ProgressFn, no_progress
 from .growth_fit import GrowthFit, constant_fit, fit_growth
 from .plausibility import cap_growth
+from .target_volumes import build_targets, cavity_from_labels
 
 
 @dataclass
@@ -41,6 +42,9 @@ class Forecast:
     seed: int
     samples: int
     timings: dict[str, float]
+    cavity_ml: float = 0.0
+    barrier_used: bool = False
+    forecast_shortfall: int = 0
 
 
 def forecast_tumor_ml(fc: "Forecast") -> float:
@@ -74,11 +78,14 @@ def check_target_day(case: Case, day: float) -> float:
 def run_forecast(case: Case | str | Path, day: float, forecaster: str = DEFAULT_FORECASTER, *,
                  samples: int = defaults.SAMPLES, seed: int = defaults.SEED, device: str = defaults.DEVICE,
                  margin_mm: float = defaults.MARGIN_MM, n_bootstrap: int = defaults.N_BOOTSTRAP,
-                 progress: ProgressFn | None = None, growth: GrowthFit | None = None) -> Forecast:
+                 progress: ProgressFn | None = None, growth: GrowthFit | None = None,
+                 barrier: np.ndarray | None = None) -> Forecast:
     """Forecast ``case`` at ``day`` (days) with the named forecaster and build both CTVs.
 
     ``samples`` draws of the growth model's bootstrap distribution give the uncertainty; ``seed`` fixes
-    every random choice. ``growth``: a fit of this case's GTV volumes made earlier with :func:`fit_case_growth`
+    every random choice. ``barrier`` (bool, on the case grid: ventricles, falx, ...) makes the standard margin
+    geodesic and keeps both CTVs off it. Both CTVs start from the last GTV plus its resection cavity (label 4) with
+    holes filled (:mod:`target_volumes`). ``growth``: a fit of this case's GTV volumes made earlier with :func:`fit_case_growth`
     and the same ``seed`` and ``n_bootstrap`` (an evaluation shares one fit across forecasters and targets);
     None fits it here. ``progress(fraction, message)`` receives the fraction (0-1) of the whole forecast
     done and a short message per step. Bad settings raise an InputError naming the parameter (``day``,
@@ -96,12 +103,18 @@ def run_forecast(case: Case | str | Path, day: float, forecaster: str = DEFAULT_
     case = case if isinstance(case, Case) else load_case(case)
     if len(case.timepoints) < registered.min_scans:
         need = {1: "one scan", 2: "two scans"}.get(registered.min_scans, f"{registered.min_scans} scans")
+        fewer = [e.name for e in REGISTRY if e.min_scans <= len(case.timepoints)]
+        instead = f"; use {' or '.join(fewer)} with {len(case.timepoints)}" if fewer else ""
         raise InputError(case.path, "timepoints", f"a forecast needs at least {need} with the {forecaster} "
-                                                  f"forecaster; the case has {len(case.timepoints)}")
+                                                  f"forecaster; the case has {len(case.timepoints)}{instead}")
     day = check_target_day(case, day)
     last = case.timepoints[-1]
     gtv = case.gtv(last)
     brain = case.brain_mask()
+    if barrier is not None:
+        barrier = np.asarray(barrier, dtype=bool)
+        if barrier.shape != tuple(case.grid.shape):
+            raise InputError(None, "barrier", f"shape {barrier.shape} differs from the case grid {tuple(case.grid.shape)}")
     if brain is not None and not np.any(gtv & brain):
         raise InputError(case.brain_mask_path, "brain_mask",
                          f"does not overlap the GTV of timepoints[{last.index}] ({last.gtv or last.labels})")
@@ -122,12 +135,13 @@ def run_forecast(case: Case | str | Path, day: float, forecaster: str = DEFAULT_
 
     say(0.9, "building target volumes")
     t3 = time.perf_counter()
-    spacing = case.grid.spacing
-    standard = ctv.standard_ctv(gtv, spacing, margin_mm, brain_mask=brain)
-    forecast_ctv = ctv.isovolumetric_ctv(output.probability, int(standard.sum()), spacing, gtv=gtv,
-                                         brain_mask=brain)
+    cavity = cavity_from_labels(case.labels(last))
+    targets = build_targets(gtv, case.grid.spacing, margin_mm, score=output.probability, cavity=cavity,
+                            brain_mask=brain, barrier=barrier)
     timings["ctv_s"] = time.perf_counter() - t3
     timings["total_s"] = time.perf_counter() - t0
     say(1.0, "forecast done")
-    return Forecast(case, day, forecaster, output, growth, gtv, standard, forecast_ctv, float(margin_mm), seed,
-                    samples, timings)
+    cavity_ml = 0.0 if cavity is None else float(np.count_nonzero(cavity) * case.grid.voxel_volume_ml)
+    return Forecast(case, day, forecaster, output, growth, gtv, targets.standard, targets.forecast, float(margin_mm),
+                    seed, samples, timings, cavity_ml=cavity_ml, barrier_used=barrier is not None,
+                    forecast_shortfall=targets.forecast_shortfall)

@@ -73,6 +73,7 @@ def forecast_record(fc: Forecast) -> dict:
         "patient_id": case.patient_id,
         "case": shown_path(case.path),
         "target_day": fc.target_day,
+        "target_date": None if case.date_of(fc.target_day) is None else case.date_of(fc.target_day).isoformat(),
         "last_scan_day": case.timepoints[-1].day,
         "forecaster": fc.forecaster,
         "inputs": {"days": case.days.tolist(), "rt_start_day": case.rt_start_day, "files": files,
@@ -91,6 +92,11 @@ def forecast_record(fc: Forecast) -> dict:
             "ctv_standard": float(fc.ctv_standard.sum() * ml),
             "ctv_forecast": float(fc.ctv_forecast.sum() * ml),
         },
+        "targets": {"rule": "CTVs from the last GTV + resection cavity (label 4) with holes filled; standard: margin "
+                             "(geodesic around the barrier when given) inside the brain; forecast: as many voxels, "
+                             "highest probability first; no interior holes except barrier / outside-brain voxels",
+                    "cavity_ml": fc.cavity_ml, "barrier": fc.barrier_used,
+                    "forecast_shortfall_voxels": fc.forecast_shortfall},
         "warnings": forecast_warnings(fc),
         "notes": [fc.growth.note, *fc.output.notes],
         "machine": platform.machine(),
@@ -98,14 +104,14 @@ def forecast_record(fc: Forecast) -> dict:
     }
 
 
-def write_forecast(fc: Forecast, out_dir: str | Path) -> list[Path]:
+def write_forecast(fc: Forecast, out_dir: str | Path, existing: str = "merge") -> list[Path]:
     """Write every output of ``fc`` into ``out_dir`` atomically; returns the written file paths."""
     from .report import write_report  # matplotlib: only when writing
 
     grid = fc.case.grid
     tag = day_tag(fc.target_day)
     inputs = [p for _, p in fc.case.files()] + [fc.case.path]
-    with atomic_output_dir(out_dir, inputs=inputs) as tmp:
+    with atomic_output_dir(out_dir, inputs=inputs, existing=existing) as tmp:
         out = fc.output
         write_image(tmp / f"probability_{tag}.nii.gz", out.probability.astype(np.float32), grid)
         write_image(tmp / f"uncertainty_{tag}.nii.gz", out.uncertainty.astype(np.float32), grid)

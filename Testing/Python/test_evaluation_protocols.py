@@ -186,7 +186,9 @@ def test_cli_horizon_and_recurrence(cohort: Path, tmp_path: Path, capsys) -> Non
     assert main(["evaluate", str(cohort), "--protocol", "horizon", "--horizon-days", "90-200", "--forecaster",
                  "persistence", "--n-bootstrap", "3", "--jobs", "1", "--out", str(out)]) == 0
     lines = (out / "patients.csv").read_text().splitlines()
-    assert len(lines) - 1 == 6 + 2 + 1  # A: 6 pairs, B: 2->3 and 3->3, C: 2->2
+    # persistence accepts one scan, so its prefixes start at i = 1: A: 2 + 6 pairs, B: 2 + 2, C: 1 + 1
+    assert len(lines) - 1 == 8 + 4 + 2
+    assert sum(",persistence,A:1->" in line for line in lines) == 2
     rec = tmp_path / "r"
     assert main(["evaluate", str(cohort), "--protocol", "recurrence", "--forecaster", "persistence",
                  "--n-bootstrap", "3", "--jobs", "1", "--out", str(rec)]) == 0

@@ -65,8 +65,8 @@ def test_bad_requests(make_case, kwargs, match: str) -> None:
 
 def test_single_scan_is_refused(make_case) -> None:
     path, _ = make_case(n_timepoints=1)
-    with pytest.raises(InputError, match="timepoints: a forecast needs at least two scans"):
-        run_forecast(path, 200.0, "persistence")
+    with pytest.raises(InputError, match="timepoints: a forecast needs at least two scans.*use persistence"):
+        run_forecast(path, 200.0, "evolution-field")  # persistence accepts one scan (issue 17 item 9)
 
 
 def _tumor_ml(probability: np.ndarray, spacing) -> float:

@@ -21,6 +21,7 @@ from GliomaForecastLib.scene import headless_scene
 from gliomaforecast import ctv, growth, sdf
 from gliomaforecast.geometry import Grid
 from gliomaforecast.io import read_segmentation, write_image
+from gliomaforecast.target_volumes import build_targets
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_CASE = REPO / "Resources" / "SampleData" / "sample_patient" / "case.json"
@@ -212,10 +213,11 @@ def test_target_volumes_barrier_and_default_score(loaded):
                                        "vtkMRMLLabelMapVolumeNode")
     out = ForecastLogic().targetVolumes(seg, "GTV", marginMm=10.0, barrier=barrier_node)
     standard = ctv.standard_ctv(gtv, grid.spacing, margin_mm=10.0, barrier=barrier)
-    forecast = ctv.isovolumetric_ctv(sdf.tumor_probability(gtv, grid.spacing), int(standard.sum()), grid.spacing,
-                                     gtv=gtv)
+    targets = build_targets(gtv, grid.spacing, 10.0, barrier=barrier)  # the rule every path follows (issue 17)
+    assert np.array_equal(targets.standard, standard)  # a ball GTV: no cavity, no hole to fill
     assert np.array_equal(adapters.segment_mask(out, "CTV standard")[0], standard)
-    assert np.array_equal(adapters.segment_mask(out, "CTV forecast")[0], forecast)
+    forecast = adapters.segment_mask(out, "CTV forecast")[0]
+    assert np.array_equal(forecast, targets.forecast) and not (forecast & barrier).any()  # off the barrier too
 
 
 def test_cancel_leaves_no_output_nodes(loaded, scene):
@@ -335,9 +337,9 @@ def test_sample_patient_console_methods_match_the_core(sample, tmp_path):
 
     targets = logic.targetVolumes(seg, "GTV", scoreVolume=probability, brainMask=loaded.brainMask, day=day)
     brain = case.brain_mask()
-    standard = ctv.standard_ctv(gtv, grid.spacing, brain_mask=brain)
-    forecast = ctv.isovolumetric_ctv(sdf.tumor_probability(gtv, grid.spacing), int(standard.sum()), grid.spacing,
-                                     gtv=gtv, brain_mask=brain)
+    rule = build_targets(gtv, grid.spacing, score=sdf.tumor_probability(gtv, grid.spacing), brain_mask=brain)
+    standard, forecast = rule.standard, rule.forecast  # the issue-17 rule: margin CTV with its holes filled
+    assert standard[ctv.standard_ctv(gtv, grid.spacing, brain_mask=brain)].all()
     path = tmp_path / "sample_targets.seg.nrrd"
     storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
     storage.SetFileName(str(path))

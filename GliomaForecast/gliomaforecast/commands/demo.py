@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     day = float(load_case(args.case).days[-1]) + HORIZON_DAYS
     fc = forecast_to_folder(args.case, day, args.out, forecaster=args.forecaster, samples=defaults.SAMPLES,
-                            seed=defaults.SEED, device=defaults.DEVICE, margin_mm=defaults.MARGIN_MM)
+                            seed=defaults.SEED, device=defaults.DEVICE, margin_mm=defaults.MARGIN_MM,
+                            existing="replace")  # the demo's own folder: a re-run replaces it whole
     print(summary(fc, args.out))
     for path in sorted(args.out.iterdir()):
         print(f"  wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")

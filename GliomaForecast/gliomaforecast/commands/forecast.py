@@ -8,16 +8,18 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from .. import defaults
 from ..case import load_case
 from ..errors import InputError
-from ..io import check_output_dir
+from ..geometry import Grid, require_same_grid, resample_to
+from ..io import check_output_dir, existing_mode, read_mask
 from ..forecast import Forecast, forecast_tumor_ml, run_forecast
 from ..plausibility import forecast_warnings
 from ..forecasters import DEFAULT_FORECASTER, FORECASTER_NAMES, dose_note
-from . import add_case_arguments
+from . import add_case_arguments, add_overwrite_argument
 
 NAME = "forecast"
 HELP = "forecast a case at a target day and build the target volumes"
@@ -25,7 +27,8 @@ HELP = "forecast a case at a target day and build the target volumes"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_case_arguments(p)
-    p.add_argument("--day", required=True, type=float, help="target day (days, on the case's day axis)")
+    p.add_argument("--day", required=True,
+                   help="target day (days, on the case's day axis) or, when the case gives dates, an ISO date")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--forecaster", default=DEFAULT_FORECASTER,
                    help=f"one of {', '.join(FORECASTER_NAMES)} (default {DEFAULT_FORECASTER}). {dose_note()}")
@@ -35,28 +38,52 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=defaults.DEVICE, choices=defaults.DEVICES, help="onnxruntime device")
     p.add_argument("--margin-mm", type=float, default=defaults.MARGIN_MM,
                    help=f"standard CTV margin, mm (default {defaults.MARGIN_MM:g})")
+    add_overwrite_argument(p)
+    p.add_argument("--barrier", type=Path, default=None,
+                   help="binary barrier mask (ventricles, falx, tentorium) on the case grid: geodesic margin, "
+                        "both CTVs kept off it")
 
 
-def forecast_to_folder(case: Path, day: float, out: Path, *, forecaster: str, samples: int, seed: int,
-                       device: str, margin_mm: float, resample: bool = False) -> Forecast:
+def forecast_to_folder(case: Path, day: float | str, out: Path, *, forecaster: str, samples: int, seed: int,
+                       device: str, margin_mm: float, resample: bool = False, barrier: Path | None = None,
+                       existing: str = "refuse") -> Forecast:
     """Run a forecast with a progress bar on stderr and write its folder; returns the forecast.
-    ``resample`` puts every volume on the first FLAIR's grid (linear for images, nearest for masks)."""
+    ``resample`` puts every volume on the first FLAIR's grid (linear for images, nearest for masks), the
+    ``barrier`` mask file included. ``existing``: what a non-empty ``out`` gets (``io.check_output_dir``)."""
     from ..forecast_output import write_forecast
 
     if not math.isfinite(margin_mm) or margin_mm < 0:
         raise InputError("--margin-mm", None, f"must be a distance >= 0 mm, got {margin_mm}")
-    check_output_dir(out)
+    check_output_dir(out, existing)
     with tqdm(total=100, desc="forecast", file=sys.stderr, leave=False, disable=not sys.stderr.isatty(),
               bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}]") as bar:
         def progress(fraction: float, message: str) -> None:
             bar.set_description_str(message)
             bar.update(max(0, round(95 * fraction) - bar.n))
-        fc = run_forecast(load_case(case, resample=resample), day, forecaster, samples=samples, seed=seed,
-                          device=device, margin_mm=margin_mm, progress=progress)
+        loaded = load_case(case, resample=resample)
+        wall = None if barrier is None else read_barrier(barrier, loaded.grid, resample)
+        fc = run_forecast(loaded, loaded.day_of(day), forecaster, samples=samples, seed=seed,
+                          device=device, margin_mm=margin_mm, progress=progress, barrier=wall)
         progress(0.95, "writing outputs")
-        write_forecast(fc, out)
+        write_forecast(fc, out, existing=existing)
         bar.update(100 - bar.n)
     return fc
+
+
+def read_barrier(path: Path, grid: Grid, resample: bool) -> np.ndarray:
+    """The barrier mask file on the case ``grid`` (bool); a different grid is an error naming both, unless
+    ``resample`` (nearest neighbour)."""
+    mask, mask_grid = read_mask(path, "barrier")
+    if not mask_grid.same_as(grid):
+        if not resample:
+            require_same_grid(mask_grid, grid, f"{path} (barrier)", "the case grid")
+        mask = resample_to(mask, mask_grid, grid, label=True)
+    return mask.astype(bool)
+
+
+def _date(fc: Forecast) -> str:
+    date = fc.case.date_of(fc.target_day)
+    return "" if date is None else f" ({date.isoformat()})"
 
 
 def summary(fc: Forecast, out: Path) -> str:
@@ -64,11 +91,13 @@ def summary(fc: Forecast, out: Path) -> str:
     ml = fc.case.grid.voxel_volume_ml
     med, lo, hi = (float(v[0]) for v in fc.growth.predict([fc.target_day]))
     return "\n".join([
-        f"{fc.case.patient_id}: forecast at day {fc.target_day:g} with '{fc.forecaster}' -> {out}",
+        f"{fc.case.patient_id}: forecast at day {fc.target_day:g}{_date(fc)} with '{fc.forecaster}' -> {out}",
         f"  forecast tumor {forecast_tumor_ml(fc):.2f} mL; growth model ({fc.growth.model}) {med:.2f} mL"
         f" (95% band {lo:.2f}-{hi:.2f} mL)",
         f"  GTV {fc.gtv.sum() * ml:.2f} mL | CTV standard ({fc.margin_mm:g} mm) {fc.ctv_standard.sum() * ml:.2f} mL"
         f" | CTV forecast {fc.ctv_forecast.sum() * ml:.2f} mL (iso-volumetric)",
+        f"  both CTVs from the GTV + resection cavity ({fc.cavity_ml:.2f} mL), holes filled; "
+        f"{'geodesic margin around the barrier' if fc.barrier_used else 'Euclidean margin (no barrier given)'}",
         *(f"  WARNING: {line}" for line in forecast_warnings(fc)),
         f"  took {fc.timings['total_s']:.1f} s; open {out / 'report.html'}",
     ])
@@ -76,6 +105,7 @@ def summary(fc: Forecast, out: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     fc = forecast_to_folder(args.case, args.day, args.out, forecaster=args.forecaster, samples=args.samples,
-                            seed=args.seed, device=args.device, margin_mm=args.margin_mm, resample=args.resample)
+                            seed=args.seed, device=args.device, margin_mm=args.margin_mm, resample=args.resample,
+                            barrier=args.barrier, existing=existing_mode(args.overwrite))
     print(summary(fc, args.out))
     return 0

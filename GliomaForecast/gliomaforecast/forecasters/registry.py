@@ -47,9 +47,10 @@ REGISTRY: tuple[ForecasterEntry, ...] = (
                     validated_days=60.0),
     ForecasterEntry("evolution", "evolution:EvolutionForecaster",
                     "the same, volume set by the growth model", {"volume": "growth"}, validated_days=60.0),
-    ForecasterEntry("persistence", "persistence:PersistenceForecaster", "last scan unchanged (baseline)"),
+    ForecasterEntry("persistence", "persistence:PersistenceForecaster", "last scan unchanged (baseline)", min_scans=1),
     ForecasterEntry("fisher-kpp", "fisher_kpp:FisherKppForecaster", "last GTV grown by reaction-diffusion fitted to prior scans"),
     ForecasterEntry("recurrence-unet", "recurrence_unet:RecurrenceUNetForecaster", "post-RT recurrence map of a 3D U-Net ensemble from the planning scan (last scan)", min_scans=1),
+    ForecasterEntry("multitask-diffusion", "multitask_diffusion:MultiTaskDiffusionForecaster", "probability map and future FLAIR of a multi-task diffusion network from the last two scans", uses_dose=True, validated_days=365.0),
 )
 DEFAULT_FORECASTER = "evolution-field"
 FORECASTER_NAMES: tuple[str, ...] = tuple(e.name for e in REGISTRY)
