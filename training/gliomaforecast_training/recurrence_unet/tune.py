@@ -7,8 +7,9 @@ For every patient the ``recurrence`` protocol scores, the exported ensemble runs
 (``forecasters.recurrence_unet.ensemble_maps``); then each candidate (smooth_mm, prior_weight, floor) gives the
 score map (``score_map``) and the forecast CTV exactly as the forecast does (``ctv.isovolumetric_ctv`` with the
 standard plan's voxel count, the planning GTV always in). The criterion is the mean coverage of the enhancing
-recurrence (label 3; enhancing + necrosis for patients without enhancing), ties broken by the median per-patient
-improvement over the standard CTV, then the smaller prior weight. Prints one line per candidate, writes the
+recurrence (label 3; enhancing + necrosis for patients without enhancing) to 3 decimals, ties broken by the mean
+coverage of the whole recurrent GTV (3 decimals), the median per-patient improvement over the standard CTV, then
+the smaller prior weight. Prints one line per candidate, writes the
 chosen settings and the table (JSON).
 """
 
@@ -44,7 +45,8 @@ def patient_maps(case_json: Path, family) -> dict | None:
     labels = case.labels(case.timepoints[task.target])
     if labels is None:
         return None
-    recurrence = {d: evaluation.recurrence_mask(labels, d) for d in ("enhancing", "enhancing+necrosis")}
+    recurrence = {**{d: evaluation.recurrence_mask(labels, d) for d in ("enhancing", "enhancing+necrosis")},
+                  "gtv": case.gtv(case.timepoints[task.target])}
     standard = ctv.standard_ctv(gtv, case.grid.spacing, 15.0, brain_mask=brain)
     return {"patient": case.patient_id, "inputs": inputs, "mean": paste_crop(mean, box, inputs.brain.shape),
             "gtv": gtv, "brain": brain, "spacing": case.grid.spacing, "standard": standard, "recurrence": recurrence}
@@ -84,12 +86,17 @@ def tune(args: argparse.Namespace) -> dict:
         diff = np.array([key[pid] - ref[pid] for pid in ok])
         row = {"smooth_mm": smooth, "prior_weight": weight, "prior_mm": args.prior_mm, "floor": floor, "n": len(ok),
                "forecast": float(np.mean([key[p] for p in ok])), "standard": float(np.mean([ref[p] for p in ok])),
+               "forecast_gtv": float(np.mean([c["gtv"] for c in cov.values()])),
+               "standard_gtv": float(np.mean([s["gtv"] for s in standard.values()])),
                "median_improvement": float(np.median(diff)), "wins": int((diff > 0).sum()), "losses": int((diff < 0).sum())}
         rows.append(row)
         print(json.dumps(row), flush=True)
-    best = max(rows, key=lambda r: (round(r["forecast"], 6), r["median_improvement"], -r["prior_weight"]))
+    best = max(rows, key=lambda r: (round(r["forecast"], 3), round(r["forecast_gtv"], 3), r["median_improvement"],
+                                    -r["prior_weight"]))
     chosen = {k: best[k] for k in ("smooth_mm", "prior_weight", "prior_mm", "floor")}
-    out = {"chosen": chosen, "criterion": "mean enhancing coverage (enhancing+necrosis without enhancing)",
+    out = {"chosen": chosen, "criterion": "mean enhancing coverage (enhancing+necrosis without enhancing; 3 "
+                                          "decimals), then mean gtv coverage (3 decimals), then the median "
+                                          "per-patient improvement, then the smaller prior weight",
            "cohort": str(args.cohort), "patients": [p["patient"] for p in patients], "table": rows}
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     print("chosen", json.dumps(chosen))
