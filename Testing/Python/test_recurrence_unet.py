@@ -19,6 +19,7 @@ from gliomaforecast.evaluation_protocols import prefix_case
 from gliomaforecast.forecast import run_forecast
 from gliomaforecast.forecasters.recurrence_unet import score_map
 from gliomaforecast.models import load_family
+from gliomaforecast.target_volumes import build_targets, cavity_from_labels
 from gliomaforecast_training.recurrence_unet import data, export, train
 from gliomaforecast_training.recurrence_unet.loss import coverage_alpha, recurrence_loss
 
@@ -147,12 +148,13 @@ def test_forecaster_mean_spread_ctv_and_determinism(family_dir: Path, monkeypatc
     assert np.array_equal(p, again.output.probability)  # same inputs -> same map; the day does not enter
     assert u.max() > 0 and not p[~case.brain_mask()].any()
     assert len(fc.output.models) == 2 and fc.growth.model == "exponential"
-    # the forecast CTV is the core's iso-volumetric CTV of this map: same volume as the standard plan, GTV in
+    # the forecast CTV is the orchestration's iso-volumetric CTV of this very map (GTV + cavity always in, at most the
+    # standard plan's volume)
     gtv = planning.gtv(planning.timepoints[-1])
-    assert fc.ctv_forecast.sum() == fc.ctv_standard.sum() and np.all(fc.ctv_forecast[gtv])
-    expected = ctv.isovolumetric_ctv(p, int(fc.ctv_standard.sum()), case.grid.spacing, gtv=gtv,
-                                     brain_mask=case.brain_mask())
-    assert np.array_equal(fc.ctv_forecast, expected)
+    assert 0 < fc.ctv_forecast.sum() <= fc.ctv_standard.sum() and np.all(fc.ctv_forecast[gtv])
+    expected = build_targets(gtv, case.grid.spacing, 15.0, score=p, cavity=cavity_from_labels(
+        planning.labels(planning.timepoints[-1])), brain_mask=case.brain_mask())
+    assert np.array_equal(fc.ctv_forecast, expected.forecast)
     # the member spread is the uncertainty: recompute it from the members
     family = load_family("recurrence-unet", family_dir, prefer_gpu=False)
     inputs = ri.planning_inputs(planning)

@@ -5,8 +5,8 @@
 
 For every patient the ``recurrence`` protocol scores, the exported ensemble runs once through the core
 (``forecasters.recurrence_unet.ensemble_maps``); then each candidate (smooth_mm, prior_weight, floor, window_mm) gives the
-score map (``score_map``) and the forecast CTV exactly as the forecast does (``ctv.isovolumetric_ctv`` with the
-standard plan's voxel count, the planning GTV always in). The criterion is the mean coverage of the enhancing
+score map (``score_map``) and the forecast CTV exactly as the forecast does (``target_volumes.build_targets``:
+the standard plan's voxel count, the planning GTV and cavity always in, holes filled). The criterion is the mean coverage of the enhancing
 recurrence (label 3; enhancing + necrosis for patients without enhancing) to 3 decimals, ties broken by the mean
 coverage of the whole recurrent GTV (3 decimals), then
 the smaller mean HD95 (mm) of the plan against the whole recurrence (isolated far islands), the median
@@ -24,12 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from gliomaforecast import ctv, evaluation
+from gliomaforecast import evaluation
 from gliomaforecast.case import load_case
 from gliomaforecast.evaluation_protocols import Protocol, plan_tasks, prefix_case, scan_volumes
 from gliomaforecast.forecasters.recurrence_unet import MODEL_ID, ensemble_maps, score_map
 from gliomaforecast.models import load_family
 from gliomaforecast.recurrence_inputs import PIXEL_MM, paste_crop, planning_inputs, to_case_grid
+from gliomaforecast.target_volumes import build_targets, cavity_from_labels
 
 
 def patient_maps(case_json: Path, family) -> dict | None:
@@ -48,8 +49,9 @@ def patient_maps(case_json: Path, family) -> dict | None:
         return None
     recurrence = {**{d: evaluation.recurrence_mask(labels, d) for d in ("enhancing", "enhancing+necrosis")},
                   "gtv": case.gtv(case.timepoints[task.target])}
-    standard = ctv.standard_ctv(gtv, case.grid.spacing, 15.0, brain_mask=brain)
-    return {"patient": case.patient_id, "inputs": inputs, "mean": paste_crop(mean, box, inputs.brain.shape),
+    cavity = cavity_from_labels(planning.labels(planning.timepoints[-1]))
+    standard = build_targets(gtv, case.grid.spacing, 15.0, cavity=cavity, brain_mask=brain).standard
+    return {"patient": case.patient_id, "cavity": cavity, "inputs": inputs, "mean": paste_crop(mean, box, inputs.brain.shape),
             "gtv": gtv, "brain": brain, "spacing": case.grid.spacing, "standard": standard, "recurrence": recurrence}
 
 
@@ -61,7 +63,7 @@ def plan_coverage(p: dict, smooth_mm: float, prior_weight: float, prior_mm: floa
     score = score_map(p["mean"], inputs.gtv, inputs.brain, (PIXEL_MM,) * 3, smooth_mm, prior_weight, prior_mm, floor,
                       window_mm)
     score = to_case_grid(score, inputs.case_shape)
-    plan = ctv.isovolumetric_ctv(score, int(p["standard"].sum()), p["spacing"], gtv=p["gtv"], brain_mask=p["brain"])
+    plan = build_targets(p["gtv"], p["spacing"], 15.0, score=score, cavity=p["cavity"], brain_mask=p["brain"]).forecast
     return {**{d: evaluation.coverage(plan, m) for d, m in p["recurrence"].items()},
             "hd95_gtv": evaluation.hd95(plan, p["recurrence"]["gtv"], p["spacing"])}
 
