@@ -7,7 +7,8 @@ with image metrics of the synthesized FLAIR (PSNR, SSIM) against the true future
 Tasks are the ``horizon`` protocol's (``gliomaforecast.evaluation_protocols``: every input prefix of >= 2 scans and
 every later scan whose gap from the last input lies in the range), at most ``--max-tasks`` per patient drawn with
 the seed. Probability maps are scored as ``gliomaforecast evaluate`` scores them (``cohort_evaluation.score_maps``:
-inside the brain against the truth GTV's logistic map). Images: on the axial slices holding the last prior or the
+inside the brain against the truth GTV's logistic map); coverage of the whole future GTV by the standard 15 mm CTV of
+the last prior GTV and by the forecast's iso-volumetric CTV of the same size (paired Wilcoxon per patient). Images: on the axial slices holding the last prior or the
 target GTV, cropped to the brain's bounding box; PSNR (dB) over that region with the true FLAIR's range there as
 the data range, SSIM the mean of the 2D SSIMs of the slices (``gliomaforecast.metrics_images``).
 """
@@ -21,7 +22,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import wilcoxon
 
+from gliomaforecast import ctv, evaluation
 from gliomaforecast.case import load_case
 from gliomaforecast.cohort_evaluation import find_cases, gap_bin, score_maps
 from gliomaforecast.evaluation_protocols import Protocol, parse_horizon, plan_tasks, prefix_case
@@ -31,6 +34,7 @@ from gliomaforecast.forecasters.registry import get_forecaster
 from gliomaforecast.metrics_images import psnr, ssim
 
 FORECASTERS = ("multitask-diffusion", "persistence", "evolution-field")
+COVERAGE = ("coverage_forecast_gtv", "coverage_standard_gtv")
 METRICS = ("rmse", "bce", "kl", "ece", "dice_tumor", "pearson_0.2", "hd95_mm", "volume_error_ml")
 
 
@@ -64,6 +68,7 @@ def evaluate(args: argparse.Namespace) -> dict:
             gap = float(target.day - prefix.timepoints[-1].day)
             growth = fit_case_growth(prefix, args.n_bootstrap, args.seed)
             last_gtv = prefix.gtv(prefix.timepoints[-1])
+            standard = ctv.standard_ctv(last_gtv, case.grid.spacing, args.margin_mm, brain_mask=brain)
             slices = np.nonzero((truth_gtv | last_gtv).any(axis=(1, 2)))[0]
             true_flair = case.image(target, "flair")
             for name, fc in forecasters.items():
@@ -74,16 +79,39 @@ def evaluate(args: argparse.Namespace) -> dict:
                        "bin": gap_bin(gap), "forecaster": name, "seconds": round(time.perf_counter() - t0, 2)}
                 scores = score_maps(out.probability, truth_gtv, case.grid.spacing, brain)
                 row.update({m: scores[m] for m in METRICS})
+                plan = ctv.isovolumetric_ctv(out.probability, int(standard.sum()), case.grid.spacing, gtv=last_gtv,
+                                             brain_mask=brain)
+                row["coverage_forecast_gtv"] = evaluation.coverage(plan, truth_gtv)
+                row["coverage_standard_gtv"] = evaluation.coverage(standard, truth_gtv)
                 if out.image is not None:
                     row.update(image_metrics(out.image, true_flair, slices, brain))
                 rows.append(row)
+                print(json.dumps(row), flush=True)
             last_flair = prefix.image(prefix.timepoints[-1], "flair")
             rows.append({"patient": case.patient_id, "inputs": task.n_inputs, "target": task.target, "gap_days": gap,
                          "bin": gap_bin(gap), "forecaster": "last-flair",
                          **image_metrics(last_flair, true_flair, slices, brain)})
-            print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-2].items()}), flush=True)
+            print(json.dumps(rows[-1]), flush=True)
     return {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "rows": rows, "bins": summarize(rows)}
+            "rows": rows, "bins": summarize(rows), "coverage_wilcoxon": coverage_tests(rows)}
+
+
+def coverage_tests(rows: list[dict]) -> dict:
+    """Per forecaster: paired Wilcoxon of forecast-plan vs standard-plan coverage of the whole future GTV, one value
+    per patient (the mean of its forecasts), as ``gliomaforecast evaluate`` pairs them."""
+    out = {}
+    for name in sorted({r["forecaster"] for r in rows if "coverage_forecast_gtv" in r}):
+        per: dict[str, list[tuple[float, float]]] = {}
+        for r in rows:
+            if r["forecaster"] == name:
+                per.setdefault(r["patient"], []).append((r["coverage_forecast_gtv"], r["coverage_standard_gtv"]))
+        f = [float(np.mean([a for a, _ in v])) for v in per.values()]
+        s = [float(np.mean([b for _, b in v])) for v in per.values()]
+        diff = np.subtract(f, s)
+        p = float(wilcoxon(f, s).pvalue) if np.count_nonzero(diff) else None
+        out[name] = {"n_patients": len(f), "forecast": float(np.mean(f)), "standard": float(np.mean(s)),
+                     "wilcoxon_p": p, "better": int((diff > 0).sum()), "worse": int((diff < 0).sum())}
+    return out
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -96,7 +124,7 @@ def summarize(rows: list[dict]) -> dict:
             groups.setdefault(r["bin"], []).append(r)
         out[name] = {}
         for b, rs in groups.items():
-            keys = [k for k in (*METRICS, "psnr", "ssim", "seconds") if any(k in r for r in rs)]
+            keys = [k for k in (*METRICS, *COVERAGE, "psnr", "ssim", "seconds") if any(k in r for r in rs)]
             out[name][b] = {"n": len(rs), **{k: float(np.nanmean([r[k] for r in rs if k in r])) for k in keys}}
     return out
 
@@ -109,6 +137,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, default=4)
     p.add_argument("--n-bootstrap", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--margin-mm", type=float, default=15.0, help="standard CTV margin (mm)")
     p.add_argument("--out", type=Path, required=True, help="JSON to write")
 
 
