@@ -429,8 +429,9 @@ class ForecastLogic:
                                                     self.scene.GenerateUniqueName(f"Forecast uncertainty{label}"))
             conventions.show_as_probability(nodes.uncertainty, maximum=0.5)
             if output.image is not None:
+                kind = "Predicted FLAIR" if output.image_kind == "synthesized" else "Warped last FLAIR"
                 nodes.flair = adapters.add_volume(self.scene, np.asarray(output.image, dtype=np.float32), grid,
-                                                  self.scene.GenerateUniqueName(f"Warped last FLAIR{label}"))
+                                                  self.scene.GenerateUniqueName(f"{kind}{label}"))
             if result.displacement_lps is not None:
                 nodes.displacement = adapters.add_grid_transform(
                     self.scene, result.displacement_lps, grid,

@@ -1,7 +1,8 @@
 """Write a :class:`~gliomaforecast.forecast.Forecast` as the output folder of docs/architecture.md, atomically.
 
 Files (D = target day): probability_dD.nii.gz, uncertainty_dD.nii.gz, flair_warped_dD.nii.gz (the last FLAIR
-moved by the forecaster's field, when it gives an image: a warped image, not a forecast of the FLAIR),
+moved by the forecaster's field, when it gives an image: a warped image, not a forecast of the FLAIR) or
+flair_dD.nii.gz (a FLAIR synthesized by a generative forecaster, ``image_kind == "synthesized"``),
 displacement.nii.gz (physical LPS vectors, mm; when the forecaster gives a
 field), ctv_standard.nii.gz, ctv_forecast.nii.gz,
 targets.seg.nrrd (GTV, CTV standard, CTV forecast), growth.json, growth.png, report.html (+ its PNGs),
@@ -36,6 +37,12 @@ _TARGET_TYPES = {"GTV": "228791009^Gross Tumor Volume", "CTV standard": "2287920
 SEGMENT_TERMS = {name: ("TerminologyEntry:DICOM Radiotherapy Targets~DCM^130041^RT Target~SCT^" + code
                         + "~^^~Anatomic codes - DICOM master list~SCT^12738006^Brain~^^|")
                  for name, code in _TARGET_TYPES.items()}
+
+
+def flair_file_name(fc: Forecast) -> str:
+    """``flair_dD.nii.gz`` for a synthesized FLAIR forecast, ``flair_warped_dD.nii.gz`` for a warped last FLAIR."""
+    prefix = "flair" if fc.output.image_kind == "synthesized" else "flair_warped"
+    return f"{prefix}_{day_tag(fc.target_day)}.nii.gz"
 
 
 def day_tag(day: float) -> str:
@@ -116,7 +123,7 @@ def write_forecast(fc: Forecast, out_dir: str | Path, existing: str = "merge") -
         write_image(tmp / f"probability_{tag}.nii.gz", out.probability.astype(np.float32), grid)
         write_image(tmp / f"uncertainty_{tag}.nii.gz", out.uncertainty.astype(np.float32), grid)
         if out.image is not None:
-            write_image(tmp / f"flair_warped_{tag}.nii.gz", out.image.astype(np.float32), grid)
+            write_image(tmp / flair_file_name(fc), out.image.astype(np.float32), grid)
         if out.displacement is not None:
             write_displacement(tmp / "displacement.nii.gz", out.displacement, grid)
         write_image(tmp / "ctv_standard.nii.gz", fc.ctv_standard.astype(np.uint8), grid)

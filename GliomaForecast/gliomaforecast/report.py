@@ -28,7 +28,7 @@ from . import __version__
 from .errors import InputError
 from .evaluation import dice, volume_ml
 from .forecast import Forecast, forecast_tumor_ml
-from .forecast_output import day_tag, dose_record
+from .forecast_output import day_tag, dose_record, flair_file_name
 from .growth import PARAM_UNITS
 from .growth_checks import parameters_at_bounds
 from .plausibility import forecast_warnings
@@ -132,7 +132,10 @@ def render_html(forecast: Forecast, figures: dict[str, Path]) -> str:
         ["Dice(CTV standard, CTV forecast)", _num(dice(std, fc), 3)],
         ["RT dose", dose_record(forecast)["dose_note"]],
     ]
-    if out.image is not None:
+    if out.image is not None and out.image_kind == "synthesized":
+        summary.append(["predicted FLAIR", f"{flair_file_name(forecast)}: synthesized by the {forecast.forecaster} "
+                        f"forecaster (its model card gives the held-out PSNR/SSIM against the last FLAIR)"])
+    elif out.image is not None:
         summary.append(["warped FLAIR", f"flair_warped_{day_tag(day)}.nii.gz: the last FLAIR warped by the "
                         f"forecaster's displacement, a registration aid, not a forecast of the FLAIR (on unseen virtual "
                         f"patients it was further from the future FLAIR than the last FLAIR itself)"])

@@ -134,3 +134,19 @@ def test_registered_and_run_by_the_orchestration(trained, monkeypatch):
     fc = run_forecast(SAMPLE / "case.json", 351, forecaster="multitask-diffusion", samples=1, n_bootstrap=2)
     assert fc.output.image is not None and fc.output.probability.shape == fc.case.grid.shape
     assert fc.ctv_forecast.sum() == fc.ctv_standard.sum()
+
+
+def test_the_synthesized_flair_is_written_as_a_forecast_not_a_warp(tmp_path) -> None:
+    """flair_dD.nii.gz (and 'predicted FLAIR' in the report) for a generative forecaster; the evolution forecasters'
+    warped last FLAIR stays flair_warped_dD.nii.gz."""
+    from pathlib import Path
+
+    from gliomaforecast.forecast import run_forecast
+    from gliomaforecast.forecast_output import write_forecast
+
+    sample = Path(__file__).resolve().parents[2] / "Resources" / "SampleData" / "sample_patient" / "case.json"
+    fc = run_forecast(sample, 351.0, "multitask-diffusion", samples=1, n_bootstrap=2)
+    assert fc.output.image_kind == "synthesized" and fc.output.image is not None
+    names = {p.name for p in write_forecast(fc, tmp_path / "out")}
+    assert "flair_d351.nii.gz" in names and "flair_warped_d351.nii.gz" not in names
+    assert "predicted FLAIR" in (tmp_path / "out" / "report.html").read_text()

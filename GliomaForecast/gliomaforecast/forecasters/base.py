@@ -62,7 +62,8 @@ class ForecasterOutput:
     them, and then nothing is written or shown for them: ``image`` (predicted FLAIR, float32, the input
     FLAIR's intensity scale) and ``displacement`` ((z, y, x, 3) in mm, index order, pull convention: see
     :mod:`gliomaforecast.deformation`). ``models`` holds the provenance of every network that ran
-    (``OnnxModel.provenance()``), ``notes`` one line per choice a user should know about."""
+    (``OnnxModel.provenance()``), ``notes`` one line per choice a user should know about; ``image_kind`` says
+    whether ``image`` is a warped last FLAIR or a synthesized forecast of the FLAIR."""
 
     probability: np.ndarray
     uncertainty: np.ndarray
@@ -70,6 +71,9 @@ class ForecasterOutput:
     displacement: np.ndarray | None = None
     models: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    image_kind: str = "warped"
+    """What ``image`` is: ``"warped"`` (the last FLAIR moved by a field or unchanged: a registration aid, written
+    as flair_warped_dD) or ``"synthesized"`` (a forecast of the FLAIR by a generative model, written as flair_dD)."""
 
 
 class Forecaster(Protocol):

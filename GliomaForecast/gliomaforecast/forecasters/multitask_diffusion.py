@@ -185,4 +185,5 @@ class MultiTaskDiffusionForecaster:
                          f"trained range {lo_gap:g}-{hi_gap:g} days; the forecast is an extrapolation")
         progress(1.0, "done")
         return ForecasterOutput(probability=probability, uncertainty=uncertainty, image=image,
-                                displacement=None, models=family.provenance(), notes=notes)
+                                displacement=None, models=family.provenance(), notes=notes,
+                                image_kind="synthesized")
