@@ -34,7 +34,7 @@ PLAIN = {"ctkCollapsibleButton": "QGroupBox", "ctkDoubleSpinBox": "QDoubleSpinBo
          "qMRMLCheckableNodeComboBox": "QComboBox", "qMRMLNodeComboBox": "QComboBox", "qMRMLWidget": "QWidget"}
 SAMPLE_NODES = {"timepointSegmentationsSelector": "GTV day 0, 92, 171, 231 (4 checked)",
                 "brainMaskSelector": "brain mask", "barrierSelector": "None", "doseSelector": "RT dose",
-                "scoreVolumeSelector": "Forecast probability day 351"}
+                "scoreVolumeSelector": "Forecast probability day 351", "referenceFlairSelector": "None"}
 
 
 def plain_ui(text: str) -> str:
@@ -50,10 +50,18 @@ def parameter_defaults() -> dict[str, tuple[object, list[str]]]:
     tree = ast.parse(MODULE.read_text())
     node = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "GliomaForecastParameterNode")
     out = {}
+    # Defaults name the core's plain-Python settings (gliomaforecast.defaults, the forecaster registry).
+    sys.path.insert(0, str(MODULE.parent))
+    from gliomaforecast import defaults
+    from gliomaforecast.forecasters import DEFAULT_FORECASTER, FORECASTER_NAMES
+    names = {"defaults": defaults, "DEFAULT_FORECASTER": DEFAULT_FORECASTER, "FORECASTER_NAMES": FORECASTER_NAMES,
+             "list": list}
     for item in node.body:
         if isinstance(item, ast.AnnAssign) and item.value is not None:
-            choices = [c.value for c in ast.walk(item.annotation) if isinstance(c, ast.Constant) and isinstance(c.value, str)]
-            out[item.target.id] = (ast.literal_eval(item.value), choices)
+            choice = next((c for c in ast.walk(item.annotation) if isinstance(c, ast.Call)
+                           and getattr(c.func, "id", None) == "Choice"), None)
+            choices = list(eval(compile(ast.Expression(choice.args[0]), "choices", "eval"), names)) if choice else []
+            out[item.target.id] = (eval(compile(ast.Expression(item.value), "default", "eval"), names), choices)
     return out
 
 
