@@ -42,7 +42,8 @@ def family_entry(model_id: str, version: str, members: Mapping[str, Mapping[str,
 
 
 def write_registry_entry(models_dir: str | Path, entry: Mapping[str, Any], *, check_files: bool = True) -> Path:
-    """Insert or replace ``entry`` (by id) in ``models_dir/models.json``, atomically; returns the manifest path.
+    """Append ``entry``, or replace the entry with its id where it stands, in ``models_dir/models.json``,
+    atomically; returns the manifest path.
 
     The entry is parsed as the reader will parse it (single model or family), and with ``check_files`` every
     file it names must exist in ``models_dir`` with the recorded sha256. A new manifest gets the schema
@@ -63,5 +64,9 @@ def write_registry_entry(models_dir: str | Path, entry: Mapping[str, Any], *, ch
             raise InputError(manifest, "schema", f"expected '{SCHEMA}' with a 'models' list")
     else:
         data = {"schema": SCHEMA, "models": []}
-    data["models"] = [m for m in data["models"] if m.get("id") != entry["id"]] + [dict(entry)]
+    ids = [m.get("id") for m in data["models"]]
+    if entry["id"] in ids:  # replaced in place: the manifest keeps its order
+        data["models"][ids.index(entry["id"])] = dict(entry)
+    else:
+        data["models"].append(dict(entry))
     return write_text_atomic(manifest, json.dumps(data, indent=2) + "\n")

@@ -124,7 +124,7 @@ def _break_empty_gtv(case: Path) -> list[str]:
 def _tampered_models(case: Path) -> list[str]:
     models = case.parent / "models"
     shutil.copytree(Path(__file__).resolve().parents[2] / "Resources" / "Models", models)
-    onnx = next(models.glob("*.onnx"))
+    onnx = models / "evolution.onnx"  # the default forecaster's model
     data = bytearray(onnx.read_bytes())
     data[-1] ^= 0xFF
     onnx.write_bytes(bytes(data))
@@ -134,7 +134,7 @@ def _tampered_models(case: Path) -> list[str]:
 def _missing_model(case: Path) -> list[str]:
     models = case.parent / "models"
     shutil.copytree(Path(__file__).resolve().parents[2] / "Resources" / "Models", models)
-    next(models.glob("*.onnx")).unlink()
+    (models / "evolution.onnx").unlink()
     return [f"GLIOMAFORECAST_MODELS_DIR={models}"]
 
 

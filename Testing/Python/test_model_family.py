@@ -156,14 +156,18 @@ def test_bad_family_entries(tmp_path):
     check(broken, r"models\[0\]\.files\.encoder\.inputs: must be a non-empty list")
 
 
-def test_writer_reproduces_the_shipped_evolution_registry_byte_for_byte(tmp_path):
-    shutil.copy(REPO_MODELS / "evolution.onnx", tmp_path / "evolution.onnx")
+def test_writer_reproduces_the_shipped_registry_byte_for_byte(tmp_path):
+    for onnx in REPO_MODELS.glob("*.onnx"):
+        shutil.copy(onnx, tmp_path / onnx.name)
     shipped = (REPO_MODELS / "models.json").read_text()
-    entry = json.loads(shipped)["models"][0]
-    write_registry_entry(tmp_path, entry)  # new manifest
+    entries = json.loads(shipped)["models"]
+    assert entries[0]["id"] == "evolution" and len(entries) >= 1
+    for entry in entries:
+        write_registry_entry(tmp_path, entry)  # a new manifest, then appended in order
     assert (tmp_path / "models.json").read_text() == shipped
-    write_registry_entry(tmp_path, entry)  # replacing the entry in place
+    write_registry_entry(tmp_path, entries[0])  # replacing an entry in place
     assert (tmp_path / "models.json").read_text() == shipped
+    entry = entries[0]
     assert models.load_model("evolution", tmp_path, prefer_gpu=False).spec.sha256 == entry["sha256"]
 
 
