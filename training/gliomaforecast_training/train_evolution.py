@@ -32,6 +32,7 @@ from gliomaforecast.errors import InputError
 from .evolution_data import PIXEL_MM, cohort_pairs, synthetic_pairs
 from .evolution_loss import EvolutionLoss
 from .evolution_net import EvolutionNet
+from .training_progress import training_progress
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -70,18 +71,6 @@ def _augment(phi: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     if torch.rand((), generator=gen) < 0.5:
         phi = phi.transpose(2, 3)
     return phi
-
-
-def _progress(step: int, args: argparse.Namespace, seconds: float, distributed: bool) -> float:
-    """Training progress in [0, 1]: the larger of the step and wall-time fractions (agreed by all ranks)."""
-    frac = step / max(args.steps, 1)
-    if args.max_minutes > 0:
-        frac = max(frac, seconds / (60.0 * args.max_minutes))
-    if distributed:
-        t = torch.tensor([frac])
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        frac = float(t)
-    return min(frac, 1.0)
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -132,7 +121,7 @@ def train(args: argparse.Namespace) -> dict:
             loss.backward()
             opt.step()
             step += 1
-            progress = _progress(step, args, time.time() - start, distributed)
+            progress = training_progress(step, args, time.time() - start, distributed)
             if rank == 0 and (step % args.log_every == 0 or progress >= 1.0):
                 history.append({"step": step, **{k: round(v, 5) for k, v in terms.items()},
                                 "seconds": round(time.time() - start, 1)})

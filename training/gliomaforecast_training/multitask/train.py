@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from gliomaforecast.errors import InputError
 from gliomaforecast.forecasters.multitask_inputs import COND_NAMES
 
+from ..training_progress import training_progress
 from .data import TripletData, cohort_triplets
 from .loss import GAMMA, LAMBDA_RT, alphas_cumprod, multitask_loss, noised
 from .net import POOL, SIZE_MULTIPLE, MultiTaskNet
@@ -112,17 +113,6 @@ def augment(cond: torch.Tensor, target: torch.Tensor, gen: torch.Generator) -> t
     return cond.contiguous(), target.contiguous()
 
 
-def _progress(step: int, args: argparse.Namespace, seconds: float, distributed: bool) -> float:
-    frac = step / max(args.steps, 1)
-    if args.max_minutes > 0:
-        frac = max(frac, seconds / (60.0 * args.max_minutes))
-    if distributed:
-        t = torch.tensor([frac])
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        frac = float(t)
-    return min(frac, 1.0)
-
-
 def fit(args: argparse.Namespace) -> dict:
     """Run the training described by ``args`` (see :func:`add_fit_arguments`); returns the summary."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -183,7 +173,7 @@ def fit(args: argparse.Namespace) -> dict:
             loss.backward()
             opt.step()
             step += 1
-            progress = _progress(step, args, time.time() - start, distributed)
+            progress = training_progress(step, args, time.time() - start, distributed)
             if rank == 0 and (step % args.log_every == 0 or progress >= 1.0):
                 history.append({"step": step, **{k: round(v_, 5) for k, v_ in terms.items()},
                                 "seconds": round(time.time() - start, 1)})

@@ -29,6 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from gliomaforecast.errors import InputError
 
+from ..training_progress import training_progress
 from .data import Sample, cohort_samples, draw_batch, synthetic_samples
 from .loss import recurrence_loss
 from .net import build_unet
@@ -75,18 +76,6 @@ def load_samples(args: argparse.Namespace) -> tuple[list[Sample], dict]:
                      "skipped_no_progression": skipped}
 
 
-def _progress(step: int, args: argparse.Namespace, seconds: float, distributed: bool) -> float:
-    """Training progress in [0, 1]: the larger of the step and wall-time fractions (the maximum over ranks)."""
-    frac = step / max(args.steps, 1)
-    if args.max_minutes > 0:
-        frac = max(frac, seconds / (60.0 * args.max_minutes))
-    if distributed:
-        t = torch.tensor([frac])
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        frac = float(t)
-    return min(frac, 1.0)
-
-
 def train(args: argparse.Namespace) -> dict:
     """Run the training described by ``args`` (see :func:`add_arguments`); returns the summary."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -126,7 +115,7 @@ def train(args: argparse.Namespace) -> dict:
             loss.backward()
             opt.step()
             step += 1
-            progress = _progress(step, args, time.time() - start, distributed)
+            progress = training_progress(step, args, time.time() - start, distributed)
             if rank == 0 and (step % args.log_every == 0 or progress >= 1.0):
                 history.append({"step": step, "epoch": epoch, **{k: round(v, 5) for k, v in terms.items()},
                                 "seconds": round(time.time() - start, 1)})
