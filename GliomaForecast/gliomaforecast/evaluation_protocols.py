@@ -144,3 +144,10 @@ def scan_volumes(case: Case) -> Callable[[int], tuple[float, float | None]]:
         enhancing = None if labels is None else float(np.count_nonzero(labels == ENHANCING_LABEL) * ml)
         return float(np.count_nonzero(case.gtv(tp)) * ml), enhancing
     return volumes
+
+
+def recurrence_task(case: Case, min_scans: int = 1) -> tuple[Case, int] | None:
+    """The ``recurrence`` protocol's inputs for one case: (the case cut to the scans up to the planning scan, the
+    target scan's index), or None when the protocol scores no forecast for it (no RT, no progression...)."""
+    tasks, _ = plan_tasks(case, Protocol("recurrence"), min_scans, scan_volumes(case))
+    return (prefix_case(case, tasks[0].n_inputs), tasks[0].target) if tasks else None

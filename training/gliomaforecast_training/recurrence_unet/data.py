@@ -1,7 +1,7 @@
 """Training samples of the recurrence U-Net: planning-scan channels and the recurrence of the ``recurrence``
 protocol, cropped around the planning GTV, plus augmentation and Gaussian edge softening.
 
-One sample per patient that the core's ``recurrence`` protocol scores (``evaluation_protocols.plan_tasks``):
+One sample per patient that the core's ``recurrence`` protocol scores (``evaluation_protocols.recurrence_task``):
 inputs = :func:`gliomaforecast.recurrence_inputs.planning_inputs` of the RT planning scan (the same code the core
 forecaster runs), target = the BraTS labels of the first post-RT progression scan. Samples are stored as crops
 of ``CROP_VOXELS + 2 * JITTER`` voxels (float16 channels, uint8 labels) so that random shifts of up to
@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from gliomaforecast.case import load_case
 from gliomaforecast.errors import InputError
-from gliomaforecast.evaluation_protocols import Protocol, plan_tasks, prefix_case, scan_volumes
+from gliomaforecast.evaluation_protocols import recurrence_task
 from gliomaforecast.recurrence_inputs import (CHANNELS, CROP_VOXELS, IMAGE_CHANNELS, PIXEL_MM, crop_box, gtv_center,
                                               planning_inputs, take_crop, to_working_grid)
 
@@ -45,13 +45,12 @@ class Sample:
 def case_sample(case_json: str | Path) -> Sample | None:
     """The sample of one patient, or None when the ``recurrence`` protocol scores none (no RT, no progression)."""
     case = load_case(case_json)
-    tasks, _ = plan_tasks(case, Protocol("recurrence"), 1, scan_volumes(case))
-    if not tasks:
+    found = recurrence_task(case)
+    if found is None:
         return None
-    task = tasks[0]
-    planning = prefix_case(case, task.n_inputs)
+    planning, target_index = found
     inputs = planning_inputs(planning)
-    target = case.timepoints[task.target]
+    target = case.timepoints[target_index]
     labels = case.labels(target)
     if labels is None:
         labels = case.gtv(target).astype(np.int16) * EDEMA_LABEL  # no labels: the whole GTV, weighted as edema

@@ -26,7 +26,7 @@ import numpy as np
 
 from gliomaforecast import evaluation
 from gliomaforecast.case import load_case
-from gliomaforecast.evaluation_protocols import Protocol, plan_tasks, prefix_case, scan_volumes
+from gliomaforecast.evaluation_protocols import recurrence_task
 from gliomaforecast.forecasters.recurrence_unet import MODEL_ID, ensemble_maps, score_map
 from gliomaforecast.models import load_family
 from gliomaforecast.recurrence_inputs import PIXEL_MM, paste_crop, planning_inputs, to_case_grid
@@ -36,19 +36,18 @@ from gliomaforecast.target_volumes import build_targets, cavity_from_labels
 def patient_maps(case_json: Path, family) -> dict | None:
     """The ensemble mean (working grid), planning GTV, brain, standard CTV and recurrences of one patient."""
     case = load_case(case_json)
-    tasks, _ = plan_tasks(case, Protocol("recurrence"), 1, scan_volumes(case))
-    if not tasks:
+    found = recurrence_task(case)
+    if found is None:
         return None
-    task = tasks[0]
-    planning = prefix_case(case, task.n_inputs)
+    planning, target_index = found
     inputs = planning_inputs(planning)
     mean, _, box = ensemble_maps(family, inputs)
     gtv, brain = planning.gtv(planning.timepoints[-1]), case.brain_mask()
-    labels = case.labels(case.timepoints[task.target])
+    labels = case.labels(case.timepoints[target_index])
     if labels is None:
         return None
     recurrence = {**{d: evaluation.recurrence_mask(labels, d) for d in ("enhancing", "enhancing+necrosis")},
-                  "gtv": case.gtv(case.timepoints[task.target])}
+                  "gtv": case.gtv(case.timepoints[target_index])}
     cavity = cavity_from_labels(planning.labels(planning.timepoints[-1]))
     standard = build_targets(gtv, case.grid.spacing, 15.0, cavity=cavity, brain_mask=brain).standard
     return {"patient": case.patient_id, "cavity": cavity, "inputs": inputs, "mean": paste_crop(mean, box, inputs.brain.shape),
