@@ -12,7 +12,9 @@ import ast
 import importlib
 import importlib.util
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import NoReturn, Sequence
 
@@ -84,9 +86,16 @@ def as_flag(exc: InputError, flags: frozenset[str]) -> InputError:
     return exc
 
 
+def _terminated(signum: int, frame: object) -> NoReturn:
+    raise KeyboardInterrupt  # SIGTERM like Ctrl-C: the atomic writers remove their temporaries on the way out
+
+
 def run_commands(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
-    """Parse ``argv`` and run the chosen sub-command; an InputError becomes one stderr line and exit 2."""
+    """Parse ``argv`` and run the chosen sub-command; an InputError becomes one stderr line and exit 2; SIGTERM, like
+    SIGINT, stops it with exit 130 after every temporary file and folder has been removed."""
     args = parser.parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()  # only there can a handler be set
+    previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
     try:
         return int(args._run(args) or 0)
     except InputError as exc:
@@ -98,6 +107,9 @@ def run_commands(parser: argparse.ArgumentParser, argv: Sequence[str] | None) ->
     except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
