@@ -12,6 +12,7 @@ COMMANDS = [
     "evaluate",
     "leaderboard",
     "models",
+    "import_dicom",
 ]
 
 
@@ -20,6 +21,14 @@ def add_case_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("case", type=Path, help="case manifest (case.json)")
     p.add_argument("--resample", action="store_true",
                    help="resample volumes whose grid differs onto the first FLAIR's grid instead of refusing them")
+
+
+def check_seed(seed: int) -> int:
+    """``--seed``: a random seed must be a non-negative integer (numpy refuses negative seeds)."""
+    if seed < 0:
+        from ..errors import InputError
+        raise InputError("--seed", None, f"must be a non-negative integer, got {seed}")
+    return seed
 
 
 def add_overwrite_argument(p: argparse.ArgumentParser) -> None:
