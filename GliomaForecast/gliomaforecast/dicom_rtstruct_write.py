@@ -63,10 +63,11 @@ def _roi_contours(mask: np.ndarray, grid: Grid, reference: Sequence[Dataset]) ->
 
 def rtstruct_dataset(reference: Sequence[Dataset], grid: Grid, masks: Mapping[str, np.ndarray], *,
                      colors: Mapping[str, Sequence[float]], interpreted_types: Mapping[str, str],
-                     description: str, label: str = "GliomaForecast") -> Dataset:
+                     automatic: Mapping[str, bool], description: str, label: str = "GliomaForecast") -> Dataset:
     """The RTSTRUCT of ``masks`` (name -> bool array on ``grid``) on the reference series ``reference`` (its
     headers in slice order: ``reference[k]`` is slice k of ``grid``). ``colors`` are RGB in [0, 1];
-    ``interpreted_types`` RT ROI Interpreted Types; ``description`` goes into the research-use SeriesDescription."""
+    ``interpreted_types`` RT ROI Interpreted Types; ``automatic`` says which ROIs GliomaForecast made (the others are
+    MANUAL: the input GTV); ``description`` goes into the research-use SeriesDescription."""
     if len(reference) != grid.shape[0]:
         raise ValueError(f"{len(reference)} reference slices for a grid of {grid.shape[0]} slices")
     first = reference[0]
@@ -100,7 +101,7 @@ def rtstruct_dataset(reference: Sequence[Dataset], grid: Grid, masks: Mapping[st
         roi.ROINumber = number
         roi.ReferencedFrameOfReferenceUID = first.FrameOfReferenceUID
         roi.ROIName = name
-        roi.ROIGenerationAlgorithm = "AUTOMATIC"
+        roi.ROIGenerationAlgorithm = "AUTOMATIC" if automatic[name] else "MANUAL"
         roi.ROIGenerationDescription = series_description(f"GliomaForecast {name}")
         rois.append(roi)
         contour = Dataset()

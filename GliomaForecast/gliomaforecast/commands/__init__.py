@@ -13,6 +13,7 @@ COMMANDS = [
     "leaderboard",
     "models",
     "import_dicom",
+    "export_dicom",
 ]
 
 

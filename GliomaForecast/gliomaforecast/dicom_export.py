@@ -1,0 +1,172 @@
+"""Export the target volumes of a forecast (or ``ctv``) output folder as DICOM for a planning system: an RTSTRUCT and
+a DICOM SEG of the segments of ``targets.seg.nrrd`` (GTV, CTV standard, CTV forecast), on the planning series.
+
+Both objects reference the planning series (its frame of reference, study and every slice), copy its patient and
+study, get new UIDs and a "research use only" series description. ROI colours and names are those of the
+segmentation; RT ROI Interpreted Types and the SEG's codes come from its terminology (SCT 228791009 Gross Tumor Volume
+-> GTV, SCT 228792002 Clinical Target Volume -> CTV). Masks on another grid than the planning series' are moved onto
+it by nearest neighbour; a segment reaching outside the series is refused. Written atomically: nothing on error.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nrrd
+import numpy as np
+from pydicom import dcmwrite
+from pydicom.dataset import Dataset
+
+from .dicom_files import scan_folder
+from .dicom_geometry import physical_to_index, slice_order
+from .dicom_rtstruct_write import rtstruct_dataset
+from .dicom_seg_write import seg_dataset, terminology_codes
+from .errors import InputError
+from .forecast_output import SEGMENT_TERMS
+from .geometry import Grid, resample_to
+from .io import atomic_output_dir, check_output_dir, read_segmentation
+
+TARGETS_FILE = "targets.seg.nrrd"
+RTSTRUCT_FILE = "targets_rtstruct.dcm"
+SEG_FILE = "targets_seg.dcm"
+INTERPRETED_TYPES = {"228791009": "GTV", "228792002": "CTV", "228793007": "PTV"}  # SCT target volume codes
+DESCRIPTION = "GliomaForecast targets"
+
+
+@dataclass
+class Targets:
+    """The segments of a targets.seg.nrrd: masks by name, their grid, colours (RGB 0-1) and terminology tags."""
+
+    path: Path
+    masks: dict[str, np.ndarray]
+    grid: Grid
+    colors: dict[str, tuple[float, ...]]
+    tags: dict[str, str]
+
+
+@dataclass
+class Reference:
+    """The planning series: headers in slice order, their files and the grid."""
+
+    headers: list[Dataset]
+    paths: list[Path]
+    grid: Grid
+
+    @property
+    def patient_id(self) -> str:
+        """PatientID of the series."""
+        return str(getattr(self.headers[0], "PatientID", "") or "")
+
+
+def read_targets(folder: str | Path) -> Targets:
+    """The segments, colours and terminology of ``folder``/targets.seg.nrrd; a segment without terminology takes
+    that of the forecast's segment of the same name."""
+    path = Path(folder) / TARGETS_FILE
+    if not path.is_file():
+        raise InputError(folder, TARGETS_FILE, "not found: give a forecast (or ctv) output folder")
+    masks, grid = read_segmentation(path, "targets")
+    header = nrrd.read_header(str(path))
+    colors, tags = {}, {}
+    i = 0
+    while f"Segment{i}_ID" in header:
+        name = header.get(f"Segment{i}_Name", header[f"Segment{i}_ID"])
+        colors[name] = tuple(float(c) for c in str(header.get(f"Segment{i}_Color", "0.5 0.5 0.5")).split())
+        tag = str(header.get(f"Segment{i}_Tags", "") or "")
+        tags[name] = tag if "TerminologyEntry:" in tag else SEGMENT_TERMS.get(name, "")
+        if not tags[name]:
+            raise InputError(path, f"Segment{i}_Tags", f"segment '{name}' has no terminology (category and type)")
+        i += 1
+    if not masks:
+        raise InputError(path, "segments", "no segment to export")
+    for name, mask in masks.items():
+        if not mask.any():
+            raise InputError(path, f"Segment '{name}'", "is empty")
+    return Targets(path, masks, grid, colors, tags)
+
+
+def read_reference(folder: str | Path) -> Reference:
+    """The one image series (MR, CT...) of ``folder``, its headers in slice order and its grid."""
+    scan = scan_folder(folder)
+    images = [s for s in scan.series.values() if "ImageOrientationPatient" in s.first and s.modality != "RTDOSE"]
+    if len(images) != 1:
+        raise InputError(folder, "SeriesInstanceUID", f"{len(images)} image series found; give a folder with the "
+                                                      "planning series only")
+    series = images[0]
+    if not series.text("FrameOfReferenceUID"):
+        raise InputError(series.paths[0], "FrameOfReferenceUID", "missing")
+    order, grid = slice_order(series.headers, series.paths)
+    return Reference([series.headers[i] for i in order], [series.paths[i] for i in order], grid)
+
+
+def _patient_of(folder: Path) -> tuple[Path, str] | None:
+    record = folder / "forecast.json"
+    if not record.is_file():
+        return None
+    try:
+        return record, str(json.loads(record.read_text(encoding="utf-8"))["patient_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError(record, "patient_id", "cannot be read") from None
+
+
+def check_patient(folder: str | Path, reference: Reference) -> None:
+    """Refuse to put a forecast on another patient's series: forecast.json's patient_id must equal the series'
+    PatientID (a ``ctv`` output folder has no forecast.json and is not checked)."""
+    found = _patient_of(Path(folder))
+    if found is not None and found[1] != reference.patient_id:
+        raise InputError(found[0], "patient_id", f"'{found[1]}' differs from PatientID '{reference.patient_id}' of the "
+                                                 f"reference series ({reference.paths[0].name})")
+
+
+def _on_reference(targets: Targets, reference: Reference) -> dict[str, np.ndarray]:
+    if targets.grid.same_as(reference.grid):
+        return targets.masks
+    out = {}
+    n = np.asarray(reference.grid.shape)
+    for name, mask in targets.masks.items():
+        centres = targets.grid.index_to_physical(np.argwhere(mask))
+        index = physical_to_index(reference.grid, centres)
+        if np.any(index < -0.5) or np.any(index > n - 0.5):
+            raise InputError(targets.path, f"Segment '{name}'", "reaches outside the reference series "
+                                                                f"({reference.grid.describe()})")
+        out[name] = resample_to(mask.astype(np.uint8), targets.grid, reference.grid, label=True).astype(bool)
+    return out
+
+
+def interpreted_type(name: str, tag: str) -> str:
+    """RT ROI Interpreted Type of a segment: from its terminology type code, else from its name (GTV..., CTV...)."""
+    code = terminology_codes(tag)["type"].value
+    if code in INTERPRETED_TYPES:
+        return INTERPRETED_TYPES[code]
+    prefix = name[:3].upper()
+    return prefix if prefix in ("GTV", "CTV", "PTV") else "ORGAN"
+
+
+def export_dicom(forecast_dir: str | Path, reference_dir: str | Path, out: str | Path, *,
+                 existing: str = "refuse") -> dict[str, Any]:
+    """Write ``out``/targets_rtstruct.dcm and targets_seg.dcm; returns a summary (segments, volumes in mL, whether
+    the masks were resampled, the new series UIDs)."""
+    forecast_dir, out = Path(forecast_dir), Path(out)
+    check_output_dir(out, existing)
+    targets = read_targets(forecast_dir)
+    reference = read_reference(reference_dir)
+    check_patient(forecast_dir, reference)
+    masks = _on_reference(targets, reference)
+    types = {name: interpreted_type(name, targets.tags[name]) for name in masks}
+    automatic = {name: types[name] != "GTV" for name in masks}  # the GTV is the case's own, not made here
+    rtstruct = rtstruct_dataset(reference.headers, reference.grid, masks, colors=targets.colors,
+                                interpreted_types=types, automatic=automatic, description=DESCRIPTION)
+    seg = seg_dataset(reference.headers, masks, tags=targets.tags, colors=targets.colors, automatic=automatic,
+                      description=DESCRIPTION)
+    with atomic_output_dir(out, inputs=[targets.path, *reference.paths], existing=existing) as tmp:
+        dcmwrite(tmp / RTSTRUCT_FILE, rtstruct, enforce_file_format=True)
+        seg.save_as(tmp / SEG_FILE)
+    ml = reference.grid.voxel_volume_ml
+    return {"patient_id": reference.patient_id, "reference_series": str(reference.headers[0].SeriesInstanceUID),
+            "resampled": not targets.grid.same_as(reference.grid),
+            "segments": {name: {"interpreted_type": types[name], "volume_ml": float(mask.sum() * ml)}
+                         for name, mask in masks.items()},
+            "rtstruct_series": str(rtstruct.SeriesInstanceUID), "seg_series": str(seg.SeriesInstanceUID),
+            "files": [RTSTRUCT_FILE, SEG_FILE]}
