@@ -101,23 +101,24 @@ def read_reference(folder: str | Path) -> Reference:
     return Reference([series.headers[i] for i in order], [series.paths[i] for i in order], grid)
 
 
-def _patient_of(folder: Path) -> tuple[Path, str] | None:
+def require_patient(patient_id: str, source: str | Path, reference: Reference) -> None:
+    """Refuse to put a patient's targets on another patient's series: ``patient_id`` (from ``source``, a case or
+    forecast record) must equal the series' PatientID."""
+    if patient_id != reference.patient_id:
+        raise InputError(source, "patient_id", f"'{patient_id}' differs from PatientID '{reference.patient_id}' of the "
+                                               f"reference series ({reference.paths[0].name})")
+
+
+def _check_forecast_patient(folder: Path, reference: Reference) -> None:
+    """forecast.json's patient_id against the series (a ``ctv`` output folder has no forecast.json: not checked)."""
     record = folder / "forecast.json"
     if not record.is_file():
-        return None
+        return
     try:
-        return record, str(json.loads(record.read_text(encoding="utf-8"))["patient_id"])
+        patient_id = str(json.loads(record.read_text(encoding="utf-8"))["patient_id"])
     except (OSError, ValueError, KeyError, TypeError):
         raise InputError(record, "patient_id", "cannot be read") from None
-
-
-def check_patient(folder: str | Path, reference: Reference) -> None:
-    """Refuse to put a forecast on another patient's series: forecast.json's patient_id must equal the series'
-    PatientID (a ``ctv`` output folder has no forecast.json and is not checked)."""
-    found = _patient_of(Path(folder))
-    if found is not None and found[1] != reference.patient_id:
-        raise InputError(found[0], "patient_id", f"'{found[1]}' differs from PatientID '{reference.patient_id}' of the "
-                                                 f"reference series ({reference.paths[0].name})")
+    require_patient(patient_id, record, reference)
 
 
 def _on_reference(targets: Targets, reference: Reference) -> dict[str, np.ndarray]:
@@ -144,15 +145,17 @@ def interpreted_type(name: str, tag: str) -> str:
     return prefix if prefix in ("GTV", "CTV", "PTV") else "ORGAN"
 
 
-def export_dicom(forecast_dir: str | Path, reference_dir: str | Path, out: str | Path, *,
+def export_dicom(forecast_dir: str | Path, reference: str | Path | Reference, out: str | Path, *,
                  existing: str = "refuse") -> dict[str, Any]:
-    """Write ``out``/targets_rtstruct.dcm and targets_seg.dcm; returns a summary (segments, volumes in mL, whether
-    the masks were resampled, the new series UIDs)."""
+    """Write ``out``/targets_rtstruct.dcm and targets_seg.dcm on the planning series ``reference`` (a folder, or one
+    read by :func:`read_reference`); returns a summary (segments, volumes in mL, whether the masks were resampled,
+    the new series UIDs)."""
     forecast_dir, out = Path(forecast_dir), Path(out)
     check_output_dir(out, existing)
     targets = read_targets(forecast_dir)
-    reference = read_reference(reference_dir)
-    check_patient(forecast_dir, reference)
+    if not isinstance(reference, Reference):
+        reference = read_reference(reference)
+    _check_forecast_patient(forecast_dir, reference)
     masks = _on_reference(targets, reference)
     types = {name: interpreted_type(name, targets.tags[name]) for name in masks}
     automatic = {name: types[name] != "GTV" for name in masks}  # the GTV is the case's own, not made here

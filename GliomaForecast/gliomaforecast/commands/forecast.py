@@ -42,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--barrier", type=Path, default=None,
                    help="binary barrier mask (ventricles, falx, tentorium) on the case grid: geodesic margin, "
                         "both CTVs kept off it")
+    p.add_argument("--dicom-reference", type=Path, default=None,
+                   help="folder with the DICOM planning series of the case's patient: the targets are also written as "
+                        "RTSTRUCT and DICOM SEG on it into OUT/dicom (as export-dicom does)")
 
 
 def forecast_to_folder(case: Path, day: float | str, out: Path, *, forecaster: str, samples: int, seed: int,
@@ -103,9 +106,24 @@ def summary(fc: Forecast, out: Path) -> str:
     ])
 
 
+def dicom_reference(case: Path, folder: Path):
+    """The DICOM planning series of ``--dicom-reference``, read and checked against the case's patient before any
+    work (``dicom_export.Reference``)."""
+    from ..dicom_export import read_reference, require_patient
+
+    reference = read_reference(folder)
+    require_patient(load_case(case, check_grids=False).patient_id, case, reference)
+    return reference
+
+
 def run(args: argparse.Namespace) -> int:
+    reference = None if args.dicom_reference is None else dicom_reference(args.case, args.dicom_reference)
     fc = forecast_to_folder(args.case, args.day, args.out, forecaster=args.forecaster, samples=args.samples,
                             seed=args.seed, device=args.device, margin_mm=args.margin_mm, resample=args.resample,
                             barrier=args.barrier, existing=existing_mode(args.overwrite))
     print(summary(fc, args.out))
+    if reference is not None:
+        from ..dicom_export import export_dicom
+        from .export_dicom import describe
+        print(describe(export_dicom(args.out, reference, args.out / "dicom"), args.out / "dicom"))
     return 0
