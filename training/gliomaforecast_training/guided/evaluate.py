@@ -1,0 +1,171 @@
+"""Validation / benchmark figures of the guided DDIM on a fixed subsample of the horizon protocol's pairs.
+
+    gliomaforecast-train guided-ddim evaluate /work/data/val_dense --horizon-days 61-365 --samples 2 \
+        --setting 200:10:0 --setting 200:10:5e4 --out val.json
+
+Pairs: the horizon protocol's (inputs, later scan) tasks (``evaluation_protocols.plan_tasks``), subsampled to each
+patient's FIRST task per gap bin (fewest inputs, then earliest target; ``--per-patient 1``: its first task
+overall). Per pair: the same growth fit (capped at the brain volume, as ``forecast.run_forecast`` does) serves
+persistence (the last scan) and every guided setting ``NL:STEPS:S_CT`` (s_ct 0 = unguided DDIM, the same
+generations without guidance); maps scored by the evaluation's ``score_maps`` (HD95 of the P >= 0.5 tumour to the
+true GTV, RMSE, BCE, ...) and the CTVs by ``score_plans`` (coverage of the future GTV / enhancing tumour), the
+CTVs built as the forecast builds them. Also per setting: the fraction of generated slices whose burden lies in
+the growth model's 95 % band. Summary per setting and gap bin, and a paired Wilcoxon test of HD95 against
+persistence over all pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gliomaforecast import evaluation
+from gliomaforecast.case import load_case
+from gliomaforecast.cohort_evaluation import find_cases, gap_bin, recurrences, score_maps, score_plans
+from gliomaforecast.evaluation_protocols import Protocol, parse_horizon, plan_tasks, prefix_case
+from gliomaforecast.forecast import fit_case_growth, run_forecast
+from gliomaforecast.forecasters.base import ForecastRequest, no_progress
+from gliomaforecast.forecasters.guided_ddim import GuidedDDIMForecaster
+from gliomaforecast.io import write_text_atomic
+from gliomaforecast.plausibility import cap_growth
+from gliomaforecast.target_volumes import build_targets, cavity_from_labels, standard_target
+
+METRICS = ("hd95_mm", "rmse", "bce", "dice_tumor", "volume_error_ml", "coverage_forecast_gtv",
+           "coverage_standard_gtv", "coverage_forecast_enhancing", "coverage_standard_enhancing")
+
+
+def parse_setting(text: str) -> tuple[int, int, float]:
+    """``NL:STEPS:S_CT`` -> (nl, steps, s_ct)."""
+    nl, steps, s_ct = text.split(":")
+    return int(nl), int(steps), float(s_ct)
+
+
+def subsample(tasks: list, days: np.ndarray, per_patient: int) -> list:
+    """Each gap bin's first task (``per_patient`` 0) or the first ``per_patient`` tasks overall."""
+    tasks = sorted(tasks, key=lambda t: (t.n_inputs, t.target))
+    if per_patient:
+        return tasks[:per_patient]
+    seen, out = set(), []
+    for t in tasks:
+        b = gap_bin(days[t.target] - days[t.n_inputs - 1])
+        if b not in seen:
+            seen.add(b)
+            out.append(t)
+    return out
+
+
+def ctvs(case, probability: np.ndarray, margin_mm: float = 15.0) -> dict[str, np.ndarray]:
+    """Standard and forecast CTVs of a forecast map, as ``forecast.run_forecast`` builds them."""
+    last = case.timepoints[-1]
+    gtv, brain, spacing = case.gtv(last), case.brain_mask(), case.grid.spacing
+    cavity = cavity_from_labels(case.labels(last))
+    standard = standard_target(gtv, spacing, margin_mm, cavity=cavity, brain_mask=brain)
+    t = build_targets(gtv, spacing, margin_mm, score=probability, cavity=cavity, brain_mask=brain, standard=standard)
+    return {"forecast": t.forecast, "standard": t.standard}
+
+
+def evaluate_pair(case, task, settings, samples: int, seed: int, n_bootstrap: int) -> list[dict]:
+    """Rows (persistence and every setting) of one pair."""
+    inputs = prefix_case(case, task.n_inputs)
+    target = case.timepoints[task.target]
+    spacing, brain = case.grid.spacing, case.brain_mask()
+    truth = case.gtv(target)
+    future, _ = recurrences(case, target)
+    growth = fit_case_growth(inputs, n_bootstrap, seed)
+    growth = cap_growth(growth, None if brain is None else float(np.count_nonzero(brain) * case.grid.voxel_volume_ml))
+    gap = target.day - inputs.timepoints[-1].day
+    base = {"patient_id": case.patient_id, "pair_id": f"{case.patient_id}:{task.n_inputs}->{task.target}",
+            "gap_days": gap, "gap_bin": gap_bin(gap)}
+    rows = []
+    start = time.perf_counter()
+    fc = run_forecast(inputs, target.day, "persistence", samples=samples, seed=seed, n_bootstrap=n_bootstrap,
+                      growth=growth)
+    rows.append({**base, "forecaster": "persistence", **score_maps(fc.output.probability, truth, spacing, brain),
+                 **score_plans({"forecast": fc.ctv_forecast, "standard": fc.ctv_standard}, future),
+                 "seconds": time.perf_counter() - start})
+    request = ForecastRequest(inputs, target.day, growth, samples, seed, "cpu")
+    for nl, steps, s_ct in settings:
+        start = time.perf_counter()
+        f = GuidedDDIMForecaster(nl=nl, steps=steps, s_ct=s_ct)
+        out = f.predict(request, no_progress)
+        plans = ctvs(inputs, out.probability)
+        rows.append({**base, "forecaster": f"guided-ddim {nl}:{steps}:{s_ct:g}",
+                     **score_maps(out.probability, truth, spacing, brain), **score_plans(plans, future),
+                     "in_band": f.last_run["in_band"], "seconds": time.perf_counter() - start})
+    return rows
+
+
+def _median(values) -> float | None:
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    return float(np.median(v)) if v else None
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Per forecaster: medians per gap bin and overall, in-band fraction, Wilcoxon of HD95 vs persistence."""
+    out: dict = {}
+    names = list(dict.fromkeys(r["forecaster"] for r in rows))
+    ref = {r["pair_id"]: r for r in rows if r["forecaster"] == "persistence"}
+    for name in names:
+        mine = [r for r in rows if r["forecaster"] == name]
+        bins = sorted({r["gap_bin"] for r in mine})
+        entry = {"n": len(mine), "overall": {m: _median(r.get(m) for r in mine) for m in METRICS},
+                 "bins": {b: {"n": sum(r["gap_bin"] == b for r in mine),
+                              **{m: _median(r.get(m) for r in mine if r["gap_bin"] == b) for m in METRICS}}
+                          for b in bins},
+                 "seconds_median": _median(r["seconds"] for r in mine)}
+        if "in_band" in mine[0]:
+            entry["in_band_mean"] = float(np.mean([r["in_band"] for r in mine]))
+        if name != "persistence":
+            a = [r["hd95_mm"] for r in mine]
+            b = [ref[r["pair_id"]]["hd95_mm"] for r in mine]
+            try:
+                c = evaluation.compare_plans(b, a, [r["pair_id"] for r in mine])  # reference - model > 0: model better
+                entry["hd95_vs_persistence"] = {"n": c.n, "p_value": c.p_value,
+                                                "median_difference_mm": -c.median_difference}
+            except ValueError as exc:
+                entry["hd95_vs_persistence"] = {"reason": str(exc)}
+        out[name] = entry
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("cohort", type=Path, help="cohort folder (validation: /work/data/val_dense)")
+    p.add_argument("--out", type=Path, required=True, help="JSON file to write (rows + summary)")
+    p.add_argument("--horizon-days", default="61-365")
+    p.add_argument("--setting", action="append", default=None, help="NL:STEPS:S_CT (repeatable)")
+    p.add_argument("--samples", type=int, default=4, help="K generations")
+    p.add_argument("--per-patient", type=int, default=0, help="0: first pair per gap bin; N: first N pairs")
+    p.add_argument("--patients", type=int, default=0, help="first N patients only (0: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-bootstrap", type=int, default=100)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Evaluate and write ``args.out``; returns the summary."""
+    lo, hi = parse_horizon(args.horizon_days)
+    protocol = Protocol("horizon", lo, hi)
+    settings = [parse_setting(s) for s in (args.setting or ["200:10:5e4"])]
+    cases = find_cases(args.cohort)
+    cases = cases[:args.patients] if args.patients else cases
+    rows: list[dict] = []
+    for path in cases:
+        case = load_case(path)
+        tasks, why = plan_tasks(case, protocol, 2)
+        for task in subsample(tasks, case.days, args.per_patient):
+            rows += evaluate_pair(case, task, settings, args.samples, args.seed, args.n_bootstrap)
+            print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows[-1].items()
+                              if k in ("pair_id", "forecaster", "hd95_mm", "in_band", "seconds")}), flush=True)
+    summary = summarize(rows)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(args.out, json.dumps({"cohort": str(args.cohort), "horizon_days": [lo, hi],
+                                            "samples": args.samples, "seed": args.seed,
+                                            "subsample": "per-patient first pair per gap bin" if not args.per_patient
+                                            else f"first {args.per_patient} pairs per patient",
+                                            "summary": summary, "rows": rows}, indent=1, default=float))
+    print(json.dumps(summary, indent=1, default=float))
+    return summary
