@@ -1,9 +1,10 @@
 """Find the DICOM files under a folder and group them into series (pydicom headers).
 
 A file without the DICOM preamble that pydicom cannot read is not DICOM (a README, a DICOMDIR index...): it is
-skipped and listed. A file with the preamble that cannot be read, or whose pixel data is shorter than its header
-says, is corrupt: an :class:`InputError` naming the file and the field. Every file must belong to one patient
-(PatientID); two patients are refused with a line naming both IDs and a file of each.
+skipped and listed. A file with the preamble that cannot be read, that lacks the SOP and series UIDs or the modality,
+or whose pixel data is shorter than its header says, is corrupt: an :class:`InputError` naming the file and the field.
+Every file must belong to one patient (PatientID); two patients are refused with a line naming both IDs and a file of
+each.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from .errors import InputError
+
+REQUIRED = ("SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "Modality")
 
 @dataclass
 class Series:
@@ -75,6 +78,9 @@ def read_header(path: Path) -> Dataset | None:
         return None
     except Exception as exc:  # pydicom raises several types (EOFError, struct.error, ValueError...) on bad bytes
         raise InputError(path, "header", f"corrupt DICOM file ({type(exc).__name__}: {exc})") from None
+    for keyword in REQUIRED:
+        if not getattr(ds, keyword, None):
+            raise InputError(path, keyword, "missing: a corrupt or incomplete DICOM file")
     if "PixelData" in ds:
         expected = _expected_pixel_bytes(ds)
         try:
@@ -111,10 +117,7 @@ def scan_folder(folder: str | Path) -> Scan:
             elif pid != patient[0]:
                 raise InputError(path, "PatientID", f"two patients in {folder}: PatientID '{patient[0]}' "
                                                     f"({patient[1].name}) and '{pid}' ({path.name})")
-            uid = str(getattr(ds, "SeriesInstanceUID", "") or "")
-            if not uid:
-                raise InputError(path, "SeriesInstanceUID", "missing")
-            modality = str(getattr(ds, "Modality", "") or "")
+            uid, modality = str(ds.SeriesInstanceUID), str(ds.Modality)
             entry = series.setdefault(uid, Series(uid, modality))
             if modality != entry.modality:
                 raise InputError(path, "Modality", f"'{modality}' in a series of modality '{entry.modality}'")

@@ -263,6 +263,11 @@ def import_dicom(dicom_dir: str | Path, out: str | Path, *, mapping: str | Path 
     _, grid = series_grid(reference)
     _add_gtvs(scan, timepoints, grid, frame, pattern, series_map, report)
     kept = [tp for tp in timepoints if tp.gtv is not None]
+    for tp in timepoints:
+        if tp.gtv is None:
+            for series in tp.series.values():
+                record = next(r for r in report if r["series_instance_uid"] == series.uid)
+                record.update(used=False, why=f"no GTV structure set for {tp.date.isoformat()}: timepoint left out")
     if not kept:
         raise InputError(dicom_dir, "RTSTRUCT", f"no structure set with a ROI matching '{roi_pattern}' on an MR "
                                                 "study date: every timepoint needs a GTV")

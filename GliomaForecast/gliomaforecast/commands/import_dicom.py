@@ -34,14 +34,13 @@ def run(args: argparse.Namespace) -> int:
     summary = import_dicom(args.dicom_dir, args.out, mapping=args.mapping, roi_pattern=args.roi_pattern,
                            rt_start_date=args.rt_start_date, existing=existing_mode(args.overwrite))
     used = [s for s in summary["series"] if s.get("used")]
-    dates = sorted({s["date"] for s in used if s.get("date")})
-    print(f"{summary['patient_id']}: {len(dates)} timepoint(s) with a GTV ({', '.join(dates)}) -> {args.out / 'case.json'}")
+    dates = sorted(s["date"] for s in used if s.get("used_as") == "gtv")
+    print(f"{summary['patient_id']}: {len(dates)} timepoint(s) with a GTV ({', '.join(dates)}) -> "
+          f"{args.out / 'case.json'}")
     for s in used:
         what = s.get("used_as", "")
         extra = " (resampled onto the case grid)" if s.get("resampled") else ""
         print(f"  {s.get('date', ''):10} {what:5} {s['modality']:8} {s['series_description'][:40]}{extra}")
-    for date in summary["timepoints_without_gtv"]:
-        print(f"  note: the MR study of {date} has no GTV structure set and was left out")
     for s in summary["series"]:
         if not s.get("used"):
             print(f"  not used: {s['modality']} '{s['series_description']}' ({s['first_file']}): {s['why']}")
