@@ -10,28 +10,36 @@ GTV choice: a timepoint's ``gtv`` mask is used as given. When only ``labels`` (B
 [1, 2, 3]: the whole FLAIR abnormality, as in the multi-task diffusion paper. The cavity (4) is not
 tumor and is left out.
 
-Volumes load lazily and are cached; header grids of every file are checked against the first FLAIR
-(or the first file) when the case is loaded, so a mismatch is reported before any work is done.
+Volumes load lazily and are cached; every file is verified whole (gzip CRC and length, the voxel count its
+header promises, positive finite spacing) and its grid checked against the first FLAIR (or the first file) when
+the case is loaded, so a damaged file or a mismatch is reported before any work is done. Days (and the RT start
+day) lie within ``MAX_DAY`` days of 0; a target day lies at most ``MAX_HORIZON_DAYS`` days after the last scan
+(and before the first): see :meth:`Case.target_day`. ``labels`` maps hold only the BraTS labels 0-4 and the
+``gtv_labels``.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import SimpleITK as sitk
 
 from .errors import InputError
 from .geometry import Grid, require_same_grid, resample_to
-from .io import read_image, read_labels, read_mask, suffix_of
+from .io import as_float32, header_grid, read_image, read_labels, read_mask, suffix_of
 
 SCHEMA = "gliomaforecast.case/1"
 DEFAULT_GTV_LABELS = (1, 2, 3)
+BRATS_LABELS = (0, 1, 2, 3, 4)
+MAX_DAY = 73050.0  # days (200 years): the largest |day| of a scan or the RT start on a case's day axis
+MAX_HORIZON_DAYS = 3650.0  # days (10 years): the farthest a target day may lie beyond the scans
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 IMAGE_NAMES = ("flair", "t1ce", "t1", "t2", "adc")
 TISSUE_NAMES = ("wm", "gm", "csf")
 _CASE_KEYS = {"schema", "patient_id", "rt_start_day", "rt_start_date", "timepoints", "dose", "brain_mask",
@@ -86,6 +94,18 @@ class Case:
         if self.day0 is None:
             raise InputError(None, field_name, f"{value} is a date but {self.path} gives days, not dates: give a day")
         return float((date - self.day0).days)
+
+    def target_day(self, value: str | float, field_name: str = "day") -> float:
+        """A forecast target day (days) from a number or ISO date (see :meth:`day_of`), refused (an InputError
+        naming ``field_name``) unless finite and within ``MAX_HORIZON_DAYS`` of the scans: at most that many days
+        after the last scan and before the first."""
+        day = self.day_of(value, field_name)
+        first, last = self.timepoints[0].day, self.timepoints[-1].day
+        if not (np.isfinite(day) and first - MAX_HORIZON_DAYS <= day <= last + MAX_HORIZON_DAYS):
+            raise InputError(None, field_name, f"day {day:g} is out of range: forecasts reach at most "
+                                               f"{MAX_HORIZON_DAYS:g} days (10 years) beyond the scans, days "
+                                               f"{first - MAX_HORIZON_DAYS:g} to {last + MAX_HORIZON_DAYS:g}")
+        return day
 
     # --- geometry ------------------------------------------------------------------------------
     def files(self) -> list[tuple[str, Path]]:
@@ -147,7 +167,7 @@ class Case:
 
         def load() -> np.ndarray:
             array, grid = read_image(path, name)
-            return self._on_grid(array.astype(np.float32), grid, path, name, label=False)
+            return self._on_grid(as_float32(array, path, name), grid, path, name, label=False)
         return self._cached(("image", tp.index, modality), load)
 
     def labels(self, tp: Timepoint) -> np.ndarray | None:
@@ -157,7 +177,7 @@ class Case:
         name = f"timepoints[{tp.index}].labels"
 
         def load() -> np.ndarray:
-            array, grid = read_labels(tp.labels, name)
+            array, grid = read_labels(tp.labels, name, allowed=BRATS_LABELS + self.gtv_labels)
             return self._on_grid(array, grid, tp.labels, name, label=True)
         return self._cached(("labels", tp.index), load)
 
@@ -188,7 +208,7 @@ class Case:
             array, grid = read_image(self.dose_path, "dose")
             if array.size and array.min() < 0:
                 raise InputError(self.dose_path, "dose", f"negative dose ({float(array.min()):.3g} Gy)")
-            return self._on_grid(array.astype(np.float32), grid, self.dose_path, "dose", label=False)
+            return self._on_grid(as_float32(array, self.dose_path, "dose"), grid, self.dose_path, "dose", label=False)
         return self._cached(("dose",), load)
 
     def brain_mask(self) -> np.ndarray | None:
@@ -211,7 +231,7 @@ class Case:
             array, grid = read_image(path, f"tissue.{name}")
             if array.size and (array.min() < 0 or array.max() > 1):
                 raise InputError(path, f"tissue.{name}", "tissue probabilities must lie in [0, 1]")
-            return self._on_grid(array.astype(np.float32), grid, path, f"tissue.{name}", label=False)
+            return self._on_grid(as_float32(array, path, f"tissue.{name}"), grid, path, f"tissue.{name}", label=False)
         return self._cached(("tissue", name), load)
 
     @property
@@ -274,34 +294,28 @@ class Case:
 
 
 def _header_grid(path: Path, name: str) -> Grid:
-    """The grid of a file from its header only (no voxel data read)."""
+    """The grid of a file from its header, after the whole file has been verified (no voxel array kept)."""
     if not path.is_file():
         raise InputError(path, name, "file not found")
-    if suffix_of(path) == ".seg.nrrd":
-        from .io import read_segmentation
-        return read_segmentation(path, name)[1]
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError:
-        raise InputError(path, name, "cannot read image header") from None
-    if reader.GetDimension() not in (2, 3):
-        raise InputError(path, name, f"{reader.GetDimension()}D images are not supported; expected a 3D volume")
-    size = reader.GetSize()
-    return Grid(tuple(reversed(size)), tuple(reversed(reader.GetSpacing())), reader.GetOrigin(), reader.GetDirection())
+    return header_grid(path, name)
 
 
 def _parse_date(value: Any, src: Path, name: str) -> _dt.date:
+    """A manifest date: a string of exactly YYYY-MM-DD (no time, no trailing text, not a bare number)."""
     try:
-        return _dt.date.fromisoformat(str(value)[:10])
+        if not isinstance(value, str) or not _ISO_DATE.match(value):
+            raise ValueError
+        return _dt.date.fromisoformat(value)
     except ValueError:
         raise InputError(src, name, f"not an ISO date (YYYY-MM-DD): {value!r}") from None
 
 
 def _number(value: Any, src: Path, name: str) -> float:
+    """A manifest day: a finite number of days within ``MAX_DAY`` of day 0."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
         raise InputError(src, name, f"must be a number of days, got {value!r}")
+    if abs(value) > MAX_DAY:
+        raise InputError(src, name, f"day {value:g} is out of range: days lie within {MAX_DAY:g} (200 years) of day 0")
     return float(value)
 
 
@@ -344,6 +358,8 @@ def load_case(path: str | Path, *, resample: bool = False, check_grids: bool = T
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(src, None, f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise InputError(src, None, "not a case manifest (JSON nested too deeply)") from None
     if not isinstance(data, dict):
         raise InputError(src, None, "manifest must be a JSON object")
     _unknown(set(data), _CASE_KEYS, src, "")
@@ -415,8 +431,9 @@ def load_case(path: str | Path, *, resample: bool = False, check_grids: bool = T
         patient_id=pid,
         timepoints=timepoints,
         rt_start_day=rt,
-        dose_path=_path(base, data["dose"], src, "dose") if data.get("dose") else None,
-        brain_mask_path=_path(base, data["brain_mask"], src, "brain_mask") if data.get("brain_mask") else None,
+        dose_path=_path(base, data["dose"], src, "dose") if data.get("dose") is not None else None,
+        brain_mask_path=(_path(base, data["brain_mask"], src, "brain_mask") if data.get("brain_mask") is not None
+                         else None),
         tissue_paths={k: _path(base, v, src, f"tissue.{k}") for k, v in tissue_raw.items()},
         gtv_labels=tuple(gtv_labels),
         resample=resample,

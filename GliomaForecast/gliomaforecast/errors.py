@@ -17,3 +17,7 @@ class InputError(ValueError):
         self.message = " ".join(str(message).split())
         parts = [p for p in (self.source, field, self.message) if p]
         super().__init__(": ".join(parts))
+
+    def __reduce__(self):
+        """Pickled with its three parts, so an InputError raised in a worker process arrives whole."""
+        return type(self), (self.source, self.field, self.message)

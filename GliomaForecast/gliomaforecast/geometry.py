@@ -104,10 +104,17 @@ class Grid:
         return f"shape {self.shape}, spacing {sp} mm, origin {tuple(round(o, 3) for o in self.origin)}"
 
 
+def _direction_text(grid: Grid) -> str:
+    return " ".join(f"{v:.4g}" for v in grid.direction)
+
+
 def require_same_grid(a: Grid, b: Grid, name_a: str, name_b: str) -> None:
     """Raise an :class:`InputError` naming both sources when two grids differ."""
     if not a.same_as(b):
-        raise InputError(name_a, "grid", f"differs from {name_b} ({a.describe()} vs {b.describe()})")
+        detail = f"{a.describe()} vs {b.describe()}"
+        if not np.allclose(a.direction, b.direction, rtol=1e-6, atol=1e-4):
+            detail += f"; direction [{_direction_text(a)}] vs [{_direction_text(b)}]"
+        raise InputError(name_a, "grid", f"differs from {name_b} ({detail})")
 
 
 def to_sitk(array: np.ndarray, grid: Grid) -> sitk.Image:

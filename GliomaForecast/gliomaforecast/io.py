@@ -1,18 +1,25 @@
 """Read and write NIfTI (.nii, .nii.gz) and NRRD (.nrrd, .seg.nrrd) volumes with exact geometry.
 
-Every reader returns ``(array, Grid)`` with the array in (z, y, x) order. Every writer is atomic
-(a temporary file in the destination folder, then a rename), and refuses to overwrite a file that
-was read as input through this module in the same process, or that the caller lists in ``inputs``.
-Errors are :class:`InputError` naming the file and the field.
+Every reader returns ``(array, Grid)`` with the array in (z, y, x) order, after the whole file has been
+verified (:mod:`gliomaforecast.file_integrity`: gzip CRC and length, the voxel count the header promises,
+positive finite spacing). Every writer is atomic (a temporary file in the destination folder, verified the
+same way, then a rename), and refuses to overwrite a file that was read as input through this module in the
+same process, or that the caller lists in ``inputs``. Output folders are built beside their destination and
+renamed into place under a lock file, so a second concurrent writer is refused. Temporaries carry their
+writer's pid, and those of dead writers are removed by the next write to the same place. Errors are
+:class:`InputError` naming the file and the field; a failed write (full disk, file too large, read-only
+folder) is one too. docs/guarantees.md states the guarantees.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import math
 import os
 import re
 import shutil
-import tempfile
+import sys
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
@@ -22,7 +29,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError
+from .file_integrity import verify_image_file
 from .geometry import Grid, to_sitk
+from .write_guard import (exchange, is_write_error, output_lock, remove_stale_temporaries, temporary_dir,
+                          temporary_file, write_error)
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".seg.nrrd", ".nrrd")
 _READ_PATHS: set[str] = set()
@@ -47,15 +57,60 @@ def _check_readable(path: Path, field: str) -> None:
         raise InputError(path, field, "file not found")
 
 
+@contextlib.contextmanager
+def _itk_quiet() -> Iterator[None]:
+    """ITK's warnings (printed on stderr, not raised) switched off: every condition they report is checked and
+    raised as an InputError by this module instead."""
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
+def _sitk_error(exc: RuntimeError) -> str:
+    return next((ln for ln in str(exc).splitlines() if "ERROR" in ln or "rror" in ln), "unreadable").strip()[:160]
+
+
 def _read_sitk(path: Path, field: str) -> sitk.Image:
     _check_readable(path, field)
+    verify_image_file(path, field)
     try:
-        image = sitk.ReadImage(str(path))
+        with _itk_quiet():
+            image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        first = next((ln for ln in str(exc).splitlines() if "ERROR" in ln or "rror" in ln), "unreadable")
-        raise InputError(path, field, f"cannot read image ({first.strip()[:160]})") from None
+        raise InputError(path, field, f"cannot read image ({_sitk_error(exc)})") from None
     _remember_input(path)
     return image
+
+
+def _grid(shape, spacing, origin, direction, path: Path, field: str) -> Grid:
+    try:
+        return Grid(shape, spacing, origin, direction)
+    except ValueError as exc:
+        raise InputError(path, field, str(exc)) from None
+
+
+def header_grid(path: str | Path, field: str = "image") -> Grid:
+    """The grid of an image file from its header, after the whole file has been verified (no voxel array kept)."""
+    path = Path(path)
+    _check_readable(path, field)
+    if suffix_of(path) == ".seg.nrrd":
+        return read_segmentation(path, field)[1]
+    verify_image_file(path, field)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        with _itk_quiet():
+            reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise InputError(path, field, f"cannot read image header ({_sitk_error(exc)})") from None
+    if reader.GetDimension() not in (2, 3):
+        raise InputError(path, field, f"{reader.GetDimension()}D images are not supported; expected a 2D or 3D volume")
+    size = reader.GetSize()
+    return _grid(tuple(reversed(size)), tuple(reversed(reader.GetSpacing())), reader.GetOrigin(),
+                 reader.GetDirection(), path, field)
 
 
 def _grid_and_array(image: sitk.Image, path: Path, field: str, vector: bool = False) -> tuple[np.ndarray, Grid]:
@@ -67,7 +122,8 @@ def _grid_and_array(image: sitk.Image, path: Path, field: str, vector: bool = Fa
         raise InputError(path, field, f"expected a {dim}-component vector image, got {ncomp} components")
     if not vector and ncomp != 1:
         raise InputError(path, field, f"expected a scalar image, got {ncomp} components per voxel")
-    grid = Grid.from_sitk(image)
+    grid = _grid(tuple(reversed(image.GetSize())), tuple(reversed(image.GetSpacing())), image.GetOrigin(),
+                 image.GetDirection(), path, field)
     if image.HasMetaDataKey(_EXACT_KEY):
         grid = _exact_grid(image.GetMetaData(_EXACT_KEY), grid)
     return sitk.GetArrayFromImage(image), grid
@@ -129,16 +185,51 @@ def read_vector_image(path: str | Path, field: str = "displacement") -> tuple[np
     return array, grid
 
 
-def read_labels(path: str | Path, field: str = "labels") -> tuple[np.ndarray, Grid]:
-    """Read an integer label map (e.g. BraTS labels) as int16; non-integer or negative values are errors."""
+_INT16_MAX = int(np.iinfo(np.int16).max)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def as_float32(array: np.ndarray, path: str | Path, field: str) -> np.ndarray:
+    """``array`` as float32, refusing (naming the file) values float32 cannot hold instead of turning them into inf."""
+    array = np.asarray(array)
+    if array.dtype.itemsize > 4 or not np.issubdtype(array.dtype, np.floating):
+        if array.size and float(np.max(np.abs(array), initial=0)) > _FLOAT32_MAX:
+            raise InputError(path, field, f"values up to {float(np.max(np.abs(array))):.3g} exceed float32's range")
+    return array.astype(np.float32)
+
+
+def as_int16_labels(array: np.ndarray, path: str | Path, field: str,
+                    allowed: Iterable[int] | None = None) -> np.ndarray:
+    """``array`` as int16 labels, refusing (naming the value and the file) non-integer or negative values,
+    values int16 cannot hold (no silent wrap-around: 65537 would become 1) and, when ``allowed`` is given,
+    any value outside that declared set."""
+    array = np.asarray(array)
+    if array.dtype == bool:
+        return array.astype(np.int16)
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise InputError(path, field, f"label map holds {array.dtype} values, not integers")
+    if np.issubdtype(array.dtype, np.floating) and not np.all(array == np.round(array)):
+        raise InputError(path, field, "label map has non-integer values")
+    values = np.unique(array)
+    if values.size and values[0] < 0:
+        raise InputError(path, field, f"label map has negative labels (min {values[0]:g})")
+    if allowed is not None:
+        declared = sorted({int(v) for v in allowed} | {0})
+        outside = values[~np.isin(values, declared)]
+        if outside.size:
+            raise InputError(path, field, f"label value {outside[0]:g} is not one of the declared labels "
+                                          f"{', '.join(str(v) for v in declared)}")
+    if values.size and values[-1] > _INT16_MAX:
+        raise InputError(path, field, f"label value {values[-1]:g} exceeds the largest label {_INT16_MAX}")
+    return array.astype(np.int16)
+
+
+def read_labels(path: str | Path, field: str = "labels", allowed: Iterable[int] | None = None) -> tuple[np.ndarray, Grid]:
+    """Read an integer label map (e.g. BraTS labels) as int16; non-integer, negative or out-of-range values, and
+    values outside ``allowed`` (when given; 0 is always allowed), are errors naming the value and the file."""
     path = Path(path)
     array, grid = read_image(path, field)
-    if np.issubdtype(array.dtype, np.floating):
-        if not np.all(array == np.round(array)):
-            raise InputError(path, field, "label map has non-integer values")
-    if array.size and array.min() < 0:
-        raise InputError(path, field, f"label map has negative labels (min {array.min()})")
-    return array.astype(np.int16), grid
+    return as_int16_labels(array, path, field, allowed), grid
 
 
 def read_mask(path: str | Path, field: str = "gtv") -> tuple[np.ndarray, Grid]:
@@ -201,6 +292,7 @@ def read_segmentation_labels(path: str | Path, field: str = "labels") -> tuple[n
 
 def _read_seg_nrrd(path: Path, field: str) -> tuple[list[np.ndarray], Grid, list[dict]]:
     _check_readable(path, field)
+    verify_image_file(path, field)
     try:
         data, header = nrrd.read(str(path), index_order="C")
     except Exception as exc:  # pynrrd raises several types for corrupt files
@@ -220,20 +312,41 @@ def _read_seg_nrrd(path: Path, field: str) -> tuple[list[np.ndarray], Grid, list
         segments.append({
             "id": header[f"Segment{i}_ID"],
             "name": header.get(f"Segment{i}_Name", header[f"Segment{i}_ID"]),
-            "label": int(header.get(f"Segment{i}_LabelValue", 1)),
-            "layer": int(header.get(f"Segment{i}_Layer", 0)),
-            "color": tuple(float(c) for c in str(header.get(f"Segment{i}_Color", "0.5 0.5 0.5")).split()),
+            "label": _header_int(header, f"Segment{i}_LabelValue", 1, path),
+            "layer": _header_int(header, f"Segment{i}_Layer", 0, path),
+            "color": _header_color(header, f"Segment{i}_Color", path),
         })
         i += 1
     if not segments:  # a plain label map saved as .seg.nrrd: one segment per label value
-        for value in np.unique(layers[0]):
+        for value in np.unique(as_int16_labels(layers[0], path, field)):
             if value:
                 segments.append({"id": f"Segment_{value}", "name": f"Segment_{value}", "label": int(value),
                                  "layer": 0, "color": (0.5, 0.5, 0.5)})
     for seg in segments:
         if seg["layer"] >= len(layers):
             raise InputError(path, f"Segment {seg['name']}", f"layer {seg['layer']} does not exist")
-    return [np.asarray(layer).astype(np.int16) for layer in layers], grid, segments
+    declared = [[seg["label"] for seg in segments if seg["layer"] == k] for k in range(len(layers))]
+    return [as_int16_labels(layer, path, field, allowed) for layer, allowed in zip(layers, declared)], grid, segments
+
+
+def _header_int(header: Mapping, key: str, default: int, path: Path) -> int:
+    """A non-negative integer field of a .seg.nrrd header (a segment's label value or layer)."""
+    value = str(header.get(key, default)).strip()
+    if not value.isdigit():
+        raise InputError(path, key, f"must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def _header_color(header: Mapping, key: str, path: Path) -> tuple[float, ...]:
+    """A segment's RGB color (three numbers in [0, 1]) from a .seg.nrrd header."""
+    raw = str(header.get(key, "0.5 0.5 0.5"))
+    try:
+        color = tuple(float(c) for c in raw.split())
+    except ValueError:
+        raise InputError(path, key, f"must be three numbers (RGB), got {raw!r}") from None
+    if len(color) != 3 or not all(math.isfinite(c) for c in color):
+        raise InputError(path, key, f"must be three numbers (RGB), got {raw!r}")
+    return color
 
 
 # --- writing -------------------------------------------------------------------------------------
@@ -244,8 +357,17 @@ def _check_destination(path: Path, inputs: Iterable[str | Path]) -> None:
     protected = set(_READ_PATHS) | {os.path.realpath(p) for p in inputs}
     if real in protected:
         raise InputError(path, "output", "refusing to overwrite an input file")
+    _check_file_place(path)
+
+
+def _check_file_place(path: Path) -> None:
+    """The destination of a file: its folder exists and is writable, and it is not itself a folder."""
     if not path.parent.is_dir():
         raise InputError(path, "output", f"folder {path.parent} does not exist")
+    if path.is_dir():
+        raise InputError(path, "output", "is a folder; give a file name")
+    if not os.access(path.parent, os.W_OK):
+        raise InputError(path, "output", f"folder {path.parent} is not writable")
 
 
 def _umask() -> int:
@@ -256,27 +378,53 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path`` (same suffixes, so format-by-extension writers work);
-    on success it is renamed onto ``path`` with the usual permissions (0666 minus the umask), on any
-    error it is removed and ``path`` is left as it was."""
+    """Yield a temporary path next to ``path`` (same suffixes, so format-by-extension writers work, and the
+    writer's pid in its name); on success the temporary is verified (an image: the whole file, see
+    :mod:`gliomaforecast.file_integrity`) and renamed onto ``path`` with the usual permissions (0666 minus the
+    umask). On any error, a short write among them (full disk, file too large: an InputError), it is removed and
+    ``path`` is left as it was. Temporaries of dead writers in the folder are removed first."""
     path = Path(path)
-    suffix = "".join(path.suffixes[-2:]) if path.name.lower().endswith((".nii.gz", ".seg.nrrd")) else path.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
+    _check_file_place(path)
+    remove_stale_temporaries(path.parent)
     try:
-        yield Path(tmp)
+        tmp = temporary_file(path)
+    except OSError as exc:
+        raise write_error(exc, path) from None
+    try:
+        yield tmp
+        try:
+            verify_image_file(tmp, "output")
+        except InputError as exc:
+            detail = exc.message.removeprefix("cannot read image: ")
+            raise InputError(path, "output", f"the written file is incomplete ({detail}): is the disk full? "
+                                             "nothing was replaced") from None
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as exc:
+        _remove_quietly(tmp)
+        if is_write_error(exc):
+            raise write_error(exc, path) from None
+        raise
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        _remove_quietly(tmp)
         raise
 
 
+def _remove_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+
+
 def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    """Write ``text`` (UTF-8) to ``path`` atomically; the written size is checked before the rename."""
+    data = text.encode("utf-8")
     with atomic_file(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(data)
+        if tmp.stat().st_size != len(data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
     return Path(path)
 
 
@@ -296,9 +444,26 @@ def write_image(path: str | Path, array: np.ndarray, grid: Grid, *, inputs: Iter
     image = to_sitk(array, grid)
     if suffix_of(path) == ".nrrd":
         image.SetMetaData(_EXACT_KEY, _exact_grid_tag(grid))
-    with atomic_file(path) as tmp:
+    with atomic_file(path) as tmp, _c_stderr_silenced():
         sitk.WriteImage(image, str(tmp), useCompression=compress)
     return path
+
+
+@contextlib.contextmanager
+def _c_stderr_silenced() -> Iterator[None]:
+    """The process's stderr (file descriptor 2) sent to the null device: ITK's NIfTI writer prints a short write
+    ("wrote only 0 of N bytes") there instead of raising; the written file is verified afterwards instead, and
+    a real ITK error still raises with its message."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 DEFAULT_COLORS = [(0.87, 0.26, 0.24), (0.94, 0.78, 0.22), (0.27, 0.62, 0.86), (0.40, 0.75, 0.38),
@@ -407,41 +572,68 @@ def check_output_dir(out_dir: str | Path, existing: str = "merge") -> Path:
 @contextlib.contextmanager
 def atomic_output_dir(out_dir: str | Path, *, inputs: Iterable[str | Path] = (),
                       existing: str = "merge") -> Iterator[Path]:
-    """Build an output folder atomically: yields a temporary sibling folder; on success its files are
-    moved into ``out_dir`` (created if needed) or, with ``existing="replace"``, the temporary folder takes the
-    place of ``out_dir`` whole (one rename after moving the old folder aside); ``existing="refuse"`` refuses a
-    non-empty ``out_dir`` (see :func:`check_output_dir`). On any error the temporary folder is removed and
-    ``out_dir`` is left as it was. A folder that holds an input is never replaced."""
+    """Build an output folder atomically: yields a temporary sibling folder; on success it takes the place of
+    ``out_dir`` whole when ``out_dir`` does not exist or is empty; an existing non-empty ``out_dir`` is swapped for
+    it in one step with ``existing="replace"`` (Linux; elsewhere two renames, the old folder put back by the next
+    write if a kill falls between them), refused with ``existing="refuse"`` (see :func:`check_output_dir`, checked
+    again at the end), or gets the new files moved in with ``existing="merge"``. The folder's lock
+    (:func:`gliomaforecast.write_guard.output_lock`) is held throughout, so a concurrent writer is refused; stale
+    temporaries of dead writers beside it are removed first. On any error the temporary folder is removed and
+    ``out_dir`` is left as it was; a failed write (full disk, ...) is an InputError. A folder that holds an input
+    is never replaced."""
     out_dir = check_output_dir(out_dir, existing)
-    parent = out_dir.resolve().parent
+    target = Path(os.path.abspath(out_dir))
     protected = set(_READ_PATHS) | {os.path.realpath(p) for p in inputs}
     if existing == "replace" and out_dir.is_dir():
         inside = os.path.realpath(out_dir) + os.sep
         held = sorted(p for p in protected if p.startswith(inside))
         if held:
             raise InputError(out_dir, "output", f"holds an input ({held[0]}); refusing to replace it")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=parent))
-    os.chmod(tmp, 0o777 & ~_umask())
-    try:
-        yield tmp
-        for item in tmp.iterdir():
-            if os.path.realpath(out_dir / item.name) in protected:
-                raise InputError(out_dir / item.name, "output", "refusing to overwrite an input file")
-        created = not out_dir.exists()
-        if created:
-            os.replace(tmp, out_dir)
-        elif existing == "replace":
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=parent))
-            os.replace(out_dir, old / out_dir.name)
-            try:
-                os.replace(tmp, out_dir)
-            except OSError:
-                os.replace(old / out_dir.name, out_dir)  # put the old folder back
-                raise
-            finally:
-                shutil.rmtree(old, ignore_errors=True)
-        else:
-            for item in sorted(tmp.iterdir()):
-                os.replace(item, out_dir / item.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with output_lock(target):
+        remove_stale_temporaries(target.parent)
+        try:
+            tmp = temporary_dir(target)
+        except OSError as exc:
+            raise write_error(exc, out_dir) from None
+        try:
+            os.chmod(tmp, 0o777 & ~_umask())
+            yield tmp
+            for item in tmp.iterdir():
+                if os.path.realpath(target / item.name) in protected:
+                    raise InputError(out_dir / item.name, "output", "refusing to overwrite an input file")
+            _commit_dir(tmp, target, out_dir, existing)
+        except InputError as exc:
+            inside = str(tmp) + os.sep
+            if exc.source and exc.source.startswith(inside):  # name the file in out_dir, not in the temporary
+                raise InputError(out_dir / exc.source[len(inside):], exc.field, exc.message) from None
+            raise
+        except OSError as exc:
+            if is_write_error(exc):
+                raise write_error(exc, out_dir) from None
+            raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _commit_dir(tmp: Path, target: Path, out_dir: Path, existing: str) -> None:
+    """Put the finished folder ``tmp`` in place of ``target`` (see :func:`atomic_output_dir`)."""
+    if not os.path.lexists(target) or (target.is_dir() and not any(target.iterdir())):
+        os.replace(tmp, target)  # onto nothing or an empty folder: one rename
+    elif existing == "refuse":
+        raise InputError(out_dir, "output", "folder was filled by another run meanwhile; "
+                                            "give --overwrite to replace it whole")
+    elif existing == "replace":
+        if exchange(tmp, target):
+            return  # tmp now holds the old folder, removed by the caller
+        old = temporary_dir(target, "old")
+        os.replace(target, old / target.name)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            os.replace(old / target.name, target)  # put the old folder back
+            raise
+        finally:
+            shutil.rmtree(old, ignore_errors=True)
+    else:
+        for item in sorted(tmp.iterdir()):
+            os.replace(item, target / item.name)

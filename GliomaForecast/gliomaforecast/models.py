@@ -125,6 +125,17 @@ def _tensor_specs(items: Any, src: Path, where: str) -> tuple[TensorSpec, ...]:
     return tuple(out)
 
 
+def _model_path(folder: str | Path, value: Any, source: str | Path, where: str) -> Path:
+    """A model file named in the registry: a relative path inside the models folder (no absolute path, no ``..``
+    out of it), else an InputError naming the registry and the field."""
+    name = str(value)
+    inside = os.path.realpath(folder)
+    path = os.path.realpath(os.path.join(inside, name))
+    if not name or os.path.isabs(name) or os.path.commonpath([inside, path]) != inside or path == inside:
+        raise InputError(source, where, f"{name!r} must be a file inside the models folder {folder}")
+    return Path(folder) / name
+
+
 def parse_entry(entry: Mapping[str, Any], folder: str | Path, source: str | Path = "models.json",
                 where: str = "model") -> ModelSpec:
     """One registry entry (a dict as in models.json) as a :class:`ModelSpec` whose file lies in ``folder``."""
@@ -135,7 +146,7 @@ def parse_entry(entry: Mapping[str, Any], folder: str | Path, source: str | Path
     return ModelSpec(str(entry["id"]), str(entry["version"]), str(entry["file"]), str(entry["sha256"]).lower(),
                      _tensor_specs(entry["inputs"], source, f"{where}.inputs"),
                      _tensor_specs(entry["outputs"], source, f"{where}.outputs"),
-                     Path(folder) / str(entry["file"]), extra)
+                     _model_path(folder, entry["file"], source, f"{where}.file"), extra)
 
 
 def parse_family_entry(entry: Mapping[str, Any], folder: str | Path, source: str | Path = "models.json",
@@ -163,7 +174,8 @@ def parse_family_entry(entry: Mapping[str, Any], folder: str | Path, source: str
         members[str(name)] = ModelSpec(f"{family_id}/{name}", version, str(member["file"]), str(member["sha256"]).lower(),
                                        _tensor_specs(member["inputs"], source, f"{at}.inputs"),
                                        _tensor_specs(member["outputs"], source, f"{at}.outputs"),
-                                       Path(folder) / str(member["file"]), member_extra, family_id, str(name))
+                                       _model_path(folder, member["file"], source, f"{at}.file"), member_extra,
+                                       family_id, str(name))
     return FamilySpec(family_id, version, members, extra)
 
 
@@ -174,8 +186,10 @@ def _read_entries(models_dir: str | Path | None) -> tuple[Path, Path, list]:
         raise InputError(manifest, "models.json", "model registry not found")
     try:
         data = json.loads(manifest.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(manifest, "models.json", f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise InputError(manifest, "models.json", "not a model registry (JSON nested too deeply)") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise InputError(manifest, "schema", f"expected '{SCHEMA}'")
     entries = data.get("models")

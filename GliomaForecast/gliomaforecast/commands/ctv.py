@@ -21,6 +21,7 @@ from ..errors import InputError
 from ..geometry import require_same_grid
 from ..io import (atomic_output_dir, existing_mode, read_image, read_labels, read_mask, write_image,
                   write_segmentation)
+from ..case import BRATS_LABELS
 from ..target_volumes import CAVITY_LABEL, build_targets
 from . import add_overwrite_argument
 
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         inputs.append(args.barrier)
     cavity = None
     if args.cavity is not None:
-        labels, cavity_grid = read_labels(args.cavity, "cavity")
+        labels, cavity_grid = read_labels(args.cavity, "cavity", allowed=BRATS_LABELS)
         require_same_grid(cavity_grid, grid, str(args.cavity), str(args.gtv))
         values = set(np.unique(labels).tolist())
         cavity = labels > 0 if values <= {0, 1} else labels == CAVITY_LABEL

@@ -21,7 +21,7 @@ from ..errors import InputError
 from ..evaluation_protocols import PROTOCOLS, parse_horizon
 from ..forecasters import FORECASTER_NAMES
 from ..io import atomic_output_dir, existing_mode
-from . import add_overwrite_argument
+from . import add_overwrite_argument, check_seed
 
 NAME = "evaluate"
 HELP = "score forecasters on a cohort under a protocol (last-scan, horizon, recurrence); CSV + JSON + box plots"
@@ -53,6 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     names = tuple(dict.fromkeys(args.forecaster or FORECASTER_NAMES))
+    check_seed(args.seed)
     if args.samples < 1:
         raise InputError("--samples", None, f"must be at least 1, got {args.samples}")
     if args.n_bootstrap < 0:

@@ -16,10 +16,11 @@ from ..case import load_case
 from ..errors import InputError
 from ..geometry import Grid, require_same_grid, resample_to
 from ..io import check_output_dir, existing_mode, read_mask
+from ..write_guard import output_lock
 from ..forecast import Forecast, forecast_tumor_ml, run_forecast
 from ..plausibility import forecast_warnings
 from ..forecasters import DEFAULT_FORECASTER, FORECASTER_NAMES, dose_note
-from . import add_case_arguments, add_overwrite_argument
+from . import add_case_arguments, add_overwrite_argument, check_seed
 
 NAME = "forecast"
 HELP = "forecast a case at a target day and build the target volumes"
@@ -52,20 +53,22 @@ def forecast_to_folder(case: Path, day: float | str, out: Path, *, forecaster: s
                        existing: str = "refuse") -> Forecast:
     """Run a forecast with a progress bar on stderr and write its folder; returns the forecast.
     ``resample`` puts every volume on the first FLAIR's grid (linear for images, nearest for masks), the
-    ``barrier`` mask file included. ``existing``: what a non-empty ``out`` gets (``io.check_output_dir``)."""
+    ``barrier`` mask file included. ``existing``: what a non-empty ``out`` gets (``io.check_output_dir``). The
+    folder's lock is held from the start, so a second run to the same ``out`` is refused at once; the target day is
+    checked (``Case.target_day``: at most 10 years beyond the scans) before any work."""
     from ..forecast_output import write_forecast
 
     if not math.isfinite(margin_mm) or margin_mm < 0:
         raise InputError("--margin-mm", None, f"must be a distance >= 0 mm, got {margin_mm}")
     check_output_dir(out, existing)
-    with tqdm(total=100, desc="forecast", file=sys.stderr, leave=False, disable=not sys.stderr.isatty(),
+    with output_lock(out), tqdm(total=100, desc="forecast", file=sys.stderr, leave=False, disable=not sys.stderr.isatty(),
               bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}]") as bar:
         def progress(fraction: float, message: str) -> None:
             bar.set_description_str(message)
             bar.update(max(0, round(95 * fraction) - bar.n))
         loaded = load_case(case, resample=resample)
         wall = None if barrier is None else read_barrier(barrier, loaded.grid, resample)
-        fc = run_forecast(loaded, loaded.day_of(day), forecaster, samples=samples, seed=seed,
+        fc = run_forecast(loaded, loaded.target_day(day), forecaster, samples=samples, seed=seed,
                           device=device, margin_mm=margin_mm, progress=progress, barrier=wall)
         progress(0.95, "writing outputs")
         write_forecast(fc, out, existing=existing)
@@ -117,6 +120,7 @@ def dicom_reference(case: Path, folder: Path):
 
 
 def run(args: argparse.Namespace) -> int:
+    check_seed(args.seed)
     reference = None if args.dicom_reference is None else dicom_reference(args.case, args.dicom_reference)
     fc = forecast_to_folder(args.case, args.day, args.out, forecaster=args.forecaster, samples=args.samples,
                             seed=args.seed, device=args.device, margin_mm=args.margin_mm, resample=args.resample,

@@ -19,7 +19,7 @@ from ..errors import InputError
 from ..growth import burden_from_case, fit_growth
 from ..growth_record import growth_record
 from ..io import atomic_output_dir, existing_mode
-from . import add_case_arguments, add_overwrite_argument
+from . import add_case_arguments, add_overwrite_argument, check_seed
 
 NAME = "growth"
 HELP = "fit the growth model with RT to a case's GTV volumes; growth.json + growth.png"
@@ -48,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--n-bootstrap", None, f"must be 0 or more refits, got {args.n_bootstrap}")
     if not (math.isfinite(args.noise) and args.noise >= 0):
         raise InputError("--noise", None, f"must be a relative noise >= 0, got {args.noise}")
+    check_seed(args.seed)
     case = load_case(args.case, resample=args.resample)
+    days_req = np.asarray([case.target_day(d, "day") for d in days_req], dtype=float)
     days, volumes = burden_from_case(case)
     rt = case.rt_start_day if args.rt_start_day is None else args.rt_start_day
     fit = fit_growth(days, volumes, rt, args.n_bootstrap, args.noise, args.seed, source=str(args.case))

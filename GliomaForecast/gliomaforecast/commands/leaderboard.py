@@ -30,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(args.summary, None, f"cannot read ({exc.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(args.summary, None, f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise InputError(args.summary, None, "not an evaluation summary (JSON nested too deeply)") from None
     except (KeyError, TypeError) as exc:
         raise InputError(args.summary, str(exc).strip("'"), "missing or malformed in the evaluation summary") from None
     if args.update is None:

@@ -36,5 +36,6 @@ def run(args: argparse.Namespace) -> int:
     out = phi if args.distance else sdf.probability_from_signed_distance(phi, args.beta, args.mu)
     write_image(args.out, out, grid, inputs=[args.mask])
     kind = "signed distance (mm)" if args.distance else f"probability (beta {args.beta:g}/mm, mu {args.mu:g} mm)"
-    print(f"wrote {args.out}: {kind}, GTV {mask.sum() * grid.voxel_volume_ml:.2f} mL")
+    size = f"{mask.sum() * grid.voxel_volume_ml:.2f} " + ("mL" if grid.ndim == 3 else "mm^2 (2D)")
+    print(f"wrote {args.out}: {kind}, GTV {size}")
     return 0
