@@ -26,13 +26,14 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from .errors import InputError
 from .geometry import Grid, require_same_grid, resample_to
 from .io import as_float32, header_grid, read_image, read_labels, read_mask, suffix_of
+from .sdf import signed_distance
 
 SCHEMA = "gliomaforecast.case/1"
 DEFAULT_GTV_LABELS = (1, 2, 3)
@@ -45,6 +46,7 @@ TISSUE_NAMES = ("wm", "gm", "csf")
 _CASE_KEYS = {"schema", "patient_id", "rt_start_day", "rt_start_date", "timepoints", "dose", "brain_mask",
               "tissue", "gtv_labels", "description"}
 _TP_KEYS = {"day", "date", "images", "gtv", "labels"}
+DERIVED = "derived"  # first element of the cache keys of volumes computed from the scans (Case.derived)
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,27 @@ class Case:
                 raise InputError(path, f"tissue.{name}", "tissue probabilities must lie in [0, 1]")
             return self._on_grid(as_float32(array, path, f"tissue.{name}"), grid, path, f"tissue.{name}", label=False)
         return self._cached(("tissue", name), load)
+
+    def derived(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """A result computed from this case's scans (a signed distance, an evolution field, a calibration...),
+        computed once per case object (arrays returned read-only), so the forecasters and targets of one
+        evaluation that share an input case share it. ``key`` names what was computed and from which timepoints;
+        the result must depend on nothing outside the case and the key (put model identities in the key)."""
+        def load() -> Any:
+            value = compute()
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
+            return value
+        return self._cached((DERIVED, *key), load)
+
+    def gtv_distance(self, tp: Timepoint) -> np.ndarray:
+        """The signed distance (mm, float32; negative inside) of ``tp``'s GTV on the case grid, cached read-only."""
+        def compute() -> np.ndarray:
+            try:
+                return signed_distance(self.gtv(tp), self.grid.spacing)
+            except ValueError as exc:
+                raise InputError(self.path, f"timepoints[{tp.index}].gtv", str(exc)) from None
+        return self.derived(("gtv_distance", tp.index), compute)
 
     @property
     def days(self) -> np.ndarray:

@@ -134,11 +134,12 @@ def _finite(value: float) -> float:
 
 
 def score_maps(probability: np.ndarray, truth_gtv: np.ndarray, spacing: Sequence[float],
-               brain: np.ndarray | None = None) -> dict[str, float]:
-    """Probability-map metrics of a forecast ``probability`` against the truth GTV's logistic map, inside
-    ``brain`` (or the whole grid): RMSE, BCE (nats), KL (nats), ECE, Pearson r on P > 0.2, and the Dice, HD95
-    (mm) and volume error (mL) of the forecast tumor (phi <= 0, on any voxel size) against the GTV."""
-    truth = sdf.tumor_probability(truth_gtv, spacing)
+               brain: np.ndarray | None = None, truth: np.ndarray | None = None) -> dict[str, float]:
+    """Probability-map metrics of a forecast ``probability`` against the truth GTV's logistic map (``truth``, when
+    computed already), inside ``brain`` (or the whole grid): RMSE, BCE (nats), KL (nats), ECE, Pearson r on
+    P > 0.2, and the Dice, HD95 (mm) and volume error (mL) of the forecast tumor (phi <= 0, on any voxel size)
+    against the GTV."""
+    truth = sdf.tumor_probability(truth_gtv, spacing) if truth is None else truth
     predicted = np.clip(np.asarray(probability, dtype=np.float64), 0.0, 1.0)
     tumor = sdf.tumor_region(predicted)
     return {
@@ -164,10 +165,11 @@ def score_plans(plans: dict[str, np.ndarray], future: dict[str, np.ndarray]) -> 
 
 
 def reliability_sums(probability: np.ndarray, truth_gtv: np.ndarray, spacing: Sequence[float],
-                     brain: np.ndarray | None = None) -> dict[str, list]:
-    """Per-bin voxel counts and sums of the predicted and reference (truth) probabilities of
-    :func:`evaluation.reliability_diagram` (10 bins, inside ``brain``): additive over patients."""
-    truth = sdf.tumor_probability(truth_gtv, spacing)
+                     brain: np.ndarray | None = None, truth: np.ndarray | None = None) -> dict[str, list]:
+    """Per-bin voxel counts and sums of the predicted and reference (truth, the GTV's logistic map: ``truth`` when
+    computed already) probabilities of :func:`evaluation.reliability_diagram` (10 bins, inside ``brain``):
+    additive over patients."""
+    truth = sdf.tumor_probability(truth_gtv, spacing) if truth is None else truth
     d = evaluation.reliability_diagram(np.clip(probability, 0.0, 1.0), truth, N_BINS, brain)
     return {"counts": d.counts.tolist(), "confidence_sum": np.nan_to_num(d.confidence * d.counts).tolist(),
             "frequency_sum": np.nan_to_num(d.frequency * d.counts).tolist()}
@@ -201,7 +203,10 @@ def evaluate_patient(case_path: str | Path, settings: EvaluationSettings) -> tup
     spacing = case.grid.spacing
     rows, skipped, calibration, timings = [], [], [], []
     truths: dict[int, tuple] = {}
-    fits: dict[int, object] = {}  # one growth fit per input prefix, shared by every forecaster and target
+    # per input prefix, shared by every forecaster and target: the cut case (its derived volumes: signed distances,
+    # evolution field, standard CTV...) and one growth fit
+    prefixes: dict[int, Case] = {}
+    fits: dict[int, object] = {}
     plans = {}
     for name in settings.forecasters:
         try:
@@ -217,15 +222,16 @@ def evaluate_patient(case_path: str | Path, settings: EvaluationSettings) -> tup
             continue
         for task in tasks:
             start = time.perf_counter()
-            inputs = prefix_case(case, task.n_inputs)
+            inputs = prefixes.setdefault(task.n_inputs, prefix_case(case, task.n_inputs))
             target = case.timepoints[task.target]
             pair = f"{pid}:{task.n_inputs}->{task.target}"
             last_prior = inputs.timepoints[-1].day
             gap = target.day - last_prior
             try:
                 if task.target not in truths:
-                    truths[task.target] = (case.gtv(target), *recurrences(case, target))
-                truth_gtv, future, source = truths[task.target]
+                    gtv_j = case.gtv(target)
+                    truths[task.target] = (gtv_j, sdf.tumor_probability(gtv_j, spacing), *recurrences(case, target))
+                truth_gtv, truth_map, future, source = truths[task.target]
                 if task.n_inputs not in fits:
                     fits[task.n_inputs] = fit_case_growth(inputs, settings.n_bootstrap, settings.seed)
                 fc = run_forecast(inputs, target.day, name, samples=settings.samples, seed=settings.seed,
@@ -234,10 +240,10 @@ def evaluate_patient(case_path: str | Path, settings: EvaluationSettings) -> tup
                 row = {"patient_id": pid, "forecaster": name, "pair_id": pair, "target_index": task.target,
                        "n_priors": task.n_inputs, "last_prior_day": last_prior, "target_day": target.day,
                        "gap_days": gap, "gap_bin": gap_bin(gap), "recurrence_source": source,
-                       **score_maps(fc.output.probability, truth_gtv, spacing, brain),
+                       **score_maps(fc.output.probability, truth_gtv, spacing, brain, truth_map),
                        "ctv_volume_ml": evaluation.volume_ml(fc.ctv_standard, spacing),
                        **score_plans({"forecast": fc.ctv_forecast, "standard": fc.ctv_standard}, future)}
-                sums = reliability_sums(fc.output.probability, truth_gtv, spacing, brain)
+                sums = reliability_sums(fc.output.probability, truth_gtv, spacing, brain, truth_map)
             except _SCORING_ERRORS as exc:
                 skipped.append({"patient_id": pair, "forecaster": name, "reason": _reason(exc)})
                 continue

@@ -185,18 +185,17 @@ def write_displacement(path: str | Path, displacement: np.ndarray, grid: Grid, *
 
 def case_evolution_field(case: Case, first: int = -2, second: int = -1,
                          model: OnnxModel | None = None) -> tuple[np.ndarray, float]:
-    """The field between the GTVs of timepoints ``first`` and ``second`` of a loaded case.
+    """The field between the GTVs of timepoints ``first`` and ``second`` of a loaded case (``model`` defaults to
+    the registered ``evolution`` model).
 
-    Returns (displacement (z, y, x, 3) mm on ``case.grid``, gap in days)."""
+    Returns (displacement (z, y, x, 3) mm on ``case.grid``, gap in days). The field is computed once per case
+    object, model file and execution provider (``Case.derived``) and returned read-only."""
     tp1, tp2 = case.timepoints[first], case.timepoints[second]
     gap = float(tp2.day - tp1.day)
     if gap <= 0:
         raise InputError(case.path, "timepoints", f"timepoint {tp2.index} is not after timepoint {tp1.index}")
-    spacing = case.grid.spacing
-    phis = []
-    for tp in (tp1, tp2):
-        try:
-            phis.append(sdf.signed_distance(case.gtv(tp), spacing))
-        except ValueError as exc:
-            raise InputError(case.path, f"timepoints[{tp.index}].gtv", str(exc)) from None
-    return evolution_field(phis[0], phis[1], gap, spacing, model), gap
+    model = model if model is not None else load_model(MODEL_ID)
+    key = ("evolution_field", tp1.index, tp2.index, model.spec.sha256, model.provider)
+    field = case.derived(key, lambda: evolution_field(case.gtv_distance(tp1), case.gtv_distance(tp2), gap,
+                                                      case.grid.spacing, model))
+    return field, gap

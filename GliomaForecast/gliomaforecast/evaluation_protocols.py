@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from .case import Case
+from .case import DERIVED, Case
 from .errors import InputError
 
 PROTOCOLS = ("last-scan", "horizon", "recurrence")
@@ -123,10 +123,11 @@ def plan_tasks(case: Case, protocol: Protocol, min_scans: int,
 
 
 def prefix_case(case: Case, n_inputs: int) -> Case:
-    """A new case with the first ``n_inputs`` scans only: later scans' paths and cached volumes are not in it."""
+    """A new case with the first ``n_inputs`` scans only: later scans' paths and cached volumes are not in it, nor
+    any volume derived from the scans (``Case.derived``: the prefix computes its own)."""
     keep = case.timepoints[:n_inputs]
-    cache = {k: v for k, v in case._cache.items()
-             if not (len(k) > 1 and isinstance(k[1], int) and k[0] in ("image", "labels", "gtv") and k[1] >= n_inputs)}
+    cache = {k: v for k, v in case._cache.items() if k[0] != DERIVED and not (
+        len(k) > 1 and isinstance(k[1], int) and k[0] in ("image", "labels", "gtv") and k[1] >= n_inputs)}
     prefix = dataclasses.replace(case, timepoints=list(keep), _cache=cache)
     for name in ("grid", "reference"):
         if name in case.__dict__:

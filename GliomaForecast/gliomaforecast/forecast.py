@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from .forecasters import DEFAULT_FORECASTER, REGISTRY, entry
 from .forecasters.base import ForecasterOutput, ForecastRequest, ProgressFn, no_progress
 from .growth_fit import GrowthFit, constant_fit, fit_growth
 from .plausibility import cap_growth
-from .target_volumes import build_targets, cavity_from_labels
+from .target_volumes import build_targets, cavity_from_labels, standard_target
 
 
 @dataclass
@@ -79,7 +80,7 @@ def run_forecast(case: Case | str | Path, day: float, forecaster: str = DEFAULT_
                  samples: int = defaults.SAMPLES, seed: int = defaults.SEED, device: str = defaults.DEVICE,
                  margin_mm: float = defaults.MARGIN_MM, n_bootstrap: int = defaults.N_BOOTSTRAP,
                  progress: ProgressFn | None = None, growth: GrowthFit | None = None,
-                 barrier: np.ndarray | None = None) -> Forecast:
+                 barrier: np.ndarray | None = None, settings: Mapping[str, Any] | None = None) -> Forecast:
     """Forecast ``case`` at ``day`` (days) with the named forecaster and build both CTVs.
 
     ``samples`` draws of the growth model's bootstrap distribution give the uncertainty; ``seed`` fixes
@@ -88,8 +89,9 @@ def run_forecast(case: Case | str | Path, day: float, forecaster: str = DEFAULT_
     holes filled (:mod:`target_volumes`). ``growth``: a fit of this case's GTV volumes made earlier with :func:`fit_case_growth`
     and the same ``seed`` and ``n_bootstrap`` (an evaluation shares one fit across forecasters and targets);
     None fits it here. ``progress(fraction, message)`` receives the fraction (0-1) of the whole forecast
-    done and a short message per step. Bad settings raise an InputError naming the parameter (``day``,
-    ``samples``, ``device``, ``forecaster``); the commands map those names to their flags."""
+    done and a short message per step. ``settings`` (e.g. ``{"outcome": "responder"}``) go to the forecaster
+    (``ForecasterEntry.settings``). Bad settings raise an InputError naming the parameter (``day``,
+    ``samples``, ``device``, ``forecaster``, the setting); the commands map those names to their flags."""
     say = progress or no_progress
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -98,7 +100,7 @@ def run_forecast(case: Case | str | Path, day: float, forecaster: str = DEFAULT_
     if device not in defaults.DEVICES:
         raise InputError(None, "device", f"must be auto, cpu or cuda, got {device!r}")
     registered = entry(forecaster)
-    model = registered.create()
+    model = registered.create(**dict(settings or {}))
     say(0.0, "loading case")
     case = case if isinstance(case, Case) else load_case(case)
     if len(case.timepoints) < registered.min_scans:
@@ -136,8 +138,11 @@ def run_forecast(case: Case | str | Path, day: float, forecaster: str = DEFAULT_
     say(0.9, "building target volumes")
     t3 = time.perf_counter()
     cavity = cavity_from_labels(case.labels(last))
+    standard = None if barrier is not None else case.derived(
+        ("standard_ctv", last.index, float(margin_mm)),
+        lambda: standard_target(gtv, case.grid.spacing, margin_mm, cavity=cavity, brain_mask=brain))
     targets = build_targets(gtv, case.grid.spacing, margin_mm, score=output.probability, cavity=cavity,
-                            brain_mask=brain, barrier=barrier)
+                            brain_mask=brain, barrier=barrier, standard=standard)
     timings["ctv_s"] = time.perf_counter() - t3
     timings["total_s"] = time.perf_counter() - t0
     say(1.0, "forecast done")

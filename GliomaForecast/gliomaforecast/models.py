@@ -32,6 +32,7 @@ The provider that runs is reported by :attr:`OnnxModel.provider`. Sessions optim
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -281,7 +282,10 @@ def _check_threads(threads: int | None) -> int:
     return int(threads)
 
 
-def _session(path: Path, prefer_gpu: bool, threads: int = 0) -> ort.InferenceSession:
+@functools.lru_cache(maxsize=32)
+def _session(path: Path, sha256: str, prefer_gpu: bool, threads: int = 0) -> ort.InferenceSession:
+    """One onnxruntime session per verified file content (``sha256``), provider preference and thread count, kept
+    for the process: an evaluation opens each model once, not once per forecast."""
     options = ort.SessionOptions()
     options.log_severity_level = 3  # a CUDA provider that fails to load is reported by `provider`, not logs
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -306,7 +310,7 @@ class OnnxModel:
         verify(spec)
         self.spec = spec
         try:
-            self.session = _session(spec.path, prefer_gpu, n_threads)
+            self.session = _session(spec.path, spec.sha256, prefer_gpu, n_threads)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises several types for bad files
             raise InputError(spec.path, "file", f"onnxruntime cannot load model '{spec.id}' ({exc})") from None
 

@@ -66,22 +66,42 @@ def target_seed(gtv: np.ndarray, cavity: np.ndarray | None = None) -> np.ndarray
     return fill_holes(seed)
 
 
-def build_targets(gtv: np.ndarray, spacing: Sequence[float], margin_mm: float = defaults.MARGIN_MM, *,
-                  score: np.ndarray | None = None, cavity: np.ndarray | None = None,
-                  brain_mask: np.ndarray | None = None, barrier: np.ndarray | None = None) -> Targets:
-    """Both CTVs by the module's rule. ``spacing`` and ``margin_mm`` in mm; ``score`` (higher = treat first; default:
-    the seed's own probability map) ranks the forecast CTV. Masks are bool arrays on one grid."""
+def _keep_out(shape: tuple[int, ...], brain_mask: np.ndarray | None, barrier: np.ndarray | None) -> np.ndarray | None:
+    """Voxels no CTV may take (outside the brain mask, on the barrier), or None when there are none."""
+    if brain_mask is None and barrier is None:
+        return None
+    keep_out = np.zeros(shape, bool)
+    if brain_mask is not None:
+        keep_out |= ~np.asarray(brain_mask, dtype=bool)
+    if barrier is not None:
+        keep_out |= np.asarray(barrier, dtype=bool)
+    return keep_out
+
+
+def standard_target(gtv: np.ndarray, spacing: Sequence[float], margin_mm: float = defaults.MARGIN_MM, *,
+                    cavity: np.ndarray | None = None, brain_mask: np.ndarray | None = None,
+                    barrier: np.ndarray | None = None) -> np.ndarray:
+    """The standard CTV of rule 2 (bool): the seed grown by ``margin_mm`` (mm) inside the brain, around the barrier,
+    holes filled. It does not depend on any forecast."""
     seed = target_seed(gtv, cavity)
     brain = None if brain_mask is None else np.asarray(brain_mask, dtype=bool)
     wall = None if barrier is None else np.asarray(barrier, dtype=bool)
-    keep_out = None
-    if brain is not None or wall is not None:
-        keep_out = np.zeros(seed.shape, bool)
-        if brain is not None:
-            keep_out |= ~brain
-        if wall is not None:
-            keep_out |= wall
-    standard = fill_holes(ctv.standard_ctv(seed, spacing, margin_mm, brain_mask=brain, barrier=wall), keep_out)
+    return fill_holes(ctv.standard_ctv(seed, spacing, margin_mm, brain_mask=brain, barrier=wall),
+                      _keep_out(seed.shape, brain, wall))
+
+
+def build_targets(gtv: np.ndarray, spacing: Sequence[float], margin_mm: float = defaults.MARGIN_MM, *,
+                  score: np.ndarray | None = None, cavity: np.ndarray | None = None,
+                  brain_mask: np.ndarray | None = None, barrier: np.ndarray | None = None,
+                  standard: np.ndarray | None = None) -> Targets:
+    """Both CTVs by the module's rule. ``spacing`` and ``margin_mm`` in mm; ``score`` (higher = treat first; default:
+    the seed's own probability map) ranks the forecast CTV. Masks are bool arrays on one grid. ``standard``: the
+    :func:`standard_target` of the same arguments when it was built before (several forecasts of one case share
+    it); None builds it here."""
+    seed = target_seed(gtv, cavity)
+    keep_out = _keep_out(seed.shape, brain_mask, barrier)
+    if standard is None:
+        standard = standard_target(gtv, spacing, margin_mm, cavity=cavity, brain_mask=brain_mask, barrier=barrier)
     candidates = None if keep_out is None else ~keep_out | seed
     if score is None:
         score = sdf.tumor_probability(seed, spacing)

@@ -47,7 +47,7 @@ class EvolutionForecaster:
         field, gap = case_evolution_field(case, -2, -1, model=model)
         horizon = request.target_day - last.day
         moved = extrapolate(field, gap, horizon)
-        phi = warp(sdf.signed_distance(case.gtv(last), spacing), moved, spacing)
+        phi = warp(case.gtv_distance(last), moved, spacing)
 
         brain = case.brain_mask()
         median, lower, upper = (float(v[0]) for v in request.growth.predict([request.target_day]))

@@ -52,10 +52,12 @@ class FisherKppForecaster:
         if request.samples < 1:
             raise InputError(None, "samples", f"must be at least 1, got {request.samples}")
         progress(0.0, "anatomy: relative diffusivity from the tissue maps")
-        f, source = relative_diffusivity(request)
+        f, source = case.derived(("fisher_kpp_diffusivity",), lambda: relative_diffusivity(request))
         gtvs = [case.gtv(tp) for tp in case.timepoints[-2:]]
-        cal = calibrate(gtvs, [tp.day for tp in case.timepoints[-2:]], f, spacing, rt_start_day=case.rt_start_day,
-                        progress=lambda x, m: progress(0.05 + 0.35 * x, m))
+        cal = case.derived(("fisher_kpp_calibration", *(tp.index for tp in case.timepoints[-2:])),
+                           lambda: calibrate(gtvs, [tp.day for tp in case.timepoints[-2:]], f, spacing,
+                                             rt_start_day=case.rt_start_day,
+                                             progress=lambda x, m: progress(0.05 + 0.35 * x, m)))
 
         horizon = request.horizon_days
         velocities = cal.draw_velocities(request.samples, request.seed)

@@ -110,7 +110,7 @@ class MultiTaskDiffusionForecaster:
         spacing = request.spacing
         progress(0.0, "evolution field between the last two scans")
         field, _ = case_evolution_field(case, -2, -1)
-        phis = [sdf.signed_distance(case.gtv(tp), spacing) for tp in case.timepoints[-2:]]
+        phis = [case.gtv_distance(tp) for tp in case.timepoints[-2:]]
         volumes = mi.case_volumes(case, field, -2, -1, phis=phis)
         first = case.timepoints[-2]
         gaps = mi.gaps(first.day, last.day, request.target_day, case.rt_start_day)

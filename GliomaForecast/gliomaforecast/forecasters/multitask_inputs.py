@@ -92,7 +92,7 @@ def case_volumes(case: "Case", displacement: np.ndarray, first: int = -2, second
     brain = case.brain_mask()
     tps = (case.timepoints[first], case.timepoints[second])
     if phis is None:
-        phis = [sdf.signed_distance(case.gtv(tp), spacing) for tp in tps]
+        phis = [case.gtv_distance(tp) for tp in tps]
     channels: list[np.ndarray] = []
     scale_2 = 1.0
     for tp, phi in zip(tps, phis):
