@@ -51,6 +51,7 @@ REGISTRY: tuple[ForecasterEntry, ...] = (
     ForecasterEntry("fisher-kpp", "fisher_kpp:FisherKppForecaster", "last GTV grown by reaction-diffusion fitted to prior scans"),
     ForecasterEntry("recurrence-unet", "recurrence_unet:RecurrenceUNetForecaster", "post-RT recurrence map of a 3D U-Net ensemble from the planning scan (last scan)", min_scans=1),
     ForecasterEntry("multitask-diffusion", "multitask_diffusion:MultiTaskDiffusionForecaster", "probability map and future FLAIR of a multi-task diffusion network from the last two scans", uses_dose=True, validated_days=365.0),
+    ForecasterEntry("guided-ddim", "guided_ddim:GuidedDDIMForecaster", "FLAIR slices denoised from the last scan towards the growth model's burden (growth-guided DDIM), growth probability map", validated_days=365.0),
 )
 DEFAULT_FORECASTER = "evolution-field"
 FORECASTER_NAMES: tuple[str, ...] = tuple(e.name for e in REGISTRY)

@@ -7,4 +7,5 @@ COMMANDS = [
     "cohort_realism",
     "evolution",
     "multitask",
+    "guided_ddim",
 ]
