@@ -10,6 +10,7 @@ each.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,7 +72,9 @@ def read_header(path: Path) -> Dataset | None:
     """The header of a DICOM file (pixel data checked for length, then dropped), or None for a file that is not
     DICOM. A corrupt DICOM file is an InputError naming it."""
     try:
-        ds = pydicom.dcmread(path)
+        with warnings.catch_warnings():  # pydicom warns about files it reads leniently; the checks below decide
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path)
     except InvalidDicomError:
         if _has_preamble(path):
             raise InputError(path, "header", "not a readable DICOM file") from None
