@@ -20,7 +20,7 @@ from pydicom.uid import generate_uid
 from scipy.spatial.transform import Rotation
 
 from conftest import SAMPLE_CASE
-from dicom_sample_data import write_mr_series, write_tiny_patient
+from dicom_sample_data import TINY_GRID, tiny_ball, write_mr_series, write_tiny_patient
 from gliomaforecast import sdf
 from gliomaforecast.case import load_case
 from gliomaforecast.cli import main
@@ -29,7 +29,7 @@ from gliomaforecast.dicom_rtstruct_read import read_rois
 from gliomaforecast.dicom_seg_write import terminology_codes
 from gliomaforecast.forecast_output import SEGMENT_COLORS, SEGMENT_TERMS
 from gliomaforecast.geometry import Grid
-from gliomaforecast.io import read_segmentation, write_segmentation
+from gliomaforecast.io import read_segmentation, write_image, write_segmentation
 from gliomaforecast.target_volumes import build_targets
 
 NAMES = ("GTV", "CTV standard", "CTV forecast")
@@ -244,3 +244,25 @@ def test_forecast_with_another_patients_series_is_refused_before_any_work(tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "case.json: patient_id: 'TINY-1' differs from PatientID 'TINY-2'" in err[0]
     assert not out.exists()
+
+
+def test_ctv_output_folder_exports_with_the_forecast_terminology(tmp_path, capsys):
+    """A ``ctv`` command's folder: targets.seg.nrrd without terminology tags and no forecast.json."""
+    dicom = tmp_path / "dicom"
+    write_tiny_patient(dicom)
+    gtv = tiny_ball(TINY_GRID, 4.0)
+    write_image(tmp_path / "gtv.nii.gz", gtv.astype(np.uint8), TINY_GRID)
+    assert main(["ctv", "--gtv", str(tmp_path / "gtv.nii.gz"), "--margin-mm", "3", "--out", str(tmp_path / "ctv")]) == 0
+    out = tmp_path / "export"
+    assert main(["export-dicom", str(tmp_path / "ctv"), "--reference", str(dicom / "scan0" / "flair"),
+                 "--out", str(out)]) == 0
+    assert "CTV standard   CTV" in capsys.readouterr().out
+    seg = hd.seg.segread(out / "targets_seg.dcm")
+    masks, _ = read_segmentation(tmp_path / "ctv" / "targets.seg.nrrd")
+    assert [seg.get_segment_description(i).segment_label for i in (1, 2)] == ["GTV", "CTV standard"]
+    assert seg.get_segment_description(2).segmented_property_type == terminology_codes(
+        SEGMENT_TERMS["CTV standard"])["type"]
+    rtstruct = pydicom.dcmread(out / "targets_rtstruct.dcm")
+    rois = {roi.name: roi for roi in read_rois(rtstruct, out / "targets_rtstruct.dcm")}
+    for name in ("GTV", "CTV standard"):
+        assert np.array_equal(rasterize(rois[name].contours, TINY_GRID), masks[name])

@@ -14,7 +14,7 @@ from pydicom.uid import generate_uid
 from scipy.spatial.transform import Rotation
 
 from conftest import SAMPLE_CASE
-from dicom_sample_data import (DAY0, TINY_GRID, write_gtv_rtstruct, write_mr_series, write_rtdose,
+from dicom_sample_data import (DAY0, TINY_GRID, tiny_ball, write_gtv_rtstruct, write_mr_series, write_rtdose,
                                write_tiny_patient)
 from gliomaforecast.case import load_case
 from gliomaforecast.cli import main
@@ -206,3 +206,24 @@ def test_mapping_file_brings_in_an_unclassified_series(tiny):
     out = tiny.root / "mapped"
     assert main(["import-dicom", str(tiny.dicom), "--out", str(out), "--mapping", str(mapping)]) == 0
     assert sorted(load_case(out / "case.json").timepoints[1].images) == ["flair", "t2"]
+
+
+def test_gtv_drawn_on_another_series_goes_through_its_grid(tmp_path):
+    """Contours drawn on a T1CE with twice the FLAIR's slices: those between FLAIR slices are rasterized on the
+    T1CE grid, then moved onto the FLAIR grid (nearest neighbour), which keeps the T1CE slices the FLAIR shares."""
+    frame, study = generate_uid(), generate_uid()
+    fine = Grid((12, *TINY_GRID.shape[1:]), (1.5, *TINY_GRID.spacing[1:]), TINY_GRID.origin, TINY_GRID.direction)
+    rng = np.random.default_rng(3)
+    write_mr_series(tmp_path / "dicom" / "flair", rng.integers(0, 500, TINY_GRID.shape), TINY_GRID, modality="flair",
+                    day=0, study_uid=study, frame_uid=frame, patient_id="TINY-1")
+    t1ce = write_mr_series(tmp_path / "dicom" / "t1ce", rng.integers(0, 500, fine.shape), fine, modality="t1ce",
+                           day=0, study_uid=study, frame_uid=frame, patient_id="TINY-1")
+    gtv = tiny_ball(fine, 5.0)
+    write_gtv_rtstruct(tmp_path / "dicom" / "rtstruct.dcm", gtv, fine, t1ce)
+    assert main(["import-dicom", str(tmp_path / "dicom"), "--out", str(tmp_path / "case")]) == 0
+    case = load_case(tmp_path / "case" / "case.json")
+    assert np.array_equal(case.gtv(case.timepoints[0]), gtv[::2])
+    t1ce_on_flair, _ = read_image(case.timepoints[0].images["t1ce"])
+    assert t1ce_on_flair.shape == TINY_GRID.shape
+    records = {r.get("used_as"): r for r in json.loads((tmp_path / "case" / "import.json").read_text())["series"]}
+    assert records["t1ce"]["resampled"] is True and records["flair"]["resampled"] is False
