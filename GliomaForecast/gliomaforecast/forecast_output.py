@@ -3,6 +3,7 @@
 Files (D = target day): probability_dD.nii.gz, uncertainty_dD.nii.gz, flair_warped_dD.nii.gz (the last FLAIR
 moved by the forecaster's field, when it gives an image: a warped image, not a forecast of the FLAIR) or
 flair_dD.nii.gz (a FLAIR synthesized by a generative forecaster, ``image_kind == "synthesized"``),
+<modality>_dD.nii.gz (further synthesized images, e.g. t1ce_dD.nii.gz, ``extra_images``),
 displacement.nii.gz (physical LPS vectors, mm; when the forecaster gives a
 field), ctv_standard.nii.gz, ctv_forecast.nii.gz,
 targets.seg.nrrd (GTV, CTV standard, CTV forecast), growth.json, growth.png, report.html (+ its PNGs),
@@ -124,6 +125,8 @@ def write_forecast(fc: Forecast, out_dir: str | Path, existing: str = "merge") -
         write_image(tmp / f"uncertainty_{tag}.nii.gz", out.uncertainty.astype(np.float32), grid)
         if out.image is not None:
             write_image(tmp / flair_file_name(fc), out.image.astype(np.float32), grid)
+        for modality, image in out.extra_images.items():
+            write_image(tmp / f"{modality}_{tag}.nii.gz", image.astype(np.float32), grid)
         if out.displacement is not None:
             write_displacement(tmp / "displacement.nii.gz", out.displacement, grid)
         write_image(tmp / "ctv_standard.nii.gz", fc.ctv_standard.astype(np.uint8), grid)

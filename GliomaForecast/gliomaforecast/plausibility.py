@@ -10,6 +10,7 @@ A forecast is flagged when:
   for (``validated_days`` of the registry; docs/evaluation.md);
 - a fitted growth parameter sits at a bound of its range (:func:`gliomaforecast.growth_checks.parameters_at_bounds`);
 - the growth model's median curve has a peak that no scan observed (:func:`gliomaforecast.growth_checks.unobserved_bump`).
+- the forecaster flagged it (a note starting ``warning: ``, e.g. a target outside a network's trained gap range).
 
 Volumes in mL, time in days.
 """
@@ -66,6 +67,7 @@ def forecast_warnings(fc: "Forecast") -> list[str]:
     if validated is not None and horizon > validated:
         warnings.append(f"horizon {horizon:g} days is beyond the {validated:g} days {fc.forecaster} was validated "
                         f"for (docs/evaluation.md)")
+    warnings += [note.removeprefix("warning: ") for note in fc.output.notes if note.startswith("warning: ")]
     for item in parameters_at_bounds(fc.growth):
         warnings.append(f"growth model: {item.describe()}: the bound, not the scans, sets it")
     bump = unobserved_bump(fc.growth, day)

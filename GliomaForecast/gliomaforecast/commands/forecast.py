@@ -43,6 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--barrier", type=Path, default=None,
                    help="binary barrier mask (ventricles, falx, tentorium) on the case grid: geodesic margin, "
                         "both CTVs kept off it")
+    p.add_argument("--outcome", choices=("responder", "progressor", "unknown"), default=None,
+                   help="latent-diffusion only: the outcome class the forecast is guided to (classifier-free "
+                        "guidance); unknown (its default) samples the unconditional model")
     p.add_argument("--dicom-reference", type=Path, default=None,
                    help="folder with the DICOM planning series of the case's patient: the targets are also written as "
                         "RTSTRUCT and DICOM SEG on it into OUT/dicom (as export-dicom does)")
@@ -50,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def forecast_to_folder(case: Path, day: float | str, out: Path, *, forecaster: str, samples: int, seed: int,
                        device: str, margin_mm: float, resample: bool = False, barrier: Path | None = None,
-                       existing: str = "refuse") -> Forecast:
+                       existing: str = "refuse", settings: dict | None = None) -> Forecast:
     """Run a forecast with a progress bar on stderr and write its folder; returns the forecast.
     ``resample`` puts every volume on the first FLAIR's grid (linear for images, nearest for masks), the
     ``barrier`` mask file included. ``existing``: what a non-empty ``out`` gets (``io.check_output_dir``). The
@@ -69,7 +72,7 @@ def forecast_to_folder(case: Path, day: float | str, out: Path, *, forecaster: s
         loaded = load_case(case, resample=resample)
         wall = None if barrier is None else read_barrier(barrier, loaded.grid, resample)
         fc = run_forecast(loaded, loaded.target_day(day), forecaster, samples=samples, seed=seed,
-                          device=device, margin_mm=margin_mm, progress=progress, barrier=wall)
+                          device=device, margin_mm=margin_mm, progress=progress, barrier=wall, settings=settings)
         progress(0.95, "writing outputs")
         write_forecast(fc, out, existing=existing)
         bar.update(100 - bar.n)
@@ -124,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     reference = None if args.dicom_reference is None else dicom_reference(args.case, args.dicom_reference)
     fc = forecast_to_folder(args.case, args.day, args.out, forecaster=args.forecaster, samples=args.samples,
                             seed=args.seed, device=args.device, margin_mm=args.margin_mm, resample=args.resample,
-                            barrier=args.barrier, existing=existing_mode(args.overwrite))
+                            barrier=args.barrier, existing=existing_mode(args.overwrite),
+                            settings=None if args.outcome is None else {"outcome": args.outcome})
     print(summary(fc, args.out))
     if reference is not None:
         from ..dicom_export import export_dicom

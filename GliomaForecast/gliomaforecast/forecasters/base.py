@@ -74,6 +74,9 @@ class ForecasterOutput:
     image_kind: str = "warped"
     """What ``image`` is: ``"warped"`` (the last FLAIR moved by a field or unchanged: a registration aid, written
     as flair_warped_dD) or ``"synthesized"`` (a forecast of the FLAIR by a generative model, written as flair_dD)."""
+    extra_images: dict[str, np.ndarray] = field(default_factory=dict)
+    """Further synthesized images on the case grid by modality (e.g. ``{"t1ce": ...}``, the input's intensity
+    units), written as ``<modality>_dD.nii.gz``."""
 
 
 class Forecaster(Protocol):

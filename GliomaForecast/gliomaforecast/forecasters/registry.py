@@ -24,7 +24,8 @@ class ForecasterEntry:
     accepts; ``uses_dose``, whether its prediction reads the case's RT dose (Gy) (False: the dose is
     recorded but changes nothing); ``validated_days``, the longest horizon (days after the last scan) at which
     it was evaluated (docs/evaluation.md), beyond which a forecast carries a warning (None: no horizon is
-    claimed, e.g. the persistence baseline, or the target day does not enter)."""
+    claimed, e.g. the persistence baseline, or the target day does not enter); ``settings``, the options a user may
+    set per forecast (e.g. ``outcome``: ``gliomaforecast forecast --outcome``)."""
 
     name: str
     factory: str
@@ -33,12 +34,19 @@ class ForecasterEntry:
     min_scans: int = 2
     uses_dose: bool = False
     validated_days: float | None = None
+    settings: tuple[str, ...] = ()
 
-    def create(self) -> "Forecaster":
-        """A new forecaster instance (imports its module)."""
+    def create(self, **settings: Any) -> "Forecaster":
+        """A new forecaster instance (imports its module); ``settings`` override ``options`` and must be among the
+        entry's ``settings`` (an InputError naming the setting otherwise)."""
+        for key in settings:
+            if key not in self.settings:
+                takers = [e.name for e in REGISTRY if key in e.settings]
+                raise InputError(None, key, f"the {self.name} forecaster has no '{key}' setting"
+                                            + (f"; it applies to {', '.join(takers)}" if takers else ""))
         module_name, attribute = self.factory.split(":")
         module = importlib.import_module(f"{__package__}.{module_name}")
-        return getattr(module, attribute)(**self.options)
+        return getattr(module, attribute)(**{**self.options, **settings})
 
 
 REGISTRY: tuple[ForecasterEntry, ...] = (
@@ -52,6 +60,7 @@ REGISTRY: tuple[ForecasterEntry, ...] = (
     ForecasterEntry("recurrence-unet", "recurrence_unet:RecurrenceUNetForecaster", "post-RT recurrence map of a 3D U-Net ensemble from the planning scan (last scan)", min_scans=1),
     ForecasterEntry("multitask-diffusion", "multitask_diffusion:MultiTaskDiffusionForecaster", "probability map and future FLAIR of a multi-task diffusion network from the last two scans", uses_dose=True, validated_days=365.0),
     ForecasterEntry("guided-ddim", "guided_ddim:GuidedDDIMForecaster", "FLAIR slices denoised from the last scan towards the growth model's burden (growth-guided DDIM), growth probability map", validated_days=365.0),
+    ForecasterEntry("latent-diffusion", "latent_diffusion:LatentDiffusionForecaster", "post-treatment T1CE, FLAIR and GTV probability from ONE scan by latent diffusion, outcome class by classifier-free guidance", min_scans=1, settings=("outcome",)),
 )
 DEFAULT_FORECASTER = "evolution-field"
 FORECASTER_NAMES: tuple[str, ...] = tuple(e.name for e in REGISTRY)

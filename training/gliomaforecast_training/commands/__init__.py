@@ -8,4 +8,5 @@ COMMANDS = [
     "evolution",
     "multitask",
     "guided_ddim",
+    "latent_diffusion",
 ]
