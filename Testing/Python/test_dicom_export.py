@@ -266,3 +266,22 @@ def test_ctv_output_folder_exports_with_the_forecast_terminology(tmp_path, capsy
     rois = {roi.name: roi for roi in read_rois(rtstruct, out / "targets_rtstruct.dcm")}
     for name in ("GTV", "CTV standard"):
         assert np.array_equal(rasterize(rois[name].contours, TINY_GRID), masks[name])
+
+
+def test_two_exports_differ_only_in_identity_and_creation_time(tmp_path):
+    dicom = tmp_path / "dicom"
+    write_tiny_patient(dicom)
+    forecast = tmp_path / "forecast"
+    forecast.mkdir()
+    write_segmentation(forecast / "targets.seg.nrrd", {"GTV": tiny_ball(TINY_GRID, 4.0)}, TINY_GRID,
+                       colors=SEGMENT_COLORS, terminology=SEGMENT_TERMS)
+    runs = []
+    for name in ("a", "b"):
+        assert main(["export-dicom", str(forecast), "--reference", str(dicom / "scan0" / "flair"),
+                     "--out", str(tmp_path / name)]) == 0
+        runs.append(pydicom.dcmread(tmp_path / name / "targets_rtstruct.dcm"))
+    a, b = runs
+    assert a.SOPInstanceUID != b.SOPInstanceUID and a.SeriesInstanceUID != b.SeriesInstanceUID
+    for keyword in ("ReferencedFrameOfReferenceSequence", "StructureSetROISequence", "ROIContourSequence",
+                    "RTROIObservationsSequence", "PatientID", "StudyInstanceUID", "SeriesDescription"):
+        assert a[keyword] == b[keyword], keyword

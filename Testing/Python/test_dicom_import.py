@@ -227,3 +227,11 @@ def test_gtv_drawn_on_another_series_goes_through_its_grid(tmp_path):
     assert t1ce_on_flair.shape == TINY_GRID.shape
     records = {r.get("used_as"): r for r in json.loads((tmp_path / "case" / "import.json").read_text())["series"]}
     assert records["t1ce"]["resampled"] is True and records["flair"]["resampled"] is False
+
+
+def test_same_dicom_gives_identical_files(tiny, tmp_path):
+    for name in ("a", "b"):
+        assert main(["import-dicom", str(tiny.dicom), "--out", str(tmp_path / name)]) == 0
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "b").iterdir())
+    assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
