@@ -10,12 +10,13 @@ Rules (docs/dicom.md):
   highest SeriesNumber);
 * the case grid is the first timepoint's FLAIR (else its first image in the order flair, t1ce, t1, t2, adc); images
   on another grid are resampled onto it (linear), voxels on it are copied exactly;
-* a timepoint's GTV is the union of the ROIs of its structure set whose name matches ``roi_pattern`` (regular
-  expression, case-insensitive), rasterized on the case grid from the contours in patient mm (on the slices of the
+* a timepoint's GTV is the union of the ROIs (with closed contours) of its structure set whose name matches
+  ``roi_pattern`` (regular expression, case-insensitive), rasterized on the case grid from the contours in patient mm (on the slices of the
   series they were drawn on, then nearest-neighbour onto the case grid, when they do not lie on the case grid's
   slices); a structure set belongs to the date of the series it references (else its own study date); timepoints
   without a GTV are left out and listed;
-* the RT dose (one RTDOSE) is resampled onto the case grid in Gy.
+* the RT dose (one RTDOSE) is resampled onto the case grid in Gy;
+* other objects (CT, RT plans, registrations...) are listed, not imported.
 
 Nothing is written on error: the folder is built in a temporary sibling and renamed when complete. ``import.json``
 lists every series and what became of it (paths relative to the DICOM folder).
@@ -163,11 +164,11 @@ def _add_gtvs(scan: Scan, timepoints: list[Timepoint], grid: Grid, frame: str, p
             report.append(_record(series, scan.folder, used=False, why="ignored (mapping file)"))
             continue
         for ds, path in zip(series.headers, series.paths):
-            rois = [roi for roi in read_rois(ds, path) if pattern.search(roi.name)]
+            rois = [roi for roi in read_rois(ds, path) if pattern.search(roi.name) and roi.contours]
             shown = shown_path(path, scan.folder)
             if not rois:
                 report.append(_record(series, scan.folder, used=False, file=shown,
-                                      why=f"no ROI name matches '{pattern.pattern}'"))
+                                      why=f"no ROI with closed contours whose name matches '{pattern.pattern}'"))
                 continue
             frames = structure_set_frames(ds)
             if frame not in frames:
@@ -272,6 +273,8 @@ def import_dicom(dicom_dir: str | Path, out: str | Path, *, mapping: str | Path 
         raise InputError(dicom_dir, "RTSTRUCT", f"no structure set with a ROI matching '{roi_pattern}' on an MR "
                                                 "study date: every timepoint needs a GTV")
     dose = _dose(scan, grid, frame, series_map, report)
+    report += [_record(s, scan.folder, used=False, why=f"{s.modality or 'unknown'} objects are not imported")
+               for s in scan.series.values() if s.modality not in ("MR", "RTSTRUCT", "RTDOSE")]
     patient_id = reference.text("PatientID") or "unknown"
     day0 = kept[0].date
     manifest: dict[str, Any] = {"schema": SCHEMA, "patient_id": patient_id,
