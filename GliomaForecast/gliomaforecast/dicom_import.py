@@ -287,7 +287,8 @@ def import_dicom(dicom_dir: str | Path, out: str | Path, *, mapping: str | Path 
                         "origin_mm_lps": list(grid.origin), "direction": list(grid.direction)},
                "timepoints_without_gtv": [tp.date.isoformat() for tp in timepoints if tp.gtv is None],
                "not_dicom": [shown_path(p, dicom_dir) for p in scan.not_dicom], "series": report}
-    with atomic_output_dir(out, existing=existing) as tmp:
+    inputs = [p for series in scan.series.values() for p in series.paths]
+    with atomic_output_dir(out, inputs=inputs, existing=existing) as tmp:
         entries = []
         for tp in kept:
             tag = f"d{int((tp.date - day0).days):03d}"

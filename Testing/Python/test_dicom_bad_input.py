@@ -144,3 +144,13 @@ def test_export_without_targets(good, tmp_path, capsys):
     err = refused(["export-dicom", str(folder), "--reference", str(good / "scan0" / "flair"), "--out", str(out)],
                   out, capsys, folder)
     assert f"{folder}: targets.seg.nrrd: not found" in err
+
+
+def test_import_never_replaces_the_dicom_folder(good, tmp_path, capsys):
+    folder = tmp_path / "dicom"
+    shutil.copytree(good, folder)
+    before = _digest(folder)
+    assert main(["import-dicom", str(folder), "--out", str(folder), "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{folder}: output: holds an input" in err
+    assert _digest(folder) == before
