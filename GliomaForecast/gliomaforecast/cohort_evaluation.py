@@ -254,6 +254,13 @@ def evaluate_patient(case_path: str | Path, settings: EvaluationSettings) -> tup
     return rows, skipped, calibration, timings
 
 
+def _failed_patient(path: Path, exc: BaseException) -> tuple[list[dict], ...]:
+    """The result of a patient whose evaluation raised outside the scoring errors (an unexpected error type, a
+    worker process that died): one skipped entry naming the case and the reason, so the other patients' scores
+    are kept."""
+    return [], [{"patient_id": Path(path).parent.name, "forecaster": None, "reason": f"{path}: {_reason(exc)}"}], [], []
+
+
 def _order(settings: EvaluationSettings) -> Callable[[dict], tuple]:
     rank = {name: i for i, name in enumerate(settings.forecasters)}
     return lambda r: (r["patient_id"], -1 if r["forecaster"] is None else rank[r["forecaster"]],
@@ -290,13 +297,21 @@ def evaluate_cohort(cohort_dir: str | Path, settings: EvaluationSettings, jobs: 
 
     if jobs == 1 or len(paths) == 1:
         for path in paths:
-            collect(path, evaluate_patient(path, settings))
+            try:
+                result = evaluate_patient(path, settings)
+            except Exception as exc:  # noqa: BLE001 - one patient's failure must not lose the others' scores
+                result = _failed_patient(path, exc)
+            collect(path, result)
     else:
         context = multiprocessing.get_context("spawn")  # no fork of a process holding library threads
         with ProcessPoolExecutor(max_workers=min(jobs, len(paths)), mp_context=context) as pool:
             futures = {pool.submit(evaluate_patient, str(p), settings): p for p in paths}
             for future in as_completed(futures):
-                collect(futures[future], future.result())
+                try:
+                    result = future.result()
+                except Exception as exc:  # noqa: BLE001 - a worker's failure (even its death) skips one patient
+                    result = _failed_patient(futures[future], exc)
+                collect(futures[future], result)
     key = _order(settings)
     return CohortResult(Path(cohort_dir), settings, len(paths), sorted(rows, key=key), sorted(skipped, key=key),
                         sorted(calibration, key=key), sorted(timings, key=key))

@@ -590,7 +590,8 @@ def atomic_output_dir(out_dir: str | Path, *, inputs: Iterable[str | Path] = (),
         if held:
             raise InputError(out_dir, "output", f"holds an input ({held[0]}); refusing to replace it")
     with output_lock(target):
-        remove_stale_temporaries(target.parent)
+        if remove_stale_temporaries(target.parent):
+            check_output_dir(out_dir, existing)  # a dead writer's old folder may have been put back
         try:
             tmp = temporary_dir(target)
         except OSError as exc:
