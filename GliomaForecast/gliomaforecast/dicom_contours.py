@@ -7,7 +7,7 @@ inside their outer contour, and contours never cross (the RTSTRUCT convention fo
 PS3.3 C.8.8.6.3). The first point is not repeated (CLOSED_PLANAR).
 
 Rasterizing reads the contours of one slice with the even-odd rule (a voxel centre is inside when it lies inside an
-odd number of the slice's contours): nested contours become holes, and keyhole contours and CLOSEDPLANAR_XOR sets
+odd number of the slice's contours; a scanline fill, linear in the number of vertices): nested contours become holes, and keyhole contours and CLOSEDPLANAR_XOR sets
 read the same way.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from skimage import draw, measure
+from skimage import measure
 
 from .dicom_geometry import physical_to_index
 from .geometry import Grid
@@ -32,18 +32,48 @@ class OffGridContour(ValueError):
         super().__init__(message)
 
 
+def _without_collinear(polygon: np.ndarray) -> np.ndarray:
+    """A closed polygon without the vertices that lie on the straight line through their neighbours (marching squares
+    puts one on every pixel edge of a straight run; their coordinates are multiples of 0.5, so the test is exact)."""
+    before, after = polygon - np.roll(polygon, 1, axis=0), np.roll(polygon, -1, axis=0) - polygon
+    turn = before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0]
+    return polygon[turn != 0]
+
+
 def slice_contours(mask2d: np.ndarray) -> list[np.ndarray]:
     """Closed polygons (rows of (y, x) continuous indices, first point not repeated) whose even-odd interior is the
     set of True pixel centres of a 2D mask."""
     padded = np.pad(np.asarray(mask2d, dtype=np.uint8), 1)
     out = []
     for contour in measure.find_contours(padded, 0.5, fully_connected="low"):
-        polygon = measure.approximate_polygon(contour - 1.0, tolerance=0)
-        if len(polygon) > 1 and np.array_equal(polygon[0], polygon[-1]):
-            polygon = polygon[:-1]
+        polygon = contour[:-1] - 1.0 if np.array_equal(contour[0], contour[-1]) else contour - 1.0
+        polygon = _without_collinear(polygon)
         if len(polygon) >= 3:
             out.append(polygon)
     return out
+
+
+def fill_even_odd(polygons: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """The pixels of a 2D grid of ``shape`` whose centres lie inside an odd number of the closed ``polygons`` (rows of
+    (y, x) continuous indices): a scanline fill, one row at a time, linear in the number of edges. A centre exactly on
+    a left edge counts as outside, on a right edge as inside; a row through a vertex counts the edges that start or
+    end there once (half-open edges)."""
+    edges = [(p, np.roll(p, -1, axis=0)) for p in polygons if len(p) >= 3]
+    mask = np.zeros(shape, dtype=bool)
+    if not edges:
+        return mask
+    start = np.concatenate([a for a, _ in edges])
+    end = np.concatenate([b for _, b in edges])
+    y0, y1 = np.minimum(start[:, 0], end[:, 0]), np.maximum(start[:, 0], end[:, 0])
+    columns = np.arange(shape[1])
+    for row in range(max(0, int(np.ceil(y0.min()))), min(shape[0], int(np.floor(y1.max())) + 1)):
+        crossing = (y0 <= row) & (row < y1)
+        if not crossing.any():
+            continue
+        a, b = start[crossing], end[crossing]
+        xs = np.sort(a[:, 1] + (row - a[:, 0]) * (b[:, 1] - a[:, 1]) / (b[:, 0] - a[:, 0]))
+        mask[row] = np.searchsorted(xs, columns, side="left") % 2 == 1
+    return mask
 
 
 def mask_contours(mask: np.ndarray, grid: Grid) -> dict[int, list[np.ndarray]]:
@@ -63,6 +93,7 @@ def rasterize(contours: Sequence[np.ndarray], grid: Grid) -> np.ndarray:
     """The bool mask on ``grid`` of closed planar contours given as (N, 3) physical LPS points (mm), even-odd rule
     per slice. A contour off the grid's slice planes, or outside its slice range, raises :class:`OffGridContour`."""
     mask = np.zeros(grid.shape, dtype=bool)
+    by_slice: dict[int, list[np.ndarray]] = {}
     for i, points in enumerate(contours):
         points = np.asarray(points, dtype=float).reshape(-1, 3)
         if len(points) < 3:
@@ -73,6 +104,7 @@ def rasterize(contours: Sequence[np.ndarray], grid: Grid) -> np.ndarray:
             raise OffGridContour(i, "does not lie on a slice plane of the grid")
         if not 0 <= k < grid.shape[0]:
             raise OffGridContour(i, f"lies on slice {k}, outside the grid's {grid.shape[0]} slices")
-        rr, cc = draw.polygon(index[:, 1], index[:, 2], shape=grid.shape[1:])
-        mask[k, rr, cc] ^= True
+        by_slice.setdefault(k, []).append(index[:, 1:])
+    for k, polygons in by_slice.items():
+        mask[k] = fill_even_odd(polygons, grid.shape[1:])
     return mask

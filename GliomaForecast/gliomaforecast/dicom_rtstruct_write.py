@@ -4,7 +4,8 @@ Each ROI's contours are traced on every slice of the reference series the mask t
 closed planar polygons in patient mm whose even-odd interior holds exactly the mask's voxel centres; holes are
 separate contours nested in their outer one) and reference that slice's SOP instance. The structure set references
 the series' frame of reference, study, series and every slice (Contour Image Sequence), carries the ROI display
-colours and RT ROI Interpreted Types (GTV, CTV...), is UNAPPROVED, and gets new UIDs.
+colours and RT ROI Interpreted Types (GTV, CTV...), is UNAPPROVED, and gets new UIDs. It is encoded in implicit VR
+little endian (the DICOM default), which has no 64 kB limit on a contour's data.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ImplicitVRLittleEndian, generate_uid
 
 from .dicom_contours import mask_contours
 from .dicom_header import copy_patient_and_study, ds_strings, now, series_description, set_equipment
@@ -47,6 +49,12 @@ def _frame_reference(reference: Sequence[Dataset]) -> Dataset:
     return frame
 
 
+def _contour_data(points: np.ndarray) -> DataElement:
+    """Contour Data (DS, mm) given as its text: pydicom's conversion of each value would cost seconds per structure
+    set."""
+    return DataElement("ContourData", "DS", "\\".join(ds_strings(points.ravel())), already_converted=True)
+
+
 def _roi_contours(mask: np.ndarray, grid: Grid, reference: Sequence[Dataset]) -> list[Dataset]:
     items = []
     for k, polygons in mask_contours(mask, grid).items():
@@ -56,7 +64,7 @@ def _roi_contours(mask: np.ndarray, grid: Grid, reference: Sequence[Dataset]) ->
             contour.ContourGeometricType = "CLOSED_PLANAR"
             contour.NumberOfContourPoints = len(polygon)
             contour.ContourNumber = len(items) + 1
-            contour.ContourData = ds_strings(polygon.ravel())
+            contour.add(_contour_data(polygon))
             items.append(contour)
     return items
 
@@ -75,7 +83,7 @@ def rtstruct_dataset(reference: Sequence[Dataset], grid: Grid, masks: Mapping[st
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = RTSTRUCT_STORAGE
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian  # explicit VR caps a value at 64 kB: too short a contour
     copy_patient_and_study(first, ds)
     ds.SOPClassUID = RTSTRUCT_STORAGE
     ds.SOPInstanceUID = generate_uid()

@@ -26,6 +26,7 @@ from gliomaforecast.case import load_case
 from gliomaforecast.cli import main
 from gliomaforecast.dicom_contours import rasterize
 from gliomaforecast.dicom_rtstruct_read import read_rois
+from gliomaforecast.dicom_rtstruct_write import rtstruct_dataset
 from gliomaforecast.dicom_seg_write import terminology_codes
 from gliomaforecast.forecast_output import SEGMENT_COLORS, SEGMENT_TERMS
 from gliomaforecast.geometry import Grid
@@ -42,17 +43,18 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """The sample's last FLAIR as an axial and an oblique planning series; targets (GTV, CTV standard, CTV forecast)
-    built from its last GTV with a shifted forecast score and a barrier ball (holes in the CTVs); both exported."""
+    built from its last GTV with a shifted forecast score, in a brain mask with a ball cut out next to the GTV (a
+    ventricle-like hole in the CTVs); both exported."""
     case = load_case(SAMPLE_CASE)
     tp = case.timepoints[-1]
     gtv = case.gtv(tp)
     root = tmp_path_factory.mktemp("dicom_export")
     zz, yy, xx = np.nonzero(gtv)
     centre = np.array([zz.mean(), yy.mean(), xx.mean()])
-    barrier = np.linalg.norm((np.indices(gtv.shape).T - (centre + [0, 0, 14])).T * 2.0, axis=0) <= 5.0
-    barrier &= ~gtv
+    hole = np.linalg.norm((np.indices(gtv.shape).T - (centre + [0, 0, 14])).T * 2.0, axis=0) <= 5.0
+    brain = case.brain_mask() & ~(hole & ~gtv)
     score = sdf.tumor_probability(np.roll(gtv, 3, axis=2), case.grid.spacing)
-    targets = build_targets(gtv, case.grid.spacing, 15.0, score=score, brain_mask=case.brain_mask(), barrier=barrier)
+    targets = build_targets(gtv, case.grid.spacing, 15.0, score=score, brain_mask=brain)
     masks = {"GTV": gtv, "CTV standard": targets.standard, "CTV forecast": targets.forecast}
     rotation = Rotation.from_euler("xyz", [-11, 7, 18], degrees=True).as_matrix() @ case.grid.direction_matrix
     grids = {"axial": case.grid,
@@ -123,7 +125,7 @@ def test_holes_are_nested_contours_on_their_slice(exported):
     rtstruct = exported.runs["axial"].rtstruct
     standard = exported.masks["CTV standard"]
     holes = [k for k in range(standard.shape[0]) if _slice_holes(standard[k]) > 0]
-    assert holes, "the barrier ball should leave holes in the CTV"
+    assert holes, "the ball cut out of the brain should leave holes in the CTV"
     roi = next(r for r in rtstruct.ROIContourSequence if int(r.ReferencedROINumber) == 2)
     per_slice: dict[str, int] = {}
     for contour in roi.ContourSequence:
@@ -285,3 +287,25 @@ def test_two_exports_differ_only_in_identity_and_creation_time(tmp_path):
     for keyword in ("ReferencedFrameOfReferenceSequence", "StructureSetROISequence", "ROIContourSequence",
                     "RTROIObservationsSequence", "PatientID", "StudyInstanceUID", "SeriesDescription"):
         assert a[keyword] == b[keyword], keyword
+
+
+def test_a_long_contour_is_written_whole(tmp_path):
+    """A contour of more than 64 kB of Contour Data (explicit VR could not hold it) keeps its VR and its points."""
+    rotation = Rotation.from_euler("z", 17, degrees=True).as_matrix()
+    grid = Grid((1, 600, 600), (2.0, 0.5, 0.5), (-103.123456789, 98.987654321, 11.5), tuple(rotation.ravel()))
+    yy, xx = np.mgrid[0:600, 0:600] - 299.5
+    wavy = (np.hypot(yy, xx) <= 250 + 30 * np.sin(60 * np.arctan2(yy, xx)))[None]  # one contour, many vertices
+    slice_ = pydicom.Dataset()
+    slice_.SOPClassUID, slice_.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.4", generate_uid()
+    slice_.StudyInstanceUID, slice_.SeriesInstanceUID, slice_.FrameOfReferenceUID = (generate_uid() for _ in range(3))
+    slice_.PatientID = "LONG"
+    ds = rtstruct_dataset([slice_], grid, {"CTV": wavy}, colors={"CTV": (0, 1, 0)}, interpreted_types={"CTV": "CTV"},
+                          automatic={"CTV": True}, description="long contour")
+    pydicom.dcmwrite(tmp_path / "rs.dcm", ds, enforce_file_format=True)
+    back = pydicom.dcmread(tmp_path / "rs.dcm")
+    contour = back.ROIContourSequence[0].ContourSequence[0]
+    text = "\\".join(str(v) for v in contour.ContourData)
+    assert contour["ContourData"].VR == "DS" and len(text) > 64 * 1024
+    assert len(contour.ContourData) == 3 * int(contour.NumberOfContourPoints)
+    roi = read_rois(back, tmp_path / "rs.dcm")[0]
+    assert len(roi.contours) == 1 and np.array_equal(rasterize(roi.contours, grid), wavy)
