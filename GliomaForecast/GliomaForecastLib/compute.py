@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -133,7 +133,8 @@ def compute_targets(gtv: np.ndarray, grid: Grid, score: Optional[np.ndarray] = N
 class ForecastInputs:
     """A forecast request as plain data on one ``grid`` (the last scan's): per scan (increasing ``days``, days)
     the FLAIR (float32) and the GTV (bool); optional ``brain`` (bool) and ``dose`` (Gy, float32); the target
-    ``day`` (days); ``rt_start_day`` (days) or None; the settings passed to ``run_forecast`` unchanged."""
+    ``day`` (days); ``rt_start_day`` (days) or None; the settings passed to ``run_forecast`` unchanged; ``images``:
+    per scan, the other sequences by modality (``t1ce``, ``t1``, ``t2``; float32), empty when none."""
 
     grid: Grid
     days: Tuple[float, ...]
@@ -146,6 +147,7 @@ class ForecastInputs:
     brain: Optional[np.ndarray] = None
     dose: Optional[np.ndarray] = None
     barrier: Optional[np.ndarray] = None
+    images: Tuple[Dict[str, np.ndarray], ...] = ()
     samples: int = defaults.SAMPLES
     seed: int = defaults.SEED
     margin_mm: float = defaults.MARGIN_MM
@@ -174,7 +176,9 @@ def compute_forecast(inputs: ForecastInputs, progress: Optional[ProgressCallback
     steps = Steps(progress, cancel)
     steps.step(0.0, "Preparing the case")
     grid = inputs.grid
-    case = Case.from_arrays(grid, inputs.days, inputs.gtvs, images=[{"flair": f} for f in inputs.flairs],
+    others = inputs.images or tuple({} for _ in inputs.flairs)
+    case = Case.from_arrays(grid, inputs.days, inputs.gtvs,
+                            images=[{"flair": f, **extra} for f, extra in zip(inputs.flairs, others)],
                             patient_id=inputs.patient_id, rt_start_day=inputs.rt_start_day, dose=inputs.dose,
                             brain_mask=inputs.brain)
     result = run_forecast(case, float(inputs.day), inputs.forecaster, samples=inputs.samples,

@@ -24,7 +24,7 @@ import threading
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import slicer
@@ -39,6 +39,7 @@ from . import adapters, compute, conventions
 from .progress import ProgressCallback, Steps
 
 DAY_ATTRIBUTE = "GliomaForecast.Day"
+MODALITY_ATTRIBUTE = "GliomaForecast.Modality"  # flair, t1ce, t1, t2 or adc (gliomaforecast.case.IMAGE_NAMES)
 _DAY_IN_NAME = re.compile(r"(?:\bday[\s_]*|(?<![A-Za-z0-9])d)(\d+(?:\.\d+)?)(?![\d.])", re.IGNORECASE)
 
 MaskSource = Union["slicer.vtkMRMLVolumeNode", Tuple["slicer.vtkMRMLSegmentationNode", str]]
@@ -62,6 +63,7 @@ class LoadedCase:
     days: list
     rtStartDay: Optional[float]
     flair: dict = field(default_factory=dict)  # day -> vtkMRMLScalarVolumeNode
+    images: dict = field(default_factory=dict)  # day -> {modality: vtkMRMLScalarVolumeNode}, the FLAIR included
     gtv: dict = field(default_factory=dict)  # day -> vtkMRMLSegmentationNode with one segment "GTV"
     brainMask: Optional["slicer.vtkMRMLLabelMapVolumeNode"] = None
     dose: Optional["slicer.vtkMRMLScalarVolumeNode"] = None
@@ -133,7 +135,8 @@ class ForecastLogic:
     # --- loading a case ----------------------------------------------------------------------------
     def loadCase(self, casePath: Union[str, Path]) -> LoadedCase:
         """Load a case manifest (``case.json``, see ``gliomaforecast.case``) as MRML nodes on its exact geometry:
-        "FLAIR day D" volumes, "GTV day D" segmentations (one segment "GTV", referencing that day's FLAIR),
+        "FLAIR day D" (and "T1CE day D", "T1 day D", "T2 day D" where given: ``GliomaForecast.Modality``
+        attribute) volumes, "GTV day D" segmentations (one segment "GTV", referencing that day's FLAIR),
         "Brain mask" labelmap and "RT dose (Gy)" volume, each with its ``GliomaForecast.Day`` attribute, under a
         subject-hierarchy patient and study named after the case."""
         case = load_case(casePath)
@@ -150,11 +153,15 @@ class ForecastLogic:
         for tp in case.timepoints:
             day = float(tp.day)
             label = conventions.day_label(day)
-            flair = None
-            if "flair" in tp.images:
-                flair = adapters.add_volume(scene, case.image(tp, "flair"), grid, f"FLAIR{label}")
-                flair.SetAttribute(DAY_ATTRIBUTE, repr(day))
-                _place(flair)
+            loaded.images[day] = {}
+            for modality in tp.images:
+                volume = adapters.add_volume(scene, case.image(tp, modality), grid, f"{modality.upper()}{label}")
+                volume.SetAttribute(DAY_ATTRIBUTE, repr(day))
+                volume.SetAttribute(MODALITY_ATTRIBUTE, modality)
+                _place(volume)
+                loaded.images[day][modality] = volume
+            flair = loaded.images[day].get("flair")
+            if flair is not None:
                 loaded.flair[day] = flair
             segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"GTV{label}")
             segmentation.CreateDefaultDisplayNodes()
@@ -379,21 +386,25 @@ class ForecastLogic:
                  forecaster: str = DEFAULT_FORECASTER, samples: int = defaults.SAMPLES, seed: int = defaults.SEED,
                  marginMm: float = defaults.MARGIN_MM, nBootstrap: int = defaults.N_BOOTSTRAP,
                  device: str = defaults.DEVICE, progress: Optional[ProgressCallback] = None,
-                 cancel: Optional[threading.Event] = None, barrier: Optional[MaskSource] = None) -> "ForecastNodes":
+                 cancel: Optional[threading.Event] = None, barrier: Optional[MaskSource] = None,
+                 images: Optional[Mapping[float, Mapping[str, "slicer.vtkMRMLScalarVolumeNode"]]] = None
+                 ) -> "ForecastNodes":
         """Forecast the tumor at ``day`` (days, after the last scan) with ``gliomaforecast.forecast.run_forecast``.
 
         ``timepoints`` are ``(day, flairVolume, segmentationNode, segmentId)``, two or more. Everything is taken on
         the last FLAIR's exact geometry (earlier FLAIRs are linearly resampled onto it when their grids differ;
         segments are exported on it); ``brainMask`` and ``barrier`` (volume or (segmentation, segment): the margin is
         geodesic around the barrier and both CTVs stay off it), ``dose`` (Gy) and ``rtStartDay`` (days) are
-        optional. ``forecaster``, ``samples``, ``seed``, ``marginMm``, ``nBootstrap`` and
+        optional. ``images``: the other sequences of each scan by day (``{day: {"t1ce": volume, ...}}``; the
+        multi-task diffusion forecaster reads T1CE), resampled like the FLAIRs; None finds them in the scene
+        (:meth:`scanImages`). ``forecaster``, ``samples``, ``seed``, ``marginMm``, ``nBootstrap`` and
         ``device`` are passed to the core unchanged.
 
         Returns :class:`ForecastNodes`: probability and uncertainty volumes (probability color table), predicted
         FLAIR, the tumor-evolution displacement as a grid transform, growth table and chart, and the target
         segmentation (GTV, CTV standard, CTV forecast) referencing the last FLAIR."""
         return self.forecastJob(timepoints, day, rtStartDay, brainMask, dose, forecaster, samples, seed, marginMm,
-                                nBootstrap, device, barrier=barrier).run(progress, cancel)
+                                nBootstrap, device, barrier=barrier, images=images).run(progress, cancel)
 
     def forecastJob(self, timepoints: Sequence[Tuple[float, "slicer.vtkMRMLScalarVolumeNode",
                                                      "slicer.vtkMRMLSegmentationNode", str]],
@@ -401,7 +412,8 @@ class ForecastLogic:
                     brainMask: Optional[MaskSource] = None, dose: Optional["slicer.vtkMRMLScalarVolumeNode"] = None,
                     forecaster: str = DEFAULT_FORECASTER, samples: int = defaults.SAMPLES, seed: int = defaults.SEED,
                     marginMm: float = defaults.MARGIN_MM, nBootstrap: int = defaults.N_BOOTSTRAP,
-                    device: str = defaults.DEVICE, barrier: Optional[MaskSource] = None) -> "Job":
+                    device: str = defaults.DEVICE, barrier: Optional[MaskSource] = None,
+                    images: Optional[Mapping[float, Mapping[str, "slicer.vtkMRMLScalarVolumeNode"]]] = None) -> "Job":
         """:meth:`forecast` as a :class:`Job`: every FLAIR, GTV, the brain mask and the dose are read onto the last
         FLAIR's grid now (:class:`GliomaForecastLib.compute.ForecastInputs`); ``compute`` runs the forecast;
         ``build`` returns :class:`ForecastNodes`."""
@@ -410,9 +422,12 @@ class ForecastLogic:
             raise ValueError(f"a forecast needs at least two timepoints, got {len(points)}")
         lastDay, lastFlair, lastSegmentation, _ = points[-1]
         grid = adapters.grid_from_volume(lastFlair)
+        others = self.scanImages([p[0] for p in points]) if images is None else images
         inputs = compute.ForecastInputs(
             grid=grid, days=tuple(p[0] for p in points),
             flairs=tuple(self._volume_on(volume, grid) for _, volume, _, _ in points),
+            images=tuple({m: self._volume_on(v, grid) for m, v in others.get(d, {}).items() if m != "flair"}
+                         for d, _, _, _ in points),
             gtvs=tuple(adapters.segment_mask(segmentation, sid, lastFlair)[0] for _, _, segmentation, sid in points),
             patient_id=lastFlair.GetName(), day=float(day), forecaster=forecaster, rt_start_day=rtStartDay,
             brain=self._mask_on(brainMask, grid, "brain mask"), barrier=self._mask_on(barrier, grid, "barrier"),
@@ -448,6 +463,18 @@ class ForecastLogic:
             return nodes
 
         return Job("Forecasting", partial(compute.compute_forecast, inputs), build)
+
+    def scanImages(self, days: Sequence[float]) -> dict:
+        """``{day: {modality: volume}}``: the scene's scalar volumes whose ``GliomaForecast.Day`` attribute is one of
+        ``days`` (days) and whose ``GliomaForecast.Modality`` attribute names a sequence other than FLAIR (as
+        :meth:`loadCase` sets them); the last added wins when a day has two of one sequence."""
+        wanted = {float(d) for d in days}
+        found: dict = {}
+        for node in self.scene.GetNodesByClass("vtkMRMLScalarVolumeNode"):
+            modality, day = node.GetAttribute(MODALITY_ATTRIBUTE), node.GetAttribute(DAY_ATTRIBUTE)
+            if modality and modality != "flair" and day and float(day) in wanted:
+                found.setdefault(float(day), {})[modality] = node
+        return found
 
     # --- helpers ---------------------------------------------------------------------------------
     @staticmethod

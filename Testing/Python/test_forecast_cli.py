@@ -38,7 +38,8 @@ def _digests(folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def sample_forecast(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("fc") / "out"
-    proc = _cli("forecast", str(SAMPLE_CASE), "--day", "450", "--out", str(out), "--samples", "4")
+    proc = _cli("forecast", str(SAMPLE_CASE), "--day", "450", "--out", str(out), "--samples", "4",
+                "--forecaster", "evolution-field")
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -78,7 +79,8 @@ def test_output_folder_is_complete_with_the_case_geometry(sample_forecast: Path)
 
 def test_same_inputs_and_seed_give_identical_files(sample_forecast: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
-    proc = _cli("forecast", str(SAMPLE_CASE), "--day", "450", "--out", str(again), "--samples", "4")
+    proc = _cli("forecast", str(SAMPLE_CASE), "--day", "450", "--out", str(again), "--samples", "4",
+                "--forecaster", "evolution-field")
     assert proc.returncode == 0, proc.stderr
     assert _digests(again) == _digests(sample_forecast)
     a = json.loads((again / "forecast.json").read_text())
@@ -124,7 +126,7 @@ def _break_empty_gtv(case: Path) -> list[str]:
 def _tampered_models(case: Path) -> list[str]:
     models = case.parent / "models"
     shutil.copytree(Path(__file__).resolve().parents[2] / "Resources" / "Models", models)
-    onnx = models / "evolution.onnx"  # the default forecaster's model
+    onnx = models / "evolution.onnx"  # the evolution-field forecaster's model
     data = bytearray(onnx.read_bytes())
     data[-1] ^= 0xFF
     onnx.write_bytes(bytes(data))
@@ -144,10 +146,11 @@ BROKEN = [
     (_break_empty_gtv, [], r"d2_gtv.nii.gz: timepoints\[2\].gtv: GTV is empty"),
     (None, ["--day", "100"], r"--day: target day 100 is not after the last scan \(day 120\)"),
     (None, ["--forecaster", "oracle"], r"--forecaster: unknown forecaster 'oracle'"),
-    (_tampered_models, [], r"sha256"),
-    (_missing_model, [], r"evolution.*(not found|missing)"),
+    (_tampered_models, ["--forecaster", "evolution-field"], r"sha256"),
+    (_missing_model, ["--forecaster", "evolution-field"], r"evolution.*(not found|missing)"),
     (None, ["--out", "/proc/forbidden/out"], r"output: folder /proc/forbidden does not exist"),
     (None, ["--samples", "0"], r"--samples: must be at least 1"),
+    (None, [], r"timepoints\[1\]\.images\.t1ce: multitask-diffusion needs T1CE .*--forecaster evolution-field"),
 ]
 
 

@@ -377,3 +377,28 @@ def test_sample_patient_evolution_forecast_matches_run_forecast(sample):
     lps = to_physical(expected.output.displacement, case.grid)
     np.testing.assert_allclose(slicer.util.arrayFromGridTransform(nodes.displacement), lps * [-1, -1, 1], atol=1e-4)
     assert np.array_equal(adapters.segment_mask(nodes.targets, "CTV forecast")[0], expected.ctv_forecast)
+
+
+def test_sample_patient_default_forecast_reads_t1ce_and_matches_run_forecast(sample):
+    """The default forecaster (multi-task diffusion) reads each scan's T1CE from the scene (loadCase tags it with the
+    day and the modality) and gives the core's forecast of the manifest; without T1CE volumes it names the field."""
+    from gliomaforecast.forecast import run_forecast
+    from gliomaforecast.forecasters import DEFAULT_FORECASTER
+
+    assert DEFAULT_FORECASTER == "multitask-diffusion"
+    scene, loaded, case = sample
+    logic = ForecastLogic(scene)
+    days = loaded.days[-2:]
+    assert {d: sorted(m) for d, m in logic.scanImages(days).items()} == {d: ["t1", "t1ce", "t2"] for d in days}
+    assert logic.scanImages(days)[days[-1]]["t1ce"] is loaded.images[days[-1]]["t1ce"]
+    timepoints = [(d, loaded.flair[d], loaded.gtv[d], "GTV") for d in loaded.days]
+    nodes = logic.forecast(timepoints, 351, rtStartDay=loaded.rtStartDay, brainMask=loaded.brainMask,
+                           dose=loaded.dose, samples=2, nBootstrap=10)
+    expected = run_forecast(case, 351, samples=2, n_bootstrap=10)
+    np.testing.assert_allclose(adapters.array_from_volume(nodes.probability), expected.output.probability, atol=1e-6)
+    np.testing.assert_allclose(adapters.array_from_volume(nodes.flair), expected.output.image, rtol=1e-5, atol=1e-3)
+    assert nodes.flair.GetName().startswith("Predicted FLAIR") and nodes.displacement is None
+    assert np.array_equal(adapters.segment_mask(nodes.targets, "CTV forecast")[0], expected.ctv_forecast)
+    with pytest.raises(Exception, match=r"images\.t1ce.*needs T1CE"):
+        logic.forecast(timepoints, 351, rtStartDay=loaded.rtStartDay, brainMask=loaded.brainMask, dose=loaded.dose,
+                       samples=2, nBootstrap=10, images={})

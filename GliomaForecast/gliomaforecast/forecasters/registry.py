@@ -51,18 +51,18 @@ class ForecasterEntry:
 
 REGISTRY: tuple[ForecasterEntry, ...] = (
     ForecasterEntry("evolution-field", "evolution:EvolutionForecaster",
-                    "last GTV carried forward by the learned tumor-evolution field (default)", {"volume": "field"},
+                    "last GTV carried forward by the learned tumor-evolution field", {"volume": "field"},
                     validated_days=60.0),
     ForecasterEntry("evolution", "evolution:EvolutionForecaster",
                     "the same, volume set by the growth model", {"volume": "growth"}, validated_days=60.0),
     ForecasterEntry("persistence", "persistence:PersistenceForecaster", "last scan unchanged (baseline)", min_scans=1),
     ForecasterEntry("fisher-kpp", "fisher_kpp:FisherKppForecaster", "last GTV grown by reaction-diffusion fitted to prior scans"),
     ForecasterEntry("recurrence-unet", "recurrence_unet:RecurrenceUNetForecaster", "post-RT recurrence map of a 3D U-Net ensemble from the planning scan (last scan)", min_scans=1),
-    ForecasterEntry("multitask-diffusion", "multitask_diffusion:MultiTaskDiffusionForecaster", "probability map and future FLAIR of a multi-task diffusion network from the last two scans", uses_dose=True, validated_days=365.0),
+    ForecasterEntry("multitask-diffusion", "multitask_diffusion:MultiTaskDiffusionForecaster", "probability map and future FLAIR of a multi-task diffusion network from the last two scans (default; needs T1CE)", uses_dose=True, validated_days=365.0),
     ForecasterEntry("guided-ddim", "guided_ddim:GuidedDDIMForecaster", "FLAIR slices denoised from the last scan towards the growth model's burden (growth-guided DDIM), growth probability map", validated_days=365.0),
     ForecasterEntry("latent-diffusion", "latent_diffusion:LatentDiffusionForecaster", "post-treatment T1CE, FLAIR and GTV probability from ONE scan by latent diffusion, outcome class by classifier-free guidance", min_scans=1, settings=("outcome",)),
 )
-DEFAULT_FORECASTER = "evolution-field"
+DEFAULT_FORECASTER = "multitask-diffusion"  # best on the long-horizon benchmark (docs/evaluation.md)
 FORECASTER_NAMES: tuple[str, ...] = tuple(e.name for e in REGISTRY)
 
 
