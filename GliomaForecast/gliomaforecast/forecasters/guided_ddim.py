@@ -31,7 +31,7 @@ from ..models import ModelFamily, load_family
 from . import guided_inputs as gi
 from .base import ForecasterOutput, ForecastRequest, ProgressFn
 from .guided_maps import generation_probability, otsu_change
-from .guided_targets import BurdenTargets, slice_targets
+from .guided_targets import BurdenTargets, check_growth, slice_targets
 
 MODEL_ID = "guided-ddim"
 NL = 200
@@ -119,6 +119,7 @@ class GuidedDDIMForecaster:
     def predict(self, request: ForecastRequest, progress: ProgressFn) -> ForecasterOutput:
         check_case(request, self.name)
         case, last, spacing = request.case, request.last, request.spacing
+        check_growth(request.growth, request.target_day, case.path)  # before any model is loaded
         family = load_family(MODEL_ID, self.models_dir, prefer_gpu=request.device != "cpu",
                              require=("denoiser", "regressor"))
         if request.device == "cuda" and family["denoiser"].provider != "CUDAExecutionProvider":

@@ -97,10 +97,11 @@ def registry_entry(models_dir: Path, ckpts: dict[str, dict], parity: dict, metri
     commands = []
     for m, ck in ckpts.items():
         c = ck["config"]
-        commands.append(f"gliomaforecast-train guided-ddim fit --network {m} --data {c['data']} --steps {c['steps']}"
-                        + (f" --max-minutes {c['max_minutes']:g}" if c.get("max_minutes") else "")
-                        + f" --max-step {c['max_step'] or ''}".rstrip() + f" --batch {c['batch']} --lr {c['lr']}"
-                        + f" --channels {' '.join(map(str, c['channels']))} --seed {c['seed']} --out {m}.pt")
+        commands.append(f"gliomaforecast-train guided-ddim fit --network {c['network']} --data {c['data']}"
+                        + f" --steps {c['steps']}" + (f" --max-minutes {c['max_minutes']:g}" if c.get("max_minutes") else "")
+                        + (f" --max-step {c['max_step']}" if c.get("max_step") else "")
+                        + f" --batch {c['batch']} --lr {c['lr']} --channels {' '.join(map(str, c['channels']))}"
+                        + f" --threads {c['threads']} --seed {c['seed']} --out {c['network']}.pt")
     return family_entry(
         MODEL_ID, VERSION, members,
         task="growth-model-guided DDIM forecaster: FLAIR slices denoised from the last scan (SDEdit) with classifier "
