@@ -174,7 +174,7 @@ def output_lock(out_dir: str | Path) -> Iterator[None]:
             _HELD[key] = (me, holder[1] + 1)
             fd = None
         elif holder is not None:
-            raise InputError(out_dir, "output", "another forecast in this program is writing this folder")
+            raise InputError(out_dir, "output", "another task of this program is writing this folder")
         else:
             try:
                 fd = _try_lock(path)

@@ -6,12 +6,14 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
 
 from conftest import SAMPLE_CASE
 from gliomaforecast.cli import main
+from gliomaforecast.write_guard import output_lock
 
 SAMPLE = SAMPLE_CASE.parent
 
@@ -107,3 +109,29 @@ def test_negative_seed_is_one_line(tmp_path: Path, capsys, command: str) -> None
     assert main([command, target, *extra, "--seed", "-1", "--out", str(tmp_path / "out")]) == 2
     assert "--seed: must be a non-negative integer, got -1" in _one_line(capsys)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["forecast", "evaluate"])
+def test_second_writer_to_a_locked_folder_is_refused_before_any_work(tmp_path: Path, capsys, command: str) -> None:
+    """While another writer holds --out (here a thread of this program; test_integrity_write covers a second
+    process), forecast and evaluate are refused with one line and leave the folder to it."""
+    out = tmp_path / "out"
+    held, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with output_lock(out):
+            held.set()
+            release.wait()
+    thread = threading.Thread(target=writer)
+    thread.start()
+    held.wait()
+    try:
+        argv = ([command, str(SAMPLE_CASE), "--day", "300", "--forecaster", "persistence"] if command == "forecast"
+                else [command, str(SAMPLE.parent), "--forecaster", "persistence", "--jobs", "1"])
+        assert main([*argv, "--out", str(out)]) == 2
+        assert f"{out}: output: another task of this program is writing this folder" in _one_line(capsys)
+        assert not out.exists()
+    finally:
+        release.set()
+        thread.join()
+    assert not (tmp_path / ".out.lock").exists()

@@ -29,7 +29,8 @@ HELP = "forecast a case at a target day and build the target volumes"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_case_arguments(p)
     p.add_argument("--day", required=True,
-                   help="target day (days, on the case's day axis) or, when the case gives dates, an ISO date")
+                   help="target day (days, on the case's day axis) or, when the case gives dates, an ISO date; at most "
+                        "3650 days (10 years) after the last scan")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--forecaster", default=DEFAULT_FORECASTER,
                    help=f"one of {', '.join(FORECASTER_NAMES)} (default {DEFAULT_FORECASTER}). {dose_note()}")

@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder")
     add_overwrite_argument(p)
     p.add_argument("--rt-start-day", type=float, default=None, help="RT start day (default: the case's)")
-    p.add_argument("--day", type=float, action="append", default=[], help="forecast day (repeatable)")
+    p.add_argument("--day", type=float, action="append", default=[], help="forecast day (repeatable; at most 3650 days, 10 years, beyond the scans)")
     p.add_argument("--n-bootstrap", type=int, default=defaults.N_BOOTSTRAP,
                    help=f"bootstrap refits (default {defaults.N_BOOTSTRAP})")
     p.add_argument("--noise", type=float, default=defaults.BOOTSTRAP_NOISE,
