@@ -12,6 +12,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import math
+import os
 import zlib
 from pathlib import Path
 from typing import BinaryIO
@@ -146,14 +147,29 @@ def verify_nrrd(path: Path, field: str) -> None:
     _check_length(length, need, path, field, "the decompressed data")
 
 
+_VERIFIED: dict[str, tuple[int, int, int, int]] = {}  # real path -> (device, inode, size, mtime ns) when it passed
+
+
+def _signature(path: Path) -> tuple[int, int, int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def verify_image_file(path: str | Path, field: str = "image") -> None:
-    """Raise an InputError naming ``path`` and ``field`` unless the image file is whole (see the module docstring)."""
+    """Raise an InputError naming ``path`` and ``field`` unless the image file is whole (see the module docstring).
+    A file that passed is not verified again while its inode, size and modification time stay the same (a case's
+    files are verified when it is loaded and read later)."""
     path = Path(path)
     name = path.name.lower()
     try:
+        key, before = os.path.realpath(path), _signature(path)
+        if _VERIFIED.get(key) == before:
+            return
         if name.endswith((".nii", ".nii.gz")):
             verify_nifti(path, field)
         elif name.endswith(".nrrd"):
             verify_nrrd(path, field)
+        if _signature(path) == before:
+            _VERIFIED[key] = before
     except OSError as exc:  # not readable at all (permissions, I/O error)
         raise InputError(path, field, f"cannot read image ({exc.strerror or exc})") from None

@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
@@ -454,16 +455,20 @@ def _c_stderr_silenced() -> Iterator[None]:
     """The process's stderr (file descriptor 2) sent to the null device: ITK's NIfTI writer prints a short write
     ("wrote only 0 of N bytes") there instead of raising; the written file is verified afterwards instead, and
     a real ITK error still raises with its message."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
+    with _STDERR_LOCK:  # one thread at a time swaps file descriptor 2, so each restores the real stderr
+        sys.stderr.flush()
+        saved = os.dup(2)
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(null)
+
+
+_STDERR_LOCK = threading.Lock()
 
 
 DEFAULT_COLORS = [(0.87, 0.26, 0.24), (0.94, 0.78, 0.22), (0.27, 0.62, 0.86), (0.40, 0.75, 0.38),
