@@ -187,6 +187,7 @@ def read_vector_image(path: str | Path, field: str = "displacement") -> tuple[np
 
 
 _INT16_MAX = int(np.iinfo(np.int16).max)
+_UINT8_MAX = int(np.iinfo(np.uint8).max)  # labels per .seg.nrrd layer: a full layer starts a new one, never wraps
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -497,7 +498,7 @@ def write_segmentation(path: str | Path, segments: Mapping[str, np.ndarray], gri
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != grid.shape:
             raise ValueError(f"segment {name!r} has shape {mask.shape}, grid is {grid.shape}")
-        layer = next((k for k, lab in enumerate(layers) if not np.any(lab[mask])), None)
+        layer = next((k for k, lab in enumerate(layers) if not np.any(lab[mask]) and lab.max() < _UINT8_MAX), None)
         if layer is None:
             layers.append(np.zeros(grid.shape, dtype=np.uint8))
             layer = len(layers) - 1

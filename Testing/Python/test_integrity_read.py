@@ -20,7 +20,7 @@ from gliomaforecast.case import load_case
 from gliomaforecast.cli import main
 from gliomaforecast.errors import InputError
 from gliomaforecast.geometry import Grid, require_same_grid
-from gliomaforecast.io import read_image, read_labels, read_mask, read_segmentation, write_image
+from gliomaforecast.io import read_image, read_labels, read_mask, read_segmentation, write_image, write_segmentation
 from gliomaforecast.models import load_registry
 
 SAMPLE = SAMPLE_CASE.parent
@@ -276,3 +276,17 @@ def test_gzip_helpers_agree_with_zlib() -> None:
     assert struct.unpack("<i", raw[:4])[0] == 348
     assert struct.unpack("<f", raw[80:84])[0] == pytest.approx(float(nib.load(SAMPLE / GTV).header["pixdim"][1]))
     assert zlib.crc32(raw) == struct.unpack("<I", (SAMPLE / GTV).read_bytes()[-8:-4])[0]
+
+
+def test_segmentation_with_more_labels_than_a_uint8_layer_holds(tmp_path: Path) -> None:
+    """300 disjoint segments: label 256 used to wrap to 0 in the uint8 layer (segment 256 lost, 257 read as 1)."""
+    grid = Grid.identity((3, 10, 10), (1.0, 1.0, 1.0))
+    segments = {}
+    for i in range(300):
+        mask = np.zeros(grid.shape, bool)
+        mask[np.unravel_index(i, grid.shape)] = True
+        segments[f"s{i}"] = mask
+    path = write_segmentation(tmp_path / "many.seg.nrrd", segments, grid)
+    back, _ = read_segmentation(path)
+    assert list(back) == list(segments)
+    assert all(np.array_equal(back[name], segments[name]) for name in segments)
