@@ -11,10 +11,10 @@ Rules (docs/dicom.md):
 * the case grid is the first timepoint's FLAIR (else its first image in the order flair, t1ce, t1, t2, adc); images
   on another grid are resampled onto it (linear), voxels on it are copied exactly;
 * a timepoint's GTV is the union of the ROIs (with closed contours) of its structure set whose name matches
-  ``roi_pattern`` (regular expression, case-insensitive), rasterized on the case grid from the contours in patient mm (on the slices of the
-  series they were drawn on, then nearest-neighbour onto the case grid, when they do not lie on the case grid's
-  slices); a structure set belongs to the date of the series it references (else its own study date); timepoints
-  without a GTV are left out and listed;
+  ``roi_pattern`` (regular expression, case-insensitive), rasterized on the case grid from the contours in patient mm
+  (on the slices of the series they were drawn on, then nearest-neighbour onto the case grid, when they do not lie on
+  the case grid's slices); a structure set belongs to the date of the series it references (else its own study
+  date); timepoints without a GTV are left out and listed;
 * the RT dose (one RTDOSE) is resampled onto the case grid in Gy;
 * other objects (CT, RT plans, registrations...) are listed, not imported.
 

@@ -1,11 +1,11 @@
 """An RT Structure Set (pydicom) of named masks drawn on a planning image series.
 
 Each ROI's contours are traced on every slice of the reference series the mask touches (:mod:`dicom_contours`:
-closed planar polygons in patient mm whose even-odd interior holds exactly the mask's voxel centres; holes are
-separate contours nested in their outer one) and reference that slice's SOP instance. The structure set references
-the series' frame of reference, study, series and every slice (Contour Image Sequence), carries the ROI display
-colours and RT ROI Interpreted Types (GTV, CTV...), is UNAPPROVED, and gets new UIDs. It is encoded in implicit VR
-little endian (the DICOM default), which has no 64 kB limit on a contour's data.
+closed planar polygons in patient mm that hold exactly the mask's voxel centres; a hole is joined to its outer
+contour by a keyhole channel, DICOM PS3.3 C.8.8.6.3) and reference that slice's SOP instance. The structure set
+references the series' frame of reference, study, series and every slice (Contour Image Sequence), carries the ROI
+display colours and RT ROI Interpreted Types (GTV, CTV...), is UNAPPROVED, and gets new UIDs. It is encoded in
+implicit VR little endian (the DICOM default), which has no 64 kB limit on a contour's data.
 """
 
 from __future__ import annotations

@@ -1,14 +1,17 @@
-"""Masks <-> planar contours in patient mm: exact round trips on oblique anisotropic grids, holes as nested contours,
-keyhole contours, contours off the grid's slices."""
+"""Masks <-> planar contours in patient mm: exact round trips on oblique anisotropic grids, holes joined to their outer
+contour by keyhole channels (read the same by even-odd and by union), foreign keyhole contours, contours off the
+grid's slices."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from matplotlib.path import Path as PolygonPath
 from scipy import ndimage
 
 from conftest import oblique_grid
-from gliomaforecast.dicom_contours import OffGridContour, mask_contours, rasterize, slice_contours
+from gliomaforecast.dicom_contours import (OffGridContour, fill_even_odd, keyhole, mask_contours, rasterize,
+                                           slice_contours)
 from gliomaforecast.geometry import Grid
 
 
@@ -22,15 +25,28 @@ def test_round_trip_is_exact_on_oblique_grids(seed):
     assert np.array_equal(rasterize(contours, grid), mask)
 
 
-def test_a_hole_is_a_nested_contour():
+@pytest.mark.parametrize("seed", range(4))
+def test_keyhole_contours_do_not_overlap_so_union_reads_like_even_odd(seed):
+    rng = np.random.default_rng(seed)
+    mask = ndimage.gaussian_filter(rng.random((40, 36)), 1.2) > 0.5  # blobs with holes and islands in them
+    nested = slice_contours(mask)
+    joined = keyhole(nested)
+    centres = np.argwhere(np.ones(mask.shape, bool))
+    fills = [PolygonPath(p).contains_points(centres).reshape(mask.shape) for p in joined]  # matplotlib's reading
+    assert np.array_equal(np.sum(fills, axis=0), mask)  # each centre inside exactly one contour, or none
+    assert np.array_equal(fill_even_odd(joined, mask.shape), mask)
+    assert len(joined) < len(nested)  # these masks have holes
+
+
+def test_a_hole_is_joined_to_its_outer_contour():
     ring = np.zeros((20, 20), bool)
     ring[3:17, 3:17] = True
     ring[7:12, 8:13] = False
-    outer, inner = sorted(slice_contours(ring), key=len, reverse=True)
-    assert len(slice_contours(ring)) == 2
-    assert np.all((inner[:, 0] > outer[:, 0].min()) & (inner[:, 0] < outer[:, 0].max()))
+    ring[9, 10] = True  # an island inside the hole: a contour of its own
+    assert len(slice_contours(ring)) == 3
     grid = Grid.identity((1, 20, 20), (3.0, 1.0, 1.0))
-    contours = [c for polygons in mask_contours(ring[None], grid).values() for c in polygons]
+    contours = mask_contours(ring[None], grid)[0]
+    assert len(contours) == 2
     assert np.array_equal(rasterize(contours, grid)[0], ring)
 
 
