@@ -183,7 +183,12 @@ def test_folder_filled_meanwhile_is_not_merged(tmp_path: Path) -> None:
     assert _listing(tmp_path) == {"out"}
 
 
-def test_replace_swaps_the_whole_folder(tmp_path: Path) -> None:
+@pytest.mark.parametrize("one_step", [True, False])
+def test_replace_swaps_the_whole_folder(tmp_path: Path, monkeypatch, one_step: bool) -> None:
+    """--overwrite: the old folder is replaced whole (one renameat2 exchange on Linux; else two renames)."""
+    if not one_step:
+        import gliomaforecast.io
+        monkeypatch.setattr(gliomaforecast.io, "exchange", lambda a, b: False)
     out = tmp_path / "out"
     out.mkdir()
     (out / "stale.txt").write_text("old run")
