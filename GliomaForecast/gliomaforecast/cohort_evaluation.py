@@ -14,7 +14,11 @@ For each patient folder of a cohort (``COHORT_DIR/*/case.json``), each forecaste
 3. both target volumes (the standard margin CTV on the last prior GTV and the iso-volumetric forecast
    CTV) are scored by their coverage of the future tumor: enhancing (label 3) and enhancing + necrosis
    (labels 1, 3) of the last timepoint's BraTS labels (its GTV when it has no labels), and the whole
-   future GTV (``gtv``: defined for every patient, also when no enhancing tumor recurs).
+   future GTV (``gtv``: defined for every patient, also when no enhancing tumor recurs);
+4. the forecaster's FLAIR (synthesized, or the last FLAIR warped; NaN when it gives none) and, as the baseline, the
+   last input FLAIR are compared with the target's FLAIR (in the scans' own units) on the axial slices holding the
+   last input or the target GTV, inside the brain's bounding box: PSNR (dB) and mean 2D SSIM
+   (:func:`metrics_images.slice_similarity`).
 
 Calibration is also pooled over patients: the voxels of every scored patient in one reliability
 diagram per forecaster (10 equal-width bins), with its ECE.
@@ -45,7 +49,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from . import ctv, defaults, evaluation, sdf
+from . import ctv, defaults, evaluation, metrics_images, sdf
 from .case import Case, Timepoint, load_case
 from .errors import InputError
 from .evaluation_protocols import Protocol, plan_tasks, prefix_case, scan_volumes
@@ -59,10 +63,12 @@ DEFINITIONS = {"enhancing": "enhancing", "enhancing+necrosis": "enhancing_necros
 PLANS = ("forecast", "standard")
 N_BINS = 10  # calibration bins
 MAP_METRICS = ("rmse", "bce", "kl", "ece", "dice_tumor", "pearson_0.2", "hd95_mm", "volume_error_ml")
+# the forecaster's FLAIR (synthesized or warped) and the last input FLAIR (the baseline) against the target's FLAIR
+IMAGE_METRICS = ("flair_psnr_db", "flair_ssim", "last_flair_psnr_db", "last_flair_ssim")
 COVERAGE_COLUMNS = tuple(f"coverage_{plan}_{suffix}" for suffix in DEFINITIONS.values() for plan in PLANS)
 COLUMNS = ("patient_id", "forecaster", "pair_id", "target_index", "n_priors", "last_prior_day", "target_day", "gap_days", "gap_bin",
            "recurrence_source", *MAP_METRICS, "volume_forecast_ml", "volume_truth_ml", "ctv_volume_ml",
-           *COVERAGE_COLUMNS)
+           *COVERAGE_COLUMNS, *IMAGE_METRICS)
 _SCORING_ERRORS = (ValueError, RuntimeError)  # InputError is a ValueError; onnxruntime/SimpleITK raise RuntimeError
 
 
@@ -164,6 +170,16 @@ def score_plans(plans: dict[str, np.ndarray], future: dict[str, np.ndarray]) -> 
             for d, mask in future.items() for plan in PLANS}
 
 
+def score_image(image: np.ndarray | None, truth_flair: np.ndarray, slices: np.ndarray, brain: np.ndarray | None,
+                prefix: str = "flair") -> dict[str, float]:
+    """``<prefix>_psnr_db`` and ``<prefix>_ssim`` of ``image`` against the target's FLAIR on the tumour ``slices``
+    (:func:`metrics_images.slice_similarity`); NaN without an image."""
+    if image is None:
+        return {f"{prefix}_psnr_db": math.nan, f"{prefix}_ssim": math.nan}
+    scores = metrics_images.slice_similarity(image, truth_flair, slices, brain)
+    return {f"{prefix}_psnr_db": scores["psnr_db"], f"{prefix}_ssim": scores["ssim"]}
+
+
 def reliability_sums(probability: np.ndarray, truth_gtv: np.ndarray, spacing: Sequence[float],
                      brain: np.ndarray | None = None, truth: np.ndarray | None = None) -> dict[str, list]:
     """Per-bin voxel counts and sums of the predicted and reference (truth, the GTV's logistic map: ``truth`` when
@@ -216,6 +232,21 @@ def evaluate_patient(case_path: str | Path, settings: EvaluationSettings) -> tup
     reasons = {why for tasks, why in plans.values() if not tasks}
     if len(reasons) == 1 and not any(tasks for tasks, _ in plans.values()):  # the patient serves no forecaster
         return [], [{"patient_id": pid, "forecaster": None, "reason": f"{case_path}: {reasons.pop()}"}], [], []
+    baselines: dict[tuple[int, int], dict] = {}
+
+    def images(n_inputs: int, j: int, inputs: Case, target: Timepoint, truth_gtv: np.ndarray,
+               image: np.ndarray | None) -> dict[str, float]:
+        """The forecast FLAIR's and the last input FLAIR's similarity to the target FLAIR on the slices holding the
+        last input or the target GTV (NaN when a scan has no FLAIR)."""
+        last = inputs.timepoints[-1]
+        if "flair" not in target.images or "flair" not in last.images:
+            return {m: math.nan for m in IMAGE_METRICS}
+        truth, last_flair = case.image(target, "flair"), inputs.image(last, "flair")
+        slices = np.nonzero((truth_gtv | inputs.gtv(last)).any(axis=(1, 2)))[0]
+        if (n_inputs, j) not in baselines:
+            baselines[(n_inputs, j)] = score_image(last_flair, truth, slices, brain, "last_flair")
+        return {**score_image(image, truth, slices, brain), **baselines[(n_inputs, j)]}
+
     for name, (tasks, why) in plans.items():
         if not tasks:
             skipped.append({"patient_id": pid, "forecaster": name, "reason": why})
@@ -242,7 +273,8 @@ def evaluate_patient(case_path: str | Path, settings: EvaluationSettings) -> tup
                        "gap_days": gap, "gap_bin": gap_bin(gap), "recurrence_source": source,
                        **score_maps(fc.output.probability, truth_gtv, spacing, brain, truth_map),
                        "ctv_volume_ml": evaluation.volume_ml(fc.ctv_standard, spacing),
-                       **score_plans({"forecast": fc.ctv_forecast, "standard": fc.ctv_standard}, future)}
+                       **score_plans({"forecast": fc.ctv_forecast, "standard": fc.ctv_standard}, future),
+                       **images(task.n_inputs, task.target, inputs, target, truth_gtv, fc.output.image)}
                 sums = reliability_sums(fc.output.probability, truth_gtv, spacing, brain, truth_map)
             except _SCORING_ERRORS as exc:
                 skipped.append({"patient_id": pair, "forecaster": name, "reason": _reason(exc)})
@@ -386,10 +418,11 @@ def summarize(result: CohortResult) -> dict:
         for label, _ in GAP_BINS:
             in_bin = [r for r in matched if r["gap_bin"] == label]
             bins[label] = {"n": len(in_bin), **{m: _stats(r[m] for r in in_bin)["mean"]
-                                                for m in (*MAP_METRICS, *COVERAGE_COLUMNS)}}
+                                                for m in (*MAP_METRICS, *COVERAGE_COLUMNS, *IMAGE_METRICS)},
+                           "n_images": sum(math.isfinite(r["flair_ssim"]) for r in in_bin)}
         entries = [c for c in result.calibration if c["forecaster"] == name]
         pooled = pooled_reliability(entries) if entries else None
-        per[name] = {"n_scored": len(rows), "n_patients": len({r["patient_id"] for r in rows}), "metrics": {m: _stats(r[m] for r in rows) for m in MAP_METRICS},
+        per[name] = {"n_scored": len(rows), "n_patients": len({r["patient_id"] for r in rows}), "metrics": {m: _stats(r[m] for r in rows) for m in (*MAP_METRICS, *IMAGE_METRICS)},
                      "coverage": coverage, "gap_bins": bins,
                      "calibration": None if pooled is None else {
                          "pooled_ece": pooled.ece, "bin_edges": pooled.bin_edges.tolist(),
@@ -410,7 +443,8 @@ def summarize(result: CohortResult) -> dict:
         "schema": SCHEMA, "cohort": str(result.cohort_dir), "settings": dataclasses.asdict(s),
         "n_cases": result.n_cases, "protocol": s.protocol, "units": {
             "rmse": "probability", "bce": "nats", "kl": "nats", "ece": "probability", "dice_tumor": "1",
-            "pearson_0.2": "1", "hd95_mm": "mm", "volume_error_ml": "mL", "coverage": "fraction of the "
+            "pearson_0.2": "1", "hd95_mm": "mm", "volume_error_ml": "mL", "flair_psnr_db": "dB", "flair_ssim": "1",
+            "last_flair_psnr_db": "dB", "last_flair_ssim": "1", "coverage": "fraction of the "
             "recurrence volume (definitions: enhancing = label 3, enhancing+necrosis = labels 1 and 3, gtv = the "
             "whole future GTV)", "gap_days": "days"},
         "gap_bins": [label for label, _ in GAP_BINS], "forecasters": per, "forecaster_comparisons": pairs,

@@ -1,8 +1,9 @@
 """The leaderboard of an evaluation as markdown, generated from its summary.json (never typed by hand).
 
 Tables: per forecaster and time-gap bin (days from the last input scan to the target) the number of scored
-forecasts and the mean RMSE, BCE (nats), ECE, Dice of the tumor (phi <= 0) and HD95 (mm); then per forecaster and recurrence
-definition the mean coverage of the forecast and the standard CTV with the paired Wilcoxon p (one value per
+forecasts and the mean RMSE, BCE (nats), ECE, Dice of the tumor (phi <= 0) and HD95 (mm); for the forecasters that give
+a FLAIR, its mean PSNR (dB) and SSIM against the target FLAIR beside the last FLAIR's (the baseline); then per
+forecaster and recurrence definition the mean coverage of the forecast and the standard CTV with the paired Wilcoxon p (one value per
 patient), and the same on the forecasts whose recurrence leaves the standard CTV.
 """
 
@@ -44,6 +45,14 @@ def leaderboard_markdown(summary: dict) -> str:
             row = f["gap_bins"][b]
             lines.append(f"| {name} | {b} | {row['n']} | "
                          + " | ".join(_f(row[m], d) for m, _, d in BIN_METRICS) + " |")
+    imaged = [(b, name, f["gap_bins"][b]) for b in bins for name, f in summary["forecasters"].items()
+              if f["gap_bins"][b].get("n_images")]
+    if imaged:
+        lines += ["", "| forecaster | gap bin (days) | n | FLAIR PSNR dB | last FLAIR PSNR dB | FLAIR SSIM | "
+                  "last FLAIR SSIM |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {b} | {row['n_images']} | {_f(row['flair_psnr_db'], 2)} | "
+                  f"{_f(row['last_flair_psnr_db'], 2)} | {_f(row['flair_ssim'], 3)} | {_f(row['last_flair_ssim'], 3)} |"
+                  for b, name, row in imaged]
     lines += ["", "| forecaster | recurrence | n (patients) | coverage forecast CTV | coverage standard CTV | "
               "Wilcoxon p | outside margin: n | forecast | standard | p |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, f in summary["forecasters"].items():

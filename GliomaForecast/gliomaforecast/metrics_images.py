@@ -36,3 +36,21 @@ def ssim(image: np.ndarray, reference: np.ndarray, data_range: float | None = No
     """Mean structural similarity in [-1, 1] (scikit-image's 7-voxel uniform window, 2D or 3D)."""
     image, reference, data_range = _images(image, reference, data_range)
     return float(metrics.structural_similarity(reference, image, data_range=data_range))
+
+
+def slice_similarity(image: np.ndarray, reference: np.ndarray, slices: np.ndarray,
+                     brain: np.ndarray | None = None) -> dict[str, float]:
+    """PSNR (dB) and mean 2D SSIM of a 3D ``image`` against ``reference`` (z, y, x) on the axial ``slices`` (indices
+    along z), inside the bounding box of the brain mask on those slices (the whole slice without one); the data range
+    is the reference's on that box. How a synthesized FLAIR is scored against the true future FLAIR."""
+    slices = np.asarray(slices, dtype=int)
+    if slices.size == 0:
+        raise ValueError("no slice to compare")
+    region = np.ones(reference.shape[1:], bool) if brain is None else np.asarray(brain, bool)[slices].any(axis=0)
+    if not region.any():
+        raise ValueError("the brain mask is empty on the compared slices")
+    ys, xs = np.nonzero(region)
+    box = (slices, slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+    a, b = np.asarray(image, np.float64)[box], np.asarray(reference, np.float64)[box]
+    data_range = float(b.max() - b.min())
+    return {"psnr_db": psnr(a, b, data_range), "ssim": float(np.mean([ssim(x, y, data_range) for x, y in zip(a, b)]))}

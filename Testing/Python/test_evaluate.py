@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from skimage import metrics as skm
 
 from conftest import ball
 from gliomaforecast import evaluation, sdf
@@ -18,7 +19,7 @@ from gliomaforecast.cohort_evaluation import (COLUMNS, CohortResult, EvaluationS
                                               summarize)
 from gliomaforecast.errors import InputError
 from gliomaforecast.geometry import Grid
-from gliomaforecast.io import write_image
+from gliomaforecast.io import read_image, write_image
 
 GRID = Grid.identity((10, 30, 30), (3.0, 2.0, 2.0))
 
@@ -124,6 +125,22 @@ def test_rows_match_direct_metric_calls(cohort: Path) -> None:
     assert a["ece"] == pytest.approx(evaluation.expected_calibration_error(p_a, q_a, 10, brain))
     # without labels the future GTV is the recurrence for both definitions
     assert a["coverage_standard_enhancing"] == a["coverage_standard_enhancing_necrosis"] == a["coverage_standard_gtv"]
+    # FLAIR: persistence's image is the last FLAIR, so it scores exactly as the baseline; both by hand on the slices
+    # holding the last input or the target GTV, inside the brain's box
+    flair_last = read_image(cohort / "VP-B" / "d1_flair.nii.gz")[0]
+    flair_truth = read_image(cohort / "VP-B" / "d2_flair.nii.gz")[0]
+    slices = np.nonzero((prior | truth_gtv).any(axis=(1, 2)))[0]
+    box = (slices, slice(1, 29), slice(1, 29))
+    rng = float(flair_truth[box].max() - flair_truth[box].min())
+    assert b["last_flair_psnr_db"] == pytest.approx(skm.peak_signal_noise_ratio(flair_truth[box].astype(float),
+                                                                                flair_last[box].astype(float),
+                                                                                data_range=rng))
+    ssim = np.mean([skm.structural_similarity(t, f, data_range=rng)
+                    for t, f in zip(flair_truth[box].astype(float), flair_last[box].astype(float))])
+    assert b["last_flair_ssim"] == pytest.approx(ssim)
+    assert (b["flair_psnr_db"], b["flair_ssim"]) == (b["last_flair_psnr_db"], b["last_flair_ssim"])
+    bins = summarize(result)["forecasters"]["persistence"]["gap_bins"]
+    assert bins["61-120"]["n_images"] == 1 and bins["61-120"]["flair_ssim"] == pytest.approx(ssim)
 
 
 def test_summary_wilcoxon_and_bins() -> None:

@@ -232,6 +232,11 @@ def test_leaderboard_is_generated_from_the_summary(cohort: Path, tmp_path: Path,
             line = next(l for l in text.splitlines() if l.startswith(f"| persistence | {label} |"))
             assert line.split(" | ")[2] == str(sum(f",{label}," in r for r in rows))
             assert line.split(" | ")[3] == f"{stats['rmse']:.3f}"
+    flair = [l for l in text.splitlines() if l.startswith("| persistence |") and l.count(" | ") == 6]
+    assert flair, "the FLAIR table of the forecasters that give an image"
+    for line in flair:  # persistence's image is the last FLAIR: its scores are the baseline's
+        cells = line.split(" | ")
+        assert cells[3] == cells[4] and cells[5] == cells[6].rstrip(" |")
     before = page.read_text()
     page.write_text("no markers here\n")
     assert main(["leaderboard", str(out / "summary.json"), "--update", str(page)]) == 2

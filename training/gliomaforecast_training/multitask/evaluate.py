@@ -31,7 +31,7 @@ from gliomaforecast.evaluation_protocols import Protocol, parse_horizon, plan_ta
 from gliomaforecast.forecast import fit_case_growth
 from gliomaforecast.forecasters.base import ForecastRequest
 from gliomaforecast.forecasters.registry import get_forecaster
-from gliomaforecast.metrics_images import psnr, ssim
+from gliomaforecast.metrics_images import slice_similarity
 
 FORECASTERS = ("multitask-diffusion", "persistence", "evolution-field")
 COVERAGE = ("coverage_forecast_gtv", "coverage_standard_gtv")
@@ -40,12 +40,8 @@ METRICS = ("rmse", "bce", "kl", "ece", "dice_tumor", "pearson_0.2", "hd95_mm", "
 
 def image_metrics(image: np.ndarray, truth: np.ndarray, slices: np.ndarray, brain: np.ndarray | None) -> dict[str, float]:
     """PSNR (dB) and mean 2D SSIM of ``image`` against ``truth`` on ``slices`` inside the brain's bounding box."""
-    region = np.ones(truth.shape[1:], bool) if brain is None else brain[slices].any(axis=0)
-    ys, xs = np.nonzero(region)
-    box = (slices, slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
-    a, b = image[box].astype(np.float64), truth[box].astype(np.float64)
-    rng = float(b.max() - b.min())
-    return {"psnr": psnr(a, b, rng), "ssim": float(np.mean([ssim(x, y, rng) for x, y in zip(a, b)]))}
+    scores = slice_similarity(image, truth, slices, brain)
+    return {"psnr": scores["psnr_db"], "ssim": scores["ssim"]}
 
 
 def evaluate(args: argparse.Namespace) -> dict:
