@@ -1,7 +1,7 @@
 """Find the DICOM files under a folder and group them into series (pydicom headers).
 
-A file without the DICOM preamble that pydicom cannot read is not DICOM (a README, a DICOMDIR index...): it is
-skipped and listed. A file with the preamble that cannot be read, that lacks the SOP and series UIDs or the modality,
+A file without the DICOM preamble that pydicom cannot read is not DICOM (a README...), and a DICOMDIR is only an
+index of the others: both are skipped and listed. A file with the preamble that cannot be read, that lacks the SOP and series UIDs or the modality,
 or whose pixel data is shorter than its header says, is corrupt: an :class:`InputError` naming the file and the field.
 Every file must belong to one patient (PatientID); two patients are refused with a line naming both IDs and a file of
 each.
@@ -21,6 +21,7 @@ from pydicom.errors import InvalidDicomError
 from .errors import InputError
 
 REQUIRED = ("SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "Modality")
+MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"  # a DICOMDIR: an index of the files, not an object of its own
 
 @dataclass
 class Series:
@@ -70,7 +71,7 @@ def _expected_pixel_bytes(ds: Dataset) -> int | None:
 
 def read_header(path: Path) -> Dataset | None:
     """The header of a DICOM file (pixel data checked for length, then dropped), or None for a file that is not
-    DICOM. A corrupt DICOM file is an InputError naming it."""
+    DICOM or is a DICOMDIR. A corrupt DICOM file is an InputError naming it."""
     try:
         with warnings.catch_warnings():  # pydicom warns about files it reads leniently; the checks below decide
             warnings.simplefilter("ignore")
@@ -81,6 +82,8 @@ def read_header(path: Path) -> Dataset | None:
         return None
     except Exception as exc:  # pydicom raises several types (EOFError, struct.error, ValueError...) on bad bytes
         raise InputError(path, "header", f"corrupt DICOM file ({type(exc).__name__}: {exc})") from None
+    if ds.file_meta.get("MediaStorageSOPClassUID") == MEDIA_DIRECTORY:
+        return None
     for keyword in REQUIRED:
         if not getattr(ds, keyword, None):
             raise InputError(path, keyword, "missing: a corrupt or incomplete DICOM file")

@@ -10,7 +10,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from pydicom.uid import generate_uid
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from scipy.spatial.transform import Rotation
 
 from conftest import SAMPLE_CASE
@@ -140,7 +141,6 @@ def test_rtdose_is_resampled_onto_the_oblique_flair_grid_in_gy(oblique):
 
 
 def _series(**attributes) -> Series:
-    from pydicom.dataset import Dataset
     ds = Dataset()
     for key, value in attributes.items():
         setattr(ds, key, value)
@@ -180,6 +180,14 @@ def tiny(tmp_path_factory):
 
 
 def test_several_series_per_study_missing_modalities_and_a_study_without_gtv(tiny, capsys):
+    index = Dataset()  # a DICOMDIR, as on a CD: skipped and listed
+    index.file_meta = FileMetaDataset()
+    index.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"
+    index.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    index.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    index.FileSetID = "CD"
+    index.save_as(tiny.dicom / "DICOMDIR", enforce_file_format=True)
+    (tiny.dicom / "README.txt").write_text("burnt by the PACS")
     out = tiny.root / "case"
     assert main(["import-dicom", str(tiny.dicom), "--out", str(out)]) == 0
     case = load_case(out / "case.json")
@@ -198,6 +206,7 @@ def test_several_series_per_study_missing_modalities_and_a_study_without_gtv(tin
     assert why["3-plane localizer|scan0"].startswith("ignored")
     assert "finer" in why["AX T2 FLAIR|scan0"] and "left out" in why["AX T2 FLAIR|scan2"]
     assert "not used: MR 'SAG 3D ISO'" in capsys.readouterr().out
+    assert report["not_dicom"] == ["DICOMDIR", "README.txt"]
 
 
 def test_mapping_file_brings_in_an_unclassified_series(tiny):
