@@ -19,7 +19,13 @@ from .errors import InputError
 from .geometry import Grid
 
 ORIENTATION_TOL = 1e-4  # direction cosines (unitless)
-SPACING_TOL_MM = 1e-3
+SPACING_TOL_MM = 1e-3  # pixel spacings that agree; slice positions that coincide
+
+
+def stack_tolerance(dz: float) -> float:
+    """How far (mm) slice positions may stray from a uniform stack of spacing ``dz`` (mm): 1 % of a slice, at least
+    0.01 mm (scanners round positions to a few decimals)."""
+    return max(0.01, 0.01 * dz)
 
 
 def orientation(ds: Dataset, path: Path) -> np.ndarray:
@@ -89,14 +95,14 @@ def slice_order(headers: Sequence[Dataset], paths: Sequence[Path]) -> tuple[list
             raise InputError(paths[order[k + 1]], "ImagePositionPatient",
                              f"same slice position as {paths[order[k]].name}: two images of one slice")
         dz = float(np.mean(steps))
-        if np.max(np.abs(steps - dz)) > max(SPACING_TOL_MM, 1e-3 * dz):
+        if np.max(np.abs(steps - dz)) > stack_tolerance(dz):
             k = int(np.argmax(np.abs(steps - dz)))
             raise InputError(paths[order[k + 1]], "ImagePositionPatient",
                              f"slice spacing is not uniform ({steps[k]:.4g} mm here, mean {dz:.4g} mm): a slice is "
                              "missing or the series mixes stacks")
         offsets = positions[order] - positions[order[0]]
         off_line = np.linalg.norm(offsets - np.outer(offsets @ normal, normal), axis=1)
-        if np.max(off_line) > max(SPACING_TOL_MM, 1e-3 * dz):
+        if np.max(off_line) > stack_tolerance(dz):
             k = int(np.argmax(off_line))
             raise InputError(paths[order[k]], "ImagePositionPatient",
                              "slices are not stacked along their normal (a gantry tilt or mixed stacks)")

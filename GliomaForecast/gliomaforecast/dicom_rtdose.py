@@ -13,7 +13,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-from .dicom_geometry import SPACING_TOL_MM, orientation, pixel_spacing, position
+from .dicom_geometry import orientation, pixel_spacing, position, stack_tolerance
 from .errors import InputError
 from .geometry import Grid, resample_to
 
@@ -59,7 +59,7 @@ def read_dose(ds: Dataset, path: Path) -> tuple[np.ndarray, Grid]:
     if frames.shape[0] > 1:
         steps = np.diff(offsets)
         dz = float(np.mean(steps))
-        if dz <= 0 or np.max(np.abs(steps - dz)) > max(SPACING_TOL_MM, 1e-3 * dz):
+        if dz <= 0 or np.max(np.abs(steps - dz)) > stack_tolerance(dz):
             raise InputError(path, "GridFrameOffsetVector", "frames are not uniformly spaced")
     else:
         dz = float(getattr(ds, "SliceThickness", 0) or 0) or 1.0

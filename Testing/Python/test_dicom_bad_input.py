@@ -154,3 +154,11 @@ def test_import_never_replaces_the_dicom_folder(good, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{folder}: output: holds an input" in err
     assert _digest(folder) == before
+
+
+def test_missing_slice_is_named(good, tmp_path, capsys):
+    folder = tmp_path / "dicom"
+    shutil.copytree(good, folder)
+    (folder / "scan1" / "flair" / "flair_0002.dcm").unlink()
+    err = refused(["import-dicom", str(folder), "--out", str(tmp_path / "case")], tmp_path / "case", capsys, folder)
+    assert "scan1/flair/flair_0003.dcm: ImagePositionPatient: slice spacing is not uniform (6 mm here, mean" in err
