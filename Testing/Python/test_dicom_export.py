@@ -308,3 +308,26 @@ def test_a_long_contour_is_written_whole(tmp_path):
     assert len(contour.ContourData) == 3 * int(contour.NumberOfContourPoints)
     roi = read_rois(back, tmp_path / "rs.dcm")[0]
     assert len(roi.contours) == 1 and np.array_equal(rasterize(roi.contours, grid), wavy)
+
+
+def test_targets_on_another_grid_are_moved_onto_the_planning_series(tmp_path, capsys):
+    """Targets on the 3 mm FLAIR grid, planning series with every other slice (6 mm): nearest neighbour keeps the
+    slices both share."""
+    dicom = tmp_path / "dicom"
+    write_tiny_patient(dicom)
+    forecast = tmp_path / "forecast"
+    forecast.mkdir()
+    gtv, ctv = tiny_ball(TINY_GRID, 4.0), tiny_ball(TINY_GRID, 7.0)
+    write_segmentation(forecast / "targets.seg.nrrd", {"GTV": gtv, "CTV standard": ctv}, TINY_GRID,
+                       colors=SEGMENT_COLORS, terminology=SEGMENT_TERMS)
+    out = tmp_path / "export"
+    assert main(["export-dicom", str(forecast), "--reference", str(dicom / "scan0" / "flair_coarse"),
+                 "--out", str(out)]) == 0
+    assert "masks moved onto it (nearest)" in capsys.readouterr().out
+    coarse = sorted((pydicom.dcmread(p) for p in (dicom / "scan0" / "flair_coarse").iterdir()),
+                    key=lambda ds: float(ds.ImagePositionPatient[2]))
+    pixels = hd.seg.segread(out / "targets_seg.dcm").get_pixels_by_source_instance(
+        source_sop_instance_uids=[str(ds.SOPInstanceUID) for ds in coarse], segment_numbers=[1, 2],
+        assert_missing_frames_are_empty=True)
+    assert np.array_equal(pixels[..., 0].astype(bool), gtv[::2])
+    assert np.array_equal(pixels[..., 1].astype(bool), ctv[::2])
