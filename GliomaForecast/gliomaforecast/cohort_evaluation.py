@@ -252,7 +252,7 @@ def evaluate_patient(case_path: str | Path, settings: EvaluationSettings) -> tup
             skipped.append({"patient_id": pid, "forecaster": name, "reason": why})
             continue
         for task in tasks:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             inputs = prefixes.setdefault(task.n_inputs, prefix_case(case, task.n_inputs))
             target = case.timepoints[task.target]
             pair = f"{pid}:{task.n_inputs}->{task.target}"
@@ -282,7 +282,7 @@ def evaluate_patient(case_path: str | Path, settings: EvaluationSettings) -> tup
             rows.append({c: row[c] for c in COLUMNS})
             calibration.append({"patient_id": pid, "pair_id": pair, "forecaster": name, **sums})
             timings.append({"patient_id": pid, "pair_id": pair, "forecaster": name,
-                            "seconds": time.perf_counter() - start})
+                            "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start})
     return rows, skipped, calibration, timings
 
 
@@ -454,14 +454,19 @@ def summarize(result: CohortResult) -> dict:
 
 
 def timing_summary(result: CohortResult) -> dict[str, dict]:
-    """Per forecaster: forecasts timed, mean seconds per forecast and per patient (the only non-reproducible
-    figures, kept out of summary.json)."""
+    """Per forecaster: forecasts timed, mean wall seconds per forecast and per patient, and the CPU seconds of the
+    worker process (all its threads; ``total_cpu_s``): on a shared machine the wall time grows with the load, the
+    CPU time much less. The only non-reproducible figures, kept out of summary.json."""
     out = {}
     for name in result.settings.forecasters:
-        seconds = [t["seconds"] for t in result.timings if t["forecaster"] == name]
-        patients = {t["patient_id"] for t in result.timings if t["forecaster"] == name}
+        mine = [t for t in result.timings if t["forecaster"] == name]
+        seconds = [t["seconds"] for t in mine]
+        cpu = [t.get("cpu_seconds", math.nan) for t in mine]
+        patients = {t["patient_id"] for t in mine}
         out[name] = {"n_forecasts": len(seconds), "mean_s_per_forecast": float(np.mean(seconds)) if seconds else None,
-                     "mean_s_per_patient": float(np.sum(seconds) / len(patients)) if patients else None}
+                     "mean_s_per_patient": float(np.sum(seconds) / len(patients)) if patients else None,
+                     "mean_cpu_s_per_forecast": float(np.mean(cpu)) if cpu else None,
+                     "total_cpu_s": float(np.sum(cpu)) if cpu else None}
     return out
 
 

@@ -187,6 +187,11 @@ def test_cli_results_identical_across_jobs(cohort: Path, tmp_path: Path, capsys)
     assert summary["n_cases"] == 3 and summary["forecasters"]["persistence"]["n_scored"] == 2
     assert summary["skipped"][0]["patient_id"] == "VP-C"
     assert (outs[0] / "patients.csv").read_text().splitlines()[0] == ",".join(COLUMNS)
+    timings = json.loads((outs[1] / "timings.json").read_text())
+    per = timings["per_forecaster"]["persistence"]
+    cpu = [t["cpu_seconds"] for t in timings["timings"]]
+    assert per["n_forecasts"] == len(cpu) == 2 and all(c > 0 for c in cpu)  # the workers' own CPU time
+    assert per["total_cpu_s"] == pytest.approx(sum(cpu))
 
 
 @pytest.mark.parametrize("case", ["missing dir", "unknown forecaster", "no cases", "nothing scored", "bad jobs",
