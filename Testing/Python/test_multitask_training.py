@@ -165,3 +165,34 @@ def test_image_metrics_of_the_validation_script():
     far = truth.copy()
     far[:, :5] = 0  # outside the brain's bounding box: not scored
     assert image_metrics(far, truth, slices, brain)["psnr"] == np.inf
+
+
+def test_loss_study_measures_errors_by_dose_region(sample_examples, tmp_path):
+    """The gamma study scores a network's predictive head by dose region against a hand computation; two networks
+    that predict the same give no Wilcoxon difference, a better one wins on every patient."""
+    from gliomaforecast_training.multitask import loss_study
+
+    _, data = sample_examples
+    paths = []
+    for gamma, scale in ((2.0, 0.0), (0.0, 0.0), (0.0, 1.0)):
+        net = MultiTaskNet((8, 8, 8))
+        with torch.no_grad():  # scale 1: a head that moves the map (the untrained one is the persistence map)
+            net.p_head.bias.fill_(scale)
+        path = tmp_path / f"g{gamma}_{scale}.pt"
+        torch.save({"state_dict": net.state_dict(), "config": {"channels": [8, 8, 8], "gamma": gamma},
+                    "summary": {"steps": 0, "seconds": 0.0}}, path)
+        paths.append(path)
+    result = loss_study.study(paths, data)
+    p, r = data.target[:, 0].astype(np.float64), data.target[:, 2].astype(np.float64)
+    q = np.clip(1 / (1 + np.exp(-(sdf.DEFAULT_BETA * (sdf.DEFAULT_MU - data.cond[:, mi.PHI2_CHANNEL].astype(np.float64))))),
+                1e-6, 1 - 1e-6)
+    bce = -(p * np.log(q) + (1 - p) * np.log(1 - q))
+    first = result["networks"][0]["regions"]
+    for name, (lo, hi) in loss_study.REGIONS.items():
+        inside = (r >= lo) & (r < hi)
+        assert first[name]["pixels"] == int(inside.sum())
+        if inside.any():
+            assert first[name]["bce"] == pytest.approx(bce[inside].mean(), rel=1e-4)
+    same, moved = result["networks"][1], result["networks"][2]
+    assert same["gamma"] == 0.0 and same["vs_first"]["all"]["bce"]["p_value"] is None
+    assert moved["regions"]["all"]["bce"] != pytest.approx(first["all"]["bce"])
