@@ -10,12 +10,13 @@ shared/papers/mechanistic-learning-guided-diffusion.txt). Everything here is num
    DDIM (eta 0, ``steps`` network calls) in the core runtime (:mod:`gliomaforecast.diffusion`) with classifier
    guidance eps' = eps - s_R sqrt(1 - alpha_bar) dR/dx, s_R = ``s_ct`` (target - R(x_t, t)); R and dR/dx come
    from the ``regressor`` member's one ONNX graph. Noise seeded per slice and generation.
-4. Maps (``guided_maps``): growth map = mean over generations of the Otsu-binarised difference generated - last;
+4. Maps (``guided_maps``): growth map = mean over generations of the Otsu-binarised difference generated - last
+   within 15 mm of the last GTV;
    tumour probability per generation = max(P_last (1 - shrinkage), growth), P_last the last GTV's logistic
    signed-distance map; probability = their mean, uncertainty = their per-voxel SD; the FLAIR is the per-voxel
    median generation (input scan units), pasted into the last FLAIR. Outside the crops: the last scan.
-5. Diagnostics in the notes: the fraction of generated slices whose burden (the regressor at t = 0 on the
-   generated crop) lies in the growth model's 95 % band.
+5. Diagnostics in the notes: the fraction of generated tumour slices whose burden (the regressor at t = 0 on
+   the generated crop) lies in the growth model's 95 % band.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from ..errors import InputError
 from ..models import ModelFamily, load_family
 from . import guided_inputs as gi
 from .base import ForecasterOutput, ForecastRequest, ProgressFn
-from .guided_maps import generation_probability, otsu_change
+from .guided_maps import generation_probability, near_tumour, otsu_change
 from .guided_targets import BurdenTargets, check_growth, slice_targets
 
 MODEL_ID = "guided-ddim"
@@ -101,9 +102,14 @@ def generate(family: ModelFamily, crops: np.ndarray, targets: np.ndarray, z: np.
 
 
 def in_band(burden: np.ndarray, targets: BurdenTargets) -> float:
-    """Fraction of generated slices (K, n) whose burden lies in the growth model's 95 % band."""
+    """Fraction of generated tumour slices (K, n; slices whose band is above 0) whose burden lies in the growth
+    model's 95 % band; NaN without such a slice. (A slice without tumour has the band [0, 0], which a regressed
+    burden never meets exactly.)"""
     lo, hi = targets.band[:, 0][None], targets.band[:, 1][None]
-    return float(np.mean((burden >= lo) & (burden <= hi)))
+    tumour = np.broadcast_to(hi > 0, burden.shape)
+    if not tumour.any():
+        return float("nan")
+    return float(np.mean(((burden >= lo) & (burden <= hi))[tumour]))
 
 
 class GuidedDDIMForecaster:
@@ -134,14 +140,16 @@ class GuidedDDIMForecaster:
                         seed=request.seed, progress=lambda f, m: progress(0.1 + 0.8 * f, m))
         progress(0.9, "growth probability maps")
         sp_yx, center = spacing[1:], crops.center_yx_mm
-        p_last = sdf.tumor_probability(case.gtv(last), spacing)
+        phi_last = case.gtv_distance(last)
+        p_last = sdf.probability_from_signed_distance(phi_last).astype(np.float32)
+        near = near_tumour(phi_last)
         zeros = np.zeros(case.grid.shape, np.float32)
         maps = []
         growth_sum = np.zeros_like(zeros)
         for g in range(k):
             change = gens.x[g] - crops.image
-            grow = gi.paste(zeros, otsu_change(change, crops.brain), crops.z, sp_yx, center)
-            shrink = gi.paste(zeros, otsu_change(-change, crops.brain), crops.z, sp_yx, center)
+            grow = near * gi.paste(zeros, otsu_change(change, crops.brain), crops.z, sp_yx, center)
+            shrink = near * gi.paste(zeros, otsu_change(-change, crops.brain), crops.z, sp_yx, center)
             growth_sum += grow
             maps.append(generation_probability(p_last, grow, shrink))
         stack = np.stack(maps)
@@ -157,7 +165,7 @@ class GuidedDDIMForecaster:
                  f"from NL {self.nl}, {self.steps} DDIM steps, guidance s_ct {self.s_ct:g}; targets from "
                  f"{int(targets.per_slice.sum())} per-slice growth fits, the volume fit scaled on the other "
                  f"{n - int(targets.per_slice.sum())}" + (f" ({targets.failed} slice fits failed)" if targets.failed else "")
-                 + f"; {100 * band:.0f} % of generated slices have their burden in the growth model's 95 % band; "
+                 + f"; {100 * band:.0f} % of generated tumour slices have their burden in the growth model's 95 % band; "
                  "probability = mean over generations of max(P_last (1 - Otsu shrinkage), Otsu growth)"]
         progress(1.0, "done")
         return ForecasterOutput(probability=probability, uncertainty=uncertainty, image=image, displacement=None,

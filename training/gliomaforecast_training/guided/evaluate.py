@@ -133,6 +133,30 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
+def regressor_figures(checkpoint: str | Path, data: str | Path, steps=(0, 100, 200, 400), seed: int = 777) -> dict:
+    """MAE, RMSE and Pearson r of the regressor checkpoint on the crops of ``data`` (a ``prepare`` .npz) noised at
+    each step of ``steps`` (noise seeded by ``seed``), and the MAE of predicting the mean burden."""
+    import torch
+
+    from .data import SliceData
+    from .loss import alphas_cumprod, noised
+    from .train import load_checkpoint
+
+    net, _ = load_checkpoint(checkpoint)
+    d = SliceData.load(data)
+    x0 = torch.from_numpy(d.image.astype(np.float32))[:, None]
+    ab, gen, out = alphas_cumprod(), torch.Generator().manual_seed(seed), {}
+    for t in steps:
+        xt = noised(x0, torch.full((len(x0),), int(t)), torch.randn(x0.shape, generator=gen), ab)
+        with torch.no_grad():
+            r = torch.cat([net(xt[i:i + 256], torch.full((len(xt[i:i + 256]),), int(t)))[0]
+                           for i in range(0, len(xt), 256)]).numpy()
+        out[int(t)] = {"mae": float(np.abs(r - d.burden).mean()), "rmse": float(np.sqrt(((r - d.burden) ** 2).mean())),
+                       "pearson": float(np.corrcoef(r, d.burden)[0, 1]),
+                       "mae_of_the_mean": float(np.abs(d.burden - d.burden.mean()).mean())}
+    return out
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("cohort", type=Path, help="cohort folder (validation: /work/data/val_dense)")
     p.add_argument("--out", type=Path, required=True, help="JSON file to write (rows + summary)")
@@ -140,7 +164,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--setting", action="append", default=None, help="NL:STEPS:S_CT (repeatable)")
     p.add_argument("--samples", type=int, default=4, help="K generations")
     p.add_argument("--per-patient", type=int, default=0, help="0: first pair per gap bin; N: first N pairs")
-    p.add_argument("--patients", type=int, default=0, help="first N patients only (0: all)")
+    p.add_argument("--patients", default="", help="patients FIRST-LAST (1-based, name order) or N (the first N); "
+                                                  "default all")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-bootstrap", type=int, default=100)
 
@@ -151,21 +176,27 @@ def run(args: argparse.Namespace) -> dict:
     protocol = Protocol("horizon", lo, hi)
     settings = [parse_setting(s) for s in (args.setting or ["200:10:5e4"])]
     cases = find_cases(args.cohort)
-    cases = cases[:args.patients] if args.patients else cases
+    if args.patients:
+        first, _, last = str(args.patients).rpartition("-")
+        cases = cases[(int(first) - 1 if first else 0):int(last)]
     rows: list[dict] = []
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    summary: dict = {}
     for path in cases:
         case = load_case(path)
         tasks, why = plan_tasks(case, protocol, 2)
         for task in subsample(tasks, case.days, args.per_patient):
-            rows += evaluate_pair(case, task, settings, args.samples, args.seed, args.n_bootstrap)
-            print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows[-1].items()
-                              if k in ("pair_id", "forecaster", "hd95_mm", "in_band", "seconds")}), flush=True)
-    summary = summarize(rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out, json.dumps({"cohort": str(args.cohort), "horizon_days": [lo, hi],
-                                            "samples": args.samples, "seed": args.seed,
-                                            "subsample": "per-patient first pair per gap bin" if not args.per_patient
-                                            else f"first {args.per_patient} pairs per patient",
-                                            "summary": summary, "rows": rows}, indent=1, default=float))
+            new = evaluate_pair(case, task, settings, args.samples, args.seed, args.n_bootstrap)
+            rows += new
+            for r in new:
+                print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()
+                                  if k in ("pair_id", "forecaster", "gap_days", "hd95_mm", "rmse", "in_band", "seconds")}),
+                      flush=True)
+            summary = summarize(rows)  # rewritten after every pair: an interrupted run keeps what it measured
+            write_text_atomic(args.out, json.dumps({
+                "cohort": str(args.cohort), "horizon_days": [lo, hi], "samples": args.samples, "seed": args.seed,
+                "subsample": "per-patient first pair per gap bin" if not args.per_patient
+                else f"first {args.per_patient} pair(s) per patient", "patients": len(cases),
+                "summary": summary, "rows": rows}, indent=1, default=float))
     print(json.dumps(summary, indent=1, default=float))
     return summary
