@@ -23,6 +23,7 @@ from slicer.util import VTKObservationMixin
 # Plain Python (the defaults and the forecaster registry): importable before the core's dependencies are installed.
 from gliomaforecast import defaults
 from gliomaforecast.forecasters import DEFAULT_FORECASTER, FORECASTER_NAMES
+from gliomaforecast.forecasters.registry import entry as forecasterEntry
 from GliomaForecastLib.panel import defaultForecastDay, doseTooltip, panelMessage
 
 MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -163,6 +164,7 @@ class GliomaForecastParameterNode:
     # Forecast
     forecastDay: Annotated[float, WithinRange(0.0, 10000.0)] = 180.0
     forecaster: Annotated[str, Choice(list(FORECASTER_NAMES))] = DEFAULT_FORECASTER
+    outcome: Annotated[str, Choice(["unknown", "responder", "progressor"])] = "unknown"  # latent-diffusion only
     samples: Annotated[int, WithinRange(1, 64)] = defaults.SAMPLES
     seed: Annotated[int, WithinRange(0, 2147483647)] = defaults.SEED
     beta: Annotated[float, WithinRange(0.01, 1.0)] = defaults.BETA_PER_MM
@@ -265,7 +267,9 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         idle = self._task is None
         self.ui.rtStartDaySpinBox.setEnabled(bool(p and p.useRadiotherapy))
         self.ui.fitGrowthButton.setEnabled(idle and scans >= 2)
-        self.ui.forecastButton.setEnabled(idle and scans >= 2)
+        forecaster = forecasterEntry(p.forecaster) if p else None
+        self.ui.forecastButton.setEnabled(idle and forecaster is not None and scans >= forecaster.min_scans)
+        self.ui.outcomeComboBox.setEnabled(forecaster is not None and "outcome" in forecaster.settings)
         self.ui.probabilityButton.setEnabled(idle and scans >= 1)
         self.ui.targetsButton.setEnabled(idle and scans >= 1)
         self.ui.loadSampleButton.setEnabled(idle and os.path.exists(SAMPLE_CASE))
@@ -400,7 +404,7 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             job = self.logic.forecastJob(scans, p.forecastDay, rtStartDay=p.rtStartDay if p.useRadiotherapy else None,
                                          brainMask=p.brainMask, dose=p.dose, forecaster=p.forecaster,
                                          samples=p.samples, seed=p.seed, marginMm=p.marginMm, nBootstrap=p.nBootstrap,
-                                         barrier=p.barrier)
+                                         barrier=p.barrier, settings=self._forecasterSettings())
 
             def show(nodes):
                 self._showScore(scans[-1][1], nodes.probability)
@@ -409,6 +413,11 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return job, show
 
         self._start("Forecasting", prepare)
+
+    def _forecasterSettings(self) -> dict:
+        """The panel's settings the selected forecaster takes (``ForecasterEntry.settings``: the outcome class)."""
+        p = self._parameterNode
+        return {"outcome": p.outcome} if "outcome" in forecasterEntry(p.forecaster).settings else {}
 
     def onProbability(self) -> None:
         p = self._parameterNode

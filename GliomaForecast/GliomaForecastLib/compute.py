@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -134,7 +134,9 @@ class ForecastInputs:
     """A forecast request as plain data on one ``grid`` (the last scan's): per scan (increasing ``days``, days)
     the FLAIR (float32) and the GTV (bool); optional ``brain`` (bool) and ``dose`` (Gy, float32); the target
     ``day`` (days); ``rt_start_day`` (days) or None; the settings passed to ``run_forecast`` unchanged; ``images``:
-    per scan, the other sequences by modality (``t1ce``, ``t1``, ``t2``; float32), empty when none."""
+    per scan, the other sequences by modality (``t1ce``, ``t1``, ``t2``; float32), empty when none;
+    ``forecaster_settings``: (name, value) pairs for the forecaster (``run_forecast(settings=...)``, e.g. the
+    latent-diffusion ``outcome``)."""
 
     grid: Grid
     days: Tuple[float, ...]
@@ -153,6 +155,7 @@ class ForecastInputs:
     margin_mm: float = defaults.MARGIN_MM
     n_bootstrap: int = defaults.N_BOOTSTRAP
     device: str = defaults.DEVICE
+    forecaster_settings: Tuple[Tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,7 @@ def compute_forecast(inputs: ForecastInputs, progress: Optional[ProgressCallback
     result = run_forecast(case, float(inputs.day), inputs.forecaster, samples=inputs.samples,
                           seed=inputs.seed, device=inputs.device, margin_mm=inputs.margin_mm,
                           n_bootstrap=inputs.n_bootstrap, barrier=inputs.barrier,
+                          settings=dict(inputs.forecaster_settings),
                           progress=lambda fraction, message: steps.step(0.8 * fraction, message))
     steps.step(0.85, "Growth curve and displacement")
     targets = TargetsResult(grid, dict(zip(TARGET_SEGMENTS, (result.gtv, result.ctv_standard, result.ctv_forecast))),

@@ -82,6 +82,7 @@ class ForecastNodes:
     probability: Optional["slicer.vtkMRMLScalarVolumeNode"] = None
     uncertainty: Optional["slicer.vtkMRMLScalarVolumeNode"] = None
     flair: Optional["slicer.vtkMRMLScalarVolumeNode"] = None
+    images: dict = field(default_factory=dict)  # further synthesized sequences by modality (e.g. "t1ce")
     displacement: Optional["slicer.vtkMRMLGridTransformNode"] = None
     table: Optional["slicer.vtkMRMLTableNode"] = None
     chart: Optional["slicer.vtkMRMLPlotChartNode"] = None
@@ -387,24 +388,28 @@ class ForecastLogic:
                  marginMm: float = defaults.MARGIN_MM, nBootstrap: int = defaults.N_BOOTSTRAP,
                  device: str = defaults.DEVICE, progress: Optional[ProgressCallback] = None,
                  cancel: Optional[threading.Event] = None, barrier: Optional[MaskSource] = None,
-                 images: Optional[Mapping[float, Mapping[str, "slicer.vtkMRMLScalarVolumeNode"]]] = None
-                 ) -> "ForecastNodes":
+                 images: Optional[Mapping[float, Mapping[str, "slicer.vtkMRMLScalarVolumeNode"]]] = None,
+                 settings: Optional[Mapping[str, Any]] = None) -> "ForecastNodes":
         """Forecast the tumor at ``day`` (days, after the last scan) with ``gliomaforecast.forecast.run_forecast``.
 
-        ``timepoints`` are ``(day, flairVolume, segmentationNode, segmentId)``, two or more. Everything is taken on
+        ``timepoints`` are ``(day, flairVolume, segmentationNode, segmentId)``, as many as the forecaster needs (one
+        for persistence, recurrence-unet and latent-diffusion, two or more for the others). Everything is taken on
         the last FLAIR's exact geometry (earlier FLAIRs are linearly resampled onto it when their grids differ;
         segments are exported on it); ``brainMask`` and ``barrier`` (volume or (segmentation, segment): the margin is
         geodesic around the barrier and both CTVs stay off it), ``dose`` (Gy) and ``rtStartDay`` (days) are
         optional. ``images``: the other sequences of each scan by day (``{day: {"t1ce": volume, ...}}``; the
         multi-task diffusion forecaster reads T1CE), resampled like the FLAIRs; None finds them in the scene
-        (:meth:`scanImages`). ``forecaster``, ``samples``, ``seed``, ``marginMm``, ``nBootstrap`` and
-        ``device`` are passed to the core unchanged.
+        (:meth:`scanImages`). ``forecaster``, ``samples``, ``seed``, ``marginMm``, ``nBootstrap``,
+        ``device`` and ``settings`` (the forecaster's own, e.g. ``{"outcome": "responder"}`` for latent-diffusion)
+        are passed to the core unchanged.
 
         Returns :class:`ForecastNodes`: probability and uncertainty volumes (probability color table), predicted
-        FLAIR, the tumor-evolution displacement as a grid transform, growth table and chart, and the target
-        segmentation (GTV, CTV standard, CTV forecast) referencing the last FLAIR."""
+        FLAIR (and further predicted sequences, e.g. T1CE, in ``images``), the tumor-evolution displacement as a
+        grid transform, growth table and chart, and the target segmentation (GTV, CTV standard, CTV forecast)
+        referencing the last FLAIR."""
         return self.forecastJob(timepoints, day, rtStartDay, brainMask, dose, forecaster, samples, seed, marginMm,
-                                nBootstrap, device, barrier=barrier, images=images).run(progress, cancel)
+                                nBootstrap, device, barrier=barrier, images=images,
+                                settings=settings).run(progress, cancel)
 
     def forecastJob(self, timepoints: Sequence[Tuple[float, "slicer.vtkMRMLScalarVolumeNode",
                                                      "slicer.vtkMRMLSegmentationNode", str]],
@@ -413,13 +418,14 @@ class ForecastLogic:
                     forecaster: str = DEFAULT_FORECASTER, samples: int = defaults.SAMPLES, seed: int = defaults.SEED,
                     marginMm: float = defaults.MARGIN_MM, nBootstrap: int = defaults.N_BOOTSTRAP,
                     device: str = defaults.DEVICE, barrier: Optional[MaskSource] = None,
-                    images: Optional[Mapping[float, Mapping[str, "slicer.vtkMRMLScalarVolumeNode"]]] = None) -> "Job":
+                    images: Optional[Mapping[float, Mapping[str, "slicer.vtkMRMLScalarVolumeNode"]]] = None,
+                    settings: Optional[Mapping[str, Any]] = None) -> "Job":
         """:meth:`forecast` as a :class:`Job`: every FLAIR, GTV, the brain mask and the dose are read onto the last
         FLAIR's grid now (:class:`GliomaForecastLib.compute.ForecastInputs`); ``compute`` runs the forecast;
         ``build`` returns :class:`ForecastNodes`."""
         points = sorted(((float(d), v, n, sid) for d, v, n, sid in timepoints), key=lambda p: p[0])
-        if len(points) < 2:
-            raise ValueError(f"a forecast needs at least two timepoints, got {len(points)}")
+        if not points:
+            raise ValueError("a forecast needs at least one timepoint")  # the core checks the forecaster's own minimum
         lastDay, lastFlair, lastSegmentation, _ = points[-1]
         grid = adapters.grid_from_volume(lastFlair)
         others = self.scanImages([p[0] for p in points]) if images is None else images
@@ -432,7 +438,8 @@ class ForecastLogic:
             patient_id=lastFlair.GetName(), day=float(day), forecaster=forecaster, rt_start_day=rtStartDay,
             brain=self._mask_on(brainMask, grid, "brain mask"), barrier=self._mask_on(barrier, grid, "barrier"),
             dose=None if dose is None else self._volume_on(dose, grid), samples=samples, seed=seed,
-            margin_mm=marginMm, n_bootstrap=nBootstrap, device=device)
+            margin_mm=marginMm, n_bootstrap=nBootstrap, device=device,
+            forecaster_settings=tuple(sorted((settings or {}).items())))
 
         def build(result: compute.ForecastResult) -> ForecastNodes:
             output, label = result.output, conventions.day_label(day)
@@ -447,6 +454,10 @@ class ForecastLogic:
                 kind = "Predicted FLAIR" if output.image_kind == "synthesized" else "Warped last FLAIR"
                 nodes.flair = adapters.add_volume(self.scene, np.asarray(output.image, dtype=np.float32), grid,
                                                   self.scene.GenerateUniqueName(f"{kind}{label}"))
+            for modality, image in output.extra_images.items():
+                nodes.images[modality] = adapters.add_volume(
+                    self.scene, np.asarray(image, dtype=np.float32), grid,
+                    self.scene.GenerateUniqueName(f"Predicted {modality.upper()}{label}"))
             if result.displacement_lps is not None:
                 nodes.displacement = adapters.add_grid_transform(
                     self.scene, result.displacement_lps, grid,
@@ -455,7 +466,8 @@ class ForecastLogic:
             nodes.targets = self._targetsNode(f"Targets{label}", grid, result.targets.masks, lastFlair)
             nodes.targets.SetAttribute("GliomaForecast.MarginMm", repr(result.targets.margin_mm))
             nodes.targets.SetAttribute("GliomaForecast.Score", nodes.probability.GetName())
-            for node in (nodes.probability, nodes.uncertainty, nodes.flair, nodes.displacement, nodes.targets):
+            for node in (nodes.probability, nodes.uncertainty, nodes.flair, *nodes.images.values(), nodes.displacement,
+                         nodes.targets):
                 if node is not None:
                     node.SetAttribute("GliomaForecast.Forecaster", forecaster)
                     node.SetAttribute(DAY_ATTRIBUTE, repr(float(day)))

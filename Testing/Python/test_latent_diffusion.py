@@ -196,3 +196,37 @@ def test_two_scan_forecasters_name_latent_diffusion_for_a_single_scan(tmp_path) 
     path = _single_scan_case(tmp_path)
     with pytest.raises(InputError, match="needs at least two scans.*use .*latent-diffusion"):
         run_forecast(path, 120.0, "evolution-field")
+
+
+def test_cli_outcome_flag_for_another_forecaster_is_one_line(tmp_path, capsys) -> None:
+    from gliomaforecast.cli import main
+
+    path = _single_scan_case(tmp_path)
+    code = main(["forecast", str(path), "--day", "120", "--out", str(tmp_path / "out"), "--forecaster", "persistence",
+                 "--outcome", "responder"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "error: --outcome: the persistence forecaster has no 'outcome' setting; it applies to latent-diffusion" in err[0]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_slicer_logic_single_scan_forecast_matches_run_forecast(tiny, monkeypatch) -> None:
+    pytest.importorskip("slicer")
+    from GliomaForecastLib import adapters
+    from GliomaForecastLib.logic import ForecastLogic
+    from GliomaForecastLib.scene import headless_scene
+    from gliomaforecast.evaluation_protocols import prefix_case
+
+    monkeypatch.setenv("GLIOMAFORECAST_MODELS_DIR", str(tiny["models"]))
+    scene = headless_scene()
+    loaded = ForecastLogic(scene).loadCase(SAMPLE / "case.json")
+    day0 = loaded.days[0]
+    nodes = ForecastLogic(scene).forecast([(day0, loaded.flair[day0], loaded.gtv[day0], "GTV")], 120.0,
+                                          brainMask=loaded.brainMask, forecaster="latent-diffusion", samples=2,
+                                          nBootstrap=2, settings={"outcome": "progressor"})
+    expected = run_forecast(prefix_case(load_case(SAMPLE / "case.json"), 1), 120.0, "latent-diffusion", samples=2,
+                            n_bootstrap=2, settings={"outcome": "progressor"})
+    np.testing.assert_allclose(adapters.array_from_volume(nodes.probability), expected.output.probability, atol=1e-6)
+    np.testing.assert_allclose(adapters.array_from_volume(nodes.images["t1ce"]), expected.output.extra_images["t1ce"],
+                               atol=1e-4)
+    assert nodes.images["t1ce"].GetName().startswith("Predicted T1CE")

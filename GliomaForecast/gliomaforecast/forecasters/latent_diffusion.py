@@ -15,7 +15,9 @@ in :mod:`.latent_inputs` and the model card (Resources/Models/latent-diffusion.m
    ``progressor`` guides them with classifier-free guidance ``e = e_u + w (e_c - e_u)`` (one call on a 2B batch,
    w from the registry: chosen on the validation cohort); ``unknown`` samples the unconditional model (null class).
 5. Each sampled latent is snapped to the codebooks and decoded: T1CE and FLAIR (their mean over samples, times the
-   scan's scales: the input's units) and the GTV probability (sigmoid of the decoded logits; the map is the mean
+   scan's scales: the input's units; with the registry's ``image_mode`` "residual", chosen on the validation cohort,
+   the scan's crop plus the decoded change, decoded post - decoded pre, so that the autoencoder's reconstruction
+   error cancels where nothing changes) and the GTV probability (sigmoid of the decoded logits; the map is the mean
    over samples and the uncertainty their SD), pasted back onto the case grid inside the crops; elsewhere the images
    are the scan's own and the probability 0.
 6. A target outside the trained gap range (60-200 days after the scan) is forecast with a warning; never silently.
@@ -142,7 +144,8 @@ class LatentDiffusionForecaster:
         n, k = len(z), int(request.samples)
         progress(0.0, f"encoding {n} slices")
         codec = LatentCodec(family)
-        lat = codec.encode(li.image_slices(vol, z), li.mask_slices(vol, z))
+        crops = li.image_slices(vol, z)
+        lat = codec.encode(crops, li.mask_slices(vol, z))
         h, w = lat.shape[2:]
         cond = np.concatenate([lat, np.full((n, 1, h, w), li.gap_feature(gap), np.float32)], axis=1)
         cond = np.ascontiguousarray(np.tile(cond, (k, 1, 1, 1)))
@@ -161,6 +164,7 @@ class LatentDiffusionForecaster:
         progress(0.9, "decoding")
         images, prob = codec.decode(latents)
         images = images.reshape(k, n, *images.shape[1:])
+        residual = extra.get("image_mode", "direct") == "residual"
         prob = prob.reshape(k, n, *prob.shape[2:])
         sp = spacing[1:]
         zeros = np.zeros(case.grid.shape, np.float32)
@@ -168,6 +172,8 @@ class LatentDiffusionForecaster:
         probability = np.clip(maps.mean(axis=0), 0.0, 1.0).astype(np.float32)
         uncertainty = maps.std(axis=0).astype(np.float32)
         mean_images = images.mean(axis=0)
+        if residual:
+            mean_images = crops + (mean_images - codec.decode(lat)[0])
         out_images = {}
         for c, m in enumerate(li.MODALITIES):
             out_images[m] = paste_slices(case.image(scan, m), mean_images[:, c] * vol.scales[c], z, sp,
@@ -177,7 +183,7 @@ class LatentDiffusionForecaster:
         notes = [f"{self.name}: single-scan forecast from the scan of day {scan.day:g}; {n} axial slices (z "
                  f"{int(z[0])}-{int(z[-1])}) of {li.CROP} x {li.CROP} pixels at {li.PIXEL_MM:g} mm; {k} samples, "
                  f"{steps} {settings.sampler} steps, {guidance}; probability = mean decoded GTV, uncertainty their SD; "
-                 f"T1CE and FLAIR = mean decoded images"]
+                 f"T1CE and FLAIR = {'scan + mean decoded change' if residual else 'mean decoded images'}"]
         if not lo_gap <= gap <= hi_gap:
             notes.append(f"warning: {self.name}: the target is {gap:g} days after the scan, outside the trained range "
                          f"{lo_gap:g}-{hi_gap:g} days; the forecast is an extrapolation")
