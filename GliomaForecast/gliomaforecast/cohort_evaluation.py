@@ -41,6 +41,7 @@ import io
 import json
 import math
 import multiprocessing
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from . import ctv, defaults, evaluation, metrics_images, sdf
+from . import ctv, defaults, evaluation, metrics_images, models, sdf
 from .case import Case, Timepoint, load_case
 from .errors import InputError
 from .evaluation_protocols import Protocol, plan_tasks, prefix_case, scan_volumes
@@ -299,6 +300,12 @@ def _order(settings: EvaluationSettings) -> Callable[[dict], tuple]:
                       r.get("n_priors", 0), r.get("target_index", 0))
 
 
+def _share_cores(workers: int) -> None:
+    """Worker initializer: onnxruntime sessions get the worker's share of the cores (at least one thread) unless
+    ``$GLIOMAFORECAST_ORT_THREADS`` says otherwise, so ``--jobs N`` does not start N x cores spinning threads."""
+    os.environ.setdefault(models.THREADS_VAR, str(max(1, (os.cpu_count() or 1) // workers)))
+
+
 def evaluate_cohort(cohort_dir: str | Path, settings: EvaluationSettings, jobs: int = 1,
                     progress: Callable[[str], None] | None = None) -> CohortResult:
     """Evaluate every patient of ``cohort_dir`` with ``jobs`` worker processes (1: in this process).
@@ -336,7 +343,9 @@ def evaluate_cohort(cohort_dir: str | Path, settings: EvaluationSettings, jobs: 
             collect(path, result)
     else:
         context = multiprocessing.get_context("spawn")  # no fork of a process holding library threads
-        with ProcessPoolExecutor(max_workers=min(jobs, len(paths)), mp_context=context) as pool:
+        workers = min(jobs, len(paths))
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_share_cores,
+                                 initargs=(workers,)) as pool:
             futures = {pool.submit(evaluate_patient, str(p), settings): p for p in paths}
             for future in as_completed(futures):
                 try:

@@ -48,6 +48,7 @@ from .resources import resources_dir
 
 SCHEMA = "gliomaforecast.models/1"
 ENV_VAR = "GLIOMAFORECAST_MODELS_DIR"
+THREADS_VAR = "GLIOMAFORECAST_ORT_THREADS"  # intra-op threads of sessions opened without an explicit count
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 _MODEL_KEYS = ("id", "version", "file", "sha256", "inputs", "outputs")
@@ -275,8 +276,16 @@ def get_family(family_id: str, models_dir: str | Path | None = None) -> FamilySp
 
 
 def _check_threads(threads: int | None) -> int:
+    """The intra-op thread count: ``threads``, else ``$GLIOMAFORECAST_ORT_THREADS`` (set by ``evaluate --jobs N`` in
+    its workers so that N processes share the cores instead of each taking all of them), else 0 (onnxruntime's
+    default: one per physical core)."""
     if threads is None:
-        return 0
+        value = os.environ.get(THREADS_VAR, "").strip()
+        if not value:
+            return 0
+        if not value.isdigit():
+            raise InputError(None, THREADS_VAR, f"must be a whole number of threads >= 0, got {value!r}")
+        return int(value)
     if isinstance(threads, bool) or int(threads) != threads or threads < 0:
         raise InputError(None, "threads", f"intra-op thread count must be an integer >= 0 (0: default), got {threads}")
     return int(threads)

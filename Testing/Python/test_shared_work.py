@@ -85,3 +85,24 @@ def test_one_session_per_model_file_content():
     c = models.load_model("evolution", threads=2)
     assert a.session is b.session
     assert c.session is not a.session
+
+
+def test_evaluation_workers_share_the_cores(monkeypatch):
+    """Sessions opened without a thread count take $GLIOMAFORECAST_ORT_THREADS (evaluate --jobs N sets each worker's
+    share of the cores); a bad value names the variable."""
+    from gliomaforecast import cohort_evaluation
+    from gliomaforecast.errors import InputError
+
+    monkeypatch.setenv(models.THREADS_VAR, "1")
+    one = models.load_model("evolution")
+    assert one.session.get_session_options().intra_op_num_threads == 1
+    monkeypatch.setenv(models.THREADS_VAR, "two")
+    with pytest.raises(InputError, match="GLIOMAFORECAST_ORT_THREADS"):
+        models.load_model("evolution")
+    monkeypatch.delenv(models.THREADS_VAR)
+    cohort_evaluation._share_cores(64)
+    assert models._check_threads(None) == 1  # never fewer than one thread per worker
+    monkeypatch.delenv(models.THREADS_VAR)
+    monkeypatch.setenv(models.THREADS_VAR, "3")
+    cohort_evaluation._share_cores(1)  # a value the user set is kept
+    assert models._check_threads(None) == 3
