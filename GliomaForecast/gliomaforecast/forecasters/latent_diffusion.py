@@ -17,9 +17,11 @@ in :mod:`.latent_inputs` and the model card (Resources/Models/latent-diffusion.m
 5. Each sampled latent is snapped to the codebooks and decoded: T1CE and FLAIR (their mean over samples, times the
    scan's scales: the input's units; with the registry's ``image_mode`` "residual", chosen on the validation cohort,
    the scan's crop plus the decoded change, decoded post - decoded pre, so that the autoencoder's reconstruction
-   error cancels where nothing changes) and the GTV probability (sigmoid of the decoded logits; the map is the mean
-   over samples and the uncertainty their SD), pasted back onto the case grid inside the crops; elsewhere the images
-   are the scan's own and the probability 0.
+   error cancels where nothing changes) and the GTV (sigmoid of the decoded logits), pasted back onto the case grid
+   inside the crops; elsewhere the images are the scan's own. Each sample's decoded GTV (probability >= 0.5) becomes
+   the project's tumour-presence map, the logistic of its signed distance (``sdf.tumor_probability``, beta 0.1 /mm,
+   mu 15 mm; 0 everywhere for a sample whose tumour vanished), as every forecaster's map and the truth of
+   ``gliomaforecast evaluate`` are; the probability is their mean over samples and the uncertainty their SD.
 6. A target outside the trained gap range (60-200 days after the scan) is forecast with a warning; never silently.
 """
 
@@ -29,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import sdf
 from ..diffusion import SamplerSettings, sample_slices
 from ..errors import InputError
 from ..models import ModelFamily, load_family
@@ -45,6 +48,11 @@ SAMPLE_KEY = 100_000  # noise key of sample k of slice z: k * SAMPLE_KEY + z
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))).astype(np.float32)
+
+
+def _presence(mask: np.ndarray, spacing) -> np.ndarray:
+    """The tumour-presence map of a decoded GTV (logistic of its signed distance, mm); zeros when it is empty."""
+    return sdf.tumor_probability(mask, spacing) if mask.any() else np.zeros(mask.shape, np.float32)
 
 
 def _batched(model, name_in: str, x: np.ndarray, outputs: tuple[str, ...]) -> list[np.ndarray]:
@@ -168,7 +176,7 @@ class LatentDiffusionForecaster:
         prob = prob.reshape(k, n, *prob.shape[2:])
         sp = spacing[1:]
         zeros = np.zeros(case.grid.shape, np.float32)
-        maps = np.stack([paste_slices(zeros, p, z, sp, vol.center_yx_mm) for p in prob])
+        maps = np.stack([_presence(paste_slices(zeros, p, z, sp, vol.center_yx_mm) >= 0.5, spacing) for p in prob])
         probability = np.clip(maps.mean(axis=0), 0.0, 1.0).astype(np.float32)
         uncertainty = maps.std(axis=0).astype(np.float32)
         mean_images = images.mean(axis=0)
@@ -182,7 +190,8 @@ class LatentDiffusionForecaster:
         guidance = "unconditional (null class)" if label == li.NULL else f"class {self.outcome}, CFG w = {w_cfg:g}"
         notes = [f"{self.name}: single-scan forecast from the scan of day {scan.day:g}; {n} axial slices (z "
                  f"{int(z[0])}-{int(z[-1])}) of {li.CROP} x {li.CROP} pixels at {li.PIXEL_MM:g} mm; {k} samples, "
-                 f"{steps} {settings.sampler} steps, {guidance}; probability = mean decoded GTV, uncertainty their SD; "
+                 f"{steps} {settings.sampler} steps, {guidance}; probability = mean over samples of the decoded GTV's "
+                 f"logistic map, uncertainty their SD; "
                  f"T1CE and FLAIR = {'scan + mean decoded change' if residual else 'mean decoded images'}"]
         if not lo_gap <= gap <= hi_gap:
             notes.append(f"warning: {self.name}: the target is {gap:g} days after the scan, outside the trained range "
