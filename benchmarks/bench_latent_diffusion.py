@@ -25,7 +25,7 @@ from gliomaforecast.forecast import fit_case_growth, run_forecast
 
 CASE = Path(__file__).resolve().parents[1] / "Resources" / "SampleData" / "sample_patient" / "case.json"
 HORIZON_DAYS = 120.0
-REPEATS = 3
+REPEATS = 1
 
 
 def main() -> None:
