@@ -138,7 +138,7 @@ def test_fit_is_deterministic_and_export_registers_a_family(sample_examples, tmp
     entry = mexport.export(ea.parse_args(["--checkpoint", str(tmp_path / "a.pt"), "--models-dir", str(models_dir)]))
     assert max(entry["export"]["parity_max_abs"].values()) < 1e-4
     after = [m["id"] for m in json.loads((models_dir / "models.json").read_text())["models"]]
-    assert after == [i for i in before if i != mexport.MODEL_ID] + [mexport.MODEL_ID]  # others kept
+    assert after == before  # the family replaced in place, every other model kept
     family = models.load_family(mexport.MODEL_ID, models_dir, prefer_gpu=False, require=("step",))
     x_t, t, cond, gaps = _inputs(2, 32, seed=3)
     net, _ = mexport.load_checkpoint(tmp_path / "a.pt")
