@@ -50,7 +50,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from . import ctv, defaults, evaluation, metrics_images, models, sdf
+from . import defaults, evaluation, metrics_images, models, sdf
 from .case import Case, Timepoint, load_case
 from .errors import InputError
 from .evaluation_protocols import Protocol, plan_tasks, prefix_case, scan_volumes

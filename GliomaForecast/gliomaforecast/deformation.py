@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 from scipy import ndimage
 
-from . import sdf
 from .checks import check_spacing
 from .errors import InputError
 from .geometry import Grid

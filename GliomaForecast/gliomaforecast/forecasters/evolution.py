@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import sdf
 from ..deformation import case_evolution_field, extrapolate, warp
 from ..errors import InputError
 from ..models import load_model

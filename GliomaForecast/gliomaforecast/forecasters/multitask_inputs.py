@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 from scipy import ndimage
 
-from .. import sdf
 from ..errors import InputError
 
 if TYPE_CHECKING:

@@ -12,22 +12,17 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from gliomaforecast.diffusion import make_schedule
+from ..multitask import loss as multitask_loss
 
-NUM_TRAIN_TIMESTEPS = 1000
-SCHEDULE = "linear"
+NUM_TRAIN_TIMESTEPS = multitask_loss.NUM_TRAIN_TIMESTEPS
+SCHEDULE = multitask_loss.SCHEDULE
+alphas_cumprod = multitask_loss.alphas_cumprod  # alpha_bar_t (float32, (T,)) of the core's schedule
 BURDEN_GAIN = 10.0
 
 
-def alphas_cumprod(schedule: str = SCHEDULE, steps: int = NUM_TRAIN_TIMESTEPS) -> torch.Tensor:
-    """alpha_bar_t (float32, (T,)) of the core's schedule."""
-    return torch.as_tensor(make_schedule(schedule, steps).alphas_cumprod, dtype=torch.float32)
-
-
 def noised(x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-    """x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps for steps ``t`` (B,)."""
-    a = ab[t].reshape(-1, 1, 1, 1)
-    return a.sqrt() * x0 + (1 - a).sqrt() * eps
+    """x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps for steps ``t`` (B,) (the multi-task loss's forward noising)."""
+    return multitask_loss.noised(x0, t, eps, ab)[0]
 
 
 def ddpm_loss(eps_hat: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ from gliomaforecast.errors import InputError
 
 from ..training_progress import training_progress
 from .data import SliceData, cohort_slices
+from ..multitask.train import cohort_cases
 from .loss import alphas_cumprod, burden_loss, ddpm_loss, noised
 from .net import BurdenRegressor, make_ddpm
 
@@ -60,14 +61,6 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=50)
-
-
-def cohort_cases(folder: Path) -> list[Path]:
-    """Patient folders with a case.json, in name order."""
-    cases = sorted(p.parent for p in Path(folder).glob("*/case.json"))
-    if not cases:
-        raise InputError(folder, "--cohort", "no patient folder with a case.json")
-    return cases
 
 
 def prepare(args: argparse.Namespace) -> SliceData:

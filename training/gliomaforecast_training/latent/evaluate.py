@@ -37,6 +37,7 @@ from scipy.stats import wilcoxon
 from skimage.metrics import structural_similarity
 
 from gliomaforecast.diffusion import SamplerSettings
+from gliomaforecast.evaluation import dice
 from gliomaforecast.forecasters import latent_inputs as li
 from gliomaforecast.forecasters.latent_diffusion import MEMBERS, MODEL_ID, LatentCodec, sample_latents
 from gliomaforecast.models import load_family
@@ -61,12 +62,6 @@ def image_scores(pred: np.ndarray, truth: np.ndarray, region: np.ndarray) -> dic
     else:
         out.update({"mse_gtv": np.nan, "psnr_gtv": np.nan, "ssim_gtv": np.nan})
     return out
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two boolean arrays (1 when both are empty)."""
-    s = a.sum() + b.sum()
-    return float(2 * (a & b).sum() / s) if s else 1.0
 
 
 def select_pairs(data: PairData, gap_days: tuple[float, float], max_pairs: int, seed: int) -> np.ndarray:
