@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 from monai.networks.layers.vector_quantizer import EMAQuantizer
 
 from gliomaforecast.case import load_case
@@ -61,7 +62,8 @@ def tiny(tmp_path_factory) -> dict:
     models = root / "models"
     entry = lexport.export(_parse(lexport.add_arguments, [
         "--image-vq", str(ckpt["image"]), "--mask-vq", str(ckpt["mask"]), "--denoiser", str(ckpt["denoiser"]),
-        "--models-dir", str(models), "--guidance-weight", "3", "--steps", "4"]))
+        "--models-dir", str(models), "--guidance-weight", "3", "--steps", "4", "--image-mode", "gated",
+        "--gate-margin-mm", "4", "--gate-feather-mm", "4"]))
     return {"data": data, "ckpt": ckpt, "models": models, "entry": entry, "summary": summary}
 
 
@@ -77,6 +79,18 @@ def test_numpy_codebook_lookup_matches_monai_quantizer() -> None:
     assert lookup(idx.numpy(), codebook).shape == (3, 4, 5, 6)
     with pytest.raises(InputError, match="codebook"):
         nearest_codes(z.numpy(), codebook[:, :3])
+
+
+def test_change_gate_is_one_near_the_tumour_and_zero_beyond_margin_plus_feather() -> None:
+    region = np.zeros((2, 40, 40), bool)
+    region[0, 20, 20] = True  # slice 1: no region -> no change anywhere
+    gate = li.change_gate(region, 2.0, 4.0, 4.0)
+    yy, xx = np.mgrid[:40, :40]
+    d_mm = 2.0 * np.hypot(yy - 20, xx - 20)  # brute-force in-plane distance (mm) to the single region pixel
+    np.testing.assert_allclose(gate[0], np.clip((8.0 - d_mm) / 4.0, 0, 1), atol=1e-6)
+    assert gate[0][d_mm <= 4].min() == 1 and gate[0][d_mm >= 8].max() == 0 and not gate[1].any()
+    # distances are in mm: half the pixel size reaches twice as many pixels
+    assert (li.change_gate(region, 1.0, 4.0, 4.0)[0] > 0).sum() > 3 * (gate[0] > 0).sum()
 
 
 def test_tiny_training_run_writes_checkpoints_and_a_registered_family(tiny) -> None:
@@ -166,7 +180,13 @@ def test_single_scan_forecast_through_run_forecast(tiny, tmp_path, monkeypatch) 
     # outside the crops the images are the scan's own
     flair = case.image(case.timepoints[0], "flair")
     assert np.array_equal(out.image[0], flair[0]) and not np.allclose(out.image, flair)
-    assert "class responder, CFG w = 3" in out.notes[0]
+    assert "class responder, CFG w = 3" in out.notes[0] and "within 4 mm of the scan's or the forecast GTV" in out.notes[0]
+    # gated images: the scan's own FLAIR farther than margin + feather (8 mm in-plane) from its GTV and the forecast
+    # GTV (here: wherever the probability map reaches 0.1; 2 mm more for the crop's 2 mm pixels)
+    region = case.gtv(case.timepoints[0]) | (out.probability >= 0.1)
+    far = np.stack([ndimage.distance_transform_edt(~r, sampling=case.grid.spacing[1:]) > 10.0 if r.any()
+                    else np.ones(r.shape, bool) for r in region])
+    assert np.allclose(out.image[far], flair[far], rtol=1e-6, atol=1e-4) and not np.allclose(out.image[~far], flair[~far])
     again = run_forecast(case, 120.0, "latent-diffusion", samples=2, n_bootstrap=2, settings={"outcome": "responder"})
     assert np.array_equal(again.output.probability, out.probability)  # same seed, same forecast
     assert not forecast_warnings(fc) or all("trained range" not in w for w in forecast_warnings(fc))

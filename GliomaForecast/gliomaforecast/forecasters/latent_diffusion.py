@@ -15,9 +15,10 @@ in :mod:`.latent_inputs` and the model card (Resources/Models/latent-diffusion.m
    ``progressor`` guides them with classifier-free guidance ``e = e_u + w (e_c - e_u)`` (one call on a 2B batch,
    w from the registry: chosen on the validation cohort); ``unknown`` samples the unconditional model (null class).
 5. Each sampled latent is snapped to the codebooks and decoded: T1CE and FLAIR (their mean over samples, times the
-   scan's scales: the input's units; with the registry's ``image_mode`` "residual", chosen on the validation cohort,
-   the scan's crop plus the decoded change, decoded post - decoded pre, so that the autoencoder's reconstruction
-   error cancels where nothing changes) and the GTV (sigmoid of the decoded logits), pasted back onto the case grid
+   scan's scales: the input's units; with the registry's ``image_mode`` "residual" the scan itself, at its own
+   resolution, plus the decoded change, decoded post - decoded pre, interpolated onto the case grid, so that the
+   autoencoder's reconstruction error cancels where nothing changes; "gated", chosen on the validation cohort: that
+   change only near the scan's or the forecast GTV, ``latent_inputs.change_gate``) and the GTV (sigmoid of the decoded logits), pasted back onto the case grid
    inside the crops; elsewhere the images are the scan's own. Each sample's decoded GTV (probability >= 0.5) becomes
    the project's tumour-presence map, the logistic of its signed distance (``sdf.tumor_probability``, beta 0.1 /mm,
    mu 15 mm; 0 everywhere for a sample whose tumour vanished), as every forecaster's map and the truth of
@@ -44,6 +45,10 @@ MODEL_ID = "latent-diffusion"
 MEMBERS = ("image_encoder", "image_decoder", "mask_encoder", "mask_decoder", "denoiser")
 BATCH = 64
 SAMPLE_KEY = 100_000  # noise key of sample k of slice z: k * SAMPLE_KEY + z
+IMAGE_MODES = {"direct": "mean decoded images",
+               "residual": "scan + mean decoded change",
+               "gated": "scan + mean decoded change within {gate_mm:g} mm of the scan's or the forecast GTV "
+                        "(falling to 0 over {feather_mm:g} mm)"}
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -152,8 +157,7 @@ class LatentDiffusionForecaster:
         n, k = len(z), int(request.samples)
         progress(0.0, f"encoding {n} slices")
         codec = LatentCodec(family)
-        crops = li.image_slices(vol, z)
-        lat = codec.encode(crops, li.mask_slices(vol, z))
+        lat = codec.encode(li.image_slices(vol, z), li.mask_slices(vol, z))
         h, w = lat.shape[2:]
         cond = np.concatenate([lat, np.full((n, 1, h, w), li.gap_feature(gap), np.float32)], axis=1)
         cond = np.ascontiguousarray(np.tile(cond, (k, 1, 1, 1)))
@@ -172,7 +176,8 @@ class LatentDiffusionForecaster:
         progress(0.9, "decoding")
         images, prob = codec.decode(latents)
         images = images.reshape(k, n, *images.shape[1:])
-        residual = extra.get("image_mode", "direct") == "residual"
+        mode = str(extra.get("image_mode", "direct"))
+        gate_mm, feather_mm = float(extra.get("gate_margin_mm", 0.0)), float(extra.get("gate_feather_mm", 0.0))
         prob = prob.reshape(k, n, *prob.shape[2:])
         sp = spacing[1:]
         zeros = np.zeros(case.grid.shape, np.float32)
@@ -180,19 +185,26 @@ class LatentDiffusionForecaster:
         probability = np.clip(maps.mean(axis=0), 0.0, 1.0).astype(np.float32)
         uncertainty = maps.std(axis=0).astype(np.float32)
         mean_images = images.mean(axis=0)
-        if residual:
-            mean_images = crops + (mean_images - codec.decode(lat)[0])
         out_images = {}
-        for c, m in enumerate(li.MODALITIES):
-            out_images[m] = paste_slices(case.image(scan, m), mean_images[:, c] * vol.scales[c], z, sp,
-                                         vol.center_yx_mm)
+        if mode == "direct":
+            for c, m in enumerate(li.MODALITIES):
+                out_images[m] = paste_slices(case.image(scan, m), mean_images[:, c] * vol.scales[c], z, sp,
+                                             vol.center_yx_mm)
+        else:  # the scan at its own resolution plus the decoded change interpolated onto the case grid
+            change = mean_images - codec.decode(lat)[0]
+            if mode == "gated":
+                region = (li.mask_slices(vol, z)[:, 0] > 0.5) | (prob.mean(axis=0) >= 0.5)
+                change *= li.change_gate(region, li.PIXEL_MM, gate_mm, feather_mm)[:, None]
+            for c, m in enumerate(li.MODALITIES):
+                out_images[m] = case.image(scan, m) + paste_slices(zeros, change[:, c] * vol.scales[c], z, sp,
+                                                                   vol.center_yx_mm)
         lo_gap, hi_gap = (float(v) for v in extra.get("trained_gap_days", (60.0, 200.0)))
         guidance = "unconditional (null class)" if label == li.NULL else f"class {self.outcome}, CFG w = {w_cfg:g}"
         notes = [f"{self.name}: single-scan forecast from the scan of day {scan.day:g}; {n} axial slices (z "
                  f"{int(z[0])}-{int(z[-1])}) of {li.CROP} x {li.CROP} pixels at {li.PIXEL_MM:g} mm; {k} samples, "
                  f"{steps} {settings.sampler} steps, {guidance}; probability = mean over samples of the decoded GTV's "
                  f"logistic map, uncertainty their SD; "
-                 f"T1CE and FLAIR = {'scan + mean decoded change' if residual else 'mean decoded images'}"]
+                 f"T1CE and FLAIR = {IMAGE_MODES[mode].format(gate_mm=gate_mm, feather_mm=feather_mm)}"]
         if not lo_gap <= gap <= hi_gap:
             notes.append(f"warning: {self.name}: the target is {gap:g} days after the scan, outside the trained range "
                          f"{lo_gap:g}-{hi_gap:g} days; the forecast is an extrapolation")

@@ -43,7 +43,7 @@ GAP_SCALE_DAYS = 60.0
 
 __all__ = ["CROP", "PIXEL_MM", "MODALITIES", "REACH_MM", "NULL", "RESPONDER", "PROGRESSOR", "OUTCOMES",
            "ScanVolumes", "scan_volumes", "forecast_slices", "image_slices", "mask_slices", "outcome_class",
-           "gap_feature", "check_modalities"]
+           "gap_feature", "check_modalities", "change_gate"]
 
 
 @dataclass
@@ -115,3 +115,18 @@ def outcome_class(volume_pre_ml: float, volume_post_ml: float) -> int:
 def gap_feature(gap_days: float | np.ndarray) -> np.ndarray:
     """The gap's network feature: (gap - 120 days) / 60 days (float32)."""
     return ((np.asarray(gap_days, np.float64) - GAP_CENTER_DAYS) / GAP_SCALE_DAYS).astype(np.float32)
+
+
+def change_gate(region: np.ndarray, pixel_mm: float, margin_mm: float, feather_mm: float) -> np.ndarray:
+    """Weight 0-1 of the decoded change per pixel of 2D crops ``region`` (n, H, W) bool (where the tumour is before
+    or after): 1 within ``margin_mm`` (mm, in-plane) of the region, falling linearly to 0 over the next
+    ``feather_mm`` (mm); 0 everywhere on a crop without region. The "gated" image forecast is
+    scan + gate x (decoded post - decoded pre): the scan itself where no tumour change is expected."""
+    region = np.asarray(region, bool)
+    gate = np.zeros(region.shape, np.float32)
+    for i, r in enumerate(region):
+        if r.any():
+            d = ndimage.distance_transform_edt(~r, sampling=(pixel_mm, pixel_mm))
+            ramp = (margin_mm + feather_mm - d) / feather_mm if feather_mm > 0 else (d <= margin_mm).astype(float)
+            gate[i] = np.clip(ramp, 0.0, 1.0)
+    return gate

@@ -100,10 +100,27 @@ def forecast_slices(family, codec: LatentCodec, data: PairData, rows: np.ndarray
     return images, prob
 
 
-def residual_images(pre: np.ndarray, pre_decoded: np.ndarray, decoded: np.ndarray) -> np.ndarray:
+def residual_images(pre: np.ndarray, pre_decoded: np.ndarray, decoded: np.ndarray,
+                    gate: np.ndarray | None = None) -> np.ndarray:
     """The residual forecast: the pre-treatment crop plus the decoded change, pre + (decoded post - decoded pre),
-    so that the autoencoder's reconstruction error cancels where nothing changes."""
-    return pre.astype(np.float64) + (decoded - pre_decoded)
+    so that the autoencoder's reconstruction error cancels where nothing changes; with ``gate`` (n, H, W, 0-1:
+    ``latent_inputs.change_gate``) the change is weighted by it (the "gated" mode)."""
+    change = decoded - pre_decoded
+    if gate is not None:
+        change = change * gate[:, None]
+    return pre.astype(np.float64) + change
+
+
+def image_modes(pre: np.ndarray, pre_mask: np.ndarray, pre_decoded: np.ndarray, decoded: np.ndarray,
+                prob: np.ndarray, gates_mm: list[float], feather_mm: float) -> dict[str, np.ndarray]:
+    """Every image forecast scored: ``direct``, ``residual`` and ``gated:M`` for each margin M (mm) in ``gates_mm``
+    (region: the pre-treatment GTV or the forecast GTV, mean probability >= 0.5; as the forecaster does)."""
+    modes = {"direct": decoded, "residual": residual_images(pre, pre_decoded, decoded)}
+    region = (pre_mask[:, 0] > 0.5) | (prob >= 0.5)
+    for m in gates_mm:
+        gate = li.change_gate(region, li.PIXEL_MM, m, feather_mm)
+        modes[f"gated:{m:g}"] = residual_images(pre, pre_decoded, decoded, gate)
+    return modes
 
 
 def score(data: PairData, pairs: np.ndarray, rows: np.ndarray, images: np.ndarray | None,
@@ -148,6 +165,19 @@ def summarize(rows: list[dict], baseline: list[dict]) -> dict:
     return out
 
 
+def class_effects(areas: dict[str, np.ndarray], baseline: list[dict], chosen: float) -> dict:
+    """Forecast GTV areas (mm^2 per pair) as responders vs as progressors: means and a paired Wilcoxon test."""
+    diff = areas["progressor"] - areas["responder"]
+    return {"w": chosen if chosen > 0 else 1.0, "responder_area_mm2": float(areas["responder"].mean()),
+            "progressor_area_mm2": float(areas["progressor"].mean()),
+            "progressor_larger_fraction": float((diff > 0).mean()),
+            "wilcoxon_p": float(wilcoxon(areas["progressor"], areas["responder"]).pvalue)
+            if np.any(diff != 0) else 1.0,
+            "true_area_mm2_responders": float(np.mean([b["true_area_mm2"] - b["area_mm2"] for b in baseline
+                                                       if b["outcome"] == li.RESPONDER] or [np.nan])),
+            "note": "true_area_mm2_responders: mean (post - pre) GTV area of the true responders"}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help=".npz written by prepare (validation or held-out cohort)")
     p.add_argument("--models-dir", type=Path, required=True, help="folder of models.json with the exported family")
@@ -155,6 +185,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", type=float, nargs="+", default=[0.0, 1.0, 3.0, 5.0, 10.0],
                    help="guidance weights to compare (the chosen one: highest SSIM inside the GTV)")
     p.add_argument("--weight", type=float, default=None, help="run only this w (a frozen choice: held-out run)")
+    p.add_argument("--gates-mm", type=float, nargs="*", default=[],
+                   help="margins (mm) of the gated image modes to compare: the decoded change only within M mm of "
+                        "the pre-treatment or forecast GTV (latent_inputs.change_gate)")
+    p.add_argument("--feather-mm", type=float, default=4.0, help="the gate's linear fall-off beyond the margin (mm)")
+    p.add_argument("--image-mode", default=None,
+                   help="score only this image mode (direct, residual, gated:M; a frozen choice: held-out run)")
+    p.add_argument("--class-effect", action=argparse.BooleanOptionalAction, default=True,
+                   help="forecast every pair as a responder and as a progressor at the chosen w")
     p.add_argument("--max-pairs", type=int, default=40)
     p.add_argument("--samples", type=int, default=4)
     p.add_argument("--steps", type=int, default=50)
@@ -181,7 +219,13 @@ def evaluate(args: argparse.Namespace) -> dict:
     for w in weights:
         images, prob = forecast_slices(family, codec, data, rows, data.outcome[rows], w, args.samples, args.steps,
                                        args.seed)
-        for mode, im in (("direct", images), ("residual", residual_images(data.pre[rows], pre_decoded, images))):
+        gates = list(args.gates_mm)
+        if args.image_mode and args.image_mode.startswith("gated:"):
+            gates.append(float(args.image_mode.split(":", 1)[1]))
+        modes = image_modes(data.pre[rows], data.pre_mask[rows], pre_decoded, images, prob, gates, args.feather_mm)
+        if args.image_mode is not None:
+            modes = {args.image_mode: modes[args.image_mode]}
+        for mode, im in modes.items():
             res = score(data, pairs, rows, im, prob)
             by_w[f"{w:g}/{mode}"] = {"w": w, "mode": mode, "summary": summarize(res, baseline), "rows": res}
             s = by_w[f"{w:g}/{mode}"]["summary"]
@@ -197,21 +241,14 @@ def evaluate(args: argparse.Namespace) -> dict:
     best = max(by_w, key=merit)
     chosen, mode = by_w[best]["w"], by_w[best]["mode"]
     areas = {}
-    for name, cls in (("responder", li.RESPONDER), ("progressor", li.PROGRESSOR)):
+    for name, cls in (("responder", li.RESPONDER), ("progressor", li.PROGRESSOR)) if args.class_effect else ():
         _, prob = forecast_slices(family, codec, data, rows, cls, chosen if chosen > 0 else 1.0, args.samples,
                                   args.steps, args.seed)
         areas[name] = np.array([r["area_mm2"] for r in score(data, pairs, rows, None, prob)])
-    diff = areas["progressor"] - areas["responder"]
-    class_effect = {"w": chosen if chosen > 0 else 1.0, "responder_area_mm2": float(areas["responder"].mean()),
-                    "progressor_area_mm2": float(areas["progressor"].mean()),
-                    "progressor_larger_fraction": float((diff > 0).mean()),
-                    "wilcoxon_p": float(wilcoxon(areas["progressor"], areas["responder"]).pvalue)
-                    if np.any(diff != 0) else 1.0,
-                    "true_area_mm2_responders": float(np.mean([b["true_area_mm2"] - b["area_mm2"] for b in baseline
-                                                               if b["outcome"] == li.RESPONDER] or [np.nan])),
-                    "note": "true_area_mm2_responders: mean (post - pre) GTV area of the true responders"}
+    class_effect = class_effects(areas, baseline, chosen) if args.class_effect else None
     result = {"data": str(args.data), "gap_days": [lo, hi], "pairs": len(pairs), "slices": int(len(rows)),
               "samples": args.samples, "steps": args.steps, "seed": args.seed, "chosen_w": chosen,
+              "gates_mm": list(args.gates_mm), "feather_mm": args.feather_mm,
               "chosen_image_mode": mode,
               "rule": "highest global SSIM + SSIM inside the GTV (mean of T1CE and FLAIR), true class; ties: smaller w",
               "autoencoder_ceiling": ceiling, "weights": by_w, "identity_rows": baseline, "class_effect": class_effect,

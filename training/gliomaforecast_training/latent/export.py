@@ -37,7 +37,7 @@ from .net import COND_CHANNELS, LATENT_CHANNELS, LATENT_SIZE, NUM_CLASSES, Decod
 from .train import load_denoiser, load_vqvae
 
 MODEL_ID = "latent-diffusion"
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 PARITY_LIMIT = 1e-4
 DEFAULT_STEPS = 25
 FILES = {"image_encoder": "latent_diffusion_image_encoder.onnx", "image_decoder": "latent_diffusion_image_decoder.onnx",
@@ -118,8 +118,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models-dir", type=Path, required=True, help="folder of models.json (Resources/Models)")
     p.add_argument("--guidance-weight", type=float, default=1.0, help="CFG weight w chosen on the validation cohort")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="DDIM steps the forecaster uses")
-    p.add_argument("--image-mode", choices=("direct", "residual"), default="direct",
-                   help="images: the decoded post-treatment latent, or the scan + decoded change (chosen on validation)")
+    p.add_argument("--image-mode", choices=("direct", "residual", "gated"), default="direct",
+                   help="images: the decoded post-treatment latent, the scan + decoded change, or that change only "
+                        "near the tumour (chosen on validation)")
+    p.add_argument("--gate-margin-mm", type=float, default=0.0, help="gated mode: margin (mm) around the GTVs")
+    p.add_argument("--gate-feather-mm", type=float, default=4.0, help="gated mode: linear fall-off (mm)")
     p.add_argument("--metrics", type=Path, help="JSON of validation / held-out figures to record in the entry")
     p.add_argument("--training-minutes", type=float, nargs=3, metavar=("IMAGE", "MASK", "DENOISER"),
                    help="for the recorded command only (default: the checkpoints' --max-minutes)")
@@ -169,6 +172,8 @@ def export(args: argparse.Namespace) -> dict:
         schedule=SCHEDULE, num_train_timesteps=NUM_TRAIN_TIMESTEPS, prediction="v_prediction",
         sampler={"name": "ddim", "steps": int(args.steps), "eta": 0.0}, guidance_weight=float(args.guidance_weight),
         image_mode=args.image_mode,
+        **({"gate_margin_mm": args.gate_margin_mm, "gate_feather_mm": args.gate_feather_mm}
+           if args.image_mode == "gated" else {}),
         outcome_classes={"unknown": li.NULL, "responder": li.RESPONDER, "progressor": li.PROGRESSOR},
         trained_gap_days=[MIN_GAP_DAYS, MAX_GAP_DAYS], reach_mm=li.REACH_MM,
         architecture={"vqvae": "monai.networks.nets.VQVAE (EMA codebook)",
