@@ -51,7 +51,13 @@ class Forecast:
 def forecast_tumor_ml(fc: "Forecast") -> float:
     """Volume (mL) of the forecast tumor: the region phi <= 0 of the probability map (``sdf.tumor_region``), inside
     the brain mask when the case has one (so never more than the brain)."""
-    region = sdf.tumor_region(fc.output.probability)
+    return scenario_tumor_ml(fc, fc.output.probability)
+
+
+def scenario_tumor_ml(fc: "Forecast", probability: np.ndarray) -> float:
+    """Volume (mL) of the tumor region phi <= 0 of ``probability`` (a map on ``fc``'s case grid) inside the brain
+    mask when the case has one."""
+    region = sdf.tumor_region(probability)
     brain = fc.case.brain_mask()
     if brain is not None:
         region &= brain

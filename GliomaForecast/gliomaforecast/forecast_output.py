@@ -4,6 +4,7 @@ Files (D = target day): probability_dD.nii.gz, uncertainty_dD.nii.gz, flair_warp
 moved by the forecaster's field, when it gives an image: a warped image, not a forecast of the FLAIR) or
 flair_dD.nii.gz (a FLAIR synthesized by a generative forecaster, ``image_kind == "synthesized"``),
 <modality>_dD.nii.gz (further synthesized images, e.g. t1ce_dD.nii.gz, ``extra_images``),
+probability_<name>_dD.nii.gz and flair_<name>_dD.nii.gz (alternative forecasts, ``scenarios``),
 displacement.nii.gz (physical LPS vectors, mm; when the forecaster gives a
 field), ctv_standard.nii.gz, ctv_forecast.nii.gz,
 targets.seg.nrrd (GTV, CTV standard, CTV forecast), growth.json, growth.png, report.html (+ its PNGs),
@@ -22,7 +23,7 @@ import numpy as np
 from . import __version__, sdf
 from .growth_record import growth_record
 from .deformation import write_displacement
-from .forecast import Forecast, forecast_tumor_ml
+from .forecast import Forecast, forecast_tumor_ml, scenario_tumor_ml
 from .forecasters import dose_note, entry
 from .io import atomic_output_dir, write_image, write_segmentation
 from .models import sha256_of
@@ -105,6 +106,10 @@ def forecast_record(fc: Forecast) -> dict:
                              "highest probability first; no interior holes except barrier / outside-brain voxels",
                     "cavity_ml": fc.cavity_ml, "barrier": fc.barrier_used,
                     "forecast_shortfall_voxels": fc.forecast_shortfall},
+        "scenarios": {name: {"label": sc.label, "tumor_ml": scenario_tumor_ml(fc, sc.probability),
+                             "files": [f"probability_{name}_{day_tag(fc.target_day)}.nii.gz"]
+                             + ([f"flair_{name}_{day_tag(fc.target_day)}.nii.gz"] if sc.image is not None else [])}
+                      for name, sc in fc.output.scenarios.items()},
         "warnings": forecast_warnings(fc),
         "notes": [fc.growth.note, *fc.output.notes],
         "machine": platform.machine(),
@@ -127,6 +132,10 @@ def write_forecast(fc: Forecast, out_dir: str | Path, existing: str = "merge") -
             write_image(tmp / flair_file_name(fc), out.image.astype(np.float32), grid)
         for modality, image in out.extra_images.items():
             write_image(tmp / f"{modality}_{tag}.nii.gz", image.astype(np.float32), grid)
+        for name, scenario in out.scenarios.items():
+            write_image(tmp / f"probability_{name}_{tag}.nii.gz", scenario.probability.astype(np.float32), grid)
+            if scenario.image is not None:
+                write_image(tmp / f"flair_{name}_{tag}.nii.gz", scenario.image.astype(np.float32), grid)
         if out.displacement is not None:
             write_displacement(tmp / "displacement.nii.gz", out.displacement, grid)
         write_image(tmp / "ctv_standard.nii.gz", fc.ctv_standard.astype(np.uint8), grid)

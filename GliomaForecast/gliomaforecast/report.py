@@ -6,6 +6,8 @@
 - ``overlays.png``: axial slices of the last FLAIR with the forecast probability, the contours of the last
   GTV and of both CTVs, and the uncertainty when the forecaster gives one;
 - ``volumes.png``: the target volumes and the growth model's volume at the target day (mL);
+- ``scenario_<name>.png``: each alternative forecast (``ForecasterOutput.scenarios``, e.g. responder and
+  progressor), shown side by side with its tumour volume;
 - ``report.html``: a research-use notice, the warnings (:mod:`plausibility`), the figures embedded as base64
   PNG (no external file, link or script), the volumes (mL), the growth parameters with their 95% band (those at
   a bound marked), the inputs (file names relative to the case folder, never absolute paths: they can carry a
@@ -27,7 +29,7 @@ import numpy as np
 from . import __version__
 from .errors import InputError
 from .evaluation import dice, volume_ml
-from .forecast import Forecast, forecast_tumor_ml
+from .forecast import Forecast, forecast_tumor_ml, scenario_tumor_ml
 from .forecast_output import day_tag, dose_record, flair_file_name
 from .growth import PARAM_UNITS
 from .growth_checks import parameters_at_bounds
@@ -113,6 +115,20 @@ def _growth_rows(forecast: Forecast) -> list[list[object]]:
             for name, s in forecast.growth.parameter_summary().items()]
 
 
+def _scenarios_html(forecast: Forecast, figures: dict[str, Path]) -> str:
+    """The alternative forecasts side by side (one column each) with their tumour volumes; empty without any."""
+    scenarios = forecast.output.scenarios
+    if not scenarios:
+        return ""
+    cells = "".join(f'<td style="width:{100 // len(scenarios)}%;vertical-align:top">{_esc(sc.label)}'
+                    f'{_img(figures[f"scenario {name}"], f"{name} forecast")}</td>' for name, sc in scenarios.items())
+    rows = [[sc.label, f"{scenario_tumor_ml(forecast, sc.probability):.2f}"] for sc in scenarios.values()]
+    rows.insert(0, ["main forecast (drives the targets)", f"{forecast_tumor_ml(forecast):.2f}"])
+    return ("<h2>Outcome scenarios side by side</h2><p>Alternative forecasts for the same day; the target volumes "
+            "come from the main forecast only.</p>" + f"<table><tr>{cells}</tr></table>"
+            + _table(["forecast", "tumor (phi <= 0), mL"], rows, numeric={1}))
+
+
 def render_html(forecast: Forecast, figures: dict[str, Path]) -> str:
     """The report page for ``forecast`` with the PNG ``figures`` (name -> file) embedded."""
     case, out, fit = forecast.case, forecast.output, forecast.growth
@@ -160,6 +176,7 @@ def render_html(forecast: Forecast, figures: dict[str, Path]) -> str:
         "<h2>Volumes (mL)</h2>",
         _table(["volume", "mL"], [[k, f"{v:.2f}"] for k, v in volumes.items()], numeric={1}),
         "<h2>Forecast on the last FLAIR</h2>", _img(figures["overlays"], "axial overlays"),
+        _scenarios_html(forecast, figures),
         "<h2>Target volumes</h2>", _img(figures["volumes"], "target volumes"),
         "<h2>Growth model</h2>", _img(figures["growth"], "growth curve with 95% band"),
         _table(["parameter", "unit", "fit", "bootstrap median", "2.5 %", "97.5 %", ""], _growth_rows(forecast),
@@ -206,6 +223,13 @@ def write_report(forecast: Forecast, out_dir: Path) -> list[Path]:
                                 tuple(float(v[0]) for v in forecast.growth.predict([day])),
                                 f"{case.patient_id}: volumes at day {day:g}"),
     }
+    for name, scenario in forecast.output.scenarios.items():
+        figures[f"scenario {name}"] = plot_overlays(
+            out_dir / f"scenario_{name}.png", background if scenario.image is None else scenario.image,
+            scenario.probability, None, (forecast.gtv,), case.grid, levels,
+            f"{scenario.label}: forecast for day {day:g} on its "
+            f"{'synthesized FLAIR' if scenario.image is not None else modality or 'blank'}")
     page = out_dir / "report.html"
     page.write_text(render_html(forecast, figures), encoding="utf-8")
-    return [figures["growth"], figures["overlays"], figures["volumes"], page]
+    return [figures["growth"], figures["overlays"], figures["volumes"],
+            *(figures[f"scenario {n}"] for n in forecast.output.scenarios), page]

@@ -165,7 +165,7 @@ def plot_overlays(path: Path, background: np.ndarray | None, probability: np.nda
     fig.colorbar(prob_im, ax=axes[0, :].tolist(), shrink=0.8, label="tumor probability")
     if unc_im is not None:
         fig.colorbar(unc_im, ax=axes[1, :].tolist(), shrink=0.8, label="uncertainty (SD)")
-    handles = [Line2D([], [], color=c, linestyle=ls, label=name) for name, c, ls in CONTOURS]
+    handles = [Line2D([], [], color=c, linestyle=ls, label=name) for (name, c, ls), _ in zip(CONTOURS, masks)]
     handles.append(Patch(facecolor="none", edgecolor="0.5",
                          label=f"transparent: P < {PROBABILITY_SHOWN_FROM:g} (opacity grows with P)"))
     if unc_im is not None:

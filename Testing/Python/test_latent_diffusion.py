@@ -17,7 +17,9 @@ from monai.networks.layers.vector_quantizer import EMAQuantizer
 from gliomaforecast.case import load_case
 from gliomaforecast.diffusion import SamplerSettings
 from gliomaforecast.errors import InputError
-from gliomaforecast.forecast import run_forecast
+from gliomaforecast.cli import main
+from gliomaforecast.forecast import forecast_tumor_ml, run_forecast
+from gliomaforecast.io import read_image
 from gliomaforecast.forecasters import latent_inputs as li
 from gliomaforecast.forecasters.latent_codebook import lookup, nearest_codes, quantize
 from gliomaforecast.forecasters.latent_diffusion import MEMBERS, MODEL_ID, LatentCodec, sample_latents
@@ -192,6 +194,33 @@ def test_single_scan_forecast_through_run_forecast(tiny, tmp_path, monkeypatch) 
     assert not forecast_warnings(fc) or all("trained range" not in w for w in forecast_warnings(fc))
     late = run_forecast(case, 400.0, "latent-diffusion", samples=1, n_bootstrap=2)
     assert any("outside the trained range 60-200 days" in w for w in forecast_warnings(late))
+
+
+def test_outcome_both_writes_responder_and_progressor_side_by_side(tiny, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("GLIOMAFORECAST_MODELS_DIR", str(tiny["models"]))
+    path = _single_scan_case(tmp_path)
+    out = tmp_path / "out"
+    assert main(["forecast", str(path), "--day", "120", "--out", str(out), "--forecaster", "latent-diffusion",
+                 "--outcome", "both", "--samples", "2"]) == 0
+    record = json.loads((out / "forecast.json").read_text())
+    assert set(record["scenarios"]) == {"responder", "progressor"}
+    # the main forecast is the unconditional one, the scenarios equal the single-class forecasts (same seed)
+    case = load_case(path)
+    single = {o: run_forecast(case, 120.0, "latent-diffusion", samples=2, n_bootstrap=2, settings={"outcome": o})
+              for o in ("unknown", "responder", "progressor")}
+    main_p = read_image(out / "probability_d120.nii.gz")[0]
+    np.testing.assert_array_equal(main_p, single["unknown"].output.probability)
+    for o in ("responder", "progressor"):
+        np.testing.assert_array_equal(read_image(out / f"probability_{o}_d120.nii.gz")[0],
+                                      single[o].output.probability)
+        np.testing.assert_allclose(read_image(out / f"flair_{o}_d120.nii.gz")[0], single[o].output.image, atol=1e-4)
+        assert record["scenarios"][o]["tumor_ml"] == pytest.approx(forecast_tumor_ml(single[o]), abs=1e-9)
+        assert (out / f"scenario_{o}.png").stat().st_size > 0
+    page = (out / "report.html").read_text()
+    assert "Outcome scenarios side by side" in page and page.count('alt="responder forecast"') == 1 \
+        and page.count('alt="progressor forecast"') == 1
+    # the targets come from the main (unconditional) forecast
+    assert np.array_equal(read_image(out / "ctv_forecast.nii.gz")[0].astype(bool), single["unknown"].ctv_forecast)
 
 
 def test_bad_input_is_one_clear_error(tiny, tmp_path, monkeypatch) -> None:

@@ -44,9 +44,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--barrier", type=Path, default=None,
                    help="binary barrier mask (ventricles, falx, tentorium) on the case grid: geodesic margin, "
                         "both CTVs kept off it")
-    p.add_argument("--outcome", choices=("responder", "progressor", "unknown"), default=None,
+    p.add_argument("--outcome", choices=("responder", "progressor", "unknown", "both"), default=None,
                    help="latent-diffusion only: the outcome class the forecast is guided to (classifier-free "
-                        "guidance); unknown (its default) samples the unconditional model")
+                        "guidance); unknown (its default) samples the unconditional model; both: the unconditional "
+                        "forecast plus the responder and progressor forecasts side by side in the report")
     p.add_argument("--dicom-reference", type=Path, default=None,
                    help="folder with the DICOM planning series of the case's patient: the targets are also written as "
                         "RTSTRUCT and DICOM SEG on it into OUT/dicom (as export-dicom does)")

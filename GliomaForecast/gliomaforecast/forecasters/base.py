@@ -77,6 +77,20 @@ class ForecasterOutput:
     extra_images: dict[str, np.ndarray] = field(default_factory=dict)
     """Further synthesized images on the case grid by modality (e.g. ``{"t1ce": ...}``, the input's intensity
     units), written as ``<modality>_dD.nii.gz``."""
+    scenarios: dict[str, Scenario] = field(default_factory=dict)
+    """Alternative forecasts shown beside the main one (e.g. ``latent-diffusion --outcome both``: the responder and
+    the progressor forecast), written as ``probability_<name>_dD.nii.gz`` and ``flair_<name>_dD.nii.gz`` and drawn
+    side by side in the report; the targets always come from ``probability``."""
+
+
+@dataclass
+class Scenario:
+    """One alternative forecast on the case grid: ``probability`` (tumour presence 0-1, float32), ``image`` (the
+    synthesized FLAIR, the input's units, or None) and a one-line ``label`` saying what was assumed."""
+
+    probability: np.ndarray
+    image: np.ndarray | None
+    label: str
 
 
 class Forecaster(Protocol):

@@ -13,7 +13,9 @@ in :mod:`.latent_inputs` and the model card (Resources/Models/latent-diffusion.m
 4. ``samples`` post-treatment latents per slice are drawn by DDIM (deterministic, ``steps`` network calls, the core's
    runtime :mod:`gliomaforecast.diffusion`), seeded per slice and sample. ``outcome`` ``responder`` or
    ``progressor`` guides them with classifier-free guidance ``e = e_u + w (e_c - e_u)`` (one call on a 2B batch,
-   w from the registry: chosen on the validation cohort); ``unknown`` samples the unconditional model (null class).
+   w from the registry: chosen on the validation cohort); ``unknown`` samples the unconditional model (null class);
+   ``both``: the unconditional forecast (which drives the targets) plus the responder and the progressor forecasts
+   as ``ForecasterOutput.scenarios``, shown side by side in the report (three times the sampling).
 5. Each sampled latent is snapped to the codebooks and decoded: T1CE and FLAIR (their mean over samples, times the
    scan's scales: the input's units; with the registry's ``image_mode`` "residual" the scan itself, at its own
    resolution, plus the decoded change, decoded post - decoded pre, interpolated onto the case grid, so that the
@@ -37,7 +39,7 @@ from ..diffusion import SamplerSettings, sample_slices
 from ..errors import InputError
 from ..models import ModelFamily, load_family
 from . import latent_inputs as li
-from .base import ForecasterOutput, ForecastRequest, ProgressFn
+from .base import ForecasterOutput, ForecastRequest, ProgressFn, Scenario
 from .latent_codebook import quantize
 from .multitask_inputs import paste_slices
 
@@ -45,6 +47,8 @@ MODEL_ID = "latent-diffusion"
 MEMBERS = ("image_encoder", "image_decoder", "mask_encoder", "mask_decoder", "denoiser")
 BATCH = 64
 SAMPLE_KEY = 100_000  # noise key of sample k of slice z: k * SAMPLE_KEY + z
+OUTCOME_CHOICES = (*li.OUTCOMES, "both")
+CLASS_NAMES = {li.NULL: "unknown", li.RESPONDER: "responder", li.PROGRESSOR: "progressor"}
 IMAGE_MODES = {"direct": "mean decoded images",
                "residual": "scan + mean decoded change",
                "gated": "scan + mean decoded change within {gate_mm:g} mm of the scan's or the forecast GTV "
@@ -128,7 +132,8 @@ def sample_latents(family: ModelFamily, cond: np.ndarray, outcome: int, settings
 
 
 class LatentDiffusionForecaster:
-    """``outcome``: responder, progressor or unknown (unconditional); ``steps``: DDIM steps (None: the registry's);
+    """``outcome``: responder, progressor, unknown (unconditional) or both (unconditional + both classes beside
+    it); ``steps``: DDIM steps (None: the registry's);
     ``guidance_weight``: w (None: the registry's, chosen on the validation cohort); ``models_dir``: the registry
     folder (None: the default)."""
 
@@ -136,8 +141,8 @@ class LatentDiffusionForecaster:
 
     def __init__(self, outcome: str = "unknown", steps: int | None = None, guidance_weight: float | None = None,
                  models_dir: str | None = None) -> None:
-        if outcome not in li.OUTCOMES:
-            raise InputError(None, "outcome", f"must be one of {', '.join(li.OUTCOMES)}, got {outcome!r}")
+        if outcome not in OUTCOME_CHOICES:
+            raise InputError(None, "outcome", f"must be one of {', '.join(OUTCOME_CHOICES)}, got {outcome!r}")
         self.outcome = outcome
         self.steps = steps
         self.guidance_weight = guidance_weight
@@ -169,37 +174,49 @@ class LatentDiffusionForecaster:
                                    eta=float(sampler.get("eta", 0.0)), prediction=str(extra.get("prediction", "v")),
                                    schedule=str(extra.get("schedule", "linear")),
                                    num_train_timesteps=int(extra.get("num_train_timesteps", 1000)), cfg_scale=w_cfg)
-        label = li.OUTCOMES[self.outcome]
-        progress(0.05, f"sampling {k} x {n} slices, {steps} {settings.sampler} steps")
-        latents = sample_latents(family, cond, label, settings, request.seed, keys,
-                                 progress=lambda f, m: progress(0.05 + 0.85 * f, m))
-        progress(0.9, "decoding")
-        images, prob = codec.decode(latents)
-        images = images.reshape(k, n, *images.shape[1:])
         mode = str(extra.get("image_mode", "direct"))
         gate_mm, feather_mm = float(extra.get("gate_margin_mm", 0.0)), float(extra.get("gate_feather_mm", 0.0))
-        prob = prob.reshape(k, n, *prob.shape[2:])
         sp = spacing[1:]
         zeros = np.zeros(case.grid.shape, np.float32)
-        maps = np.stack([_presence(paste_slices(zeros, p, z, sp, vol.center_yx_mm) >= 0.5, spacing) for p in prob])
-        probability = np.clip(maps.mean(axis=0), 0.0, 1.0).astype(np.float32)
-        uncertainty = maps.std(axis=0).astype(np.float32)
-        mean_images = images.mean(axis=0)
-        out_images = {}
-        if mode == "direct":
-            for c, m in enumerate(li.MODALITIES):
-                out_images[m] = paste_slices(case.image(scan, m), mean_images[:, c] * vol.scales[c], z, sp,
-                                             vol.center_yx_mm)
-        else:  # the scan at its own resolution plus the decoded change interpolated onto the case grid
-            change = mean_images - codec.decode(lat)[0]
-            if mode == "gated":
-                region = (li.mask_slices(vol, z)[:, 0] > 0.5) | (prob.mean(axis=0) >= 0.5)
-                change *= li.change_gate(region, li.PIXEL_MM, gate_mm, feather_mm)[:, None]
-            for c, m in enumerate(li.MODALITIES):
-                out_images[m] = case.image(scan, m) + paste_slices(zeros, change[:, c] * vol.scales[c], z, sp,
-                                                                   vol.center_yx_mm)
+        pre_decoded = codec.decode(lat)[0] if mode != "direct" else None
+        runs = [li.NULL, li.RESPONDER, li.PROGRESSOR] if self.outcome == "both" else [li.OUTCOMES[self.outcome]]
+
+        def draw(label: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+            """(probability, uncertainty, images by modality) of the forecast for class ``label``."""
+            progress(lo, f"sampling {k} x {n} slices, {steps} {settings.sampler} steps, {CLASS_NAMES[label]}")
+            latents = sample_latents(family, cond, label, settings, request.seed, keys,
+                                     progress=lambda f, m: progress(lo + (hi - lo) * f, m))
+            images, prob = codec.decode(latents)
+            images = images.reshape(k, n, *images.shape[1:]).mean(axis=0)
+            prob = prob.reshape(k, n, *prob.shape[2:])
+            maps = np.stack([_presence(paste_slices(zeros, p, z, sp, vol.center_yx_mm) >= 0.5, spacing)
+                             for p in prob])
+            out_images = {}
+            if mode == "direct":
+                for c, m in enumerate(li.MODALITIES):
+                    out_images[m] = paste_slices(case.image(scan, m), images[:, c] * vol.scales[c], z, sp,
+                                                 vol.center_yx_mm)
+            else:  # the scan at its own resolution plus the decoded change interpolated onto the case grid
+                change = images - pre_decoded
+                if mode == "gated":
+                    region = (li.mask_slices(vol, z)[:, 0] > 0.5) | (prob.mean(axis=0) >= 0.5)
+                    change *= li.change_gate(region, li.PIXEL_MM, gate_mm, feather_mm)[:, None]
+                for c, m in enumerate(li.MODALITIES):
+                    out_images[m] = case.image(scan, m) + paste_slices(zeros, change[:, c] * vol.scales[c], z, sp,
+                                                                       vol.center_yx_mm)
+            return (np.clip(maps.mean(axis=0), 0.0, 1.0).astype(np.float32), maps.std(axis=0).astype(np.float32),
+                    out_images)
+
+        span = 0.9 / len(runs)
+        drawn = [draw(label, 0.05 + i * span, 0.05 + (i + 1) * span) for i, label in enumerate(runs)]
+        probability, uncertainty, out_images = drawn[0]
+        label = runs[0]
+        scenarios = {CLASS_NAMES[lab]: Scenario(p, im["flair"], f"outcome {CLASS_NAMES[lab]} (CFG w = {w_cfg:g})")
+                     for lab, (p, _, im) in zip(runs[1:], drawn[1:])}
         lo_gap, hi_gap = (float(v) for v in extra.get("trained_gap_days", (60.0, 200.0)))
         guidance = "unconditional (null class)" if label == li.NULL else f"class {self.outcome}, CFG w = {w_cfg:g}"
+        if scenarios:
+            guidance += f"; the responder and progressor forecasts beside it (CFG w = {w_cfg:g}; not used for the targets)"
         notes = [f"{self.name}: single-scan forecast from the scan of day {scan.day:g}; {n} axial slices (z "
                  f"{int(z[0])}-{int(z[-1])}) of {li.CROP} x {li.CROP} pixels at {li.PIXEL_MM:g} mm; {k} samples, "
                  f"{steps} {settings.sampler} steps, {guidance}; probability = mean over samples of the decoded GTV's "
@@ -211,4 +228,4 @@ class LatentDiffusionForecaster:
         progress(1.0, "done")
         return ForecasterOutput(probability=probability, uncertainty=uncertainty, image=out_images["flair"],
                                 models=family.provenance(), notes=notes, image_kind="synthesized",
-                                extra_images={"t1ce": out_images["t1ce"]})
+                                extra_images={"t1ce": out_images["t1ce"]}, scenarios=scenarios)
