@@ -223,6 +223,34 @@ def test_outcome_both_writes_responder_and_progressor_side_by_side(tiny, tmp_pat
     assert np.array_equal(read_image(out / "ctv_forecast.nii.gz")[0].astype(bool), single["unknown"].ctv_forecast)
 
 
+def test_dose_conditioned_family_reads_the_planned_dose(tiny, tmp_path, monkeypatch) -> None:
+    data = PairData.load(tiny["data"])
+    assert data.dose.shape == (len(data), 1, li.CROP, li.CROP) and 0 < data.dose.max() <= 80 / li.DOSE_SCALE_GY
+    ck = tmp_path / "denoiser_dose.pt"
+    ltrain.fit_diffusion(_parse(ltrain.add_diffusion_arguments, [
+        "--data", str(tiny["data"]), "--image-vq", str(tiny["ckpt"]["image"]), "--mask-vq", str(tiny["ckpt"]["mask"]),
+        "--channels", "16", "32", "32", "--steps", "3", "--batch", "4", "--dose", "--out", str(ck)]))
+    models = tmp_path / "models"
+    entry = lexport.export(_parse(lexport.add_arguments, [
+        "--image-vq", str(tiny["ckpt"]["image"]), "--mask-vq", str(tiny["ckpt"]["mask"]), "--denoiser", str(ck),
+        "--models-dir", str(models), "--steps", "4"]))
+    assert entry["dose_conditioning"] is True and "--dose --dose-dropout 0.15" in entry["training"]["command"]
+    cond = [t for t in entry["files"]["denoiser"]["inputs"] if t["name"] == "cond"][0]
+    assert cond["shape"][1] == 10
+    monkeypatch.setenv("GLIOMAFORECAST_MODELS_DIR", str(models))
+    (tmp_path / "a").mkdir()
+    with_dose = run_forecast(_single_scan_case(tmp_path / "a"), 120.0, "latent-diffusion", samples=1, n_bootstrap=2)
+    (tmp_path / "b").mkdir()
+    path = _single_scan_case(tmp_path / "b")
+    manifest = json.loads(path.read_text())
+    manifest.pop("dose")
+    path.write_text(json.dumps(manifest))
+    without = run_forecast(path, 120.0, "latent-diffusion", samples=1, n_bootstrap=2)
+    assert any("conditioned on the planned RT dose" in n for n in with_dose.output.notes)
+    assert any("no RT dose map" in n for n in without.output.notes)
+    assert not np.allclose(with_dose.output.image, without.output.image)
+
+
 def test_bad_input_is_one_clear_error(tiny, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("GLIOMAFORECAST_MODELS_DIR", str(tiny["models"]))
     (tmp_path / "a").mkdir()

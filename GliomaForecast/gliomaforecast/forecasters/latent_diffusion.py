@@ -8,8 +8,9 @@ in :mod:`.latent_inputs` and the model card (Resources/Models/latent-diffusion.m
 2. The axial slices within 6 mm (z) of a GTV slice, cropped to 64 x 64 pixels at 2 mm around the GTV's centre; T1CE
    and FLAIR divided by the scan's intensity scales (99th percentile in the brain).
 3. The image and GTV VQ-VAE encoders (ONNX) give continuous latents, snapped to their codebooks in numpy
-   (:mod:`.latent_codebook`) and normalised per channel; with the gap (days to the target) they condition the
-   latent denoiser.
+   (:mod:`.latent_codebook`) and normalised per channel; with the gap (days to the target) and, for a family
+   trained with it (registry ``dose_conditioning``), the planned RT dose on the crops (/ 60 Gy, mean-pooled to the
+   latent grid; zeros without a dose map) they condition the latent denoiser.
 4. ``samples`` post-treatment latents per slice are drawn by DDIM (deterministic, ``steps`` network calls, the core's
    runtime :mod:`gliomaforecast.diffusion`), seeded per slice and sample. ``outcome`` ``responder`` or
    ``progressor`` guides them with classifier-free guidance ``e = e_u + w (e_c - e_u)`` (one call on a 2B batch,
@@ -164,8 +165,11 @@ class LatentDiffusionForecaster:
         codec = LatentCodec(family)
         lat = codec.encode(li.image_slices(vol, z), li.mask_slices(vol, z))
         h, w = lat.shape[2:]
-        cond = np.concatenate([lat, np.full((n, 1, h, w), li.gap_feature(gap), np.float32)], axis=1)
-        cond = np.ascontiguousarray(np.tile(cond, (k, 1, 1, 1)))
+        parts = [lat, np.full((n, 1, h, w), li.gap_feature(gap), np.float32)]
+        dosed = bool(extra.get("dose_conditioning", False))
+        if dosed:
+            parts.append(li.pooled(li.dose_slices(case, vol, z), h))
+        cond = np.ascontiguousarray(np.tile(np.concatenate(parts, axis=1), (k, 1, 1, 1)))
         keys = [s * SAMPLE_KEY + int(zz) for s in range(k) for zz in z]
         sampler = extra.get("sampler", {})
         w_cfg = float(self.guidance_weight if self.guidance_weight is not None else extra.get("guidance_weight", 1.0))
@@ -222,6 +226,10 @@ class LatentDiffusionForecaster:
                  f"{steps} {settings.sampler} steps, {guidance}; probability = mean over samples of the decoded GTV's "
                  f"logistic map, uncertainty their SD; "
                  f"T1CE and FLAIR = {IMAGE_MODES[mode].format(gate_mm=gate_mm, feather_mm=feather_mm)}"]
+        if dosed:
+            notes.append(f"{self.name}: conditioned on the planned RT dose" if case.dose() is not None else
+                         f"{self.name}: the case has no RT dose map; the dose condition is empty (the network's "
+                         f"no-dose condition, trained on examples with the dose withheld)")
         if not lo_gap <= gap <= hi_gap:
             notes.append(f"warning: {self.name}: the target is {gap:g} days after the scan, outside the trained range "
                          f"{lo_gap:g}-{hi_gap:g} days; the forecast is an extrapolation")

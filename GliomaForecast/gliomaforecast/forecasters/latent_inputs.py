@@ -40,10 +40,11 @@ OUTCOMES = {"unknown": NULL, "responder": RESPONDER, "progressor": PROGRESSOR}
 RESPONDER_RATIO = 1.0
 GAP_CENTER_DAYS = 120.0
 GAP_SCALE_DAYS = 60.0
+DOSE_SCALE_GY = 60.0
 
 __all__ = ["CROP", "PIXEL_MM", "MODALITIES", "REACH_MM", "NULL", "RESPONDER", "PROGRESSOR", "OUTCOMES",
            "ScanVolumes", "scan_volumes", "forecast_slices", "image_slices", "mask_slices", "outcome_class",
-           "gap_feature", "check_modalities", "change_gate"]
+           "gap_feature", "check_modalities", "change_gate", "dose_slices", "pooled"]
 
 
 @dataclass
@@ -130,3 +131,19 @@ def change_gate(region: np.ndarray, pixel_mm: float, margin_mm: float, feather_m
             ramp = (margin_mm + feather_mm - d) / feather_mm if feather_mm > 0 else (d <= margin_mm).astype(float)
             gate[i] = np.clip(ramp, 0.0, 1.0)
     return gate
+
+
+def dose_slices(case: "Case", vol: ScanVolumes, z: Sequence[int], crop: int = CROP) -> np.ndarray:
+    """The planned RT dose on the crops of slices ``z`` (len(z), 1, crop, crop) float32, in units of
+    ``DOSE_SCALE_GY`` (60 Gy); zeros for a case without a dose map (the network's "no dose" condition)."""
+    dose = case.dose()
+    if dose is None:
+        return np.zeros((len(z), 1, crop, crop), np.float32)
+    d = crop_slices(dose.astype(np.float32) / np.float32(DOSE_SCALE_GY), z, vol.spacing[1:], vol.center_yx_mm, crop)
+    return d[:, None].astype(np.float32)
+
+
+def pooled(x: np.ndarray, size: int) -> np.ndarray:
+    """Mean-pool (n, c, H, W) to (n, c, size, size) (H, W multiples of ``size``): a dose crop at latent resolution."""
+    n, c, h, w = x.shape
+    return x.reshape(n, c, size, h // size, size, w // size).mean(axis=(3, 5)).astype(np.float32)

@@ -9,7 +9,8 @@ gives at most ``max_slices`` (drawn with the seed) of the axial slices within 6 
 
 Arrays (float16 storage): ``pre`` and ``post`` (N, 2, crop, crop) T1CE and FLAIR / scan i's scales;
 ``pre_mask`` and ``post_mask`` (N, 1, crop, crop) 0/1; ``gap`` (N,) days; ``outcome`` (N,) 1 responder or 2
-progressor; ``pair`` (N,) index into ``pairs`` (patient, i, j).
+progressor; ``pair`` (N,) index into ``pairs`` (patient, i, j); ``dose`` (N, 1, crop, crop) the planned RT dose
+on scan i's crop / 60 Gy (zeros without a dose map).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from gliomaforecast.forecasters import latent_inputs as li
 
 MIN_GAP_DAYS = 60.0
 MAX_GAP_DAYS = 200.0
-ARRAYS = ("pre", "pre_mask", "post", "post_mask", "gap", "outcome", "pair")
+ARRAYS = ("pre", "pre_mask", "post", "post_mask", "gap", "outcome", "pair", "dose")
 
 
 @dataclass
@@ -39,6 +40,7 @@ class PairData:
     gap: np.ndarray
     outcome: np.ndarray
     pair: np.ndarray
+    dose: np.ndarray
     pairs: list[tuple[str, int, int]] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -59,7 +61,7 @@ class PairData:
 
 def case_pairs(case_path: str | Path, rng: np.random.Generator, max_slices: int = 6,
                gap_days: tuple[float, float] = (MIN_GAP_DAYS, MAX_GAP_DAYS), crop: int = li.CROP) -> list[tuple]:
-    """Examples of one case: a list of (pre, pre_mask, post, post_mask, gap, outcome, i, j) per pair."""
+    """Examples of one case: a list of (pre, pre_mask, post, post_mask, gap, outcome, i, j, dose) per pair."""
     case = load_case(case_path)
     tps = case.timepoints
     voxel_ml = float(np.prod(case.grid.spacing)) / 1000.0
@@ -79,7 +81,7 @@ def case_pairs(case_path: str | Path, rng: np.random.Generator, max_slices: int 
             z = z_all[rows]
             cls = li.outcome_class(pre.gtv.sum() * voxel_ml, post.gtv.sum() * voxel_ml)
             out.append((x_pre[rows], m_pre[rows], li.image_slices(post, z, crop), li.mask_slices(post, z, crop),
-                        tps[j].day - tp_i.day, cls, i, j))
+                        tps[j].day - tp_i.day, cls, i, j, li.dose_slices(case, pre, z, crop)))
     return out
 
 
@@ -93,9 +95,10 @@ def cohort_pairs(case_paths: Sequence[str | Path], max_slices: int = 6, seed: in
     for path in case_paths:
         path = Path(path) / "case.json" if Path(path).is_dir() else Path(path)
         pid = path.parent.name
-        for pre, m_pre, post, m_post, gap, cls, i, j in case_pairs(path, rng, max_slices, gap_days, crop):
+        for pre, m_pre, post, m_post, gap, cls, i, j, dose in case_pairs(path, rng, max_slices, gap_days, crop):
             n = len(pre)
-            for key, value in (("pre", pre), ("pre_mask", m_pre), ("post", post), ("post_mask", m_post)):
+            for key, value in (("pre", pre), ("pre_mask", m_pre), ("post", post), ("post_mask", m_post),
+                               ("dose", dose)):
                 parts[key].append(value.astype(np.float16))
             parts["gap"].append(np.full(n, gap, np.float32))
             parts["outcome"].append(np.full(n, cls, np.int64))
@@ -107,5 +110,5 @@ def cohort_pairs(case_paths: Sequence[str | Path], max_slices: int = 6, seed: in
         empty = np.zeros((0, len(li.MODALITIES), crop, crop), np.float16)
         mask = np.zeros((0, 1, crop, crop), np.float16)
         return PairData(empty, mask, empty, mask, np.zeros(0, np.float32), np.zeros(0, np.int64),
-                        np.zeros(0, np.int64), [])
+                        np.zeros(0, np.int64), mask, [])
     return PairData(*(np.concatenate(parts[k]) for k in ARRAYS), names)  # type: ignore[arg-type]

@@ -81,8 +81,11 @@ def forecast_slices(family, codec: LatentCodec, data: PairData, rows: np.ndarray
     pre = data.pre[rows].astype(np.float32)
     lat = codec.encode(pre, data.pre_mask[rows].astype(np.float32))
     n, _, h, w_ = lat.shape
-    cond = np.concatenate([lat, np.broadcast_to(li.gap_feature(data.gap[rows])[:, None, None, None], (n, 1, h, w_))], 1)
     extra = family["denoiser"].spec.extra
+    parts = [lat, np.broadcast_to(li.gap_feature(data.gap[rows])[:, None, None, None], (n, 1, h, w_))]
+    if extra.get("dose_conditioning", False):
+        parts.append(li.pooled(data.dose[rows].astype(np.float32), h))
+    cond = np.concatenate(parts, 1)
     settings = SamplerSettings(sampler="ddim", steps=steps, prediction=extra["prediction"], schedule=extra["schedule"],
                                num_train_timesteps=extra["num_train_timesteps"], cfg_scale=float(w))
     classes = np.broadcast_to(np.asarray(outcome), (n,))

@@ -33,7 +33,7 @@ from gliomaforecast.model_registry_writer import family_entry, file_entry, write
 
 from ..multitask.loss import NUM_TRAIN_TIMESTEPS, SCHEDULE
 from .data import MAX_GAP_DAYS, MIN_GAP_DAYS
-from .net import COND_CHANNELS, LATENT_CHANNELS, LATENT_SIZE, NUM_CLASSES, Decoder, Denoiser, Encoder
+from .net import LATENT_CHANNELS, LATENT_SIZE, NUM_CLASSES, Decoder, Encoder, cond_channels
 from .train import load_denoiser, load_vqvae
 
 MODEL_ID = "latent-diffusion"
@@ -49,7 +49,7 @@ def _t(name: str, shape: list, dtype: str, units: str, normalization: str) -> di
     return {"name": name, "shape": shape, "dtype": dtype, "units": units, "normalization": normalization}
 
 
-def member_io(channels: int) -> dict[str, tuple[list[str], list[str], dict, list[dict], list[dict]]]:
+def member_io(channels: int, dose: bool = False) -> dict[str, tuple[list[str], list[str], dict, list[dict], list[dict]]]:
     """Per member: input names, output names, dynamic axes, registry input and output descriptions."""
     lat = ["batch", LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE]
     scaled = "T1CE, FLAIR / the pre-treatment scan's 99th percentile in the brain, 2 mm pixels, 64 x 64 crop"
@@ -72,9 +72,11 @@ def member_io(channels: int) -> dict[str, tuple[list[str], list[str], dict, list
                        [_t("x_t", ["batch", 2 * LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE], "float32", "latent",
                            "noised post-treatment [image; mask] latent, normalised by latent_mean / latent_std"),
                         _t("timesteps", ["batch"], "int64", "diffusion step", f"0..{NUM_TRAIN_TIMESTEPS - 1}"),
-                        _t("cond", ["batch", COND_CHANNELS, LATENT_SIZE, LATENT_SIZE], "float32", "mixed",
+                        _t("cond", ["batch", cond_channels(dose), LATENT_SIZE, LATENT_SIZE], "float32", "mixed",
                            "pre-treatment [image; mask] latents (normalised) and one constant channel "
-                           f"(gap - {li.GAP_CENTER_DAYS:g} d) / {li.GAP_SCALE_DAYS:g} d"),
+                           f"(gap - {li.GAP_CENTER_DAYS:g} d) / {li.GAP_SCALE_DAYS:g} d"
+                           + (f"; the planned dose / {li.DOSE_SCALE_GY:g} Gy mean-pooled to the latent grid "
+                              "(zeros: no dose map)" if dose else "")),
                         _t("class_labels", ["batch"], "int64", "class",
                            "0 null (unconditional), 1 responder, 2 progressor")],
                        [_t("prediction", ["batch", 2 * LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE], "float32", "latent",
@@ -82,7 +84,7 @@ def member_io(channels: int) -> dict[str, tuple[list[str], list[str], dict, list
     return out
 
 
-def example_inputs(member: str, channels: int, batch: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+def example_inputs(member: str, channels: int, batch: int, seed: int = 0, dose: bool = False) -> tuple[torch.Tensor, ...]:
     """Random inputs of a member."""
     gen = torch.Generator().manual_seed(seed)
     if member.endswith("encoder"):
@@ -92,17 +94,17 @@ def example_inputs(member: str, channels: int, batch: int, seed: int = 0) -> tup
         return (torch.randn((batch, LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE), generator=gen) * 0.05,)
     return (torch.randn((batch, 2 * LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE), generator=gen),
             torch.randint(0, NUM_TRAIN_TIMESTEPS, (batch,), generator=gen),
-            torch.randn((batch, COND_CHANNELS, LATENT_SIZE, LATENT_SIZE), generator=gen),
+            torch.randn((batch, cond_channels(dose), LATENT_SIZE, LATENT_SIZE), generator=gen),
             torch.randint(0, NUM_CLASSES, (batch,), generator=gen))
 
 
-def export_member(module: torch.nn.Module, member: str, channels: int, path: Path) -> dict[str, float]:
+def export_member(module: torch.nn.Module, member: str, channels: int, path: Path, dose: bool = False) -> dict[str, float]:
     """Write one member as ONNX and return max |onnxruntime - torch| per output on another batch size."""
-    names_in, names_out, dyn, _, _ = member_io(channels)[member]
-    torch.onnx.export(module.eval(), example_inputs(member, channels, 2), str(path), input_names=names_in,
+    names_in, names_out, dyn, _, _ = member_io(channels, dose)[member]
+    torch.onnx.export(module.eval(), example_inputs(member, channels, 2, dose=dose), str(path), input_names=names_in,
                       output_names=names_out, dynamic_axes=dyn, opset_version=17, dynamo=False,
                       do_constant_folding=not member.endswith("encoder"))  # keeps the codebook a graph output
-    inputs = example_inputs(member, channels, 5, seed=1)
+    inputs = example_inputs(member, channels, 5, seed=1, dose=dose)
     with torch.no_grad():
         ref = module(*inputs)
     ref = ref if isinstance(ref, tuple) else (ref,)
@@ -139,6 +141,7 @@ def _command(ckpts: dict) -> str:
             f"--seed {vm['seed']} --out vq_mask.pt && "
             f"gliomaforecast-train latent-diffusion diffusion --data train.npz --image-vq vq_image.pt --mask-vq "
             f"vq_mask.pt --channels {' '.join(map(str, dn['channels']))} --class-dropout {dn['class_dropout']:g} "
+            + (f"--dose --dose-dropout {dn['dose_dropout']:g} " if dn.get("dose") else "") +
             f"--max-minutes {dn['max_minutes']:g} --batch {dn['batch']} --seed {dn['seed']} --out denoiser.pt")
 
 
@@ -151,11 +154,12 @@ def export(args: argparse.Namespace) -> dict:
     modules = {"image_encoder": Encoder(vq_image), "image_decoder": Decoder(vq_image),
                "mask_encoder": Encoder(vq_mask), "mask_decoder": Decoder(vq_mask), "denoiser": denoiser}
     args.models_dir.mkdir(parents=True, exist_ok=True)
-    io = member_io(channels)
+    dose = bool(ck_d["config"].get("dose", False))
+    io = member_io(channels, dose)
     files, parity = {}, {}
     for member, module in modules.items():
         path = args.models_dir / FILES[member]
-        parity[member] = export_member(module, member, channels, path)
+        parity[member] = export_member(module, member, channels, path, dose)
         print(f"{member}: {path} ({path.stat().st_size / 1e6:.2f} MB), parity {parity[member]}", flush=True)
         if max(parity[member].values()) > PARITY_LIMIT:
             raise SystemExit(f"ONNX parity of {member} {parity[member]} exceeds {PARITY_LIMIT}")
@@ -171,7 +175,7 @@ def export(args: argparse.Namespace) -> dict:
         latent_mean=[round(v, 7) for v in ck_d["latent_mean"]], latent_std=[round(v, 7) for v in ck_d["latent_std"]],
         schedule=SCHEDULE, num_train_timesteps=NUM_TRAIN_TIMESTEPS, prediction="v_prediction",
         sampler={"name": "ddim", "steps": int(args.steps), "eta": 0.0}, guidance_weight=float(args.guidance_weight),
-        image_mode=args.image_mode,
+        image_mode=args.image_mode, dose_conditioning=dose,
         **({"gate_margin_mm": args.gate_margin_mm, "gate_feather_mm": args.gate_feather_mm}
            if args.image_mode == "gated" else {}),
         outcome_classes={"unknown": li.NULL, "responder": li.RESPONDER, "progressor": li.PROGRESSOR},

@@ -8,7 +8,8 @@
 * latent denoiser (``monai.networks.nets.DiffusionModelUNet``): input the noisy post-treatment latent (image and
   mask latents, 2 x ``LATENT_CHANNELS`` channels, normalised by the training set's per-channel mean and SD)
   concatenated with the pre-treatment image and mask latents (same normalisation) and one constant channel of the
-  gap feature (``latent_inputs.gap_feature``); the outcome class (0 null, 1 responder, 2 progressor) through the
+  gap feature (``latent_inputs.gap_feature``) and, in the dose-conditioned variant, the planned RT dose / 60 Gy
+  mean-pooled to the latent grid (zeros: no dose map); the outcome class (0 null, 1 responder, 2 progressor) through the
   U-Net's class embedding (``num_class_embeds=3``); output the v-prediction of the post-treatment latent.
 """
 
@@ -25,6 +26,11 @@ from gliomaforecast.forecasters import latent_inputs as li
 LATENT_CHANNELS = 4
 LATENT_SIZE = li.CROP // 4
 COND_CHANNELS = 2 * LATENT_CHANNELS + 1  # pre image + pre mask latents, gap; x_t has 2 * LATENT_CHANNELS
+
+
+def cond_channels(dose: bool) -> int:
+    """Condition channels of the denoiser: COND_CHANNELS, plus one (the planned dose) when ``dose``."""
+    return COND_CHANNELS + int(bool(dose))
 NUM_CLASSES = 3
 
 
@@ -37,10 +43,11 @@ def make_vqvae(in_channels: int, num_embeddings: int, channels: Sequence[int] = 
                  embedding_dim=LATENT_CHANNELS, commitment_cost=0.25, decay=0.9)
 
 
-def make_denoiser(channels: Sequence[int] = (64, 128, 128)) -> DiffusionModelUNet:
-    """The latent U-Net: 16 -> 8 -> 4 latent pixels, self-attention at the coarsest level, class embedding."""
+def make_denoiser(channels: Sequence[int] = (64, 128, 128), dose: bool = False) -> DiffusionModelUNet:
+    """The latent U-Net: 16 -> 8 -> 4 latent pixels, self-attention at the coarsest level, class embedding;
+    ``dose``: one more condition channel, the planned dose at latent resolution."""
     c = tuple(int(v) for v in channels)
-    return DiffusionModelUNet(spatial_dims=2, in_channels=2 * LATENT_CHANNELS + COND_CHANNELS,
+    return DiffusionModelUNet(spatial_dims=2, in_channels=2 * LATENT_CHANNELS + cond_channels(dose),
                               out_channels=2 * LATENT_CHANNELS, num_res_blocks=1, channels=c,
                               attention_levels=(False,) * (len(c) - 1) + (True,), norm_num_groups=16,
                               num_head_channels=c[-1] // 4, num_class_embeds=NUM_CLASSES)

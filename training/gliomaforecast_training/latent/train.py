@@ -72,6 +72,10 @@ def add_diffusion_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mask-vq", type=Path, required=True, help="mask VQ-VAE checkpoint")
     p.add_argument("--channels", type=int, nargs=3, default=[64, 128, 128])
     p.add_argument("--class-dropout", type=float, default=0.15, help="probability of the null class (CFG)")
+    p.add_argument("--dose", action="store_true",
+                   help="condition on the planned RT dose (one more channel: dose / 60 Gy at latent resolution)")
+    p.add_argument("--dose-dropout", type=float, default=0.15,
+                   help="with --dose: probability that an example's dose channel is zero (the 'no dose map' case)")
     _common(p, 20.0)
 
 
@@ -200,7 +204,8 @@ def load_vqvae(path: str | Path) -> tuple[torch.nn.Module, dict]:
 @torch.no_grad()
 def encode_pairs(data: PairData, vq_image, vq_mask, variants: int = 8, batch: int = 256) -> dict[str, torch.Tensor]:
     """Quantized latents of every pair under ``variants`` flips / transposes: ``pre`` and ``post`` (N * variants,
-    2 LATENT_CHANNELS, h, w) image then mask latents; ``gap`` and ``outcome`` repeated."""
+    2 LATENT_CHANNELS, h, w) image then mask latents; ``dose`` (N * variants, 1, h, w) the dose crops under the
+    same variants, mean-pooled to the latent grid; ``gap`` and ``outcome`` repeated."""
     out = {"pre": [], "post": []}
     for k in range(variants):
         for lo in range(0, len(data), batch):
@@ -208,7 +213,9 @@ def encode_pairs(data: PairData, vq_image, vq_mask, variants: int = 8, batch: in
             f = lambda a: dihedral(torch.from_numpy(a[sl].astype(np.float32)), k)  # noqa: E731
             out["pre"].append(torch.cat([quantize(vq_image, f(data.pre)), quantize(vq_mask, f(data.pre_mask))], 1))
             out["post"].append(torch.cat([quantize(vq_image, f(data.post)), quantize(vq_mask, f(data.post_mask))], 1))
+    out["dose"] = [dihedral(torch.from_numpy(data.dose.astype(np.float32)), k) for k in range(variants)]
     res = {k: torch.cat(v) for k, v in out.items()}
+    res["dose"] = torch.from_numpy(li.pooled(res["dose"].numpy(), res["pre"].shape[-1]))
     res["gap"] = torch.from_numpy(np.tile(data.gap, variants).astype(np.float32))
     res["outcome"] = torch.from_numpy(np.tile(data.outcome, variants).astype(np.int64))
     return res
@@ -232,7 +239,7 @@ def fit_diffusion(args: argparse.Namespace) -> dict:
     gap = torch.from_numpy(li.gap_feature(lat["gap"].numpy()))
     print(f"latents: {tuple(post.shape)} per variant-slice; mean {mean.flatten().tolist()} sd {std.flatten().tolist()}",
           flush=True)
-    net = Denoiser(make_denoiser(args.channels)).to(device).train()
+    net = Denoiser(make_denoiser(args.channels, args.dose)).to(device).train()
     ab = alphas_cumprod().to(device)
     gen = torch.Generator().manual_seed(args.seed)
 
@@ -241,6 +248,9 @@ def fit_diffusion(args: argparse.Namespace) -> dict:
         x0 = post[idx]
         g = gap[idx].reshape(-1, 1, 1, 1).expand(-1, 1, x0.shape[2], x0.shape[3])
         cond = torch.cat([pre[idx], g], dim=1)
+        if args.dose:
+            dose = lat["dose"][idx] * (torch.rand(args.batch, 1, 1, 1, generator=gen) >= args.dose_dropout)
+            cond = torch.cat([cond, dose], dim=1)
         cls = lat["outcome"][idx].clone()
         cls[torch.rand(args.batch, generator=gen) < args.class_dropout] = li.NULL
         t = torch.randint(0, ab.numel(), (args.batch,), generator=gen)
@@ -265,7 +275,7 @@ def fit_diffusion(args: argparse.Namespace) -> dict:
 def load_denoiser(path: str | Path) -> tuple[Denoiser, dict]:
     """The trained denoiser wrapper (eval mode) and its checkpoint."""
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    unet = make_denoiser(ckpt["config"]["channels"])
+    unet = make_denoiser(ckpt["config"]["channels"], ckpt["config"].get("dose", False))
     unet.load_state_dict(ckpt["state_dict"])
     return Denoiser(unet).eval(), ckpt
 
