@@ -78,35 +78,6 @@ def test_crop_and_paste_round_trip_on_a_linear_ramp():
     assert (back[[0, 2, 4]] == -99.0).all()
 
 
-def test_fade_window_is_zero_at_the_crop_edge_and_one_inside_in_mm():
-    w = mi.fade_window(64, 2.0, 13, 3.0, 16.0)
-    assert w.shape == (13, 64, 64) and w.min() == 0.0 and w.max() == 1.0
-    np.testing.assert_allclose(w[6, 32, :9], np.arange(9) * 2.0 / 16.0)  # 0 at the edge pixel, 1 at 16 mm
-    assert w[6, 8:56, 8:56].min() == 1.0 and (w[6, :, 0] == 0).all() and (w[6, 63, :] == 0).all()
-    short = mi.fade_window(64, 2.0, 5, 3.0, 16.0)  # along z: mm to the first slice outside the range
-    np.testing.assert_allclose(short[:, 32, 32], [3 / 16, 6 / 16, 9 / 16, 6 / 16, 3 / 16])
-    np.testing.assert_allclose(mi.fade_window(32, 4.0, 13, 3.0, 16.0)[6, 16, :5], np.arange(5) * 4.0 / 16.0)
-    assert (mi.fade_window(8, 2.0, 2, 1.0, 0.0) == 1).all()
-
-
-def test_the_correction_has_no_step_at_the_crop_edge(trained):
-    request = _request(samples=1)
-    out = MultiTaskDiffusionForecaster(steps=2, models_dir=str(trained)).predict(request, lambda f, m: None)
-    phi = request.case.gtv_distance(request.last)
-    p = np.clip(out.probability.astype(np.float64), 1e-7, 1 - 1e-7)
-    corr = np.log(p / (1 - p)) - sdf.DEFAULT_BETA * (sdf.DEFAULT_MU - phi)
-    z = int(np.argmax(np.abs(corr).reshape(len(corr), -1).max(axis=1)))
-    ys, xs = np.nonzero(np.abs(corr[z]) > 1e-4)
-    dy, dx = request.case.grid.spacing[1:]
-    near_edge = np.zeros(corr[z].shape, bool)  # within 2 mm of the corrected rectangle's border
-    near_edge[ys.min():ys.max() + 1, xs.min():xs.max() + 1] = True
-    inner = np.zeros_like(near_edge)
-    inner[ys.min() + int(np.ceil(2 / dy)):ys.max() + 1 - int(np.ceil(2 / dy)),
-          xs.min() + int(np.ceil(2 / dx)):xs.max() + 1 - int(np.ceil(2 / dx))] = True
-    near_edge &= ~inner
-    assert np.abs(corr[z][near_edge]).max() < 0.2 * np.abs(corr[z]).max()
-
-
 def test_untrained_network_is_the_persistence_forecast(untrained):
     request = _request()
     out = MultiTaskDiffusionForecaster(steps=2, models_dir=str(untrained)).predict(request, lambda f, m: None)

@@ -12,15 +12,13 @@ network, its inputs and units are described in :mod:`.multitask_inputs` and in t
 3. Predictive head: the probability map, run ``samples`` times with the scan gaps jittered by +-5 days
    (the training noise) and the slice flipped / transposed (test-time augmentation, seeded); the probability is
    their mean and the uncertainty their per-voxel standard deviation. The network's logit correction of the last
-   GTV's logistic map (its starting point), faded out over the outer ``fade_mm`` (registry; 16 mm) of the crop and
-   of the slice range (``multitask_inputs.fade_window``), is pasted back onto the case grid and added to that map's
-   logit at full resolution; outside the crops and slices the map is the last GTV's logistic map, with no step
-   where the crops end.
+   GTV's logistic map (its starting point) is pasted back onto the case grid and added to that map's logit at
+   full resolution; outside the crops and slices the map is the last GTV's logistic map.
 4. Generative head, on the slices within 6 mm (z) of a slice holding a prior GTV (elsewhere the FLAIR is the
    last one): min(``samples``, 2) FLAIR changes per slice (at 4 mm pixels) drawn by DPM-Solver++(2M)
    (10 steps) in the core's sampling runtime (:mod:`gliomaforecast.diffusion`), seeded per slice and sample;
-   their mean, faded out like the probability's correction and interpolated onto the case grid, is added to the last
-   FLAIR (the input scan's intensity units) inside the crops.
+   their mean, interpolated onto the case grid, is added to the last FLAIR (the input scan's intensity units)
+   inside the crops.
 5. A target gap beyond the trained range (1-400 days) is forecast anyway, with a warning in the notes
    (forecast.json and the report).
 """
@@ -140,14 +138,11 @@ class MultiTaskDiffusionForecaster:
                                  "cond": c[lo:lo + BATCH], "gaps": g[lo:lo + BATCH]})
                 p[lo:lo + BATCH] = out["probability"]
             maps.append(_logit(_augment(p, variant, inverse=True)[:, 0]) - base_crops)
-        # the network's logit correction (smooth, faded out at the crops' edges) is pasted; the last GTV's logistic
-        # map stays at full resolution
+        # the network's logit correction (smooth) is pasted; the last GTV's logistic map stays at full resolution
         base = _base_logit(phis[1])
         sp_yx = spacing[1:]
-        fade = float(extra.get("fade_mm", 0.0))
-        window = mi.fade_window(crop, mi.PIXEL_MM, n, spacing[0], fade)
-        full = np.stack([_sigmoid(base + mi.paste_slices(np.zeros_like(base), m * window, z, sp_yx,
-                                                         volumes.center_yx_mm)) for m in maps])
+        full = np.stack([_sigmoid(base + mi.paste_slices(np.zeros_like(base), m, z, sp_yx, volumes.center_yx_mm))
+                         for m in maps])
         probability = np.clip(full.mean(axis=0), 0.0, 1.0).astype(np.float32)
         uncertainty = full.std(axis=0).astype(np.float32)
 
@@ -171,8 +166,7 @@ class MultiTaskDiffusionForecaster:
         draws = sample_slices(step_fn, m * k_img, (1, half, half), cond=packed, settings=settings,
                               seed=request.seed, batch_size=BATCH, indices=keys,
                               progress=lambda f, m: progress(0.3 + 0.65 * f, m))
-        change = draws.reshape(k_img, m, half, half).mean(axis=0) * mi.fade_window(
-            half, float(extra.get("generative_pixel_mm", mi.GEN_PIXEL_MM)), m, spacing[0], fade)
+        change = draws.reshape(k_img, m, half, half).mean(axis=0)
         gain = float(extra.get("residual_gain", mi.RESIDUAL_GAIN))
         flair_last = case.image(last, "flair")
         delta = mi.paste_slices(np.zeros_like(flair_last), change * (volumes.scale_2 / gain), z_img, sp_yx,

@@ -47,8 +47,6 @@ PHI2_CHANNEL = COND_NAMES.index("phi_2")
 RESIDUAL_GAIN = 2.0
 GEN_POOL = 2
 GEN_PIXEL_MM = PIXEL_MM * GEN_POOL
-FADE_MM = 16.0
-"""The network's corrections fade to 0 over the outer FADE_MM (mm) of a crop and of its slice range (fade_window)."""
 INTENSITY_PERCENTILE = 99.0
 MODALITIES = ("flair", "t1ce")
 
@@ -161,22 +159,6 @@ def paste_slices(base: np.ndarray, crops: np.ndarray, z: Sequence[int], spacing_
         values = ndimage.map_coordinates(crops[i], [yy[inside], xx[inside]], order=1, mode="nearest")
         out[k][inside] = values
     return out
-
-
-def fade_window(crop: int, pixel_mm: float, n_slices: int, spacing_z: float, fade_mm: float = FADE_MM) -> np.ndarray:
-    """Weights (n_slices, crop, crop) in [0, 1] of a correction computed on crops of ``pixel_mm`` (mm) pixels for a
-    contiguous range of ``n_slices`` slices ``spacing_z`` (mm) apart: 0 on the crop's edge pixels, rising linearly
-    with the in-plane distance (mm) from the edge to 1 at ``fade_mm``; along z, (distance in mm to the first slice
-    outside the range) / ``fade_mm``, capped at 1. A correction weighted by it and pasted back
-    (:func:`paste_slices`) has no step where the crops end. ``fade_mm`` 0: all ones."""
-    if fade_mm <= 0:
-        return np.ones((n_slices, crop, crop), np.float32)
-    i = np.arange(crop)
-    edge = np.minimum(i, crop - 1 - i) * pixel_mm
-    plane = np.clip(np.minimum(edge[:, None], edge[None, :]) / fade_mm, 0.0, 1.0)
-    k = np.arange(n_slices)
-    along = np.clip((np.minimum(k, n_slices - 1 - k) + 1) * spacing_z / fade_mm, 0.0, 1.0)
-    return (along[:, None, None] * plane[None]).astype(np.float32)
 
 
 def forecast_slices(phi_last: np.ndarray, phi_first: np.ndarray, spacing_z: float, reach_mm: float = 20.0) -> np.ndarray:

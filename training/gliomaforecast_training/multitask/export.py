@@ -29,7 +29,7 @@ from .net import COND_SCALES, POOL, SIZE_MULTIPLE, MultiTaskNet
 
 MODEL_ID = "multitask-diffusion"
 FILE = "multitask_diffusion_step.onnx"
-VERSION = "1.1.0"
+VERSION = "1.0.0"
 INPUTS = ["x_t", "timesteps", "cond", "gaps"]
 OUTPUTS = ["prediction", "probability"]
 PARITY_LIMIT = 1e-4
@@ -97,13 +97,11 @@ def tensors() -> tuple[list[dict], list[dict]]:
     return inputs, outputs
 
 
-def registry_entry(models_dir: Path, ckpt: dict, parity_max_abs: dict, metrics: dict | None,
-                   fade_mm: float = mi.FADE_MM) -> dict:
-    """The models.json family entry (core writer's ``family_entry``); ``fade_mm``: the forecaster fades the
-    network's corrections out over the outer ``fade_mm`` of its crops (``multitask_inputs.fade_window``)."""
+def registry_entry(models_dir: Path, ckpt: dict, parity_max_abs: dict, metrics: dict | None) -> dict:
+    """The models.json family entry (core writer's ``family_entry``)."""
     cfg, summary = ckpt["config"], ckpt.get("summary", {})
     inputs, outputs = tensors()
-    data_arg = "--data " + " ".join(map(str, cfg["data"])) if cfg.get("data") else f"--cohort {cfg['cohort']}"
+    data_arg = f"--data " + " ".join(map(str, cfg["data"])) if cfg.get("data") else f"--cohort {cfg['cohort']}"
     command = (f"python -m gliomaforecast_training.multitask.train fit {data_arg} --steps {cfg['steps']}"
                + (f" --max-minutes {cfg['max_minutes']:g}" if cfg.get("max_minutes") else "")
                + f" --batch {cfg['batch']} --lr {cfg['lr']} --lambda-rt {cfg['lambda_rt']} --gamma {cfg['gamma']}"
@@ -114,7 +112,7 @@ def registry_entry(models_dir: Path, ckpt: dict, parity_max_abs: dict, metrics: 
              "map (predictive head) from two prior scans at a chosen day (2D axial slices)",
         card=f"{MODEL_ID}.md",
         pixel_spacing_mm=mi.PIXEL_MM, generative_pixel_mm=mi.GEN_PIXEL_MM, crop=mi.CROP, size_multiple=SIZE_MULTIPLE, cond_channels=list(mi.COND_NAMES),
-        residual_gain=mi.RESIDUAL_GAIN, fade_mm=float(fade_mm), schedule=SCHEDULE, num_train_timesteps=NUM_TRAIN_TIMESTEPS,
+        residual_gain=mi.RESIDUAL_GAIN, schedule=SCHEDULE, num_train_timesteps=NUM_TRAIN_TIMESTEPS,
         prediction="v_prediction", sampler={"name": "dpmpp_2m", "steps": 10},
         trained_gap_days=[1.0, MAX_GAP_DAYS], min_area_mm2=MIN_AREA_MM2,
         architecture={"net": "gliomaforecast_training.multitask.net.MultiTaskNet", "channels": cfg["channels"],
@@ -132,8 +130,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint written by multitask.train fit")
     p.add_argument("--models-dir", type=Path, required=True, help="folder of models.json (Resources/Models)")
     p.add_argument("--metrics", type=Path, help="JSON of held-out figures to record in the entry")
-    p.add_argument("--fade-mm", type=float, default=mi.FADE_MM,
-                   help=f"corrections fade out over the outer FADE mm of the crops (default {mi.FADE_MM:g}; 0: none)")
 
 
 def export(args: argparse.Namespace) -> dict:
@@ -146,7 +142,7 @@ def export(args: argparse.Namespace) -> dict:
     if max(diff.values()) > PARITY_LIMIT:
         raise SystemExit(f"ONNX parity {diff} exceeds {PARITY_LIMIT}")
     metrics = json.loads(args.metrics.read_text()) if args.metrics else None
-    entry = registry_entry(args.models_dir, ckpt, diff, metrics, args.fade_mm)
+    entry = registry_entry(args.models_dir, ckpt, diff, metrics)
     print(f"registered in {write_registry_entry(args.models_dir, entry)}")
     return entry
 
