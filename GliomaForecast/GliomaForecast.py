@@ -164,7 +164,7 @@ class GliomaForecastParameterNode:
     # Forecast
     forecastDay: Annotated[float, WithinRange(0.0, 10000.0)] = 180.0
     forecaster: Annotated[str, Choice(list(FORECASTER_NAMES))] = DEFAULT_FORECASTER
-    outcome: Annotated[str, Choice(["unknown", "responder", "progressor"])] = "unknown"  # latent-diffusion only
+    outcome: Annotated[str, Choice(["unknown", "responder", "progressor", "both"])] = "unknown"  # latent-diffusion only
     samples: Annotated[int, WithinRange(1, 64)] = defaults.SAMPLES
     seed: Annotated[int, WithinRange(0, 2147483647)] = defaults.SEED
     beta: Annotated[float, WithinRange(0.01, 1.0)] = defaults.BETA_PER_MM

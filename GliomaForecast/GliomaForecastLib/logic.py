@@ -83,6 +83,7 @@ class ForecastNodes:
     uncertainty: Optional["slicer.vtkMRMLScalarVolumeNode"] = None
     flair: Optional["slicer.vtkMRMLScalarVolumeNode"] = None
     images: dict = field(default_factory=dict)  # further synthesized sequences by modality (e.g. "t1ce")
+    scenarios: dict = field(default_factory=dict)  # alternative forecasts: name -> {"probability": node, "flair": node}
     displacement: Optional["slicer.vtkMRMLGridTransformNode"] = None
     table: Optional["slicer.vtkMRMLTableNode"] = None
     chart: Optional["slicer.vtkMRMLPlotChartNode"] = None
@@ -458,6 +459,16 @@ class ForecastLogic:
                 nodes.images[modality] = adapters.add_volume(
                     self.scene, np.asarray(image, dtype=np.float32), grid,
                     self.scene.GenerateUniqueName(f"Predicted {modality.upper()}{label}"))
+            for name, scenario in output.scenarios.items():
+                entry = {"probability": adapters.add_volume(
+                    self.scene, scenario.probability, grid,
+                    self.scene.GenerateUniqueName(f"Forecast probability ({name}){label}"))}
+                conventions.show_as_probability(entry["probability"])
+                if scenario.image is not None:
+                    entry["flair"] = adapters.add_volume(
+                        self.scene, np.asarray(scenario.image, dtype=np.float32), grid,
+                        self.scene.GenerateUniqueName(f"Predicted FLAIR ({name}){label}"))
+                nodes.scenarios[name] = entry
             if result.displacement_lps is not None:
                 nodes.displacement = adapters.add_grid_transform(
                     self.scene, result.displacement_lps, grid,
@@ -466,8 +477,9 @@ class ForecastLogic:
             nodes.targets = self._targetsNode(f"Targets{label}", grid, result.targets.masks, lastFlair)
             nodes.targets.SetAttribute("GliomaForecast.MarginMm", repr(result.targets.margin_mm))
             nodes.targets.SetAttribute("GliomaForecast.Score", nodes.probability.GetName())
-            for node in (nodes.probability, nodes.uncertainty, nodes.flair, *nodes.images.values(), nodes.displacement,
-                         nodes.targets):
+            scenario_nodes = [n for entry in nodes.scenarios.values() for n in entry.values()]
+            for node in (nodes.probability, nodes.uncertainty, nodes.flair, *nodes.images.values(), *scenario_nodes,
+                         nodes.displacement, nodes.targets):
                 if node is not None:
                     node.SetAttribute("GliomaForecast.Forecaster", forecaster)
                     node.SetAttribute(DAY_ATTRIBUTE, repr(float(day)))

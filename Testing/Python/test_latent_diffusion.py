@@ -306,4 +306,12 @@ def test_slicer_logic_single_scan_forecast_matches_run_forecast(tiny, monkeypatc
     np.testing.assert_allclose(adapters.array_from_volume(nodes.probability), expected.output.probability, atol=1e-6)
     np.testing.assert_allclose(adapters.array_from_volume(nodes.images["t1ce"]), expected.output.extra_images["t1ce"],
                                atol=1e-4)
-    assert nodes.images["t1ce"].GetName().startswith("Predicted T1CE")
+    assert nodes.images["t1ce"].GetName().startswith("Predicted T1CE") and not nodes.scenarios
+    both = ForecastLogic(scene).forecast([(day0, loaded.flair[day0], loaded.gtv[day0], "GTV")], 120.0,
+                                         brainMask=loaded.brainMask, forecaster="latent-diffusion", samples=2,
+                                         nBootstrap=2, settings={"outcome": "both"})
+    assert set(both.scenarios) == {"responder", "progressor"}
+    np.testing.assert_allclose(adapters.array_from_volume(both.scenarios["progressor"]["probability"]),
+                               expected.output.probability, atol=1e-6)  # the progressor scenario = the progressor run
+    assert both.scenarios["responder"]["flair"].GetName().startswith("Predicted FLAIR (responder)")
+    assert both.scenarios["progressor"]["probability"].GetAttribute("GliomaForecast.Forecaster") == "latent-diffusion"
