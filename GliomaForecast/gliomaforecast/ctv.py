@@ -181,11 +181,9 @@ def isovolumetric_ctv(score: np.ndarray, n_voxels: int, spacing: Sequence[float]
     n_pos = int(np.count_nonzero(positive))
     if n_pos >= k:
         chosen = rest[positive]
-        gtv_distance = None
-        if tumor is not None:
-            def gtv_distance(positions: np.ndarray) -> np.ndarray:
-                return -_distance_from(tumor, spacing).ravel()[chosen[positions]]
-        out.flat[chosen[_largest(s[positive], k, gtv_distance)]] = True
+        def gtv_distance(positions: np.ndarray) -> np.ndarray:
+            return -_distance_from(tumor, spacing).ravel()[chosen[positions]]
+        out.flat[chosen[_largest(s[positive], k, gtv_distance if tumor is not None else None)]] = True
         return out
 
     out.flat[rest[positive]] = True

@@ -45,7 +45,7 @@ class FisherKppForecaster:
     name = "fisher-kpp"
 
     def predict(self, request: ForecastRequest, progress: ProgressFn) -> ForecasterOutput:
-        case, last = request.case, request.last
+        case = request.case
         spacing = request.spacing
         if len(case.timepoints) < 2:
             raise InputError(case.path, "timepoints", "the fisher-kpp forecaster needs at least two prior scans")

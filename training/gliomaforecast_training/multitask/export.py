@@ -101,7 +101,7 @@ def registry_entry(models_dir: Path, ckpt: dict, parity_max_abs: dict, metrics: 
     """The models.json family entry (core writer's ``family_entry``)."""
     cfg, summary = ckpt["config"], ckpt.get("summary", {})
     inputs, outputs = tensors()
-    data_arg = f"--data " + " ".join(map(str, cfg["data"])) if cfg.get("data") else f"--cohort {cfg['cohort']}"
+    data_arg = "--data " + " ".join(map(str, cfg["data"])) if cfg.get("data") else f"--cohort {cfg['cohort']}"
     command = (f"python -m gliomaforecast_training.multitask.train fit {data_arg} --steps {cfg['steps']}"
                + (f" --max-minutes {cfg['max_minutes']:g}" if cfg.get("max_minutes") else "")
                + f" --batch {cfg['batch']} --lr {cfg['lr']} --lambda-rt {cfg['lambda_rt']} --gamma {cfg['gamma']}"
