@@ -26,6 +26,7 @@ from gliomaforecast.model_registry_writer import write_registry_entry
 
 from .evolution_data import PIXEL_MM
 from .evolution_net import PHI_SCALE_MM, SIZE_MULTIPLE, EvolutionNet
+from .module_main import module_main
 
 MODEL_ID = "evolution"
 FILE = "evolution.onnx"
@@ -141,10 +142,7 @@ def export(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="export_evolution", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    export(parser.parse_args(argv))
-    return 0
+    return module_main("export_evolution", __doc__, add_arguments, export, argv)
 
 
 if __name__ == "__main__":

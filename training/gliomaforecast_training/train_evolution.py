@@ -32,6 +32,7 @@ from gliomaforecast.errors import InputError
 from .evolution_data import PIXEL_MM, cohort_pairs, synthetic_pairs
 from .evolution_loss import EvolutionLoss
 from .evolution_net import EvolutionNet
+from .module_main import module_main
 from .training_progress import training_progress
 
 
@@ -143,14 +144,7 @@ def train(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="train_evolution", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    try:
-        train(parser.parse_args(argv))
-    except InputError as exc:
-        print(f"train_evolution: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return module_main("train_evolution", __doc__, add_arguments, train, argv)
 
 
 if __name__ == "__main__":

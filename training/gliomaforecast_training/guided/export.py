@@ -27,6 +27,7 @@ import torch
 from gliomaforecast.forecasters import guided_inputs as gi
 from gliomaforecast.model_registry_writer import family_entry, file_entry, write_registry_entry
 
+from ..module_main import module_main
 from .loss import NUM_TRAIN_TIMESTEPS, SCHEDULE
 from .train import load_checkpoint
 
@@ -151,10 +152,7 @@ def export(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="guided.export", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    export(parser.parse_args(argv))
-    return 0
+    return module_main("guided.export", __doc__, add_arguments, export, argv)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import torch
 
 from gliomaforecast.errors import InputError
 
+from ..module_main import module_main
 from ..training_progress import training_progress
 from .data import SliceData, cohort_slices
 from ..multitask.train import cohort_cases
@@ -157,18 +158,15 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
     return model.eval(), ckpt
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="guided.train", description=__doc__.splitlines()[0])
+def _add_stages(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="stage", required=True)
     add_prepare_arguments(sub.add_parser("prepare"))
     add_fit_arguments(sub.add_parser("fit"))
-    args = parser.parse_args(argv)
-    try:
-        prepare(args) if args.stage == "prepare" else fit(args)
-    except InputError as exc:
-        print(f"guided.train: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return module_main("guided.train", __doc__, _add_stages,
+                       lambda args: prepare(args) if args.stage == "prepare" else fit(args), argv)
 
 
 if __name__ == "__main__":

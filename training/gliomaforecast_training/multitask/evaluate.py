@@ -33,6 +33,8 @@ from gliomaforecast.forecasters.base import ForecastRequest
 from gliomaforecast.forecasters.registry import get_forecaster
 from gliomaforecast.metrics_images import slice_similarity
 
+from ..module_main import module_main
+
 FORECASTERS = ("multitask-diffusion", "persistence", "evolution-field")
 COVERAGE = ("coverage_forecast_gtv", "coverage_standard_gtv")
 METRICS = ("rmse", "bce", "kl", "ece", "dice_tumor", "pearson_0.2", "hd95_mm", "volume_error_ml")
@@ -138,15 +140,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="multitask.evaluate", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    args.forecaster = args.forecaster or list(FORECASTERS)
-    return main_with(args)
+    return module_main("multitask.evaluate", __doc__, add_arguments, main_with, argv)
 
 
 def main_with(args: argparse.Namespace) -> int:
-    """Evaluate, write ``args.out`` and print the per-bin means."""
+    """Evaluate (every forecaster of FORECASTERS unless ``args.forecaster`` names some), write ``args.out`` and
+    print the per-bin means."""
+    args.forecaster = args.forecaster or list(FORECASTERS)
     result = evaluate(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))

@@ -23,6 +23,7 @@ import torch
 from gliomaforecast.forecasters import multitask_inputs as mi
 from gliomaforecast.model_registry_writer import family_entry, file_entry, write_registry_entry
 
+from ..module_main import module_main
 from .data import MAX_GAP_DAYS, MIN_AREA_MM2
 from .loss import NUM_TRAIN_TIMESTEPS, SCHEDULE
 from .net import COND_SCALES, POOL, SIZE_MULTIPLE, MultiTaskNet
@@ -148,10 +149,7 @@ def export(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="multitask.export", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    export(parser.parse_args(argv))
-    return 0
+    return module_main("multitask.export", __doc__, add_arguments, export, argv)
 
 
 if __name__ == "__main__":

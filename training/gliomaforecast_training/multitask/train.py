@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from gliomaforecast.errors import InputError
 from gliomaforecast.forecasters.multitask_inputs import COND_NAMES
 
+from ..module_main import module_main
 from ..training_progress import training_progress
 from .data import TripletData, cohort_triplets
 from .loss import GAMMA, LAMBDA_RT, alphas_cumprod, multitask_loss, noised
@@ -200,14 +201,7 @@ def run(args: argparse.Namespace) -> object:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="multitask.train", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    try:
-        run(parser.parse_args(argv))
-    except InputError as exc:
-        print(f"multitask.train: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return module_main("multitask.train", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import torch
 from gliomaforecast.model_registry_writer import family_entry, file_entry, write_registry_entry
 from gliomaforecast.recurrence_inputs import CHANNELS, CROP_VOXELS, PIXEL_MM
 
+from ..module_main import module_main
 from .net import SIZE_MULTIPLE, ProbabilityNet, build_unet
 
 MODEL_ID = "recurrence-unet"
@@ -126,10 +127,7 @@ def export(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="recurrence_unet.export", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    export(parser.parse_args(argv))
-    return 0
+    return module_main("recurrence_unet.export", __doc__, add_arguments, export, argv)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from gliomaforecast.errors import InputError
 
+from ..module_main import module_main
 from ..training_progress import training_progress
 from .data import Sample, cohort_samples, draw_batch, synthetic_samples
 from .loss import recurrence_loss
@@ -137,14 +138,7 @@ def train(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="recurrence_unet.train", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    try:
-        train(parser.parse_args(argv))
-    except InputError as exc:
-        print(f"recurrence_unet.train: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return module_main("recurrence_unet.train", __doc__, add_arguments, train, argv)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ from gliomaforecast.models import load_family
 from gliomaforecast.recurrence_inputs import PIXEL_MM, paste_crop, planning_inputs, to_case_grid
 from gliomaforecast.target_volumes import build_targets, cavity_from_labels
 
+from ..module_main import module_main
+
 
 def patient_maps(case_json: Path, family) -> dict | None:
     """The ensemble mean (working grid), planning GTV, brain, standard CTV and recurrences of one patient."""
@@ -115,10 +117,7 @@ def tune(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="recurrence_unet.tune", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    tune(parser.parse_args(argv))
-    return 0
+    return module_main("recurrence_unet.tune", __doc__, add_arguments, tune, argv)
 
 
 if __name__ == "__main__":
