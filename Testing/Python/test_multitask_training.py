@@ -139,14 +139,20 @@ def test_fit_is_deterministic_and_export_registers_a_family(sample_examples, tmp
     assert max(entry["export"]["parity_max_abs"].values()) < 1e-4
     after = [m["id"] for m in json.loads((models_dir / "models.json").read_text())["models"]]
     assert after == before  # the family replaced in place, every other model kept
-    family = models.load_family(mexport.MODEL_ID, models_dir, prefer_gpu=False, require=("step",))
+    family = models.load_family(mexport.MODEL_ID, models_dir, prefer_gpu=False, require=("encoder", "generator"))
     x_t, t, cond, gaps = _inputs(2, 32, seed=3)
     net, _ = mexport.load_checkpoint(tmp_path / "a.pt")
-    out = family["step"].run({"x_t": x_t.numpy(), "timesteps": t.numpy(), "cond": cond.numpy(), "gaps": gaps.numpy()})
+    enc = family["encoder"].run({"cond": cond.numpy(), "gaps": gaps.numpy()})
+    out = family["generator"].run({"x_t": x_t.numpy(), "timesteps": t.numpy(), **{f: enc[f] for f in mexport.FEATURES}})
     with torch.no_grad():
         ref = net(x_t, t, cond, gaps)
     np.testing.assert_allclose(out["prediction"], ref[0].numpy(), atol=1e-4)
-    np.testing.assert_allclose(out["probability"], ref[1].numpy(), atol=1e-4)
+    np.testing.assert_allclose(enc["probability"], ref[1].numpy(), atol=1e-4)
+    # the generator reuses one encoding at every sampler step: another step, the same features, torch's answer
+    t2 = torch.full_like(t, 7)
+    out2 = family["generator"].run({"x_t": x_t.numpy(), "timesteps": t2.numpy(), **{f: enc[f] for f in mexport.FEATURES}})
+    with torch.no_grad():
+        np.testing.assert_allclose(out2["prediction"], net(x_t, t2, cond, gaps)[0].numpy(), atol=1e-4)
 
 
 def test_image_metrics_of_the_validation_script():

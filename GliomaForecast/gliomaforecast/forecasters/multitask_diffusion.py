@@ -38,12 +38,24 @@ from . import multitask_inputs as mi
 from .base import ForecasterOutput, ForecastRequest, ProgressFn
 
 MODEL_ID = "multitask-diffusion"
-MEMBER = "step"
+MEMBERS = ("encoder", "generator")
+FEATURES = ("skip0", "skip1", "skip2", "bottom", "e_gap")
 GAP_JITTER_DAYS = 5.0
 BATCH = 32
 IMAGE_REACH_MM = 6.0  # the FLAIR is synthesized on slices within this distance (mm, z) of a prior GTV slice
 IMAGE_SAMPLES = 2  # FLAIR samples averaged per slice (the sampling loop is the costly part on CPU)
 SAMPLE_KEY = 100_000  # noise key of sample k of slice z: k * SAMPLE_KEY + z
+
+
+def _encode(encoder, cond: np.ndarray, gaps: np.ndarray) -> dict[str, np.ndarray]:
+    """The encoder member's outputs (probability and the generative decoder's features) for condition crops
+    ``cond`` (n, 10, H, W) and ``gaps`` (n, 3) days, run in batches of ``BATCH``."""
+    parts: dict[str, list[np.ndarray]] = {}
+    for lo in range(0, len(cond), BATCH):
+        out = encoder.run({"cond": cond[lo:lo + BATCH], "gaps": gaps[lo:lo + BATCH]})
+        for name, value in out.items():
+            parts.setdefault(name, []).append(value)
+    return {name: np.concatenate(values) for name, values in parts.items()}
 
 
 def _base_logit(phi: np.ndarray) -> np.ndarray:
@@ -102,11 +114,11 @@ class MultiTaskDiffusionForecaster:
             raise InputError(case.path, "timepoints", f"the {self.name} forecaster needs two prior scans; the case "
                                                       f"has {len(case.timepoints)}: use --forecaster persistence")
         mi.check_modalities(case)
-        family = load_family(MODEL_ID, self.models_dir, prefer_gpu=request.device != "cpu", require=(MEMBER,))
-        model = family[MEMBER]
-        if request.device == "cuda" and model.provider != "CUDAExecutionProvider":
+        family = load_family(MODEL_ID, self.models_dir, prefer_gpu=request.device != "cpu", require=MEMBERS)
+        encoder, generator = (family[m] for m in MEMBERS)
+        if request.device == "cuda" and encoder.provider != "CUDAExecutionProvider":
             raise InputError(None, "device", "cuda was requested but onnxruntime's CUDA provider does not load here")
-        extra: dict[str, Any] = model.spec.extra
+        extra: dict[str, Any] = encoder.spec.extra
         spacing = request.spacing
         progress(0.0, "evolution field between the last two scans")
         field, _ = case_evolution_field(case, -2, -1)
@@ -122,7 +134,6 @@ class MultiTaskDiffusionForecaster:
         progress(0.1, f"probability map on {n} slices, {request.samples} augmented passes")
         rng = np.random.default_rng(np.random.SeedSequence(request.seed, spawn_key=(1,)))
         half = crop // mi.GEN_POOL
-        x_zero = np.zeros((n, 1, half, half), np.float32)
         base_crops = _base_logit(cond[:, mi.PHI2_CHANNEL])
         maps = []
         for k in range(request.samples):
@@ -132,11 +143,7 @@ class MultiTaskDiffusionForecaster:
                 g[:, :2] = np.maximum(g[:, :2], 1.0)
             variant = k % 8
             c = _augment(cond, variant)
-            p = np.empty((n, 1, crop, crop), np.float32)
-            for lo in range(0, n, BATCH):
-                out = model.run({"x_t": x_zero[lo:lo + BATCH], "timesteps": np.zeros(min(BATCH, n - lo), np.int64),
-                                 "cond": c[lo:lo + BATCH], "gaps": g[lo:lo + BATCH]})
-                p[lo:lo + BATCH] = out["probability"]
+            p = _encode(encoder, c, g)["probability"]
             maps.append(_logit(_augment(p, variant, inverse=True)[:, 0]) - base_crops)
         # the network's logit correction (smooth) is pasted; the last GTV's logistic map stays at full resolution
         base = _base_logit(phis[1])
@@ -155,15 +162,17 @@ class MultiTaskDiffusionForecaster:
                                    prediction=str(extra.get("prediction", "v_prediction")),
                                    schedule=str(extra.get("schedule", "linear")),
                                    num_train_timesteps=int(extra.get("num_train_timesteps", 1000)))
-        packed = np.concatenate([cond[rows], np.broadcast_to(gaps[None, :, None, None], (m, 3, crop, crop))], axis=1)
-        packed = np.ascontiguousarray(np.tile(packed, (k_img, 1, 1, 1)))
+        # the encoder runs once per slice; each sampler step runs the generative decoder on its features
+        features = _encode(encoder, np.ascontiguousarray(cond[rows]), np.repeat(gaps[None], m, axis=0))
+        index = np.tile(np.arange(m, dtype=np.float32), k_img)[:, None]  # the slice of each draw
         keys = [k * SAMPLE_KEY + int(s) for k in range(k_img) for s in z_img]
 
         def step_fn(x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
-            return model.run({"x_t": x.astype(np.float32), "timesteps": np.asarray(t, np.int64),
-                              "cond": c[:, :mi.COND_CHANNELS], "gaps": c[:, mi.COND_CHANNELS:, 0, 0]})["prediction"]
+            rows_of = np.rint(c[:, 0]).astype(np.int64)
+            return generator.run({"x_t": x.astype(np.float32), "timesteps": np.asarray(t, np.int64),
+                                  **{f: features[f][rows_of] for f in FEATURES}})["prediction"]
 
-        draws = sample_slices(step_fn, m * k_img, (1, half, half), cond=packed, settings=settings,
+        draws = sample_slices(step_fn, m * k_img, (1, half, half), cond=index, settings=settings,
                               seed=request.seed, batch_size=BATCH, indices=keys,
                               progress=lambda f, m: progress(0.3 + 0.65 * f, m))
         change = draws.reshape(k_img, m, half, half).mean(axis=0)

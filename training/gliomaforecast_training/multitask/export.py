@@ -1,12 +1,16 @@
-"""Export a trained multi-task checkpoint to one ONNX step network (both heads), check parity with torch, and
-register it as the model family ``multitask-diffusion`` (member ``step``) with the core's registry writer.
+"""Export a trained multi-task checkpoint to two ONNX graphs, check parity with torch, and register them as the
+model family ``multitask-diffusion`` (members ``encoder`` and ``generator``) with the core's registry writer.
 
     python -m gliomaforecast_training.multitask.export --checkpoint multitask.pt --models-dir Resources/Models
 
-The graph (opset 17, TorchScript exporter; dynamic batch, height and width, multiples of 8) takes ``x_t``
-(batch, 1, H/2, W/2), ``timesteps`` (batch,) int64, ``cond`` (batch, 10, H, W) and ``gaps`` (batch, 3) and returns
-``prediction`` (batch, 1, H/2, W/2: v of the FLAIR change at 4 mm) and ``probability`` (batch, 1, H, W). The entry carries the constants the core forecaster
-reads (crop, pixel spacing, schedule, prediction type, sampler, trained gap range).
+``encoder`` (the shared encoder and the predictive decoder) takes ``cond`` (batch, 10, H, W) and ``gaps`` (batch,
+3) and returns ``probability`` (batch, 1, H, W) and the features the generative decoder needs (``skip0..2``,
+``bottom``, ``e_gap``); ``generator`` (the generative decoder) takes ``x_t`` (batch, 1, H/2, W/2), ``timesteps``
+(batch,) int64 and those features and returns ``prediction`` (batch, 1, H/2, W/2: v of the FLAIR change at 4 mm).
+The split lets the core run the encoder once per slice and only the generative decoder at each sampler step (one
+graph with both heads ran everything at every step). Opset 17, TorchScript exporter; dynamic batch, height and
+width (multiples of 16). The entry carries the constants the core forecaster reads (crop, pixel spacing,
+schedule, prediction type, sampler, trained gap range).
 """
 
 from __future__ import annotations
@@ -29,11 +33,36 @@ from .loss import NUM_TRAIN_TIMESTEPS, SCHEDULE
 from .net import COND_SCALES, POOL, SIZE_MULTIPLE, MultiTaskNet
 
 MODEL_ID = "multitask-diffusion"
-FILE = "multitask_diffusion_step.onnx"
-VERSION = "1.0.0"
-INPUTS = ["x_t", "timesteps", "cond", "gaps"]
-OUTPUTS = ["prediction", "probability"]
+FILES = {"encoder": "multitask_diffusion_encoder.onnx", "generator": "multitask_diffusion_generator.onnx"}
+VERSION = "1.1.0"
+FEATURES = ["skip0", "skip1", "skip2", "bottom", "e_gap"]
+IO = {"encoder": (["cond", "gaps"], ["probability", *FEATURES]),
+      "generator": (["x_t", "timesteps", *FEATURES], ["prediction"])}
 PARITY_LIMIT = 1e-4
+
+
+class EncoderGraph(torch.nn.Module):
+    """Export wrapper: (cond, gaps) -> (probability, skip0, skip1, skip2, bottom, e_gap)."""
+
+    def __init__(self, net: MultiTaskNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, cond: torch.Tensor, gaps: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        skips, bottom, e_gap = self.net.encode(cond, gaps)
+        return (self.net.predict_probability(cond, skips, bottom, e_gap), *skips, bottom, e_gap)
+
+
+class GeneratorGraph(torch.nn.Module):
+    """Export wrapper: (x_t, timesteps, skip0, skip1, skip2, bottom, e_gap) -> prediction."""
+
+    def __init__(self, net: MultiTaskNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x_t: torch.Tensor, timesteps: torch.Tensor, skip0: torch.Tensor, skip1: torch.Tensor,
+                skip2: torch.Tensor, bottom: torch.Tensor, e_gap: torch.Tensor) -> torch.Tensor:
+        return self.net.predict_change(x_t, timesteps, [skip0, skip1, skip2], bottom, e_gap)
 
 
 def load_checkpoint(path: str | Path) -> tuple[MultiTaskNet, dict]:
@@ -56,28 +85,58 @@ def example_inputs(batch: int = 3, size: int = mi.CROP, seed: int = 0) -> tuple[
                                                                              generator=gen), cond, gaps)
 
 
-def export_onnx(net: MultiTaskNet, path: str | Path) -> Path:
-    """Write ``net`` as ONNX with dynamic batch, height and width."""
-    dyn = {"x_t": {0: "batch", 2: "height/2", 3: "width/2"}, "timesteps": {0: "batch"},
-           "cond": {0: "batch", 2: "height", 3: "width"}, "gaps": {0: "batch"},
-           "prediction": {0: "batch", 2: "height/2", 3: "width/2"}, "probability": {0: "batch", 2: "height", 3: "width"}}
-    torch.onnx.export(net.eval(), example_inputs(2), str(path), input_names=INPUTS, output_names=OUTPUTS,
-                      dynamic_axes=dyn, opset_version=17, dynamo=False)
-    return Path(path)
+def export_onnx(net: MultiTaskNet, models_dir: str | Path) -> dict[str, Path]:
+    """Write ``net`` as the two graphs of :data:`FILES` into ``models_dir`` (dynamic batch, height and width)."""
+    net = net.eval()
+    x_t, t, cond, gaps = example_inputs(2)
+    with torch.no_grad():
+        features = EncoderGraph(net)(cond, gaps)[1:]
+    paths = {}
+    for member, module, inputs in (("encoder", EncoderGraph(net), (cond, gaps)),
+                                   ("generator", GeneratorGraph(net), (x_t, t, *features))):
+        names_in, names_out = IO[member]
+        dyn = {n: ({0: "batch"} if n in ("timesteps", "gaps", "e_gap") else {0: "batch", 2: f"{n}_h", 3: f"{n}_w"})
+               for n in names_in + names_out}
+        paths[member] = Path(models_dir) / FILES[member]
+        torch.onnx.export(module, inputs, str(paths[member]), input_names=names_in, output_names=names_out,
+                          dynamic_axes=dyn, opset_version=17, dynamo=False)
+    return paths
 
 
-def parity(net: MultiTaskNet, onnx_path: str | Path, size: int = 48) -> dict[str, float]:
+def run_family(sessions: dict, x_t: np.ndarray, timesteps: np.ndarray, cond: np.ndarray,
+               gaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(prediction, probability) of the two exported graphs (``sessions``: member -> object with
+    ``run(names, feed)``), as the torch network's forward gives them."""
+    enc = dict(zip(IO["encoder"][1], sessions["encoder"].run(IO["encoder"][1], {"cond": cond, "gaps": gaps})))
+    feed = {"x_t": x_t, "timesteps": timesteps, **{k: enc[k] for k in FEATURES}}
+    return sessions["generator"].run(["prediction"], feed)[0], enc["probability"]
+
+
+def parity(net: MultiTaskNet, models_dir: str | Path, size: int = 48) -> dict[str, float]:
     """Max |onnxruntime - torch| of both outputs on random inputs of another batch and size than the export."""
     inputs = example_inputs(5, size, seed=1)
     with torch.no_grad():
         ref = [t.numpy() for t in net.eval()(*inputs)]
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    out = sess.run(OUTPUTS, {n: t.numpy() for n, t in zip(INPUTS, inputs)})
-    return {name: float(np.abs(a - b).max()) for name, a, b in zip(OUTPUTS, out, ref)}
+    sessions = {m: ort.InferenceSession(str(Path(models_dir) / f), providers=["CPUExecutionProvider"])
+                for m, f in FILES.items()}
+    out = run_family(sessions, *(t.numpy() for t in inputs))
+    return {name: float(np.abs(a - b).max()) for name, a, b in zip(("prediction", "probability"), out, ref)}
 
 
-def tensors() -> tuple[list[dict], list[dict]]:
-    """The registry's input and output tensor descriptions."""
+def tensors(channels: list[int], embed_dim: int = 32) -> dict[str, tuple[list[dict], list[dict]]]:
+    """The registry's input and output tensor descriptions per member (``channels``: the network's widths)."""
+    c0, c1, c2 = (int(v) for v in channels)
+    features = [
+        {"name": "skip0", "shape": ["batch", c0, "height/2", "width/2"], "dtype": "float32", "units": "feature",
+         "normalization": "encoder output at 4 mm pixels"},
+        {"name": "skip1", "shape": ["batch", c1, "height/4", "width/4"], "dtype": "float32", "units": "feature",
+         "normalization": "encoder output at 8 mm pixels"},
+        {"name": "skip2", "shape": ["batch", c2, "height/8", "width/8"], "dtype": "float32", "units": "feature",
+         "normalization": "encoder output at 16 mm pixels"},
+        {"name": "bottom", "shape": ["batch", c2, "height/16", "width/16"], "dtype": "float32", "units": "feature",
+         "normalization": "encoder bottleneck at 32 mm pixels"},
+        {"name": "e_gap", "shape": ["batch", 4 * embed_dim], "dtype": "float32", "units": "feature",
+         "normalization": "gap embedding"}]
     inputs = [
         {"name": "x_t", "shape": ["batch", 1, "height/2", "width/2"], "dtype": "float32", "units": "dimensionless",
          "normalization": f"at {mi.GEN_PIXEL_MM:g} mm pixels: noised FLAIR change {mi.RESIDUAL_GAIN:g} (FLAIR_target - FLAIR_2) / scale_2 (scale: 99th "
@@ -95,20 +154,22 @@ def tensors() -> tuple[list[dict], list[dict]]:
          "normalization": "v-prediction of the FLAIR change: v = sqrt(ab) eps - sqrt(1 - ab) x0"},
         {"name": "probability", "shape": ["batch", 1, "height", "width"], "dtype": "float32", "units": "probability",
          "normalization": "tumour presence at the target day (sigmoid); independent of x_t and timesteps"}]
-    return inputs, outputs
+    by_name = {t["name"]: t for t in inputs + outputs + features}
+    return {member: ([by_name[n] for n in names_in], [by_name[n] for n in names_out])
+            for member, (names_in, names_out) in IO.items()}
 
 
 def registry_entry(models_dir: Path, ckpt: dict, parity_max_abs: dict, metrics: dict | None) -> dict:
     """The models.json family entry (core writer's ``family_entry``)."""
     cfg, summary = ckpt["config"], ckpt.get("summary", {})
-    inputs, outputs = tensors()
+    io = tensors(cfg["channels"])
     data_arg = "--data " + " ".join(map(str, cfg["data"])) if cfg.get("data") else f"--cohort {cfg['cohort']}"
     command = (f"python -m gliomaforecast_training.multitask.train fit {data_arg} --steps {cfg['steps']}"
                + (f" --max-minutes {cfg['max_minutes']:g}" if cfg.get("max_minutes") else "")
                + f" --batch {cfg['batch']} --lr {cfg['lr']} --lambda-rt {cfg['lambda_rt']} --gamma {cfg['gamma']}"
                + f" --channels {' '.join(map(str, cfg['channels']))} --seed {cfg['seed']} --out multitask.pt")
     return family_entry(
-        MODEL_ID, VERSION, {"step": file_entry(models_dir / FILE, inputs, outputs)},
+        MODEL_ID, VERSION, {m: file_entry(models_dir / f, *io[m]) for m, f in FILES.items()},
         task="multi-task diffusion forecaster: future FLAIR (generative head, v-prediction) and tumour probability "
              "map (predictive head) from two prior scans at a chosen day (2D axial slices)",
         card=f"{MODEL_ID}.md",
@@ -137,9 +198,10 @@ def export(args: argparse.Namespace) -> dict:
     """Export, check parity (< 1e-4), register; returns the entry."""
     net, ckpt = load_checkpoint(args.checkpoint)
     args.models_dir.mkdir(parents=True, exist_ok=True)
-    path = export_onnx(net, args.models_dir / FILE)
-    diff = parity(net, path)
-    print(f"exported {path} ({path.stat().st_size / 1e6:.2f} MB), parity max |ort - torch| {diff}")
+    paths = export_onnx(net, args.models_dir)
+    diff = parity(net, args.models_dir)
+    sizes = ", ".join(f"{p.name} {p.stat().st_size / 1e6:.2f} MB" for p in paths.values())
+    print(f"exported {sizes}; parity max |ort - torch| {diff}")
     if max(diff.values()) > PARITY_LIMIT:
         raise SystemExit(f"ONNX parity {diff} exceeds {PARITY_LIMIT}")
     metrics = json.loads(args.metrics.read_text()) if args.metrics else None

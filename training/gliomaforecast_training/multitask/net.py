@@ -91,29 +91,41 @@ class MultiTaskNet(nn.Module):
         parts = [get_timestep_embedding(gaps[:, i] / GAP_SCALE_DAYS, self.embed_dim) for i in range(gaps.shape[1])]
         return self.gap_mlp(torch.cat(parts, dim=1))
 
-    def forward(self, x_t: torch.Tensor, timesteps: torch.Tensor, cond: torch.Tensor,
-                gaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (``prediction`` (B, 1, H/2, W/2): v of the FLAIR change; ``probability`` (B, 1, H, W) in [0, 1])."""
+    def encode(self, cond: torch.Tensor, gaps: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """The shared encoder: (skips at 4, 8 and 16 mm pixels, the 32 mm bottleneck, the gap embedding)."""
         e_gap = self.gap_embedding(gaps)
-        e_gen = e_gap + self.step_mlp(get_timestep_embedding(timesteps.reshape(-1).float(), self.embed_dim))
         h = self.stem(F.avg_pool2d(cond / self.cond_scale, POOL))
         skips = []
         for enc, film, down in zip(self.enc, self.enc_film, self.down):
             h = film(enc(h, e_gap), e_gap)
             skips.append(h)
             h = down(h, e_gap)
-        bottom = self.mid_film(self.mid(h, e_gap), e_gap)
+        return skips, self.mid_film(self.mid(h, e_gap), e_gap), e_gap
 
+    def predict_probability(self, cond: torch.Tensor, skips: list[torch.Tensor], bottom: torch.Tensor,
+                            e_gap: torch.Tensor) -> torch.Tensor:
+        """The predictive decoder: probability (B, 1, H, W) in [0, 1]."""
         p = bottom
         for up, blk, film, skip in zip(self.p_up, self.p_block, self.p_film, reversed(skips)):
             p = film(blk(torch.cat([up(p, e_gap), skip], dim=1), e_gap), e_gap)
         phi_2 = cond[:, PHI2_CHANNEL:PHI2_CHANNEL + 1]
         correction = F.interpolate(self.p_head(p), scale_factor=float(POOL), mode="bilinear", align_corners=False)
-        logit = BETA_PER_MM * (MU_MM - phi_2) + correction
+        return torch.sigmoid(BETA_PER_MM * (MU_MM - phi_2) + correction)
 
+    def predict_change(self, x_t: torch.Tensor, timesteps: torch.Tensor, skips: list[torch.Tensor],
+                       bottom: torch.Tensor, e_gap: torch.Tensor) -> torch.Tensor:
+        """The generative decoder: v of the FLAIR change (B, 1, H/2, W/2) at step ``timesteps``."""
+        e_gen = e_gap + self.step_mlp(get_timestep_embedding(timesteps.reshape(-1).float(), self.embed_dim))
         g = self.g_in(torch.cat([bottom, self.g_x[0](F.avg_pool2d(x_t, 8))], dim=1), e_gen)
         for i, (up, blk, film, skip) in enumerate(zip(self.g_up, self.g_block, self.g_film, reversed(skips))):
             factor = 4 >> i
             xs = self.g_x[i + 1](F.avg_pool2d(x_t, factor) if factor > 1 else x_t)
             g = film(blk(torch.cat([up(g, e_gen), skip, xs], dim=1), e_gen), e_gen)
-        return self.g_head(g), torch.sigmoid(logit)
+        return self.g_head(g)
+
+    def forward(self, x_t: torch.Tensor, timesteps: torch.Tensor, cond: torch.Tensor,
+                gaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (``prediction`` (B, 1, H/2, W/2): v of the FLAIR change; ``probability`` (B, 1, H, W) in [0, 1])."""
+        skips, bottom, e_gap = self.encode(cond, gaps)
+        return (self.predict_change(x_t, timesteps, skips, bottom, e_gap),
+                self.predict_probability(cond, skips, bottom, e_gap))
