@@ -77,6 +77,33 @@ def test_crop_and_paste_round_trip_on_a_linear_ramp():
     assert (back[[0, 2, 4]] == -99.0).all()
 
 
+def test_outside_correction_is_each_slices_ring_median():
+    from gliomaforecast.forecasters.multitask_diffusion import _outside
+
+    corr = np.zeros((2, 6, 6), np.float32)
+    corr[0] = 5.0
+    corr[0, 0, :3] = -1.0  # 3 of the 20 ring pixels
+    corr[1, 1:-1, 1:-1] = 9.0  # inside the ring only
+    out = _outside((4, 3, 3), corr, np.array([1, 2]), "edge_median")
+    assert (out[1] == 5.0).all() and (out[2] == 0.0).all() and (out[0] == 0).all() and (out[3] == 0).all()
+    assert not _outside((4, 3, 3), corr, np.array([1, 2]), "none").any()
+
+
+def test_outside_the_crops_the_correction_is_the_ring_median(trained):
+    request = _request(samples=1)
+    out = MultiTaskDiffusionForecaster(steps=2, models_dir=str(trained)).predict(request, lambda f, m: None)
+    phi = request.case.gtv_distance(request.last)
+    p = np.clip(out.probability.astype(np.float64), 1e-7, 1 - 1e-7)
+    corr = np.log(p / (1 - p)) - sdf.DEFAULT_BETA * (sdf.DEFAULT_MU - phi)
+    phis = [request.case.gtv_distance(tp) for tp in request.case.timepoints[-2:]]
+    z = mi.forecast_slices(phis[1], phis[0], request.spacing[0])
+    corner = corr[:, 0, 0]  # the grid's corner lies outside every 128 mm crop
+    others = np.setdiff1d(np.arange(len(corr)), z)
+    assert np.abs(corner[others]).max() < 1e-3  # no correction off the forecast slices
+    assert np.abs(corner[z]).max() > 0.05  # a per-slice constant on them (random heads: not zero)
+    np.testing.assert_allclose(corr[z[0], 0, :5], corner[z[0]], atol=1e-3)
+
+
 def test_untrained_network_is_the_persistence_forecast(untrained):
     request = _request()
     out = MultiTaskDiffusionForecaster(steps=2, models_dir=str(untrained)).predict(request, lambda f, m: None)

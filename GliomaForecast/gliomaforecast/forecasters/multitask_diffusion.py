@@ -58,6 +58,17 @@ def _encode(encoder, cond: np.ndarray, gaps: np.ndarray) -> dict[str, np.ndarray
     return {name: np.concatenate(values) for name, values in parts.items()}
 
 
+def _outside(shape: tuple[int, ...], corrections: np.ndarray, z: np.ndarray, rule: str) -> np.ndarray:
+    """The logit correction outside the crops (case grid, zeros off the slices ``z``): ``none`` 0; ``edge_median``
+    each slice's median correction on its crop's outer ring of pixels (the network's far-field tendency)."""
+    out = np.zeros(shape, np.float32)
+    if rule == "edge_median" and len(z):
+        ring = np.ones(corrections.shape[1:], bool)
+        ring[1:-1, 1:-1] = False
+        out[z] = np.median(corrections[:, ring], axis=1)[:, None, None]
+    return out
+
+
 def _base_logit(phi: np.ndarray) -> np.ndarray:
     """The logit of the last GTV's logistic map, beta (mu - phi), phi in mm (the network's starting point)."""
     return (sdf.DEFAULT_BETA * (sdf.DEFAULT_MU - np.asarray(phi, np.float64))).astype(np.float32)
@@ -148,8 +159,9 @@ class MultiTaskDiffusionForecaster:
         # the network's logit correction (smooth) is pasted; the last GTV's logistic map stays at full resolution
         base = _base_logit(phis[1])
         sp_yx = spacing[1:]
-        full = np.stack([_sigmoid(base + mi.paste_slices(np.zeros_like(base), m, z, sp_yx, volumes.center_yx_mm))
-                         for m in maps])
+        outside = str(extra.get("outside_correction", "none"))
+        full = np.stack([_sigmoid(base + mi.paste_slices(_outside(base.shape, m, z, outside), m, z, sp_yx,
+                                                         volumes.center_yx_mm)) for m in maps])
         probability = np.clip(full.mean(axis=0), 0.0, 1.0).astype(np.float32)
         uncertainty = full.std(axis=0).astype(np.float32)
 

@@ -34,7 +34,7 @@ from .net import COND_SCALES, POOL, SIZE_MULTIPLE, MultiTaskNet
 
 MODEL_ID = "multitask-diffusion"
 FILES = {"encoder": "multitask_diffusion_encoder.onnx", "generator": "multitask_diffusion_generator.onnx"}
-VERSION = "1.1.0"
+VERSION = "1.2.0"
 FEATURES = ["skip0", "skip1", "skip2", "bottom", "e_gap"]
 IO = {"encoder": (["cond", "gaps"], ["probability", *FEATURES]),
       "generator": (["x_t", "timesteps", *FEATURES], ["prediction"])}
@@ -159,8 +159,10 @@ def tensors(channels: list[int], embed_dim: int = 32) -> dict[str, tuple[list[di
             for member, (names_in, names_out) in IO.items()}
 
 
-def registry_entry(models_dir: Path, ckpt: dict, parity_max_abs: dict, metrics: dict | None) -> dict:
-    """The models.json family entry (core writer's ``family_entry``)."""
+def registry_entry(models_dir: Path, ckpt: dict, parity_max_abs: dict, metrics: dict | None,
+                   outside_correction: str = "edge_median") -> dict:
+    """The models.json family entry (core writer's ``family_entry``); ``outside_correction``: the forecaster's rule
+    for the logit correction outside the crops (``none`` or ``edge_median``, chosen on the validation cohort)."""
     cfg, summary = ckpt["config"], ckpt.get("summary", {})
     io = tensors(cfg["channels"])
     data_arg = "--data " + " ".join(map(str, cfg["data"])) if cfg.get("data") else f"--cohort {cfg['cohort']}"
@@ -174,7 +176,7 @@ def registry_entry(models_dir: Path, ckpt: dict, parity_max_abs: dict, metrics: 
              "map (predictive head) from two prior scans at a chosen day (2D axial slices)",
         card=f"{MODEL_ID}.md",
         pixel_spacing_mm=mi.PIXEL_MM, generative_pixel_mm=mi.GEN_PIXEL_MM, crop=mi.CROP, size_multiple=SIZE_MULTIPLE, cond_channels=list(mi.COND_NAMES),
-        residual_gain=mi.RESIDUAL_GAIN, schedule=SCHEDULE, num_train_timesteps=NUM_TRAIN_TIMESTEPS,
+        residual_gain=mi.RESIDUAL_GAIN, outside_correction=outside_correction, schedule=SCHEDULE, num_train_timesteps=NUM_TRAIN_TIMESTEPS,
         prediction="v_prediction", sampler={"name": "dpmpp_2m", "steps": 10},
         trained_gap_days=[1.0, MAX_GAP_DAYS], min_area_mm2=MIN_AREA_MM2,
         architecture={"net": "gliomaforecast_training.multitask.net.MultiTaskNet", "channels": cfg["channels"],
@@ -192,6 +194,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint written by multitask.train fit")
     p.add_argument("--models-dir", type=Path, required=True, help="folder of models.json (Resources/Models)")
     p.add_argument("--metrics", type=Path, help="JSON of held-out figures to record in the entry")
+    p.add_argument("--outside-correction", choices=("none", "edge_median"), default="edge_median",
+                   help="the logit correction outside the crops: none, or each slice's median on the crop's outer ring")
 
 
 def export(args: argparse.Namespace) -> dict:
@@ -205,7 +209,7 @@ def export(args: argparse.Namespace) -> dict:
     if max(diff.values()) > PARITY_LIMIT:
         raise SystemExit(f"ONNX parity {diff} exceeds {PARITY_LIMIT}")
     metrics = json.loads(args.metrics.read_text()) if args.metrics else None
-    entry = registry_entry(args.models_dir, ckpt, diff, metrics)
+    entry = registry_entry(args.models_dir, ckpt, diff, metrics, args.outside_correction)
     print(f"registered in {write_registry_entry(args.models_dir, entry)}")
     return entry
 
