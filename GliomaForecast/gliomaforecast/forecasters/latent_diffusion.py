@@ -21,8 +21,8 @@ in :mod:`.latent_inputs` and the model card (Resources/Models/latent-diffusion.m
    scan's scales: the input's units; with the registry's ``image_mode`` "residual" the scan itself, at its own
    resolution, plus the decoded change, decoded post - decoded pre, interpolated onto the case grid, so that the
    autoencoder's reconstruction error cancels where nothing changes; "gated", chosen on the validation cohort: that
-   change only near the scan's or the forecast GTV, ``latent_inputs.change_gate``) and the GTV (sigmoid of the decoded logits), pasted back onto the case grid
-   inside the crops; elsewhere the images are the scan's own. Each sample's decoded GTV (probability >= 0.5) becomes
+   change only near the scan's or the forecast GTV, ``latent_inputs.change_gate``) and the GTV (sigmoid of the
+   decoded logits), pasted back onto the case grid inside the crops; elsewhere the images are the scan's own. Each sample's decoded GTV (probability >= 0.5) becomes
    the project's tumour-presence map, the logistic of its signed distance (``sdf.tumor_probability``, beta 0.1 /mm,
    mu 15 mm; 0 everywhere for a sample whose tumour vanished), as every forecaster's map and the truth of
    ``gliomaforecast evaluate`` are; the probability is their mean over samples and the uncertainty their SD.
@@ -220,7 +220,8 @@ class LatentDiffusionForecaster:
         lo_gap, hi_gap = (float(v) for v in extra.get("trained_gap_days", (60.0, 200.0)))
         guidance = "unconditional (null class)" if label == li.NULL else f"class {self.outcome}, CFG w = {w_cfg:g}"
         if scenarios:
-            guidance += f"; the responder and progressor forecasts beside it (CFG w = {w_cfg:g}; not used for the targets)"
+            guidance += (f"; the responder and progressor forecasts beside it (CFG w = {w_cfg:g}; not used for the "
+                         f"targets)")
         notes = [f"{self.name}: single-scan forecast from the scan of day {scan.day:g}; {n} axial slices (z "
                  f"{int(z[0])}-{int(z[-1])}) of {li.CROP} x {li.CROP} pixels at {li.PIXEL_MM:g} mm; {k} samples, "
                  f"{steps} {settings.sampler} steps, {guidance}; probability = mean over samples of the decoded GTV's "

@@ -13,7 +13,9 @@ network, its inputs and units are described in :mod:`.multitask_inputs` and in t
    (the training noise) and the slice flipped / transposed (test-time augmentation, seeded); the probability is
    their mean and the uncertainty their per-voxel standard deviation. The network's logit correction of the last
    GTV's logistic map (its starting point) is pasted back onto the case grid and added to that map's logit at
-   full resolution; outside the crops and slices the map is the last GTV's logistic map.
+   full resolution; outside the crops, on those slices, each slice takes its crop's median correction on the
+   outer ring of pixels (registry ``outside_correction`` "edge_median", chosen on the validation cohort; "none":
+   no correction); off the slices the map is the last GTV's logistic map.
 4. Generative head, on the slices within 6 mm (z) of a slice holding a prior GTV (elsewhere the FLAIR is the
    last one): min(``samples``, 2) FLAIR changes per slice (at 4 mm pixels) drawn by DPM-Solver++(2M)
    (10 steps) in the core's sampling runtime (:mod:`gliomaforecast.diffusion`), seeded per slice and sample;
