@@ -53,13 +53,11 @@ import numpy as np
 from . import defaults, evaluation, metrics_images, models, sdf
 from .case import Case, Timepoint, load_case
 from .errors import InputError
-from .evaluation_protocols import Protocol, plan_tasks, prefix_case, scan_volumes
+from .evaluation_protocols import GAP_BINS, Protocol, gap_bin, plan_tasks, prefix_case, scan_volumes
 from .forecast import fit_case_growth, run_forecast
 from .forecasters import entry
 
 SCHEMA = "gliomaforecast.evaluation/1"
-GAP_BINS: tuple[tuple[str, float], ...] = (("0-60", 60), ("61-120", 120), ("121-180", 180), ("181-280", 280),
-                                           ("281-365", 365), (">365", math.inf))
 DEFINITIONS = {"enhancing": "enhancing", "enhancing+necrosis": "enhancing_necrosis", "gtv": "gtv"}  # -> column
 PLANS = ("forecast", "standard")
 N_BINS = 10  # calibration bins
@@ -87,10 +85,11 @@ class EvaluationSettings:
     device: str = defaults.DEVICE
     protocol: str = "last-scan"
     horizon_days: tuple[float, float] = (0.0, math.inf)
+    pairs: str = "all"
 
     def protocol_spec(self) -> Protocol:
         """The :class:`Protocol` of these settings (checked)."""
-        return Protocol(self.protocol, *self.horizon_days)
+        return Protocol(self.protocol, *self.horizon_days, self.pairs)
 
 
 @dataclass
@@ -107,14 +106,7 @@ class CohortResult:
     skipped: list[dict]
     calibration: list[dict]
     timings: list[dict]
-
-
-def gap_bin(gap_days: float) -> str:
-    """The time-gap bin (days) of the multi-task diffusion paper: 0-60, 61-120, 121-180, 181-280,
-    281-365 or >365; a fractional gap goes to the first bin whose upper edge it does not exceed."""
-    if not gap_days >= 0:
-        raise ValueError(f"time gap must be a non-negative number of days, got {gap_days}")
-    return next(label for label, upper in GAP_BINS if gap_days <= upper)
+    run: dict = dataclasses.field(default_factory=dict)  # the whole run: wall and CPU seconds, jobs, CPUs, load
 
 
 def find_cases(cohort_dir: str | Path) -> list[Path]:
@@ -225,9 +217,12 @@ def evaluate_patient(case_path: str | Path, settings: EvaluationSettings) -> tup
     prefixes: dict[int, Case] = {}
     fits: dict[int, object] = {}
     plans = {}
+    need = {name: entry(name).min_scans for name in settings.forecasters}
+    if protocol.pairs == "first-per-bin":  # the same pairs for every forecaster of the run
+        need = dict.fromkeys(need, max(need.values()))
     for name in settings.forecasters:
         try:
-            plans[name] = plan_tasks(case, protocol, entry(name).min_scans, volumes)
+            plans[name] = plan_tasks(case, protocol, need[name], volumes)
         except _SCORING_ERRORS as exc:
             plans[name] = [], _reason(exc)
     reasons = {why for tasks, why in plans.values() if not tasks}
@@ -322,6 +317,7 @@ def evaluate_cohort(cohort_dir: str | Path, settings: EvaluationSettings, jobs: 
     if not paths:
         raise InputError(cohort_dir, None, "no patient folder with a case.json in the cohort folder")
     say = progress or (lambda _msg: None)
+    start, load = time.perf_counter(), os.getloadavg()[0]
     rows: list[dict] = []
     skipped: list[dict] = []
     calibration: list[dict] = []
@@ -354,8 +350,11 @@ def evaluate_cohort(cohort_dir: str | Path, settings: EvaluationSettings, jobs: 
                     result = _failed_patient(futures[future], exc)
                 collect(futures[future], result)
     key = _order(settings)
+    run = {"wall_seconds": time.perf_counter() - start, "jobs": jobs, "cpus": os.cpu_count(),
+           "load_average_at_start": load, "load_average_at_end": os.getloadavg()[0],
+           "cpu_seconds_of_forecasts": float(sum(t["cpu_seconds"] for t in timings))}
     return CohortResult(Path(cohort_dir), settings, len(paths), sorted(rows, key=key), sorted(skipped, key=key),
-                        sorted(calibration, key=key), sorted(timings, key=key))
+                        sorted(calibration, key=key), sorted(timings, key=key), run)
 
 
 # --- summary -------------------------------------------------------------------------------------
@@ -528,6 +527,7 @@ def write_results(result: CohortResult, out_dir: Path) -> list[Path]:
                                                       f"{name}, {n_patients} patients pooled")
             written.append(save_png(fig, out_dir / f"calibration_{name}.png"))
     (out_dir / "timings.json").write_text(json.dumps({"unit": "seconds per scored forecast",
+                                                      "run": result.run,
                                                       "per_forecaster": timing_summary(result),
                                                       "timings": result.timings}, indent=2) + "\n")
     return [*written, out_dir / "timings.json"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -28,6 +28,10 @@ from .case import DERIVED, Case
 from .errors import InputError
 
 PROTOCOLS = ("last-scan", "horizon", "recurrence")
+PAIRS = ("all", "first-per-bin")
+# time-gap bins (days; upper edges inclusive) of the multi-task diffusion paper
+GAP_BINS: tuple[tuple[str, float], ...] = (("0-60", 60), ("61-120", 120), ("121-180", 180), ("181-280", 280),
+                                           ("281-365", 365), (">365", math.inf))
 PROGRESSION_RATIO = 1.4
 PROGRESSION_MIN_ML = 0.5
 ENHANCING_LABEL = 3
@@ -35,15 +39,19 @@ ENHANCING_LABEL = 3
 
 @dataclass(frozen=True)
 class Protocol:
-    """A protocol name and, for ``horizon``, the gap range (days, inclusive)."""
+    """A protocol name and, for ``horizon``, the gap range (days, inclusive) and which of its pairs are scored
+    (``pairs``: "all" or "first-per-bin")."""
 
     name: str = "last-scan"
     min_days: float = 0.0
     max_days: float = math.inf
+    pairs: str = "all"
 
     def __post_init__(self) -> None:
         if self.name not in PROTOCOLS:
             raise InputError(None, "protocol", f"unknown protocol '{self.name}'; choose from {', '.join(PROTOCOLS)}")
+        if self.pairs not in PAIRS:
+            raise InputError(None, "pairs", f"unknown pair rule '{self.pairs}'; choose from {', '.join(PAIRS)}")
         if not (self.min_days >= 0 and self.max_days >= self.min_days):
             raise InputError(None, "horizon_days", f"empty range {self.min_days:g}-{self.max_days:g} days "
                                                    "(need 0 <= MIN <= MAX)")
@@ -59,6 +67,14 @@ def parse_horizon(text: str) -> tuple[float, float]:
     if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo <= hi):
         raise InputError(None, "horizon_days", f"empty range {text!r} (need 0 <= MIN <= MAX days)")
     return lo, hi
+
+
+def gap_bin(gap_days: float) -> str:
+    """The time-gap bin (days) of ``GAP_BINS``: 0-60, 61-120, 121-180, 181-280, 281-365 or >365; a fractional gap
+    goes to the first bin whose upper edge it does not exceed."""
+    if not gap_days >= 0:
+        raise ValueError(f"time gap must be a non-negative number of days, got {gap_days}")
+    return next(label for label, upper in GAP_BINS if gap_days <= upper)
 
 
 @dataclass(frozen=True)
@@ -109,6 +125,8 @@ def plan_tasks(case: Case, protocol: Protocol, min_scans: int,
     if protocol.name == "horizon":
         tasks = [Task(i, j) for i in range(min_scans, n) for j in range(i, n)
                  if protocol.min_days <= days[j] - days[i - 1] <= protocol.max_days]
+        if protocol.pairs == "first-per-bin":
+            tasks = first_per_bin(tasks, days)
         if not tasks:
             return [], (f"no (inputs, later scan) pair with a gap of {protocol.min_days:g}-{protocol.max_days:g} days "
                         f"and at least {min_scans} input scans (scan days {', '.join(f'{d:g}' for d in days)})")
@@ -120,6 +138,14 @@ def plan_tasks(case: Case, protocol: Protocol, min_scans: int,
     if plan + 1 < min_scans:
         return [], f"{plan + 1} scans up to the RT planning scan; the forecaster needs {min_scans}"
     return [Task(plan + 1, target)], None
+
+
+def first_per_bin(tasks: list[Task], days: Sequence[float]) -> list[Task]:
+    """Per time-gap bin, the task with the fewest input scans, then the earliest target (``days``: scan days)."""
+    chosen: dict[str, Task] = {}
+    for task in sorted(tasks, key=lambda t: (t.n_inputs, t.target)):
+        chosen.setdefault(gap_bin(days[task.target] - days[task.n_inputs - 1]), task)
+    return sorted(chosen.values(), key=lambda t: (t.n_inputs, t.target))
 
 
 def prefix_case(case: Case, n_inputs: int) -> Case:

@@ -4,7 +4,9 @@ Tables: per forecaster and time-gap bin (days from the last input scan to the ta
 forecasts and the mean RMSE, BCE (nats), ECE, Dice of the tumor (phi <= 0) and HD95 (mm); for the forecasters that give
 a FLAIR, its mean PSNR (dB) and SSIM against the target FLAIR beside the last FLAIR's (the baseline); then per
 forecaster and recurrence definition the mean coverage of the forecast and the standard CTV with the paired Wilcoxon p (one value per
-patient), and the same on the forecasts whose recurrence leaves the standard CTV.
+patient), and the same on the forecasts whose recurrence leaves the standard CTV. With the run's timings.json: per
+forecaster the forecasts timed, CPU seconds per forecast, wall seconds per patient and CPU minutes in all, and the
+whole run's wall time.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ def leaderboard_markdown(summary: dict) -> str:
     horizon = s.get("horizon_days")
     protocol = summary.get("protocol", s.get("protocol", "last-scan"))
     what = f"protocol `{protocol}`" + (f", gaps {horizon[0]:g}-{horizon[1]:g} days" if protocol == "horizon" else "")
+    if protocol == "horizon" and s.get("pairs", "all") != "all":
+        what += f", pairs `{s['pairs']}` (one per patient and gap bin: the fewest inputs, then the earliest target)"
     lines = [f"{summary['n_cases']} patients, {what}, seed {s['seed']}, {s['samples']} samples, "
              f"{s['n_bootstrap']} bootstrap refits, standard margin {s['margin_mm']:g} mm.", ""]
     bins = [b for b in summary["gap_bins"]
@@ -63,6 +67,23 @@ def leaderboard_markdown(summary: dict) -> str:
                          f"{_p(c['wilcoxon']['p_value'])} | {o['n']} of {o['n_defined']} | "
                          f"{_f(o['forecast']['mean'], 3)} | {_f(o['standard']['mean'], 3)} | "
                          f"{_p(o['wilcoxon']['p_value'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def timing_markdown(timings: dict) -> str:
+    """Markdown time table of an evaluation's timings.json (``per_forecaster`` and, when present, ``run``)."""
+    lines = ["| forecaster | forecasts | CPU-s per forecast | wall s per patient | CPU-min in all |",
+             "|---|---|---|---|---|"]
+    for name, t in timings["per_forecaster"].items():
+        total = t.get("total_cpu_s")
+        lines.append(f"| {name} | {t['n_forecasts']} | {_f(t.get('mean_cpu_s_per_forecast'), 2)} | "
+                     f"{_f(t.get('mean_s_per_patient'), 1)} | {_f(None if total is None else total / 60, 1)} |")
+    run = timings.get("run")
+    if run:
+        lines += ["", f"Whole run: **{run['wall_seconds'] / 60:.1f} min** wall with {run['jobs']} jobs on "
+                      f"{run['cpus']} CPUs ({run['cpu_seconds_of_forecasts'] / 60:.1f} CPU-min in the forecasts; "
+                      f"load average {run['load_average_at_start']:.1f} at the start, "
+                      f"{run['load_average_at_end']:.1f} at the end)."]
     return "\n".join(lines) + "\n"
 
 

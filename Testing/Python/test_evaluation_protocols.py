@@ -17,7 +17,7 @@ from gliomaforecast.case import load_case
 from gliomaforecast.cli import main
 from gliomaforecast.cohort_evaluation import EvaluationSettings, evaluate_cohort, summarize
 from gliomaforecast.errors import InputError
-from gliomaforecast.evaluation_protocols import (Protocol, Task, parse_horizon, plan_tasks, prefix_case,
+from gliomaforecast.evaluation_protocols import (Protocol, Task, gap_bin, parse_horizon, plan_tasks, prefix_case,
                                                  scan_volumes)
 from gliomaforecast.forecast import run_forecast
 from gliomaforecast.forecasters import registry
@@ -75,6 +75,35 @@ def test_horizon_pairs_every_prefix_with_every_later_scan_in_the_range(cohort: P
     assert [(t.n_inputs, t.target) for t in one_scan][:2] == [(1, 3), (1, 4)]  # 1-scan forecasters start earlier
     none, why = plan_tasks(case, Protocol("horizon", 1000, 2000), min_scans=2)
     assert none == [] and "no (inputs, later scan) pair with a gap of 1000-2000 days" in why
+
+
+def test_first_per_bin_keeps_the_earliest_forecast_of_each_gap_bin(cohort: Path) -> None:
+    case = load_case(cohort / "A" / "case.json")  # days 0 20 60 100 200 300 420
+    every, _ = plan_tasks(case, Protocol("horizon", 61, 365), min_scans=2)
+    first, why = plan_tasks(case, Protocol("horizon", 61, 365, "first-per-bin"), min_scans=2)
+    # from day 20 (i=2): day 100 (gap 80, bin 61-120), 200 (180, 121-180), 300 (280, 181-280); 281-365 is first
+    # reached from day 60 (i=3): day 420 (gap 360); the later prefixes' pairs in the same bins are dropped
+    assert why is None and len(every) == 12
+    assert [(t.n_inputs, t.target) for t in first] == [(2, 3), (2, 4), (2, 5), (3, 6)]
+    assert [gap_bin(case.days[t.target] - case.days[t.n_inputs - 1]) for t in first] == [
+        "61-120", "121-180", "181-280", "281-365"]
+    assert set(first) <= set(every)
+    with pytest.raises(InputError, match="unknown pair rule 'last'"):
+        Protocol("horizon", 61, 365, "last")
+
+
+def test_first_per_bin_gives_every_forecaster_the_same_pairs(cohort: Path, tmp_path: Path) -> None:
+    out = tmp_path / "h"
+    assert main(["evaluate", str(cohort), "--protocol", "horizon", "--horizon-days", "61-365", "--pairs",
+                 "first-per-bin", "--forecaster", "persistence", "--forecaster", "evolution", "--n-bootstrap", "3",
+                 "--jobs", "1", "--out", str(out)]) == 0
+    rows = [line.split(",") for line in (out / "patients.csv").read_text().splitlines()[1:]]
+    pairs = {name: [r[2] for r in rows if r[1] == name] for name in ("persistence", "evolution")}
+    # persistence accepts one scan, but under first-per-bin it is scored on the two-scan forecaster's pairs
+    assert pairs["persistence"] == pairs["evolution"] == ["A:2->3", "A:2->4", "A:2->5", "A:3->6", "B:2->2",
+                                                           "B:2->3", "C:2->2"]
+    settings = json.loads((out / "summary.json").read_text())["settings"]
+    assert settings["pairs"] == "first-per-bin"
 
 
 def test_last_scan_protocol_is_one_task(cohort: Path) -> None:
@@ -204,6 +233,8 @@ def test_cli_horizon_and_recurrence(cohort: Path, tmp_path: Path, capsys) -> Non
     (["--protocol", "future"], "--protocol: unknown protocol 'future'; choose from last-scan, horizon, recurrence"),
     (["--protocol", "horizon", "--horizon-days", "5000-6000"], "scored no patient under the horizon protocol"),
     (["--horizon-days", "90-365"], "--horizon-days: only applies to --protocol horizon"),
+    (["--protocol", "recurrence", "--pairs", "first-per-bin"], "--pairs: only applies to --protocol horizon"),
+    (["--protocol", "horizon", "--horizon-days", "90-365", "--pairs", "last"], "--pairs: unknown pair rule 'last'"),
 ])
 def test_cli_bad_protocol_input_is_one_line_exit_2_nothing_written(cohort: Path, tmp_path: Path, capsys,
                                                                    args: list[str], message: str) -> None:
@@ -237,6 +268,17 @@ def test_leaderboard_is_generated_from_the_summary(cohort: Path, tmp_path: Path,
     for line in flair:  # persistence's image is the last FLAIR: its scores are the baseline's
         cells = line.split(" | ")
         assert cells[3] == cells[4] and cells[5] == cells[6].rstrip(" |")
+    assert main(["leaderboard", str(out / "summary.json"), "--timings", str(out / "timings.json"), "--update",
+                 str(page), "--name", "lh"]) == 0
+    timings = json.loads((out / "timings.json").read_text())
+    text = page.read_text()
+    row = next(l for l in text.splitlines() if l.startswith("| persistence | ") and l.count(" | ") == 4)
+    t = timings["per_forecaster"]["persistence"]
+    assert row.split(" | ")[1:3] == [str(t["n_forecasts"]), f"{t['mean_cpu_s_per_forecast']:.2f}"]
+    assert t["n_forecasts"] == len(rows) and timings["run"]["jobs"] == 1
+    assert f"Whole run: **{timings['run']['wall_seconds'] / 60:.1f} min** wall with 1 jobs" in text
+    assert main(["leaderboard", str(out / "summary.json"), "--timings", str(out / "summary.json")]) == 2
+    assert "summary.json: per_forecaster: missing or malformed in the evaluation timings" in capsys.readouterr().err
     before = page.read_text()
     page.write_text("no markers here\n")
     assert main(["leaderboard", str(out / "summary.json"), "--update", str(page)]) == 2

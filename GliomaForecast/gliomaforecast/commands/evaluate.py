@@ -18,7 +18,7 @@ from pathlib import Path
 from .. import defaults
 from ..cohort_evaluation import EvaluationSettings, evaluate_cohort, find_cases, write_results
 from ..errors import InputError
-from ..evaluation_protocols import PROTOCOLS, parse_horizon
+from ..evaluation_protocols import PAIRS, PROTOCOLS, parse_horizon
 from ..forecasters import FORECASTER_NAMES
 from ..io import atomic_output_dir, existing_mode
 from . import add_overwrite_argument, check_seed
@@ -38,6 +38,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--horizon-days", default=None, metavar="MIN-MAX",
                    help="with --protocol horizon: the gaps (days, inclusive) from the last input scan to the target, "
                         "e.g. 90-365")
+    p.add_argument("--pairs", default="all", metavar="RULE",
+                   help="with --protocol horizon: score every (inputs, later scan) pair (all, default) or, per "
+                        f"patient and gap bin, the first ({PAIRS[1]}: fewest inputs, then earliest target; the "
+                        "same pairs for every forecaster; the standing benchmark's rule)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help="patients evaluated in parallel (default: the number of CPUs)")
     p.add_argument("--seed", type=int, default=defaults.SEED, help=f"seed of every forecast (default {defaults.SEED})")
@@ -64,9 +68,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--horizon-days", None, "is required with --protocol horizon (e.g. 90-365)")
     if args.protocol != "horizon" and args.horizon_days is not None:
         raise InputError("--horizon-days", None, f"only applies to --protocol horizon, not {args.protocol!r}")
+    if args.protocol != "horizon" and args.pairs != "all":
+        raise InputError("--pairs", None, f"only applies to --protocol horizon, not {args.protocol!r}")
     horizon = parse_horizon(args.horizon_days) if args.horizon_days is not None else (0.0, math.inf)
     settings = EvaluationSettings(names, args.seed, args.samples, args.n_bootstrap, args.margin_mm, args.device,
-                                  args.protocol, horizon)
+                                  args.protocol, horizon, args.pairs)
     settings.protocol_spec()
     cases = find_cases(args.cohort)
     start = time.perf_counter()

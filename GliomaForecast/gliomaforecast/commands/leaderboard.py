@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..io import write_text_atomic
-from ..leaderboard import leaderboard_markdown, replace_block
+from ..leaderboard import leaderboard_markdown, replace_block, timing_markdown
 
 NAME = "leaderboard"
 HELP = "markdown leaderboard from an evaluation's summary.json (optionally into a docs page)"
@@ -20,20 +20,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("summary", type=Path, help="summary.json written by `gliomaforecast evaluate`")
     p.add_argument("--update", type=Path, default=None, help="markdown file whose leaderboard block is replaced")
     p.add_argument("--name", default="", help="which leaderboard block of the file (marker suffix)")
+    p.add_argument("--timings", type=Path, default=None,
+                   help="the run's timings.json: adds the time per forecast, per patient and of the whole run")
+
+
+def _render(path: Path, render, what: str) -> str:
+    """``render(json of path)``; unreadable, invalid or malformed files are InputErrors naming the file (and field)."""
+    try:
+        return render(json.loads(path.read_text()))
+    except OSError as exc:
+        raise InputError(path, None, f"cannot read ({exc.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(path, None, f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise InputError(path, None, f"not an evaluation {what} (JSON nested too deeply)") from None
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InputError(path, str(exc).strip("'"), f"missing or malformed in the evaluation {what}") from None
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        summary = json.loads(args.summary.read_text())
-        table = leaderboard_markdown(summary)
-    except OSError as exc:
-        raise InputError(args.summary, None, f"cannot read ({exc.strerror})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(args.summary, None, f"not valid JSON ({exc})") from None
-    except RecursionError:
-        raise InputError(args.summary, None, "not an evaluation summary (JSON nested too deeply)") from None
-    except (KeyError, TypeError) as exc:
-        raise InputError(args.summary, str(exc).strip("'"), "missing or malformed in the evaluation summary") from None
+    table = _render(args.summary, leaderboard_markdown, "summary")
+    if args.timings is not None:
+        table += "\nTime (" + args.timings.name + "):\n\n" + _render(args.timings, timing_markdown, "timings")
     if args.update is None:
         print(table, end="")
         return 0

@@ -27,7 +27,7 @@ import numpy as np
 from gliomaforecast import evaluation
 from gliomaforecast.case import load_case
 from gliomaforecast.cohort_evaluation import find_cases, gap_bin, recurrences, score_maps, score_plans
-from gliomaforecast.evaluation_protocols import Protocol, parse_horizon, plan_tasks, prefix_case
+from gliomaforecast.evaluation_protocols import Protocol, first_per_bin, parse_horizon, plan_tasks, prefix_case
 from gliomaforecast.forecast import fit_case_growth, run_forecast
 from gliomaforecast.forecasters.base import ForecastRequest, no_progress
 from gliomaforecast.forecasters.guided_ddim import GuidedDDIMForecaster
@@ -46,17 +46,11 @@ def parse_setting(text: str) -> tuple[int, int, float]:
 
 
 def subsample(tasks: list, days: np.ndarray, per_patient: int) -> list:
-    """Each gap bin's first task (``per_patient`` 0) or the first ``per_patient`` tasks overall."""
-    tasks = sorted(tasks, key=lambda t: (t.n_inputs, t.target))
+    """Each gap bin's first task (``per_patient`` 0: the core's ``first-per-bin`` rule) or the first
+    ``per_patient`` tasks overall (fewest inputs, then earliest target)."""
     if per_patient:
-        return tasks[:per_patient]
-    seen, out = set(), []
-    for t in tasks:
-        b = gap_bin(days[t.target] - days[t.n_inputs - 1])
-        if b not in seen:
-            seen.add(b)
-            out.append(t)
-    return out
+        return sorted(tasks, key=lambda t: (t.n_inputs, t.target))[:per_patient]
+    return first_per_bin(tasks, days)
 
 
 def ctvs(case, probability: np.ndarray, margin_mm: float = 15.0) -> dict[str, np.ndarray]:
