@@ -25,7 +25,8 @@ diagram per forecaster (10 equal-width bins), with its ECE.
 
 Across patients: the paired Wilcoxon signed-rank test of forecast vs standard coverage
 (:func:`evaluation.compare_plans`), forecaster vs forecaster on the forecast plan's coverage (pairs scored by
-both), summary statistics per metric and per time-gap bin (gap from the last input scan to the target, days).
+both), every forecaster's HD95, RMSE and Dice against persistence's (the last scan; ``versus_persistence``, pairs
+scored by both), summary statistics per metric and per time-gap bin (gap from the last input scan to the target, days).
 A patient with several scored forecasts (``horizon``) enters the Wilcoxon tests once, with the mean of its
 forecasts, so the tested pairs stay independent; the per-bin tables count forecasts and hold only the forecasts
 that every forecaster with results scored (the same pairs for all: a one-scan forecaster gets more prefixes).
@@ -61,6 +62,7 @@ SCHEMA = "gliomaforecast.evaluation/1"
 DEFINITIONS = {"enhancing": "enhancing", "enhancing+necrosis": "enhancing_necrosis", "gtv": "gtv"}  # -> column
 PLANS = ("forecast", "standard")
 N_BINS = 10  # calibration bins
+BASELINE_METRICS = ("hd95_mm", "rmse", "dice_tumor")  # tested against persistence (the last scan), per patient
 MAP_METRICS = ("rmse", "bce", "kl", "ece", "dice_tumor", "pearson_0.2", "hd95_mm", "volume_error_ml")
 # the forecaster's FLAIR (synthesized or warped) and the last input FLAIR (the baseline) against the target's FLAIR
 IMAGE_METRICS = ("flair_psnr_db", "flair_ssim", "last_flair_psnr_db", "last_flair_ssim")
@@ -447,6 +449,17 @@ def summarize(result: CohortResult) -> dict:
                 va, ids = _per_patient(both, col)
                 vb, _ = _per_patient([rows_b[r["pair_id"]] for r in both], col)
                 pairs[f"{a} vs {b}"][d] = _wilcoxon(va, vb, ids)
+    baseline = {}  # every forecaster's maps against persistence's on the pairs both scored, one value per patient
+    if "persistence" in by_name:
+        ref_rows = {r["pair_id"]: r for r in by_name["persistence"]}
+        for name in s.forecasters:
+            both = [r for r in by_name[name] if r["pair_id"] in ref_rows] if name != "persistence" else []
+            if both:
+                baseline[name] = {}
+                for metric in BASELINE_METRICS:
+                    va, ids = _per_patient(both, metric)
+                    vb, _ = _per_patient([ref_rows[r["pair_id"]] for r in both], metric)
+                    baseline[name][metric] = {"n_forecasts": len(both), **_wilcoxon(va, vb, ids)}
     summary = {
         "schema": SCHEMA, "cohort": str(result.cohort_dir), "settings": dataclasses.asdict(s),
         "n_cases": result.n_cases, "protocol": s.protocol, "units": {
@@ -456,6 +469,7 @@ def summarize(result: CohortResult) -> dict:
             "recurrence volume (definitions: enhancing = label 3, enhancing+necrosis = labels 1 and 3, gtv = the "
             "whole future GTV)", "gap_days": "days"},
         "gap_bins": [label for label, _ in GAP_BINS], "forecasters": per, "forecaster_comparisons": pairs,
+        "versus_persistence": baseline,
         "skipped": result.skipped,
     }
     return _json_ready(summary)

@@ -4,7 +4,8 @@ Tables: per forecaster and time-gap bin (days from the last input scan to the ta
 forecasts and the mean RMSE, BCE (nats), ECE, Dice of the tumor (phi <= 0) and HD95 (mm); for the forecasters that give
 a FLAIR, its mean PSNR (dB) and SSIM against the target FLAIR beside the last FLAIR's (the baseline); then per
 forecaster and recurrence definition the mean coverage of the forecast and the standard CTV with the paired Wilcoxon p (one value per
-patient), and the same on the forecasts whose recurrence leaves the standard CTV. With the run's timings.json: per
+patient), and the same on the forecasts whose recurrence leaves the standard CTV; every forecaster's HD95, RMSE and
+Dice against persistence's (paired Wilcoxon, one value per patient). With the run's timings.json: per
 forecaster the forecasts timed, CPU seconds per forecast, wall seconds per patient and CPU minutes in all, and the
 whole run's wall time.
 """
@@ -67,6 +68,15 @@ def leaderboard_markdown(summary: dict) -> str:
                          f"{_p(c['wilcoxon']['p_value'])} | {o['n']} of {o['n_defined']} | "
                          f"{_f(o['forecast']['mean'], 3)} | {_f(o['standard']['mean'], 3)} | "
                          f"{_p(o['wilcoxon']['p_value'])} |")
+    versus = summary.get("versus_persistence") or {}
+    if versus:
+        lines += ["", "Against the last scan (persistence) on the same forecasts, one value per patient (the mean of its "
+                  "forecasts), paired Wilcoxon; difference = forecaster - persistence:", "",
+                  "| forecaster | metric | forecasts | patients | median difference | p |", "|---|---|---|---|---|---|"]
+        for name, metrics in versus.items():
+            for metric, w in metrics.items():
+                lines.append(f"| {name} | {metric} | {w['n_forecasts']} | {w['n']} | "
+                             f"{_f(w['median_difference'], 3)} | {_p(w['p_value'])} |")
     return "\n".join(lines) + "\n"
 
 

@@ -102,8 +102,19 @@ def test_first_per_bin_gives_every_forecaster_the_same_pairs(cohort: Path, tmp_p
     # persistence accepts one scan, but under first-per-bin it is scored on the two-scan forecaster's pairs
     assert pairs["persistence"] == pairs["evolution"] == ["A:2->3", "A:2->4", "A:2->5", "A:3->6", "B:2->2",
                                                            "B:2->3", "C:2->2"]
-    settings = json.loads((out / "summary.json").read_text())["settings"]
-    assert settings["pairs"] == "first-per-bin"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["pairs"] == "first-per-bin"
+    # evolution's HD95 against persistence's: one value per patient (the mean of its forecasts), paired
+    header = (out / "patients.csv").read_text().splitlines()[0].split(",")
+    col = header.index("hd95_mm")
+    per = {name: {pid: np.mean([float(r[col]) for r in rows if r[1] == name and r[0] == pid]) for pid in "ABC"}
+           for name in ("persistence", "evolution")}
+    w = summary["versus_persistence"]["evolution"]["hd95_mm"]
+    assert w["n_forecasts"] == 7 and w["n"] + w["n_excluded"] == 3
+    diffs = [per["evolution"][p] - per["persistence"][p] for p in "ABC"]
+    assert w["median_difference"] == pytest.approx(float(np.median(diffs)), rel=1e-4)  # the CSV keeps 6 digits
+    assert "persistence" not in summary["versus_persistence"]
+    assert main(["leaderboard", str(out / "summary.json")]) == 0
 
 
 def test_last_scan_protocol_is_one_task(cohort: Path) -> None:
