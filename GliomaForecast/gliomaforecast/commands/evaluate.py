@@ -1,5 +1,6 @@
 """Evaluate forecasters on a cohort under a protocol: ``last-scan`` (default: every patient's last scan from the
-earlier ones), ``horizon`` (every input prefix and every later scan whose gap lies in --horizon-days) or
+earlier ones), ``horizon`` (every input prefix and every later scan whose gap lies in --horizon-days; with
+``--pairs first-per-bin`` only the first such pair per patient and gap bin, the same for every forecaster) or
 ``recurrence`` (the first post-RT progression from the scans up to the RT planning scan).
 
 COHORT_DIR holds one folder per patient with a case.json. Writes patients.csv (one row per patient and
