@@ -19,7 +19,7 @@ from pathlib import Path
 from .. import defaults
 from ..cohort_evaluation import EvaluationSettings, evaluate_cohort, find_cases, write_results
 from ..errors import InputError
-from ..evaluation_protocols import PAIRS, PROTOCOLS, parse_horizon
+from ..evaluation_protocols import PROTOCOLS, parse_horizon
 from ..forecasters import FORECASTER_NAMES
 from ..io import atomic_output_dir, existing_mode
 from . import add_overwrite_argument, check_seed
@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "e.g. 90-365")
     p.add_argument("--pairs", default="all", metavar="RULE",
                    help="with --protocol horizon: score every (inputs, later scan) pair (all, default) or, per "
-                        f"patient and gap bin, the first ({PAIRS[1]}: fewest inputs, then earliest target; the "
+                        "patient and gap bin, the first (first-per-bin: fewest inputs, then earliest target; the "
                         "same pairs for every forecaster; the standing benchmark's rule)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help="patients evaluated in parallel (default: the number of CPUs)")

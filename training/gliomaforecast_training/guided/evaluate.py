@@ -26,8 +26,9 @@ import numpy as np
 
 from gliomaforecast import evaluation
 from gliomaforecast.case import load_case
-from gliomaforecast.cohort_evaluation import find_cases, gap_bin, recurrences, score_maps, score_plans
-from gliomaforecast.evaluation_protocols import Protocol, first_per_bin, parse_horizon, plan_tasks, prefix_case
+from gliomaforecast.cohort_evaluation import find_cases, recurrences, score_maps, score_plans
+from gliomaforecast.evaluation_protocols import (Protocol, first_per_bin, gap_bin, parse_horizon, plan_tasks,
+                                                 prefix_case)
 from gliomaforecast.forecast import fit_case_growth, run_forecast
 from gliomaforecast.forecasters.base import ForecastRequest, no_progress
 from gliomaforecast.forecasters.guided_ddim import GuidedDDIMForecaster

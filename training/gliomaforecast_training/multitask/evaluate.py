@@ -26,8 +26,8 @@ from scipy.stats import wilcoxon
 
 from gliomaforecast import ctv, evaluation
 from gliomaforecast.case import load_case
-from gliomaforecast.cohort_evaluation import find_cases, gap_bin, score_maps
-from gliomaforecast.evaluation_protocols import Protocol, parse_horizon, plan_tasks, prefix_case
+from gliomaforecast.cohort_evaluation import find_cases, score_maps
+from gliomaforecast.evaluation_protocols import Protocol, gap_bin, parse_horizon, plan_tasks, prefix_case
 from gliomaforecast.forecast import fit_case_growth
 from gliomaforecast.forecasters.base import ForecastRequest
 from gliomaforecast.forecasters.registry import get_forecaster
