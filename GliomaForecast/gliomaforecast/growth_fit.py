@@ -10,9 +10,13 @@ is the bootstrap median with the 2.5 / 97.5 percentile band (a 95% band).
 
 Which model is fitted (``GrowthFit.model``, explained in ``GrowthFit.note``):
 - ``"exponential"`` (A0, growth rate) when no RT start is given, when RT starts on or after the last
-  scan (the RT response is then not observed; predictions ignore RT), or with only two scans.
-- ``"radiotherapy"`` otherwise, with as many free parameters as scans, at most six, freed in the order
-  initial_burden, growth_rate, surviving_fraction, decay_rate, delay, slope; the others are held at
+  scan (the RT response is then not observed; predictions ignore RT), or with only two scans and no
+  population prior.
+- ``"radiotherapy"`` with two scans around the RT start and a population prior (``growth_prior``, the
+  default): initial_burden and surviving_fraction free, growth_rate, decay_rate, delay and slope held at the
+  prior's medians; each bootstrap refit holds them at one training patient's values (drawn with replacement).
+- ``"radiotherapy"`` with three or more scans, as many free parameters as scans, at most six, freed in the
+  order initial_burden, growth_rate, surviving_fraction, decay_rate, delay, slope; the others are held at
   ``DEFAULTS`` (listed in ``GrowthFit.fixed``). Starting values come from a vectorised grid search.
 
 Physical bounds (1/day, days): growth_rate [0, 0.1] (exponential model: [-0.1, 0.1], shrinkage allowed),
@@ -32,6 +36,7 @@ from scipy.optimize import least_squares
 
 from . import defaults
 from .errors import InputError
+from .growth_prior import HELD, GrowthPrior, population_prior
 from .growth_model import PARAM_NAMES, GrowthParams, burden, burden_jacobian
 
 RT_ORDER = ("initial_burden", "growth_rate", "surviving_fraction", "decay_rate", "delay", "slope")
@@ -242,8 +247,10 @@ class _Problem:
         return GrowthParams(**{n: float(v[n]) for n in PARAM_NAMES})
 
 
-def choose_model(days: np.ndarray, rt_start_day: float | None) -> tuple[str, tuple[str, ...], str]:
-    """(model, free parameters, note) for scans on ``days`` and RT starting on ``rt_start_day``."""
+def choose_model(days: np.ndarray, rt_start_day: float | None,
+                 prior: GrowthPrior | None = None) -> tuple[str, tuple[str, ...], str]:
+    """(model, free parameters, note) for scans on ``days`` and RT starting on ``rt_start_day``, with a
+    population ``prior`` for two scans or without one."""
     n = len(days)
     if rt_start_day is None:
         return "exponential", RT_ORDER[:2], "exponential growth: no RT start given"
@@ -251,6 +258,11 @@ def choose_model(days: np.ndarray, rt_start_day: float | None) -> tuple[str, tup
         return ("exponential", RT_ORDER[:2],
                 f"exponential growth: RT starts on day {rt_start_day:g}, not before the last scan (day "
                 f"{days[-1]:g}), so its effect is not observed; predictions ignore RT")
+    if n == 2 and prior is not None:
+        return ("radiotherapy", ("initial_burden", "surviving_fraction"),
+                "radiotherapy model: two scans fit the initial burden and the surviving fraction; growth rate, "
+                f"decay rate, delay and slope held at the population prior ({len(prior.patients)} training "
+                "patients' median; each bootstrap refit draws one patient's values)")
     if n == 2:
         return ("exponential", RT_ORDER[:2],
                 "exponential growth: two scans identify only the initial burden and one rate; the RT "
@@ -265,17 +277,23 @@ def choose_model(days: np.ndarray, rt_start_day: float | None) -> tuple[str, tup
 
 def fit_growth(days: ArrayLike, burdens: ArrayLike, rt_start_day: float | None = None,
                n_bootstrap: int = defaults.N_BOOTSTRAP, noise: float = defaults.BOOTSTRAP_NOISE,
-               seed: int = defaults.SEED, *, source: str | None = None) -> GrowthFit:
+               seed: int = defaults.SEED, *, source: str | None = None,
+               prior: GrowthPrior | str | None = "population") -> GrowthFit:
     """Fit the growth model to ``burdens`` (mL or mm^2, >= 0) observed on strictly increasing ``days``.
 
     ``rt_start_day`` (days, same axis) or None; ``n_bootstrap`` refits with multiplicative Gaussian noise
-    of relative size ``noise``; ``seed`` makes the bootstrap reproducible. Bad input raises InputError
-    (naming ``source`` when given). See the module docstring for the model choice and bounds.
+    of relative size ``noise``; ``seed`` makes the bootstrap reproducible. ``prior``: the population prior
+    for two scans around the RT start (``"population"``: the shipped one, :func:`growth_prior.population_prior`;
+    None: none, the exponential model). Bad input raises InputError (naming ``source`` when given). See the
+    module docstring for the model choice and bounds.
     """
     t, y = _validate(days, burdens, rt_start_day, n_bootstrap, noise, source)
     rt = None if rt_start_day is None else float(rt_start_day)
-    model, free, note = choose_model(t, rt)
-    fixed = {n: DEFAULTS[n] for n in RT_ORDER if n not in free and n != "initial_burden"}
+    prior = population_prior() if isinstance(prior, str) else prior
+    model, free, note = choose_model(t, rt, prior)
+    with_prior = model == "radiotherapy" and len(t) == 2
+    fixed = {n: (prior.values[n] if with_prior and n in HELD else DEFAULTS[n])
+             for n in RT_ORDER if n not in free and n != "initial_burden"}
     if model == "exponential":
         fixed.update({"decay_rate": 0.0, "delay": 0.0, "slope": 1.0, "surviving_fraction": 1.0})
     problem = _Problem(t, y, rt if model == "radiotherapy" else None, free, fixed)
@@ -286,7 +304,9 @@ def fit_growth(days: ArrayLike, burdens: ArrayLike, rt_start_day: float | None =
     if n_bootstrap:
         rng = np.random.default_rng(seed)
         noisy = problem.y * (1.0 + noise * rng.standard_normal((int(n_bootstrap), len(t))))
-        boot = GrowthParams.stack(problem.to_data_units(problem.solve_direct(yb, central)) for yb in noisy)
+        problems = ([_Problem(t, y, rt, free, {**fixed, **held}) for held in prior.draw(rng, int(n_bootstrap))]
+                    if with_prior else [problem] * int(n_bootstrap))
+        boot = GrowthParams.stack(p.to_data_units(p.solve_direct(yb, central)) for p, yb in zip(problems, noisy))
     fit = GrowthFit(days=t, burdens=y, rt_start_day=rt, model=model, note=note, params=params, free=free,
                     fixed={k: v for k, v in fixed.items() if model == "radiotherapy"},
                     bootstrap=boot, n_bootstrap=int(n_bootstrap), noise=float(noise), seed=int(seed))

@@ -154,7 +154,7 @@ def test_no_rt_or_rt_after_scans_fits_exponential_and_says_so():
 
 
 def test_two_points_fit_exponential_and_shrinkage_allowed():
-    fit = fit_growth([10.0, 40.0], [8.0, 4.0], 20.0, n_bootstrap=5)
+    fit = fit_growth([10.0, 40.0], [8.0, 4.0], 20.0, n_bootstrap=5, prior=None)
     assert fit.model == "exponential" and "two scans" in fit.note
     assert fit.params.growth_rate == pytest.approx(np.log(0.5) / 30, rel=1e-4)
     np.testing.assert_allclose(fit.curve([10.0, 40.0]), [8.0, 4.0], rtol=1e-5)

@@ -9,4 +9,5 @@ COMMANDS = [
     "multitask",
     "guided_ddim",
     "latent_diffusion",
+    "growth_prior",
 ]
