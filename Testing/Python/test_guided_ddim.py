@@ -21,7 +21,9 @@ from gliomaforecast.errors import InputError
 from gliomaforecast.forecast import fit_case_growth
 from gliomaforecast.forecasters import guided_inputs as gi
 from gliomaforecast.forecasters.base import ForecastRequest, no_progress
+from gliomaforecast import sdf
 from gliomaforecast.forecasters.guided_ddim import GuidedDDIMForecaster, generate
+from gliomaforecast.forecasters.guided_maps import generation_probability
 from gliomaforecast.forecasters.guided_targets import slice_targets
 from gliomaforecast.growth_model import GrowthParams
 from gliomaforecast.models import load_family
@@ -112,7 +114,7 @@ def test_guidance_moves_the_burden_towards_its_target(sample):
 def test_forecast_outputs_are_on_the_grid_and_seeded(sample):
     case = _prefix(sample, 3)
     growth = fit_case_growth(case, 20, 0)
-    req = ForecastRequest(case, case.timepoints[-1].day + 120, growth, samples=2, seed=5)
+    req = ForecastRequest(case, case.timepoints[-1].day + 30, growth, samples=2, seed=5)
     f = GuidedDDIMForecaster(steps=3)
     out = f.predict(req, no_progress)
     again = GuidedDDIMForecaster(steps=3).predict(req, no_progress)
@@ -121,13 +123,46 @@ def test_forecast_outputs_are_on_the_grid_and_seeded(sample):
     assert out.probability.min() >= 0 and out.probability.max() <= 1 and out.image_kind == "synthesized"
     np.testing.assert_array_equal(out.probability, again.probability)
     np.testing.assert_array_equal(out.image, again.image)
-    # outside the crops' slices the forecast is the last scan: its FLAIR and its logistic map, no uncertainty
+    # outside the crops' slices the FLAIR is the last scan's
     crops = gi.scan_crops(case, -2, -1, reach_mm=gi.FORECAST_REACH_MM)
     outside = np.setdiff1d(np.arange(shape[0]), crops.z)
     flair = case.image(case.timepoints[-1], "flair")
     np.testing.assert_array_equal(out.image[outside], flair[outside])
-    assert (out.uncertainty[outside] == 0).all()
     assert 0 <= f.last_run["in_band"] <= 1 and "95 % band" in out.notes[0]
+    # each generation's tumour holds its growth-model volume draw (test below); the growth model forecasts
+    # growth here, and the forecast tumour is larger than the last GTV
+    volumes = f.last_run["volumes_ml"]
+    np.testing.assert_allclose(volumes, f.last_run["targets"].volume_ratio * growth.burdens[-1])
+    last_ml = growth.burdens[-1]
+    tumour_ml = np.count_nonzero(sdf.tumor_region(out.probability)) * case.grid.voxel_volume_ml
+    assert volumes.min() > 1.5 * last_ml and tumour_ml > 1.5 * last_ml
+
+
+def test_generation_tumour_holds_its_volume_and_moves_towards_growth():
+    spacing = (2.0, 1.0, 1.0)
+    gtv = np.zeros((20, 40, 40), bool)
+    gtv[8:12, 15:25, 15:25] = True
+    phi = sdf.signed_distance(gtv, spacing)
+    growth = np.zeros(gtv.shape, np.float32)
+    growth[8:12, 25:33, 15:25] = 1.0  # the generation grows towards +x
+    none = np.zeros_like(growth)
+    volume = 2 * gtv.sum() * 2e-3  # twice the last GTV, mL
+    for g in (growth, none):
+        p = generation_probability(phi, g, none, volume, spacing, None)
+        assert p.dtype == np.float32
+        assert np.count_nonzero(sdf.tumor_region(p)) * 2e-3 == pytest.approx(volume, abs=2e-3)
+    toward = generation_probability(phi, growth, none, volume, spacing, None)
+    plain = generation_probability(phi, none, none, volume, spacing, None)
+    assert (sdf.tumor_region(toward) & (growth > 0)).sum() > (sdf.tumor_region(plain) & (growth > 0)).sum()
+    assert (sdf.tumor_region(toward) & (growth > 0)).sum() == growth.sum()  # every growing voxel is in the tumour
+    assert sdf.tumor_region(plain)[gtv].all()  # without change the last tumour is kept and grown around
+    # growth_mm 0: the diffusion does not move the tumour
+    np.testing.assert_array_equal(generation_probability(phi, growth, none, volume, spacing, None, growth_mm=0), plain)
+    # shrinking voxels leave first when the volume falls
+    shrink = np.zeros_like(growth)
+    shrink[8:12, 15:25, 15:18] = 1.0
+    smaller = generation_probability(phi, none, shrink, gtv.sum() * 0.7 * 2e-3, spacing, None)
+    assert not sdf.tumor_region(smaller)[shrink > 0].any()
 
 
 def _case_copy(tmp_path: Path, keep: int, drop_rt: bool = False) -> Path:

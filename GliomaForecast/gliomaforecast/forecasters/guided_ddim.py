@@ -12,9 +12,10 @@ shared/papers/mechanistic-learning-guided-diffusion.txt). Everything here is num
    from the ``regressor`` member's one ONNX graph. Noise seeded per slice and generation.
 4. Maps (``guided_maps``): growth map = mean over generations of the Otsu-binarised difference generated - last
    within 15 mm of the last GTV;
-   tumour probability per generation = max(P_last (1 - shrinkage), growth), P_last the last GTV's logistic
-   signed-distance map; probability = their mean, uncertainty = their per-voxel SD; the FLAIR is the per-voxel
-   median generation (input scan units), pasted into the last FLAIR. Outside the crops: the last scan.
+   tumour probability per generation = the generation's growth-model volume (its whole-tumour draw x the last
+   volume, mL) placed nearest the last GTV, growing voxels ``growth_mm`` nearer and shrinking ones farther;
+   probability = their mean, uncertainty = their per-voxel SD; the FLAIR is the per-voxel median generation
+   (input scan units), pasted into the last FLAIR. Outside the crops: the last scan's FLAIR.
 5. Diagnostics in the notes: the fraction of generated tumour slices whose burden (the regressor at t = 0 on
    the generated crop) lies in the growth model's 95 % band.
 """
@@ -25,13 +26,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import sdf
 from ..diffusion import SamplerSettings, sample_slices
 from ..errors import InputError
 from ..models import ModelFamily, load_family
 from . import guided_inputs as gi
 from .base import ForecasterOutput, ForecastRequest, ProgressFn
-from .guided_maps import generation_probability, near_tumour, otsu_change
+from .guided_maps import GROWTH_MM, generation_probability, near_tumour, otsu_change
 from .guided_targets import BurdenTargets, check_growth, slice_targets
 
 MODEL_ID = "guided-ddim"
@@ -114,12 +114,15 @@ def in_band(burden: np.ndarray, targets: BurdenTargets) -> float:
 
 class GuidedDDIMForecaster:
     """``nl`` SDEdit noise level (of 1000), ``steps`` DDIM network calls, ``s_ct`` guidance constant (0: unguided);
-    ``models_dir`` the registry folder (None: the default). K generations = ``request.samples``."""
+    ``growth_mm`` how much nearer (mm) a growing voxel ranks when the volume is placed (0: the diffusion does not
+    move it); ``models_dir`` the registry folder (None: the default). K generations = ``request.samples``."""
 
     name = "guided-ddim"
 
-    def __init__(self, nl: int = NL, steps: int = STEPS, s_ct: float = S_CT, models_dir: str | None = None) -> None:
+    def __init__(self, nl: int = NL, steps: int = STEPS, s_ct: float = S_CT, growth_mm: float = GROWTH_MM,
+                 models_dir: str | None = None) -> None:
         self.nl, self.steps, self.s_ct, self.models_dir = int(nl), int(steps), float(s_ct), models_dir
+        self.growth_mm = float(growth_mm)
         self.last_run: dict = {}
 
     def predict(self, request: ForecastRequest, progress: ProgressFn) -> ForecasterOutput:
@@ -141,8 +144,9 @@ class GuidedDDIMForecaster:
         progress(0.9, "growth probability maps")
         sp_yx, center = spacing[1:], crops.center_yx_mm
         phi_last = case.gtv_distance(last)
-        p_last = sdf.probability_from_signed_distance(phi_last).astype(np.float32)
         near = near_tumour(phi_last)
+        brain = case.brain_mask()
+        volumes = targets.volume_ratio * float(request.growth.burdens[-1])
         zeros = np.zeros(case.grid.shape, np.float32)
         maps = []
         growth_sum = np.zeros_like(zeros)
@@ -151,7 +155,8 @@ class GuidedDDIMForecaster:
             grow = near * gi.paste(zeros, otsu_change(change, crops.brain), crops.z, sp_yx, center)
             shrink = near * gi.paste(zeros, otsu_change(-change, crops.brain), crops.z, sp_yx, center)
             growth_sum += grow
-            maps.append(generation_probability(p_last, grow, shrink))
+            maps.append(generation_probability(phi_last, grow, shrink, float(volumes[g]), spacing, brain,
+                                               self.growth_mm))
         stack = np.stack(maps)
         probability = np.clip(stack.mean(axis=0), 0.0, 1.0).astype(np.float32)
         uncertainty = stack.std(axis=0).astype(np.float32)
@@ -160,13 +165,14 @@ class GuidedDDIMForecaster:
         image = gi.paste(flair_last, median, crops.z, sp_yx, center)
         band = in_band(gens.burden, targets)
         self.last_run = {"in_band": band, "burden": gens.burden, "targets": targets, "z": crops.z,
-                         "growth_map": growth_sum / k}
+                         "growth_map": growth_sum / k, "volumes_ml": volumes}
         notes = [f"{self.name}: {n} axial slices (z {int(crops.z[0])}-{int(crops.z[-1])}), {k} generations, SDEdit "
                  f"from NL {self.nl}, {self.steps} DDIM steps, guidance s_ct {self.s_ct:g}; targets from "
                  f"{int(targets.per_slice.sum())} per-slice growth fits, the volume fit scaled on the other "
                  f"{n - int(targets.per_slice.sum())}" + (f" ({targets.failed} slice fits failed)" if targets.failed else "")
                  + f"; {100 * band:.0f} % of generated tumour slices have their burden in the growth model's 95 % band; "
-                 "probability = mean over generations of max(P_last (1 - Otsu shrinkage), Otsu growth)"]
+                 f"probability = mean over generations of the growth model's volume draw ({np.median(volumes):.1f} mL "
+                 f"in median) placed nearest the last GTV, Otsu growth {self.growth_mm:g} mm nearer, shrinkage farther"]
         progress(1.0, "done")
         return ForecasterOutput(probability=probability, uncertainty=uncertainty, image=image, displacement=None,
                                 models=family.provenance(), notes=notes, image_kind="synthesized")

@@ -34,13 +34,15 @@ SLICE_BOOTSTRAP = 20  # bootstrap refits per slice fit (the volume fit keeps its
 @dataclass
 class BurdenTargets:
     """``targets`` (K, n) burdens per generation and slice; ``band`` (n, 2) the 2.5 / 97.5 % band; ``median``
-    (n,); ``per_slice`` (n,) bool, True where the slice's own fit was used; ``failed`` slice fits that fell back."""
+    (n,); ``per_slice`` (n,) bool, True where the slice's own fit was used; ``failed`` slice fits that fell back;
+    ``volume_ratio`` (K,) each generation's draw of the whole-tumour volume at the day / the last volume."""
 
     targets: np.ndarray
     band: np.ndarray
     median: np.ndarray
     per_slice: np.ndarray
     failed: int
+    volume_ratio: np.ndarray
 
 
 def ratio_draws(fit: GrowthFit, day: float, observed_last: float) -> np.ndarray:
@@ -105,4 +107,4 @@ def slice_targets(case: Case, z: np.ndarray, last_burden: np.ndarray, growth: Gr
         band[i] = (lo * last_burden[i], hi * last_burden[i])
         median[i] = med * last_burden[i]
     return BurdenTargets(np.clip(targets, 0.0, 1.0).astype(np.float32), np.clip(band, 0.0, 1.0), np.clip(median, 0.0, 1.0),
-                         per_slice, failed)
+                         per_slice, failed, whole_draw.astype(np.float64))

@@ -32,6 +32,7 @@ from gliomaforecast.evaluation_protocols import (Protocol, first_per_bin, gap_bi
 from gliomaforecast.forecast import fit_case_growth, run_forecast
 from gliomaforecast.forecasters.base import ForecastRequest, no_progress
 from gliomaforecast.forecasters.guided_ddim import GuidedDDIMForecaster
+from gliomaforecast.forecasters.guided_maps import GROWTH_MM
 from gliomaforecast.io import write_text_atomic
 from gliomaforecast.plausibility import cap_growth
 from gliomaforecast.target_volumes import build_targets, cavity_from_labels, standard_target
@@ -40,10 +41,10 @@ METRICS = ("hd95_mm", "rmse", "bce", "dice_tumor", "volume_error_ml", "coverage_
            "coverage_standard_gtv", "coverage_forecast_enhancing", "coverage_standard_enhancing")
 
 
-def parse_setting(text: str) -> tuple[int, int, float]:
-    """``NL:STEPS:S_CT`` -> (nl, steps, s_ct)."""
-    nl, steps, s_ct = text.split(":")
-    return int(nl), int(steps), float(s_ct)
+def parse_setting(text: str) -> tuple[int, int, float, float]:
+    """``NL:STEPS:S_CT[:GROWTH_MM]`` -> (nl, steps, s_ct, growth_mm); growth_mm defaults to the forecaster's."""
+    nl, steps, s_ct, *rest = text.split(":")
+    return int(nl), int(steps), float(s_ct), float(rest[0]) if rest else GROWTH_MM
 
 
 def subsample(tasks: list, days: np.ndarray, per_patient: int) -> list:
@@ -84,12 +85,12 @@ def evaluate_pair(case, task, settings, samples: int, seed: int, n_bootstrap: in
                  **score_plans({"forecast": fc.ctv_forecast, "standard": fc.ctv_standard}, future),
                  "seconds": time.perf_counter() - start})
     request = ForecastRequest(inputs, target.day, growth, samples, seed, "cpu")
-    for nl, steps, s_ct in settings:
+    for nl, steps, s_ct, growth_mm in settings:
         start = time.perf_counter()
-        f = GuidedDDIMForecaster(nl=nl, steps=steps, s_ct=s_ct)
+        f = GuidedDDIMForecaster(nl=nl, steps=steps, s_ct=s_ct, growth_mm=growth_mm)
         out = f.predict(request, no_progress)
         plans = ctvs(inputs, out.probability)
-        rows.append({**base, "forecaster": f"guided-ddim {nl}:{steps}:{s_ct:g}",
+        rows.append({**base, "forecaster": f"guided-ddim {nl}:{steps}:{s_ct:g}:{growth_mm:g}",
                      **score_maps(out.probability, truth, spacing, brain), **score_plans(plans, future),
                      "in_band": f.last_run["in_band"], "seconds": time.perf_counter() - start})
     return rows
@@ -156,7 +157,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("cohort", type=Path, help="cohort folder (validation: /work/data/val_dense)")
     p.add_argument("--out", type=Path, required=True, help="JSON file to write (rows + summary)")
     p.add_argument("--horizon-days", default="61-365")
-    p.add_argument("--setting", action="append", default=None, help="NL:STEPS:S_CT (repeatable)")
+    p.add_argument("--setting", action="append", default=None,
+                   help=f"NL:STEPS:S_CT[:GROWTH_MM] (repeatable; GROWTH_MM default {GROWTH_MM:g})")
     p.add_argument("--samples", type=int, default=4, help="K generations")
     p.add_argument("--per-patient", type=int, default=0, help="0: first pair per gap bin; N: first N pairs")
     p.add_argument("--patients", default="", help="patients FIRST-LAST (1-based, name order) or N (the first N); "
