@@ -234,3 +234,23 @@ def test_tiny_training_run_and_export(tmp_path, sample):
     family = load_family("guided-ddim", models, prefer_gpu=False)
     out = family["regressor"].run({"x": np.zeros((2, 1, 64, 64), np.float32), "timesteps": np.array([0, 9])})
     assert out["burden"].shape == (2,) and out["grad"].shape == (2, 1, 64, 64)
+
+
+def test_trainer_burden_errors_on_the_forecast_crops(sample):
+    from types import SimpleNamespace
+
+    from gliomaforecast_training.guided.evaluate import burden_errors
+    inputs = _prefix(sample, 2)
+    crops = gi.scan_crops(inputs, -2, -1, reach_mm=gi.FORECAST_REACH_MM)
+    last_gtv = inputs.gtv(inputs.timepoints[-1])
+    keep = SimpleNamespace(median=crops.burden)
+    # truth = the last GTV: the last scan's burden has no error, nor a generation that reproduces it
+    same = burden_errors(inputs, last_gtv, {"burden": crops.burden[None], "targets": keep})
+    assert same["burden_error_last"] < 1e-6 and same["burden_error"] < 1e-6 and same["burden_error_ode"] < 1e-6
+    # truth = the next scan (the tumour regrew): the last burden is off, a target of twice it is scored against it
+    truth = sample.gtv(sample.timepoints[2])
+    grown = burden_errors(inputs, truth, {"burden": np.stack([crops.burden * 2] * 3),
+                                          "targets": SimpleNamespace(median=crops.burden * 2)})
+    assert grown["burden_error_last"] > 0.01
+    assert grown["burden_error"] == pytest.approx(grown["burden_error_ode"])
+    assert grown["burden_error"] != pytest.approx(grown["burden_error_last"])

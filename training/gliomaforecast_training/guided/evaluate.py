@@ -10,7 +10,10 @@ persistence (the last scan) and every guided setting ``NL:STEPS:S_CT`` (s_ct 0 =
 generations without guidance); maps scored by the evaluation's ``score_maps`` (HD95 of the P >= 0.5 tumour to the
 true GTV, RMSE, BCE, ...) and the CTVs by ``score_plans`` (coverage of the future GTV / enhancing tumour), the
 CTVs built as the forecast builds them. Also per setting: the fraction of generated slices whose burden lies in
-the growth model's 95 % band. Summary per setting and gap bin, and a paired Wilcoxon test of HD95 against
+the growth model's 95 % band, and the burden error against the true follow-up on the forecast's crops (mean over
+its slices of |burden - true GTV area / brain area|; ``burden_error``: the generated slices' burden, the
+regressor at t = 0, mean over generations; ``burden_error_ode``: the growth model's median target alone;
+``burden_error_last``: the last scan's burden). Summary per setting and gap bin, and a paired Wilcoxon test of HD95 against
 persistence over all pairs.
 """
 
@@ -30,6 +33,8 @@ from gliomaforecast.cohort_evaluation import find_cases, recurrences, score_maps
 from gliomaforecast.evaluation_protocols import (Protocol, first_per_bin, gap_bin, parse_horizon, plan_tasks,
                                                  prefix_case)
 from gliomaforecast.forecast import fit_case_growth, run_forecast
+from gliomaforecast.forecasters import guided_inputs as gi
+from gliomaforecast.forecasters import multitask_inputs as mi
 from gliomaforecast.forecasters.base import ForecastRequest, no_progress
 from gliomaforecast.forecasters.guided_ddim import GuidedDDIMForecaster
 from gliomaforecast.forecasters.guided_maps import GROWTH_MM
@@ -38,7 +43,8 @@ from gliomaforecast.plausibility import cap_growth
 from gliomaforecast.target_volumes import build_targets, cavity_from_labels, standard_target
 
 METRICS = ("hd95_mm", "rmse", "bce", "dice_tumor", "volume_error_ml", "coverage_forecast_gtv",
-           "coverage_standard_gtv", "coverage_forecast_enhancing", "coverage_standard_enhancing")
+           "coverage_standard_gtv", "coverage_forecast_enhancing", "coverage_standard_enhancing", "burden_error",
+           "burden_error_ode", "burden_error_last")
 
 
 def parse_setting(text: str) -> tuple[int, int, float, float]:
@@ -63,6 +69,17 @@ def ctvs(case, probability: np.ndarray, margin_mm: float = 15.0) -> dict[str, np
     standard = standard_target(gtv, spacing, margin_mm, cavity=cavity, brain_mask=brain)
     t = build_targets(gtv, spacing, margin_mm, score=probability, cavity=cavity, brain_mask=brain, standard=standard)
     return {"forecast": t.forecast, "standard": t.standard}
+
+
+def burden_errors(inputs, truth: np.ndarray, last_run: dict) -> dict[str, float]:
+    """Mean absolute burden error over the forecast's crop slices: generated (mean over generations), the growth
+    model's median target, the last scan; against the true GTV's burden on the same crops."""
+    crops = gi.scan_crops(inputs, -2, -1, reach_mm=gi.FORECAST_REACH_MM)
+    cut = mi.crop_slices(truth.astype(np.float32), crops.z, inputs.grid.spacing[1:], crops.center_yx_mm, gi.CROP)
+    true = gi.crop_burden(cut, crops.brain)
+    return {"burden_error": float(np.mean(np.abs(last_run["burden"].mean(axis=0) - true))),
+            "burden_error_ode": float(np.mean(np.abs(last_run["targets"].median - true))),
+            "burden_error_last": float(np.mean(np.abs(crops.burden - true)))}
 
 
 def evaluate_pair(case, task, settings, samples: int, seed: int, n_bootstrap: int) -> list[dict]:
@@ -92,7 +109,8 @@ def evaluate_pair(case, task, settings, samples: int, seed: int, n_bootstrap: in
         plans = ctvs(inputs, out.probability)
         rows.append({**base, "forecaster": f"guided-ddim {nl}:{steps}:{s_ct:g}:{growth_mm:g}",
                      **score_maps(out.probability, truth, spacing, brain), **score_plans(plans, future),
-                     "in_band": f.last_run["in_band"], "seconds": time.perf_counter() - start})
+                     "in_band": f.last_run["in_band"], **burden_errors(inputs, truth, f.last_run),
+                     "seconds": time.perf_counter() - start})
     return rows
 
 
@@ -116,6 +134,13 @@ def summarize(rows: list[dict]) -> dict:
                  "seconds_median": _median(r["seconds"] for r in mine)}
         if "in_band" in mine[0]:
             entry["in_band_mean"] = float(np.mean([r["in_band"] for r in mine]))
+        if "burden_error" in mine[0]:
+            gen, ode = [r["burden_error"] for r in mine], [r["burden_error_ode"] for r in mine]
+            try:
+                c = evaluation.compare_plans(ode, gen, [r["pair_id"] for r in mine])  # ode - generated > 0: generated better
+                entry["burden_error_vs_ode"] = {"n": c.n, "p_value": c.p_value, "median_difference": -c.median_difference}
+            except ValueError as exc:
+                entry["burden_error_vs_ode"] = {"reason": str(exc)}
         if name != "persistence":
             a = [r["hd95_mm"] for r in mine]
             b = [ref[r["pair_id"]]["hd95_mm"] for r in mine]
@@ -187,7 +212,8 @@ def run(args: argparse.Namespace) -> dict:
             rows += new
             for r in new:
                 print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()
-                                  if k in ("pair_id", "forecaster", "gap_days", "hd95_mm", "rmse", "in_band", "seconds")}),
+                                  if k in ("pair_id", "forecaster", "gap_days", "hd95_mm", "rmse", "in_band",
+                                           "burden_error", "burden_error_ode", "seconds")}),
                       flush=True)
             summary = summarize(rows)  # rewritten after every pair: an interrupted run keeps what it measured
             write_text_atomic(args.out, json.dumps({

@@ -32,7 +32,7 @@ from .loss import NUM_TRAIN_TIMESTEPS, SCHEDULE
 from .train import load_checkpoint
 
 MODEL_ID = "guided-ddim"
-VERSION = "1.1.0"
+VERSION = "1.2.0"  # 1.2.0: the 1.1.0 weights; the tumour map holds the growth model's volume (population prior)
 FILES = {"denoiser": "guided_ddim_denoiser.onnx", "regressor": "guided_ddim_regressor.onnx"}
 OUTPUTS = {"denoiser": ["eps"], "regressor": ["burden", "grad"]}
 INPUTS = ["x", "timesteps"]
