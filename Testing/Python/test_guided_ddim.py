@@ -25,7 +25,6 @@ from gliomaforecast import sdf
 from gliomaforecast.forecasters.guided_ddim import GuidedDDIMForecaster, generate
 from gliomaforecast.forecasters.guided_maps import generation_probability
 from gliomaforecast.forecasters.guided_targets import slice_targets
-from gliomaforecast.growth_model import GrowthParams
 from gliomaforecast.models import load_family
 from gliomaforecast_training.guided import export as gexport
 from gliomaforecast_training.guided import train as gtrain
