@@ -30,6 +30,7 @@ from monai.networks.nets import DiffusionModelUNet
 from _measure import _peak_of, write_result
 from gliomaforecast import diffusion as D
 from gliomaforecast import models
+from gliomaforecast.resources import ENV_VAR
 from gliomaforecast.model_registry_writer import family_entry, file_entry, write_registry_entry
 
 SIZE, CHANNELS = 64, (32, 64, 64)
@@ -113,7 +114,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         register(folder, export(net, folder / "bench_ddim_denoiser.onnx"))
-        os.environ[models.ENV_VAR] = str(folder)
+        os.environ[ENV_VAR] = str(folder)
         family = models.load_family("bench-ddim", prefer_gpu=False, threads=args.threads, require=("denoiser",))
         step_fn = D.step_function(family["denoiser"])
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from typing import Literal
 
 import lmfit
 import numpy as np
@@ -278,7 +279,7 @@ def choose_model(days: np.ndarray, rt_start_day: float | None,
 def fit_growth(days: ArrayLike, burdens: ArrayLike, rt_start_day: float | None = None,
                n_bootstrap: int = defaults.N_BOOTSTRAP, noise: float = defaults.BOOTSTRAP_NOISE,
                seed: int = defaults.SEED, *, source: str | None = None,
-               prior: GrowthPrior | str | None = "population") -> GrowthFit:
+               prior: GrowthPrior | Literal["population"] | None = "population") -> GrowthFit:
     """Fit the growth model to ``burdens`` (mL or mm^2, >= 0) observed on strictly increasing ``days``.
 
     ``rt_start_day`` (days, same axis) or None; ``n_bootstrap`` refits with multiplicative Gaussian noise
@@ -289,7 +290,7 @@ def fit_growth(days: ArrayLike, burdens: ArrayLike, rt_start_day: float | None =
     """
     t, y = _validate(days, burdens, rt_start_day, n_bootstrap, noise, source)
     rt = None if rt_start_day is None else float(rt_start_day)
-    prior = population_prior() if isinstance(prior, str) else prior
+    prior = population_prior() if prior == "population" else prior
     model, free, note = choose_model(t, rt, prior)
     with_prior = model == "radiotherapy" and len(t) == 2
     fixed = {n: (prior.values[n] if with_prior and n in HELD else DEFAULTS[n])

@@ -16,7 +16,6 @@ The shipped prior is ``growth_prior.json`` in the models folder (``Resources/Mod
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .resources import resources_dir
+from .resources import default_models_dir
 
 HELD = ("growth_rate", "decay_rate", "delay", "slope")
 SCHEMA = "gliomaforecast.growth_prior/1"
@@ -34,11 +33,10 @@ FILE_NAME = "growth_prior.json"
 @dataclass(frozen=True)
 class GrowthPrior:
     """``values``: the population median of each ``HELD`` parameter; ``patients`` (P, len(HELD)) the training
-    patients' fitted values (the bootstrap draws rows); ``source`` the file or cohort it came from."""
+    patients' fitted values (the bootstrap draws rows)."""
 
     values: dict[str, float]
     patients: np.ndarray
-    source: str
 
     def draw(self, rng: np.random.Generator, n: int) -> list[dict[str, float]]:
         """``n`` training patients' held values, drawn with replacement."""
@@ -46,10 +44,10 @@ class GrowthPrior:
         return [dict(zip(HELD, map(float, row))) for row in rows]
 
 
-def prior_from_values(patients: np.ndarray, source: str) -> GrowthPrior:
+def prior_from_values(patients: np.ndarray) -> GrowthPrior:
     """The prior of per-patient ``HELD`` values (P, 4): medians and rows."""
     rows = np.asarray(patients, dtype=float)
-    return GrowthPrior(dict(zip(HELD, map(float, np.median(rows, axis=0)))), rows, source)
+    return GrowthPrior(dict(zip(HELD, map(float, np.median(rows, axis=0)))), rows)
 
 
 def prior_record(prior: GrowthPrior, **provenance) -> dict:
@@ -77,13 +75,12 @@ def load_prior(path: str | Path) -> GrowthPrior:
         raise InputError(path, "patients", f"must be finite rows of {len(HELD)} values, got shape {rows.shape}")
     if np.any(rows < 0):
         raise InputError(path, "patients", "rates, delays and slopes must be >= 0")
-    return prior_from_values(rows, str(path))
+    return prior_from_values(rows)
 
 
 def prior_path() -> Path:
-    """Where the shipped prior is: ``growth_prior.json`` in the models folder (the registry's rule)."""
-    env = os.environ.get("GLIOMAFORECAST_MODELS_DIR")
-    return (Path(env) if env else resources_dir() / "Models") / FILE_NAME
+    """Where the shipped prior is: ``growth_prior.json`` in the models folder (:func:`resources.default_models_dir`)."""
+    return default_models_dir() / FILE_NAME
 
 
 def population_prior() -> GrowthPrior | None:

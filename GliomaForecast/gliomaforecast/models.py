@@ -44,10 +44,9 @@ import numpy as np
 import onnxruntime as ort
 
 from .errors import InputError
-from .resources import resources_dir
+from .resources import default_models_dir
 
 SCHEMA = "gliomaforecast.models/1"
-ENV_VAR = "GLIOMAFORECAST_MODELS_DIR"
 THREADS_VAR = "GLIOMAFORECAST_ORT_THREADS"  # intra-op threads of sessions opened without an explicit count
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -93,14 +92,6 @@ class FamilySpec:
     version: str
     members: dict[str, ModelSpec]
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def default_models_dir() -> Path:
-    """``$GLIOMAFORECAST_MODELS_DIR`` if set, else ``Models`` of :func:`resources.resources_dir`."""
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env)
-    return resources_dir() / "Models"
 
 
 def sha256_of(path: str | Path) -> str:

@@ -12,7 +12,7 @@ from gliomaforecast.growth_prior import (HELD, load_prior, population_prior, pri
                                          prior_record)
 
 ROWS = np.array([[0.010, 0.10, 5.0, 0.3], [0.020, 0.05, 10.0, 0.2], [0.015, 0.08, 7.0, 0.5]])
-PRIOR = prior_from_values(ROWS, "test")
+PRIOR = prior_from_values(ROWS)
 
 
 def test_two_scans_around_rt_fit_surviving_fraction_and_regrow():
@@ -99,3 +99,20 @@ def test_training_patient_values_recover_the_held_parameters():
     np.testing.assert_allclose(values, [0.012, 0.06, 10.0, 0.2], rtol=1e-3)
     assert patient_values(days[:4], burden(days[:4], truth, 20.0), 20.0) is None  # delay and slope not identified
     assert patient_values(days, burden(days, truth, None), None) is None  # no RT: nothing about its response
+
+
+def test_growth_prior_command_without_identifying_cases_is_one_line(tmp_path, capsys):
+    """A cohort whose cases cannot free all four held parameters (the sample patient has four scans): one line
+    naming the cohort, exit 2, nothing written."""
+    from pathlib import Path
+
+    from gliomaforecast_training.cli import main
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    sample = Path(__file__).resolve().parents[2] / "Resources" / "SampleData" / "sample_patient"
+    (cohort / "P1").symlink_to(sample, target_is_directory=True)
+    out = tmp_path / "prior.json"
+    assert main(["growth-prior", str(cohort), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(cohort) in err[0] and "six scans" in err[0]
+    assert not out.exists()

@@ -244,12 +244,12 @@ def test_trainer_burden_errors_on_the_forecast_crops(sample):
     last_gtv = inputs.gtv(inputs.timepoints[-1])
     keep = SimpleNamespace(median=crops.burden)
     # truth = the last GTV: the last scan's burden has no error, nor a generation that reproduces it
-    same = burden_errors(inputs, last_gtv, {"burden": crops.burden[None], "targets": keep})
+    same = burden_errors(inputs, last_gtv, {"burden": crops.burden[None], "targets": keep, "crops": crops})
     assert same["burden_error_last"] < 1e-6 and same["burden_error"] < 1e-6 and same["burden_error_ode"] < 1e-6
     # truth = the next scan (the tumour regrew): the last burden is off, a target of twice it is scored against it
     truth = sample.gtv(sample.timepoints[2])
     grown = burden_errors(inputs, truth, {"burden": np.stack([crops.burden * 2] * 3),
-                                          "targets": SimpleNamespace(median=crops.burden * 2)})
+                                          "targets": SimpleNamespace(median=crops.burden * 2), "crops": crops})
     assert grown["burden_error_last"] > 0.01
     assert grown["burden_error"] == pytest.approx(grown["burden_error_ode"])
     assert grown["burden_error"] != pytest.approx(grown["burden_error_last"])

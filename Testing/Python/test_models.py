@@ -11,6 +11,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from gliomaforecast import models
+from gliomaforecast.resources import ENV_VAR
 from gliomaforecast.cli import main
 from gliomaforecast.errors import InputError
 
@@ -95,10 +96,10 @@ def test_bad_manifest(tmp_path):
 
 
 def test_models_dir_from_environment(tmp_path, monkeypatch):
-    monkeypatch.delenv(models.ENV_VAR, raising=False)
+    monkeypatch.delenv(ENV_VAR, raising=False)
     assert models.default_models_dir() == REPO_MODELS
     _write_toy(tmp_path)
-    monkeypatch.setenv(models.ENV_VAR, str(tmp_path))
+    monkeypatch.setenv(ENV_VAR, str(tmp_path))
     assert models.default_models_dir() == tmp_path
     assert models.load_model("toy").spec.path == tmp_path / "toy.onnx"
 
@@ -109,7 +110,7 @@ def test_cli_lists_and_verifies(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "1 model(s)" in out and "toy 0.1" in out and "x['batch', 3]" in out
     path.write_bytes(path.read_bytes()[:-1])
-    monkeypatch.setenv(models.ENV_VAR, str(tmp_path))
+    monkeypatch.setenv(ENV_VAR, str(tmp_path))
     assert main(["models"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "toy.onnx: sha256" in err
@@ -119,7 +120,7 @@ def test_cli_lists_and_verifies(tmp_path, capsys, monkeypatch):
 
 
 def test_committed_registry_verifies(monkeypatch):
-    monkeypatch.delenv(models.ENV_VAR, raising=False)
+    monkeypatch.delenv(ENV_VAR, raising=False)
     specs = models.load_registry()
     assert "evolution" in specs
     for spec in specs.values():

@@ -41,4 +41,4 @@ def fit_population(case_paths: Iterable[str | Path]) -> tuple[GrowthPrior, list[
     if not rows:
         raise ValueError("no case identifies the growth rate, decay rate, delay and slope (six scans or more "
                          "with an RT start before the last one are needed)")
-    return prior_from_values(np.array(rows), "training cohort"), used, left
+    return prior_from_values(np.array(rows)), used, left

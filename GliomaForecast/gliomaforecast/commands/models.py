@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from .. import models as registry
+from ..resources import ENV_VAR
 
 NAME = "models"
 HELP = "list and verify the ONNX models (Resources/Models or $GLIOMAFORECAST_MODELS_DIR)"
@@ -13,7 +14,7 @@ HELP = "list and verify the ONNX models (Resources/Models or $GLIOMAFORECAST_MOD
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models-dir", type=Path, default=None,
-                   help=f"models folder (default ${registry.ENV_VAR}, else Resources/Models)")
+                   help=f"models folder (default ${ENV_VAR}, else Resources/Models)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -164,7 +164,7 @@ class GuidedDDIMForecaster:
         median = gi.from_model_units(np.median(gens.x, axis=0), crops.scale)
         image = gi.paste(flair_last, median, crops.z, sp_yx, center)
         band = in_band(gens.burden, targets)
-        self.last_run = {"in_band": band, "burden": gens.burden, "targets": targets, "z": crops.z,
+        self.last_run = {"in_band": band, "burden": gens.burden, "targets": targets, "crops": crops,
                          "growth_map": growth_sum / k, "volumes_ml": volumes}
         notes = [f"{self.name}: {n} axial slices (z {int(crops.z[0])}-{int(crops.z[-1])}), {k} generations, SDEdit "
                  f"from NL {self.nl}, {self.steps} DDIM steps, guidance s_ct {self.s_ct:g}; targets from "

@@ -72,9 +72,9 @@ def ctvs(case, probability: np.ndarray, margin_mm: float = 15.0) -> dict[str, np
 
 
 def burden_errors(inputs, truth: np.ndarray, last_run: dict) -> dict[str, float]:
-    """Mean absolute burden error over the forecast's crop slices: generated (mean over generations), the growth
-    model's median target, the last scan; against the true GTV's burden on the same crops."""
-    crops = gi.scan_crops(inputs, -2, -1, reach_mm=gi.FORECAST_REACH_MM)
+    """Mean absolute burden error over the forecast's crop slices (``last_run["crops"]``): generated (mean over
+    generations), the growth model's median target, the last scan; against the true GTV's burden on the same crops."""
+    crops = last_run["crops"]
     cut = mi.crop_slices(truth.astype(np.float32), crops.z, inputs.grid.spacing[1:], crops.center_yx_mm, gi.CROP)
     true = gi.crop_burden(cut, crops.brain)
     return {"burden_error": float(np.mean(np.abs(last_run["burden"].mean(axis=0) - true))),
