@@ -132,3 +132,26 @@ def test_default_schedule_still_reproduces_the_shipped_sample_patient(tmp_path):
     generate_patient(3, tmp_path / "s", 2.0, patient_id="VP-SAMPLE", n_followups=3)
     for name in ("case.json", "simulation.json", "d231_seg.nii.gz", "d231_flair.nii.gz", "rtdose.nii.gz"):
         assert (tmp_path / "s" / name).read_bytes() == (SAMPLE / name).read_bytes(), name
+
+
+def test_parallel_generation_gives_the_same_files(tmp_path, dense_dir):
+    out = tmp_path / "parallel"
+    generate_cohort(2, 5, out, spacing=4.0, follow_up="dense", jobs=2)
+    files = sorted(p.relative_to(dense_dir) for p in dense_dir.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    for f in files:
+        assert (dense_dir / f).read_bytes() == (out / f).read_bytes(), f
+
+
+@pytest.mark.parametrize("extra, flag", [(["--n", "10"], "--n"), (["--jobs", "0"], "--jobs")])
+def test_benchmark_cohort_bad_size_or_jobs_is_one_line(tmp_path, capsys, extra, flag):
+    out = tmp_path / "b"
+    assert cli.main(["benchmark-cohort", "--out", str(out), "--no-progress", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and flag in err and not out.exists()
+
+
+def test_recurrence_benchmark_extends_the_long_horizon_benchmark():
+    assert cohort_seeds.RECURRENCE_BENCHMARK_SIZE > cohort_seeds.BENCHMARK_SIZE
+    long = patient_seeds(cohort_seeds.BENCHMARK_SIZE, cohort_seeds.BENCHMARK_SEED)
+    assert patient_seeds(cohort_seeds.RECURRENCE_BENCHMARK_SIZE, cohort_seeds.BENCHMARK_SEED)[:len(long)] == long

@@ -196,3 +196,43 @@ def test_planning_labels_without_enhancing_are_reported(tmp_path: Path) -> None:
     assert not inputs.has_enhancing
     assert any("no enhancing class (3): can score the gtv" in n and "cannot score enhancing or enhancing+necrosis" in n
                for n in inputs.notes)
+
+
+def test_core_target_makes_recurrent_edema_a_negative() -> None:
+    sample = data.synthetic_samples(1, seed=2)[0]
+    labels = sample.labels
+    rng = np.random.default_rng(0)
+    _, y_whole, w_whole, ml_whole = data.draw_batch([sample], [0], rng, 0.5, augment=False, max_soften=0.0)
+    _, y_core, w_core, ml_core = data.draw_batch([sample], [0], rng, 0.5, augment=False, max_soften=0.0, target="core")
+    centre = tuple(slice(data.JITTER, data.JITTER + n) for n in data.CROP_VOXELS)
+    lab, brain = labels[centre], sample.brain[centre]
+    edema = lab == data.EDEMA_LABEL
+    assert edema.any() and (lab == 3).any()
+    assert np.all(y_whole[0, 0][edema] == 1) and np.all(w_whole[0, 0][edema & brain] == 0.5)
+    assert np.all(y_core[0, 0][edema] == 0) and np.all(y_core[0, 0][lab == 3] == 1)  # edema: a negative of weight 1
+    assert np.array_equal(w_core[0, 0], brain.astype(np.float32))
+    voxel_ml = ri.PIXEL_MM ** 3 / 1000
+    assert ml_whole[0] == pytest.approx(sample.recurrence_ml)
+    assert ml_core[0] == pytest.approx(np.count_nonzero(np.isin(labels, (1, 3))) * voxel_ml)  # the core's own mL
+    assert ml_core[0] < ml_whole[0]
+
+
+def test_tune_keeps_only_admissible_settings_and_may_choose_none() -> None:
+    from gliomaforecast_training.recurrence_unet import tune
+
+    def row(forecast, forecast_gtv, worst, weight=0.0):
+        return {"forecast": forecast, "standard": 0.9, "forecast_gtv": forecast_gtv, "standard_gtv": 0.95,
+                "worst_patient_change": worst, "hd95_mm_gtv": 20.0, "median_improvement": 0.0, "prior_weight": weight}
+
+    rows = [row(0.99, 0.80, 0.0), row(0.95, 0.93, -0.01), row(0.94, 0.95, -0.2, 0.5)]
+    for r in rows:
+        r["admissible"] = tune.admissible(r, 0.05, 0.05)
+    # the best enhancing coverage loses 0.15 of the whole recurrence; the third loses 0.2 on one patient
+    assert [r["admissible"] for r in rows] == [False, True, False]
+    assert tune.choose(rows) is rows[1]
+    for r in rows:
+        r["admissible"] = tune.admissible(r, float("inf"), float("inf"))
+    assert tune.choose(rows) is rows[0]
+    for r in rows:
+        r["admissible"] = tune.admissible(r, 0.0, 0.0)
+    assert tune.choose(rows) is None

@@ -21,6 +21,8 @@ from __future__ import annotations
 import csv
 import io as _io
 import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
@@ -578,30 +580,54 @@ def patient_seeds(n: int, seed: int) -> list[int]:
     return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(int(seed)).spawn(int(n))]
 
 
+def _cohort_patient(seed: int, folder: Path, spacing: float, pid: str,
+                    clinical_spacing: tuple[float, float, float] | None, follow_up: FollowUp) -> dict:
+    """One patient of :func:`generate_cohort` (a top-level function, so worker processes can run it)."""
+    row = generate_patient(seed, folder, spacing, patient_id=pid, clinical_spacing=clinical_spacing,
+                           follow_up=follow_up)
+    row["case"] = f"{pid}/case.json"
+    return row
+
+
 def generate_cohort(n: int, seed: int, out_dir: str | Path, spacing: float = 2.0, *,
                     clinical_spacing: tuple[float, float, float] | None = None, progress: bool = False,
                     follow_up: str = "default", scan_days: Sequence[int] | None = None,
-                    realism: int | None = None) -> Path:
+                    realism: int | None = None, jobs: int = 1) -> Path:
     """Generate ``n`` patients (``VP-0001``...) from ``seed`` into ``out_dir`` (atomically, with a tqdm
     bar when ``progress``) plus the index ``cohort.json`` and ``cohort.csv``. Returns the index path.
     Patient i's seed is drawn from ``numpy.random.SeedSequence(seed)``, so a patient does not depend
-    on ``n``. ``follow_up``, ``scan_days`` and ``realism``: see :func:`generate_patient`."""
+    on ``n``, nor on ``jobs`` (worker processes, each making whole patients). ``follow_up``, ``scan_days`` and
+    ``realism``: see :func:`generate_patient`."""
     if int(n) < 1:
         raise ValueError(f"n must be at least 1, got {n}")
+    if int(jobs) < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
     fu = make_follow_up(follow_up, scan_days, realism)
     seeds = patient_seeds(n, seed)
-    entries = []
     with atomic_output_dir(out_dir) as tmp:
-        iterator = range(int(n))
+        pids = [f"VP-{i + 1:04d}" for i in range(int(n))]
+        args = [(seeds[i], tmp / pid, spacing, pid, clinical_spacing, fu) for i, pid in enumerate(pids)]
+        bar = None
         if progress:
             from tqdm import tqdm
-            iterator = tqdm(iterator, desc="virtual patients", unit="patient")
-        for i in iterator:
-            pid = f"VP-{i + 1:04d}"
-            row = generate_patient(seeds[i], tmp / pid, spacing, patient_id=pid, clinical_spacing=clinical_spacing,
-                                   follow_up=fu)
-            row["case"] = f"{pid}/case.json"
-            entries.append(row)
+            bar = tqdm(total=len(pids), desc="virtual patients", unit="patient")
+        rows: dict[int, dict] = {}
+        if int(jobs) == 1:
+            for i, a in enumerate(args):
+                rows[i] = _cohort_patient(*a)
+                if bar is not None:
+                    bar.update()
+        else:
+            context = multiprocessing.get_context("spawn")  # no fork of a process holding library threads
+            with ProcessPoolExecutor(max_workers=min(int(jobs), len(pids)), mp_context=context) as pool:
+                futures = {pool.submit(_cohort_patient, *a): i for i, a in enumerate(args)}
+                for future in as_completed(futures):
+                    rows[futures[future]] = future.result()
+                    if bar is not None:
+                        bar.update()
+        if bar is not None:
+            bar.close()
+        entries = [rows[i] for i in range(len(pids))]
         index = {"schema": SCHEMA_COHORT, "generator_version": GENERATOR_VERSION, "seed": int(seed), "n": int(n),
                  "spacing_mm": float(spacing),
                  "clinical_spacing_xyz_mm": None if clinical_spacing is None else list(map(float, clinical_spacing)),

@@ -1,7 +1,9 @@
-"""Generate the standing held-out long-horizon benchmark cohort (issue 12): fixed seed and size
-(``gliomaforecast_training.cohort_seeds``: BENCHMARK_SEED, BENCHMARK_SIZE), dense follow-up (a scan every
-30-60 days up to 12-18 months after RT), realism 2, 2 mm. Never used for training. Prints the number of
-scored forecasts the horizon protocol gets per gap bin (every prefix of i >= 2 scans and later scan j)."""
+"""Generate the standing held-out benchmark cohort (issue 12): fixed seed (``gliomaforecast_training.cohort_seeds``:
+BENCHMARK_SEED), dense follow-up (a scan every 30-60 days up to 12-18 months after RT), realism 2, 2 mm. Never
+used for training or any choice. ``--n`` patients: BENCHMARK_SIZE (24, the long-horizon benchmark) by default,
+RECURRENCE_BENCHMARK_SIZE (96) for the recurrence benchmark, whose first 24 patients are the same (patient i's
+seed does not depend on n). Prints the number of scored forecasts the horizon protocol gets per gap bin (every
+prefix of i >= 2 scans and later scan j)."""
 
 from __future__ import annotations
 
@@ -10,12 +12,17 @@ import json
 import time
 from pathlib import Path
 
+from gliomaforecast.errors import InputError
+
 NAME = "benchmark-cohort"
 HELP = "generate the held-out long-horizon benchmark cohort (fixed seed and size, dense follow-up)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder (one sub-folder per patient)")
+    p.add_argument("--n", type=int, default=None, metavar="N",
+                   help="patients (default 24, the long-horizon benchmark; 96: the recurrence benchmark)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (the files do not depend on it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -23,12 +30,17 @@ def run(args: argparse.Namespace) -> int:
     from .. import cohort_seeds as cs
     from ..cohort import generate_cohort
 
+    n = cs.BENCHMARK_SIZE if args.n is None else args.n
+    if n < cs.BENCHMARK_SIZE:
+        raise InputError("--n", None, f"at least {cs.BENCHMARK_SIZE} (the long-horizon benchmark), got {n}")
+    if args.jobs < 1:
+        raise InputError("--jobs", None, f"must be at least 1, got {args.jobs}")
     t = time.perf_counter()
-    index_path = generate_cohort(cs.BENCHMARK_SIZE, cs.BENCHMARK_SEED, args.out, cs.BENCHMARK_SPACING_MM,
-                                 progress=not args.no_progress, follow_up=cs.BENCHMARK_FOLLOW_UP)
+    index_path = generate_cohort(n, cs.BENCHMARK_SEED, args.out, cs.BENCHMARK_SPACING_MM,
+                                 progress=not args.no_progress, follow_up=cs.BENCHMARK_FOLLOW_UP, jobs=args.jobs)
     seconds = time.perf_counter() - t
     index = json.loads(Path(index_path).read_text())
     pairs = ", ".join(f"{k}: {v}" for k, v in index["horizon_pairs"].items())
-    print(f"wrote {cs.BENCHMARK_SIZE} patients (seed {cs.BENCHMARK_SEED}, dense follow-up) and {index_path} "
+    print(f"wrote {n} patients (seed {cs.BENCHMARK_SEED}, dense follow-up) and {index_path} "
           f"in {seconds:.0f} s; horizon pairs per gap bin (days): {pairs}")
     return 0

@@ -27,6 +27,9 @@ JITTER = 4
 """Largest random shift of the training crop, voxels (2 mm each)."""
 CORE_LABELS = (1, 3)
 EDEMA_LABEL = 2
+TARGETS = {"whole": (1, 2, 3), "core": CORE_LABELS}
+"""What a member learns to predict: the whole recurrence (labels 1|2|3, recurrent edema down-weighted) or its core
+(enhancing + necrosis, labels 1|3: the issue's coverage definitions; recurrent edema is then a negative)."""
 
 
 @dataclass
@@ -107,10 +110,10 @@ def synthetic_samples(n: int, seed: int = 0, size: Sequence[int] = CROP_VOXELS) 
     return out
 
 
-def soft_target(labels: np.ndarray, sigma_voxels: float) -> np.ndarray:
-    """The recurrence (labels 1|2|3) as a probability map with Gaussian edge softening of ``sigma_voxels``
-    (0: the binary mask). The interior stays 1; the edge falls to about 0.5 at the boundary."""
-    mask = np.isin(labels, (1, 2, 3)).astype(np.float32)
+def soft_target(labels: np.ndarray, sigma_voxels: float, classes: Sequence[int] = TARGETS["whole"]) -> np.ndarray:
+    """The recurrence (``classes`` of the BraTS labels) as a probability map with Gaussian edge softening of
+    ``sigma_voxels`` (0: the binary mask). The interior stays 1; the edge falls to about 0.5 at the boundary."""
+    mask = np.isin(labels, classes).astype(np.float32)
     if sigma_voxels <= 0:
         return mask
     return np.clip(ndimage.gaussian_filter(mask, sigma_voxels), 0.0, 1.0).astype(np.float32)
@@ -125,9 +128,10 @@ def voxel_weights(labels: np.ndarray, brain: np.ndarray, edema_weight: float) ->
 
 def draw_batch(samples: Sequence[Sample], indices: Sequence[int], rng: np.random.Generator,
                edema_weight: float, augment: bool = True, channel_dropout: float = 0.2,
-               max_soften: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+               max_soften: float = 1.0, target: str = "whole") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x (B, C, *CROP), soft target (B, 1, *CROP), weights (B, 1, *CROP), recurrence mL (B,)) for the samples
-    ``indices``. With ``augment``: a random shift of up to JITTER voxels, a left-right flip (p 0.5), each image
+    ``indices``; ``target`` names the labels learnt (:data:`TARGETS`; "core": recurrent edema is a negative of
+    weight 1 and the mL are the core's). With ``augment``: a random shift of up to JITTER voxels, a left-right flip (p 0.5), each image
     channel zeroed with probability ``channel_dropout``, intensities scaled by U(0.9, 1.1), edge softening with
     sigma ~ U(0, ``max_soften``) voxels. Without it: the centre crop, sigma ``max_soften / 2``."""
     xs, ys, ws, mls = [], [], [], []
@@ -147,7 +151,11 @@ def draw_batch(samples: Sequence[Sample], indices: Sequence[int], rng: np.random
                 if rng.random() < channel_dropout:
                     x[c] = 0.0
         xs.append(np.ascontiguousarray(x))
-        ys.append(soft_target(lab, sigma)[None])
-        ws.append(voxel_weights(lab, brain, edema_weight)[None])
-        mls.append(s.recurrence_ml)
+        ys.append(soft_target(lab, sigma, TARGETS[target])[None])
+        if target == "whole":
+            ws.append(voxel_weights(lab, brain, edema_weight)[None])
+            mls.append(s.recurrence_ml)
+        else:
+            ws.append(brain.astype(np.float32)[None])
+            mls.append(float(np.count_nonzero(np.isin(s.labels, TARGETS[target]))) * PIXEL_MM ** 3 / 1000.0)
     return (np.stack(xs).astype(np.float32), np.stack(ys), np.stack(ws), np.asarray(mls, dtype=np.float32))

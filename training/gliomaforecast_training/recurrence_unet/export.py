@@ -21,6 +21,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from gliomaforecast.errors import InputError
 from gliomaforecast.model_registry_writer import family_entry, file_entry, write_registry_entry
 from gliomaforecast.recurrence_inputs import CHANNELS, CROP_VOXELS, PIXEL_MM
 
@@ -111,6 +112,8 @@ def export(args: argparse.Namespace) -> dict:
         width = ckpt["config"]["width"]
     post = json.loads(args.postprocess.read_text()) if args.postprocess else {}
     post = post.get("chosen", post)  # a tune output, or the settings themselves
+    if post is None:
+        raise InputError(args.postprocess, "chosen", "no admissible post-processing (tune chose none): nothing exported")
     metrics = json.loads(args.metrics.read_text()) if args.metrics else {}
     entry = family_entry(
         MODEL_ID, VERSION, members,

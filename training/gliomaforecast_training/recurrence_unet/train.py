@@ -31,7 +31,7 @@ from gliomaforecast.errors import InputError
 
 from ..module_main import module_main
 from ..training_progress import training_progress
-from .data import Sample, cohort_samples, draw_batch, synthetic_samples
+from .data import TARGETS, Sample, cohort_samples, draw_batch, synthetic_samples
 from .loss import recurrence_loss
 from .net import build_unet
 
@@ -48,7 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=8, help="features of the first U-Net level (x1, 2, 4, 8)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=1e-5)
-    p.add_argument("--edema-weight", type=float, default=0.5, help="loss weight of recurrent edema voxels")
+    p.add_argument("--target", choices=tuple(TARGETS), default="whole",
+                   help="labels to learn: whole recurrence (1|2|3) or its core (1|3; edema a negative)")
+    p.add_argument("--edema-weight", type=float, default=0.5, help="loss weight of recurrent edema voxels (whole target)")
     p.add_argument("--bce-weight", type=float, default=0.5, help="BCE share of the loss (the rest: PCC)")
     p.add_argument("--channel-dropout", type=float, default=0.2, help="probability of zeroing each image channel")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -108,7 +110,8 @@ def train(args: argparse.Namespace) -> dict:
         for b in range(len(samples) // per_step):
             mine = perm[b * per_step:(b + 1) * per_step][rank::world]
             x, y, w, ml = (torch.from_numpy(a).to(device) for a in
-                           draw_batch(samples, mine, aug_rng, args.edema_weight, channel_dropout=args.channel_dropout))
+                           draw_batch(samples, mine, aug_rng, args.edema_weight, channel_dropout=args.channel_dropout,
+                                      target=args.target))
             for group in opt.param_groups:
                 group["lr"] = args.lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * progress)))
             loss, terms = recurrence_loss(net(x), y, w, ml, args.bce_weight)

@@ -6,12 +6,15 @@
 For every patient the ``recurrence`` protocol scores, the exported ensemble runs once through the core
 (``forecasters.recurrence_unet.ensemble_maps``); then each candidate (smooth_mm, prior_weight, floor, window_mm) gives the
 score map (``score_map``) and the forecast CTV exactly as the forecast does (``target_volumes.build_targets``:
-the standard plan's voxel count, the planning GTV and cavity always in, holes filled). The criterion is the mean coverage of the enhancing
+the standard plan's voxel count, the planning GTV and cavity always in, holes filled). A candidate is admissible
+when its mean coverage of the whole recurrent GTV is at most ``--max-gtv-loss`` below the standard plan's and no
+patient's enhancing coverage is more than ``--max-patient-loss`` below the standard's (defaults: no limit). Among
+admissible candidates the criterion is the mean coverage of the enhancing
 recurrence (label 3; enhancing + necrosis for patients without enhancing) to 3 decimals, ties broken by the mean
 coverage of the whole recurrent GTV (3 decimals), then
 the smaller mean HD95 (mm) of the plan against the whole recurrence (isolated far islands), the median
 per-patient improvement, then the smaller prior weight. Prints one line per candidate, writes the
-chosen settings and the table (JSON).
+chosen settings (None when no candidate is admissible) and the table (JSON).
 """
 
 from __future__ import annotations
@@ -75,9 +78,32 @@ def add_arguments(pa: argparse.ArgumentParser) -> None:
     pa.add_argument("--out", type=Path, required=True, help="JSON with the chosen settings and the table")
     pa.add_argument("--smooth-mm", type=float, nargs="+", default=[0.0, 2.0])
     pa.add_argument("--prior-weight", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75])
-    pa.add_argument("--prior-mm", type=float, default=30.0)
+    pa.add_argument("--prior-mm", type=float, nargs="+", default=[30.0], help="reach of the distance prior, mm")
     pa.add_argument("--floor", type=float, nargs="+", default=[0.0, 0.05])
     pa.add_argument("--window-mm", type=float, nargs="+", default=[0.0, 40.0], help="0: no window")
+    pa.add_argument("--max-gtv-loss", type=float, default=float("inf"),
+                    help="admissible: mean gtv coverage at most this below the standard plan's")
+    pa.add_argument("--max-patient-loss", type=float, default=float("inf"),
+                    help="admissible: no patient's enhancing coverage more than this below the standard's")
+
+
+def admissible(row: dict, max_gtv_loss: float, max_patient_loss: float) -> bool:
+    """Whether a candidate's table row keeps the mean whole-recurrence coverage at most ``max_gtv_loss`` below the
+    standard plan's and no patient's enhancing coverage more than ``max_patient_loss`` below it."""
+    return bool(row["forecast_gtv"] >= row["standard_gtv"] - max_gtv_loss
+                and row["worst_patient_change"] >= -max_patient_loss)
+
+
+def choose(rows: list[dict]) -> dict | None:
+    """The best admissible row by the module's criterion, or None when no row is admissible."""
+    return max((r for r in rows if r["admissible"]),
+               key=lambda r: (round(r["forecast"], 3), round(r["forecast_gtv"], 3), -round(r["hd95_mm_gtv"]),
+                              r["median_improvement"], -r["prior_weight"]), default=None)
+
+
+def _limit(value: float) -> float | None:
+    """A loss limit for the JSON: None when there is none (infinite)."""
+    return None if np.isinf(value) else float(value)
 
 
 def tune(args: argparse.Namespace) -> dict:
@@ -86,27 +112,30 @@ def tune(args: argparse.Namespace) -> dict:
     standard = {p["patient"]: {d: evaluation.coverage(p["standard"], m) for d, m in p["recurrence"].items()}
                 for p in patients}
     rows = []
-    for smooth, weight, floor, window in itertools.product(args.smooth_mm, args.prior_weight, args.floor,
-                                                           args.window_mm):
-        cov = {p["patient"]: plan_coverage(p, smooth, weight, args.prior_mm, floor, window or None) for p in patients}
+    for smooth, weight, reach, floor, window in itertools.product(args.smooth_mm, args.prior_weight, args.prior_mm,
+                                                                  args.floor, args.window_mm):
+        cov = {p["patient"]: plan_coverage(p, smooth, weight, reach, floor, window or None) for p in patients}
         key = {pid: (c["enhancing"] if np.isfinite(c["enhancing"]) else c["enhancing+necrosis"]) for pid, c in cov.items()}
         ref = {pid: (s["enhancing"] if np.isfinite(s["enhancing"]) else s["enhancing+necrosis"])
                for pid, s in standard.items()}
         ok = [pid for pid in key if np.isfinite(key[pid])]
         diff = np.array([key[pid] - ref[pid] for pid in ok])
-        row = {"smooth_mm": smooth, "prior_weight": weight, "prior_mm": args.prior_mm, "floor": floor,
+        row = {"smooth_mm": smooth, "prior_weight": weight, "prior_mm": reach, "floor": floor,
                "window_mm": window or None, "n": len(ok),
                "hd95_mm_gtv": float(np.nanmean([c["hd95_gtv"] for c in cov.values()])),
                "forecast": float(np.mean([key[p] for p in ok])), "standard": float(np.mean([ref[p] for p in ok])),
                "forecast_gtv": float(np.mean([c["gtv"] for c in cov.values()])),
                "standard_gtv": float(np.mean([s["gtv"] for s in standard.values()])),
-               "median_improvement": float(np.median(diff)), "wins": int((diff > 0).sum()), "losses": int((diff < 0).sum())}
+               "median_improvement": float(np.median(diff)), "wins": int((diff > 0).sum()), "losses": int((diff < 0).sum()),
+               "worst_patient_change": float(diff.min()) if diff.size else 0.0}
+        row["admissible"] = admissible(row, args.max_gtv_loss, args.max_patient_loss)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    best = max(rows, key=lambda r: (round(r["forecast"], 3), round(r["forecast_gtv"], 3), -round(r["hd95_mm_gtv"]),
-                                    r["median_improvement"], -r["prior_weight"]))
-    chosen = {k: best[k] for k in ("smooth_mm", "prior_weight", "prior_mm", "floor", "window_mm")}
-    out = {"chosen": chosen, "criterion": "mean enhancing coverage (enhancing+necrosis without enhancing; 3 "
+    best = choose(rows)
+    chosen = None if best is None else {k: best[k] for k in ("smooth_mm", "prior_weight", "prior_mm", "floor", "window_mm")}
+    out = {"chosen": chosen, "chosen_row": best,
+           "admissible_if": {"max_gtv_loss": _limit(args.max_gtv_loss), "max_patient_loss": _limit(args.max_patient_loss)},
+           "criterion": "among admissible candidates: mean enhancing coverage (enhancing+necrosis without enhancing; 3 "
                                           "decimals), then mean gtv coverage (3 decimals), then the smaller "
                                           "mean HD95 (mm, whole recurrence), then the median per-patient "
                                           "improvement, then the smaller prior weight",
