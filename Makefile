@@ -33,11 +33,11 @@ benchmark: $(VENV)/.test-installed
 
 # The standing held-out long-horizon benchmark (docs/evaluation.md): the seed-1212 cohort (generated once, about 11
 # minutes), every registered forecaster in one timed run: the horizon protocol (61-365 days, the first pair per
-# patient and gap bin) for the forecasters of the next tumour, the recurrence protocol for recurrence-unet beside
-# persistence (the two-scan forecasters cannot serve it: the planning scan is each patient's first); leaderboards
-# and time tables into docs/evaluation.md.
+# patient and gap bin) for the forecasters of the next tumour, the recurrence protocol for recurrence-unet and
+# fisher-kpp-tail beside persistence (the two-scan forecasters cannot serve it: the planning scan is each patient's
+# first); leaderboards and time tables into docs/evaluation.md.
 HORIZON_FORECASTERS := persistence evolution evolution-field fisher-kpp multitask-diffusion guided-ddim latent-diffusion
-RECURRENCE_FORECASTERS := recurrence-unet persistence
+RECURRENCE_FORECASTERS := recurrence-unet fisher-kpp-tail persistence
 long-horizon: $(VENV)/.test-installed
 	test -f $(LONG_HORIZON_OUT)/cohort/cohort.json || $(VENV)/bin/gliomaforecast-train benchmark-cohort --out $(LONG_HORIZON_OUT)/cohort
 	rm -rf $(LONG_HORIZON_OUT)/horizon $(LONG_HORIZON_OUT)/recurrence

@@ -57,6 +57,7 @@ REGISTRY: tuple[ForecasterEntry, ...] = (
                     "the same, volume set by the growth model", {"volume": "growth"}, validated_days=60.0),
     ForecasterEntry("persistence", "persistence:PersistenceForecaster", "last scan unchanged (baseline)", min_scans=1),
     ForecasterEntry("fisher-kpp", "fisher_kpp:FisherKppForecaster", "last GTV grown by reaction-diffusion fitted to prior scans"),
+    ForecasterEntry("fisher-kpp-tail", "fisher_kpp_tail:FisherKppTailForecaster", "Fisher-KPP cell density beyond the visible tumour along white and grey matter, from the last (planning) scan", min_scans=1),
     ForecasterEntry("recurrence-unet", "recurrence_unet:RecurrenceUNetForecaster", "post-RT recurrence map of a 3D U-Net ensemble from the planning scan (last scan)", min_scans=1),
     ForecasterEntry("multitask-diffusion", "multitask_diffusion:MultiTaskDiffusionForecaster", "probability map and future FLAIR of a multi-task diffusion network from the last two scans (default; needs T1CE)", uses_dose=True, validated_days=365.0),
     ForecasterEntry("guided-ddim", "guided_ddim:GuidedDDIMForecaster", "FLAIR slices denoised from the last scan towards the growth model's burden (growth-guided DDIM), growth probability map", validated_days=365.0),
