@@ -9,14 +9,16 @@ the 95 % band holds the true volume, and the HD95 (mm) to the true GTV of the la
 median volume (iso-volumetric on the signed distance, ``probability_for_volume``) against the last GTV itself.
 Use the VALIDATION cohort to study; the held-out one only to report.
 
-Run: ``.venv/bin/python benchmarks/study_growth_prior.py COHORT [OUT.json]``
-(default OUT: benchmarks/results/growth_prior.json)
+Run: ``.venv/bin/python benchmarks/study_growth_prior.py COHORT [OUT.json] [--inputs 3,4]``
+(default OUT: benchmarks/results/growth_prior.json). With ``--inputs``: the pairs whose input prefix has one of
+these numbers of scans instead, the first per patient, gap bin and prefix size (earliest target); "no prior" then
+means the radiotherapy model with the hand-set defaults for the parameters the scans cannot identify.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -58,13 +60,24 @@ def pair_row(case, task) -> dict:
     return row
 
 
-def main(cohort: str, out: Path) -> dict:
-    protocol = Protocol("horizon", 61.0, 365.0, "first-per-bin")
+def study_tasks(case, inputs: tuple[int, ...] | None) -> list:
+    """The pairs studied for one case: first-per-bin (two-scan prefixes), or with ``inputs`` the first pair per
+    gap bin and prefix size among prefixes of those sizes."""
+    if inputs is None:
+        return plan_tasks(case, Protocol("horizon", 61.0, 365.0, "first-per-bin"), 2)[0]
+    tasks, _ = plan_tasks(case, Protocol("horizon", 61.0, 365.0, "all"), min(inputs))
+    first = {}
+    for t in sorted((t for t in tasks if t.n_inputs in inputs), key=lambda t: (t.n_inputs, t.target)):
+        gap = case.timepoints[t.target].day - case.timepoints[t.n_inputs - 1].day
+        first.setdefault((t.n_inputs, gap_bin(gap)), t)
+    return list(first.values())
+
+
+def main(cohort: str, out: Path, inputs: tuple[int, ...] | None = None) -> dict:
     rows = []
     for path in find_cases(cohort):
         case = load_case(path)
-        tasks, _ = plan_tasks(case, protocol, 2)
-        rows += [pair_row(case, t) for t in tasks]
+        rows += [pair_row(case, t) for t in study_tasks(case, inputs)]
     summary = {"pairs": len(rows), "patients": len({r["patient_id"] for r in rows})}
     for name in ("prior", "no_prior"):
         summary[name] = {"median_abs_log_ratio": float(np.median([r[f"{name}_abs_log_ratio"] for r in rows])),
@@ -77,7 +90,7 @@ def main(cohort: str, out: Path) -> dict:
     diffs = [float(np.mean(v)) for v in per_patient.values()]
     summary["prior_hd95_minus_last_per_patient"] = {"median_mm": float(np.median(diffs)),
                                                     "wilcoxon_p": float(wilcoxon(diffs).pvalue)}
-    result = {"cohort": str(cohort), "prior": str(prior_path()), "summary": summary, "rows": rows}
+    result = {"cohort": str(cohort), "prior": str(prior_path()), "inputs": inputs, "summary": summary, "rows": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
@@ -85,4 +98,10 @@ def main(cohort: str, out: Path) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], Path(sys.argv[2]) if len(sys.argv) > 2 else RESULTS / "growth_prior.json")
+    cli = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_argument("cohort")
+    cli.add_argument("out", nargs="?", type=Path, default=RESULTS / "growth_prior.json")
+    cli.add_argument("--inputs", type=lambda text: tuple(int(v) for v in text.split(",")), default=None,
+                     help="prefix sizes, e.g. 3,4 (default: first-per-bin two-scan pairs)")
+    a = cli.parse_args()
+    main(a.cohort, a.out, a.inputs)

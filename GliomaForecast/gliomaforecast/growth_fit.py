@@ -16,8 +16,10 @@ Which model is fitted (``GrowthFit.model``, explained in ``GrowthFit.note``):
   default): initial_burden and surviving_fraction free, growth_rate, decay_rate, delay and slope held at the
   prior's medians; each bootstrap refit holds them at one training patient's values (drawn with replacement).
 - ``"radiotherapy"`` with three or more scans, as many free parameters as scans, at most six, freed in the
-  order initial_burden, growth_rate, surviving_fraction, decay_rate, delay, slope; the others are held at
-  ``DEFAULTS`` (listed in ``GrowthFit.fixed``). Starting values come from a vectorised grid search.
+  order initial_burden, growth_rate, surviving_fraction, decay_rate, delay, slope; the others are held at the
+  population prior's medians when there is one (each bootstrap refit drawing one training patient's values, as
+  for two scans), else at ``DEFAULTS`` (listed in ``GrowthFit.fixed``). Starting values come from a vectorised
+  grid search.
 
 Physical bounds (1/day, days): growth_rate [0, 0.1] (exponential model: [-0.1, 0.1], shrinkage allowed),
 decay_rate [0, 0.2], delay [0, 180], slope [0.005, 1], surviving_fraction [0, 1], initial_burden
@@ -271,7 +273,10 @@ def choose_model(days: np.ndarray, rt_start_day: float | None,
     free = RT_ORDER[:min(n, len(RT_ORDER))]
     held = [n_ for n_ in RT_ORDER if n_ not in free]
     note = f"radiotherapy model: {len(free)} free parameters for {n} scans"
-    if held:
+    if held and prior is not None:
+        note += (f"; held at the population prior ({len(prior.patients)} training patients' median; each bootstrap "
+                 "refit draws one patient's values): " + ", ".join(f"{h} = {prior.values[h]:.3g}" for h in held))
+    elif held:
         note += "; held at defaults: " + ", ".join(f"{h} = {DEFAULTS[h]:g}" for h in held)
     return "radiotherapy", free, note
 
@@ -292,7 +297,7 @@ def fit_growth(days: ArrayLike, burdens: ArrayLike, rt_start_day: float | None =
     rt = None if rt_start_day is None else float(rt_start_day)
     prior = population_prior() if prior == "population" else prior
     model, free, note = choose_model(t, rt, prior)
-    with_prior = model == "radiotherapy" and len(t) == 2
+    with_prior = model == "radiotherapy" and prior is not None
     fixed = {n: (prior.values[n] if with_prior and n in HELD else DEFAULTS[n])
              for n in RT_ORDER if n not in free and n != "initial_burden"}
     if model == "exponential":
@@ -305,8 +310,8 @@ def fit_growth(days: ArrayLike, burdens: ArrayLike, rt_start_day: float | None =
     if n_bootstrap:
         rng = np.random.default_rng(seed)
         noisy = problem.y * (1.0 + noise * rng.standard_normal((int(n_bootstrap), len(t))))
-        problems = ([_Problem(t, y, rt, free, {**fixed, **held}) for held in prior.draw(rng, int(n_bootstrap))]
-                    if with_prior else [problem] * int(n_bootstrap))
+        problems = ([_Problem(t, y, rt, free, {**fixed, **{k: v for k, v in held.items() if k in fixed}})
+                     for held in prior.draw(rng, int(n_bootstrap))] if with_prior else [problem] * int(n_bootstrap))
         boot = GrowthParams.stack(p.to_data_units(p.solve_direct(yb, central)) for p, yb in zip(problems, noisy))
     fit = GrowthFit(days=t, burdens=y, rt_start_day=rt, model=model, note=note, params=params, free=free,
                     fixed={k: v for k, v in fixed.items() if model == "radiotherapy"},

@@ -8,6 +8,8 @@ from scipy.integrate import solve_ivp
 
 from gliomaforecast.errors import InputError
 from gliomaforecast.growth import PARAM_NAMES, GrowthParams, burden, burden_jacobian, fit_growth, log_cosh
+from gliomaforecast.growth_fit import DEFAULTS
+from gliomaforecast.growth_prior import HELD, population_prior
 
 RT = 21.0
 TRUE = GrowthParams(growth_rate=0.015, decay_rate=0.04, delay=25.0, slope=0.08, surviving_fraction=0.2,
@@ -160,12 +162,22 @@ def test_two_points_fit_exponential_and_shrinkage_allowed():
     np.testing.assert_allclose(fit.curve([10.0, 40.0]), [8.0, 4.0], rtol=1e-5)
 
 
-def test_few_points_hold_unidentifiable_parameters_at_defaults():
+def test_few_points_hold_unidentifiable_parameters_at_the_prior_or_defaults():
     y = burden(DAYS[:4], TRUE, RT)
-    fit = fit_growth(DAYS[:4], y, RT, n_bootstrap=3)
+    prior = population_prior()
+    fit = fit_growth(DAYS[:4], y, RT, n_bootstrap=40, seed=3)
     assert fit.model == "radiotherapy" and len(fit.free) == 4
-    assert set(fit.fixed) == {"delay", "slope"} and "held at defaults" in fit.note
-    assert fit.params.delay == fit.fixed["delay"]
+    assert set(fit.fixed) == {"delay", "slope"} and "held at the population prior" in fit.note
+    assert fit.params.delay == fit.fixed["delay"] == prior.values["delay"]
+    assert fit.params.slope == prior.values["slope"]
+    # each bootstrap refit holds one training patient's delay and slope; the free parameters are refitted
+    boot = fit.bootstrap
+    rows = {tuple(r) for r in prior.patients[:, [HELD.index("delay"), HELD.index("slope")]].round(9)}
+    drawn = {(round(float(d), 9), round(float(s), 9)) for d, s in zip(np.ravel(boot.delay), np.ravel(boot.slope))}
+    assert drawn <= rows and len(drawn) > 1
+    without = fit_growth(DAYS[:4], y, RT, n_bootstrap=3, prior=None)
+    assert "held at defaults" in without.note and without.params.delay == DEFAULTS["delay"]
+    assert set(np.round(np.ravel(without.bootstrap.delay), 9)) == {DEFAULTS["delay"]}
 
 
 def test_time_origin_after_day_zero():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gliomaforecast.errors import InputError
-from gliomaforecast.growth_fit import fit_growth
+from gliomaforecast.growth_fit import DEFAULTS, fit_growth
 from gliomaforecast.growth_model import GrowthParams, burden
 from gliomaforecast.growth_prior import (HELD, load_prior, population_prior, prior_from_values, prior_path,
                                          prior_record)
@@ -42,11 +42,23 @@ def test_two_scans_around_rt_fit_surviving_fraction_and_regrow():
 
 def test_prior_changes_nothing_where_it_does_not_apply():
     days, y = np.array([0.0, 50.0, 100.0]), np.array([10.0, 14.0, 20.0])
-    for rt, d, v in ((None, days[:2], y[:2]), (120.0, days[:2], y[:2]), (20.0, days, y)):
+    for rt, d, v in ((None, days[:2], y[:2]), (120.0, days[:2], y[:2]), (None, days, y)):
         a = fit_growth(d, v, rt, n_bootstrap=5, prior=PRIOR)
         b = fit_growth(d, v, rt, n_bootstrap=5, prior=None)
         assert a.model == b.model and a.params == b.params
         np.testing.assert_array_equal(a.bootstrap_curves([150.0]), b.bootstrap_curves([150.0]))
+
+
+def test_three_scans_around_rt_hold_the_unidentified_parameters_at_the_prior():
+    days, y = np.array([0.0, 50.0, 100.0]), np.array([10.0, 6.0, 9.0])
+    a = fit_growth(days, y, 20.0, n_bootstrap=5, prior=PRIOR)
+    b = fit_growth(days, y, 20.0, n_bootstrap=5, prior=None)
+    assert a.model == b.model == "radiotherapy" and a.free == b.free and "decay_rate" not in a.free
+    for name in ("decay_rate", "delay", "slope"):
+        assert a.fixed[name] == getattr(a.params, name) == PRIOR.values[name]
+        assert b.fixed[name] == DEFAULTS[name]
+    assert a.params != b.params
+    assert "population prior" in a.note and "defaults" in b.note
 
 
 def test_same_seed_same_fit():
