@@ -35,6 +35,9 @@ from gliomaforecast.growth_prior import prior_path
 from gliomaforecast.plausibility import cap_growth
 
 RESULTS = Path(__file__).resolve().parent / "results"
+CANDIDATE = None
+"""``--candidate two-free``: compare the prior with only A0 and S free ("prior") against the prior with as many
+free parameters as scans ("no_prior" in the output) instead of the prior against none."""
 
 
 def pair_row(case, task) -> dict:
@@ -50,8 +53,11 @@ def pair_row(case, task) -> dict:
     row = {"pair_id": f"{case.patient_id}:{task.n_inputs}->{task.target}", "patient_id": case.patient_id,
            "gap_days": gap, "gap_bin": gap_bin(gap), "last_ml": float(volumes[-1]), "true_ml": true_ml,
            "hd95_last_mm": evaluation.hd95(last, truth, spacing)}
-    for name, prior in (("prior", "population"), ("no_prior", None)):
-        fit = cap_growth(fit_growth(days, volumes, inputs.rt_start_day, n_bootstrap=100, seed=0, prior=prior), brain_ml)
+    arms = ((("prior", "population", "scans"), ("no_prior", None, "scans")) if CANDIDATE is None else
+            (("prior", "population", "burden"), ("no_prior", "population", "scans")))
+    for name, prior, frees in arms:
+        fit = cap_growth(fit_growth(days, volumes, inputs.rt_start_day, n_bootstrap=100, seed=0, prior=prior,
+                                    prior_frees=frees), brain_ml)
         med, lo, hi = (float(v[0]) for v in fit.predict([target.day]))
         grown = sdf.tumor_region(probability_for_volume(phi, max(med, 1e-3), spacing, brain))
         row |= {f"{name}_model": fit.model, f"{name}_median_ml": med, f"{name}_band_ml": [lo, hi],
@@ -103,5 +109,7 @@ if __name__ == "__main__":
     cli.add_argument("out", nargs="?", type=Path, default=RESULTS / "growth_prior.json")
     cli.add_argument("--inputs", type=lambda text: tuple(int(v) for v in text.split(",")), default=None,
                      help="prefix sizes, e.g. 3,4 (default: first-per-bin two-scan pairs)")
+    cli.add_argument("--candidate", choices=("two-free",), default=None, help="see CANDIDATE")
     a = cli.parse_args()
+    CANDIDATE = a.candidate
     main(a.cohort, a.out, a.inputs)

@@ -250,10 +250,12 @@ class _Problem:
         return GrowthParams(**{n: float(v[n]) for n in PARAM_NAMES})
 
 
-def choose_model(days: np.ndarray, rt_start_day: float | None,
-                 prior: GrowthPrior | None = None) -> tuple[str, tuple[str, ...], str]:
+def choose_model(days: np.ndarray, rt_start_day: float | None, prior: GrowthPrior | None = None,
+                 prior_frees: Literal["scans", "burden"] = "scans") -> tuple[str, tuple[str, ...], str]:
     """(model, free parameters, note) for scans on ``days`` and RT starting on ``rt_start_day``, with a
-    population ``prior`` for two scans or without one."""
+    population ``prior`` or without one. ``prior_frees``: with a prior and three or more scans, free as many
+    parameters as scans (``"scans"``) or only the initial burden and surviving fraction (``"burden"``, as two
+    scans do)."""
     n = len(days)
     if rt_start_day is None:
         return "exponential", RT_ORDER[:2], "exponential growth: no RT start given"
@@ -261,11 +263,11 @@ def choose_model(days: np.ndarray, rt_start_day: float | None,
         return ("exponential", RT_ORDER[:2],
                 f"exponential growth: RT starts on day {rt_start_day:g}, not before the last scan (day "
                 f"{days[-1]:g}), so its effect is not observed; predictions ignore RT")
-    if n == 2 and prior is not None:
+    if prior is not None and (n == 2 or prior_frees == "burden"):
         return ("radiotherapy", ("initial_burden", "surviving_fraction"),
-                "radiotherapy model: two scans fit the initial burden and the surviving fraction; growth rate, "
-                f"decay rate, delay and slope held at the population prior ({len(prior.patients)} training "
-                "patients' median; each bootstrap refit draws one patient's values)")
+                f"radiotherapy model: {'two' if n == 2 else n} scans fit the initial burden and the surviving "
+                f"fraction; growth rate, decay rate, delay and slope held at the population prior "
+                f"({len(prior.patients)} training patients' median; each bootstrap refit draws one patient's values)")
     if n == 2:
         return ("exponential", RT_ORDER[:2],
                 "exponential growth: two scans identify only the initial burden and one rate; the RT "
@@ -284,19 +286,22 @@ def choose_model(days: np.ndarray, rt_start_day: float | None,
 def fit_growth(days: ArrayLike, burdens: ArrayLike, rt_start_day: float | None = None,
                n_bootstrap: int = defaults.N_BOOTSTRAP, noise: float = defaults.BOOTSTRAP_NOISE,
                seed: int = defaults.SEED, *, source: str | None = None,
-               prior: GrowthPrior | Literal["population"] | None = "population") -> GrowthFit:
+               prior: GrowthPrior | Literal["population"] | None = "population",
+               prior_frees: Literal["scans", "burden"] = "scans") -> GrowthFit:
     """Fit the growth model to ``burdens`` (mL or mm^2, >= 0) observed on strictly increasing ``days``.
 
     ``rt_start_day`` (days, same axis) or None; ``n_bootstrap`` refits with multiplicative Gaussian noise
     of relative size ``noise``; ``seed`` makes the bootstrap reproducible. ``prior``: the population prior
     for two scans around the RT start (``"population"``: the shipped one, :func:`growth_prior.population_prior`;
-    None: none, the exponential model). Bad input raises InputError (naming ``source`` when given). See the
-    module docstring for the model choice and bounds.
+    None: none, the exponential model); ``prior_frees``: see :func:`choose_model`. Bad input raises InputError
+    (naming ``source`` when given). See the module docstring for the model choice and bounds.
     """
     t, y = _validate(days, burdens, rt_start_day, n_bootstrap, noise, source)
     rt = None if rt_start_day is None else float(rt_start_day)
     prior = population_prior() if prior == "population" else prior
-    model, free, note = choose_model(t, rt, prior)
+    if prior_frees not in ("scans", "burden"):
+        raise InputError(source, "prior_frees", f"must be 'scans' or 'burden', got {prior_frees!r}")
+    model, free, note = choose_model(t, rt, prior, prior_frees)
     with_prior = model == "radiotherapy" and prior is not None
     fixed = {n: (prior.values[n] if with_prior and n in HELD else DEFAULTS[n])
              for n in RT_ORDER if n not in free and n != "initial_burden"}

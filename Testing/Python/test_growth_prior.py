@@ -128,3 +128,15 @@ def test_growth_prior_command_without_identifying_cases_is_one_line(tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(cohort) in err[0] and "six scans" in err[0]
     assert not out.exists()
+
+
+def test_prior_frees_burden_fits_only_a0_and_s_whatever_the_number_of_scans():
+    days, y = np.array([0.0, 50.0, 100.0, 150.0]), np.array([10.0, 6.0, 9.0, 14.0])
+    burden_only = fit_growth(days, y, 20.0, n_bootstrap=5, prior=PRIOR, prior_frees="burden")
+    many = fit_growth(days, y, 20.0, n_bootstrap=5, prior=PRIOR, prior_frees="scans")
+    assert burden_only.free == ("initial_burden", "surviving_fraction") and len(many.free) == 4
+    for name in HELD:
+        assert getattr(burden_only.params, name) == PRIOR.values[name]
+    assert "4 scans fit the initial burden and the surviving fraction" in burden_only.note
+    with pytest.raises(InputError, match="prior_frees"):
+        fit_growth(days, y, 20.0, n_bootstrap=0, prior=PRIOR, prior_frees="all")
