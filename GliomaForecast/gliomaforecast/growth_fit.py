@@ -18,7 +18,8 @@ Which model is fitted (``GrowthFit.model``, explained in ``GrowthFit.note``):
 - ``"radiotherapy"`` with three or more scans, as many free parameters as scans, at most six, freed in the
   order initial_burden, growth_rate, surviving_fraction, decay_rate, delay, slope; the others are held at the
   population prior's medians when there is one (each bootstrap refit drawing one training patient's values, as
-  for two scans), else at ``DEFAULTS`` (listed in ``GrowthFit.fixed``). Starting values come from a vectorised
+  for two scans), else at ``DEFAULTS`` (listed in ``GrowthFit.fixed``); with ``prior_frees="burden"`` and a prior,
+  only initial_burden and surviving_fraction are free, as with two scans. Starting values come from a vectorised
   grid search.
 
 Physical bounds (1/day, days): growth_rate [0, 0.1] (exponential model: [-0.1, 0.1], shrinkage allowed),
