@@ -236,3 +236,19 @@ def test_tune_keeps_only_admissible_settings_and_may_choose_none() -> None:
     for r in rows:
         r["admissible"] = tune.admissible(r, 0.0, 0.0)
     assert tune.choose(rows) is None
+
+
+def test_forecast_notes_carry_the_held_out_coverage_of_the_registry() -> None:
+    from gliomaforecast.forecasters.recurrence_unet import heldout_notes
+
+    cov = {"enhancing": {"n": 43, "forecast_ctv": 0.956, "standard_ctv": 0.9446, "wilcoxon_p": 0.18},
+           "gtv": {"n": 96, "forecast_ctv": 0.972, "standard_ctv": 0.982, "wilcoxon_p": None}}
+    metrics = {"validation": {"coverage": cov}, "benchmark": {"cohort": "seed 1212", "coverage": cov},
+               "sample_patient_forecast_seconds": 5.2}
+    (line,) = heldout_notes(metrics)  # validation and plain numbers are not held-out coverage
+    assert "held-out virtual benchmark (seed 1212)" in line
+    assert "enhancing 0.956 vs 0.945 (n 43, p 0.18)" in line and "gtv 0.972 vs 0.982 (n 96, p undefined)" in line
+    shipped = json.loads((REPO / "Resources" / "Models" / "models.json").read_text())["models"]
+    entry = next(m for m in shipped if m["id"] == "recurrence-unet")
+    notes = heldout_notes(entry["metrics"])
+    assert len(notes) == 2 and any("enhancing 0.956 vs 0.945" in n for n in notes)

@@ -101,5 +101,24 @@ class RecurrenceUNetForecaster:
                  f"{post['prior_mm']:g} mm, floor {post['floor']:g}, window {post['window_mm'] or 'none'} mm); uncertainty = member standard deviation; "
                  f"predicts the first post-RT progression (the target day {request.target_day:g} does not enter)"]
         notes += inputs.notes
+        notes += heldout_notes(family.spec.extra.get("metrics", {}))
         return ForecasterOutput(probability=probability.astype(np.float32), uncertainty=uncertainty.astype(np.float32),
                                 models=family.provenance(), notes=notes)
+
+
+def heldout_notes(metrics: dict) -> list[str]:
+    """One line per held-out benchmark in the family's registry ``metrics`` that scored both plans: how much of the
+    recurrence the forecast CTV and the standard CTV covered, with the Wilcoxon p, so a user sees whether this CTV
+    was better than the standard one where it was measured."""
+    lines = []
+    for name, result in metrics.items():
+        coverage = result.get("coverage") if isinstance(result, dict) else None
+        if name == "validation" or not isinstance(coverage, dict):
+            continue
+        parts = [f"{d} {c['forecast_ctv']:.3f} vs {c['standard_ctv']:.3f} (n {c['n']}, p "
+                 f"{'undefined' if c.get('wilcoxon_p') is None else format(c['wilcoxon_p'], '.2g')})"
+                 for d, c in coverage.items() if {"forecast_ctv", "standard_ctv", "n"} <= set(c)]
+        if parts:
+            lines.append(f"recurrence-unet on the held-out virtual {name.replace('_', ' ')} ({result.get('cohort', '')}): "
+                         f"recurrence covered by the forecast CTV vs the standard CTV: {'; '.join(parts)}")
+    return lines
