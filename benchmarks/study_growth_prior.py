@@ -35,12 +35,15 @@ from gliomaforecast.growth_prior import prior_path
 from gliomaforecast.plausibility import cap_growth
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CANDIDATE = None
-"""``--candidate two-free``: compare the prior with only A0 and S free ("prior") against the prior with as many
-free parameters as scans ("no_prior" in the output) instead of the prior against none."""
+ARMS = {  # name in the output: (prior, prior_frees)
+    None: (("prior", "population", "scans"), ("no_prior", None, "scans")),
+    # --candidate two-free: the prior with only A0 and S free ("prior") against the prior with as many free
+    # parameters as scans ("no_prior" in the output)
+    "two-free": (("prior", "population", "burden"), ("no_prior", "population", "scans")),
+}
 
 
-def pair_row(case, task) -> dict:
+def pair_row(case, task, candidate: str | None = None) -> dict:
     inputs = prefix_case(case, task.n_inputs)
     target = case.timepoints[task.target]
     spacing, brain, truth = case.grid.spacing, case.brain_mask(), case.gtv(target)
@@ -53,9 +56,7 @@ def pair_row(case, task) -> dict:
     row = {"pair_id": f"{case.patient_id}:{task.n_inputs}->{task.target}", "patient_id": case.patient_id,
            "gap_days": gap, "gap_bin": gap_bin(gap), "last_ml": float(volumes[-1]), "true_ml": true_ml,
            "hd95_last_mm": evaluation.hd95(last, truth, spacing)}
-    arms = ((("prior", "population", "scans"), ("no_prior", None, "scans")) if CANDIDATE is None else
-            (("prior", "population", "burden"), ("no_prior", "population", "scans")))
-    for name, prior, frees in arms:
+    for name, prior, frees in ARMS[candidate]:
         fit = cap_growth(fit_growth(days, volumes, inputs.rt_start_day, n_bootstrap=100, seed=0, prior=prior,
                                     prior_frees=frees), brain_ml)
         med, lo, hi = (float(v[0]) for v in fit.predict([target.day]))
@@ -79,11 +80,11 @@ def study_tasks(case, inputs: tuple[int, ...] | None) -> list:
     return list(first.values())
 
 
-def main(cohort: str, out: Path, inputs: tuple[int, ...] | None = None) -> dict:
+def main(cohort: str, out: Path, inputs: tuple[int, ...] | None = None, candidate: str | None = None) -> dict:
     rows = []
     for path in find_cases(cohort):
         case = load_case(path)
-        rows += [pair_row(case, t) for t in study_tasks(case, inputs)]
+        rows += [pair_row(case, t, candidate) for t in study_tasks(case, inputs)]
     summary = {"pairs": len(rows), "patients": len({r["patient_id"] for r in rows})}
     for name in ("prior", "no_prior"):
         summary[name] = {"median_abs_log_ratio": float(np.median([r[f"{name}_abs_log_ratio"] for r in rows])),
@@ -109,7 +110,6 @@ if __name__ == "__main__":
     cli.add_argument("out", nargs="?", type=Path, default=RESULTS / "growth_prior.json")
     cli.add_argument("--inputs", type=lambda text: tuple(int(v) for v in text.split(",")), default=None,
                      help="prefix sizes, e.g. 3,4 (default: first-per-bin two-scan pairs)")
-    cli.add_argument("--candidate", choices=("two-free",), default=None, help="see CANDIDATE")
+    cli.add_argument("--candidate", choices=("two-free",), default=None, help="see ARMS")
     a = cli.parse_args()
-    CANDIDATE = a.candidate
-    main(a.cohort, a.out, a.inputs)
+    main(a.cohort, a.out, a.inputs, a.candidate)

@@ -292,9 +292,9 @@ def fit_growth(days: ArrayLike, burdens: ArrayLike, rt_start_day: float | None =
     """Fit the growth model to ``burdens`` (mL or mm^2, >= 0) observed on strictly increasing ``days``.
 
     ``rt_start_day`` (days, same axis) or None; ``n_bootstrap`` refits with multiplicative Gaussian noise
-    of relative size ``noise``; ``seed`` makes the bootstrap reproducible. ``prior``: the population prior
-    for two scans around the RT start (``"population"``: the shipped one, :func:`growth_prior.population_prior`;
-    None: none, the exponential model); ``prior_frees``: see :func:`choose_model`. Bad input raises InputError
+    of relative size ``noise``; ``seed`` makes the bootstrap reproducible. ``prior``: the population prior for
+    scans around the RT start (``"population"``: the shipped one, :func:`growth_prior.population_prior`; None: none,
+    the exponential model for two scans and ``DEFAULTS`` for more); ``prior_frees``: see :func:`choose_model`. Bad input raises InputError
     (naming ``source`` when given). See the module docstring for the model choice and bounds.
     """
     t, y = _validate(days, burdens, rt_start_day, n_bootstrap, noise, source)

@@ -15,7 +15,7 @@ from pathlib import Path
 from gliomaforecast.errors import InputError
 
 NAME = "benchmark-cohort"
-HELP = "generate the held-out long-horizon benchmark cohort (fixed seed and size, dense follow-up)"
+HELP = "generate the held-out benchmark cohort (fixed seed, 24 patients or --n 96 for recurrence, dense follow-up)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
