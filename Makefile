@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 DEMO_OUT ?= demo_output
 LONG_HORIZON_OUT ?= long_horizon_output
-EVALUATE := $(VENV)/bin/gliomaforecast evaluate $(LONG_HORIZON_OUT)/cohort --jobs 2 --n-bootstrap 20 --samples 4
+EVALUATE := $(VENV)/bin/gliomaforecast evaluate $(LONG_HORIZON_OUT)/cohort --jobs 2 --n-bootstrap 20 --samples 4 --plan estro-eano
 
 .PHONY: demo test benchmark long-horizon clean
 

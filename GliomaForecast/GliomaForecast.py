@@ -20,8 +20,9 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-# Plain Python (the defaults and the forecaster registry): importable before the core's dependencies are installed.
-from gliomaforecast import defaults
+# Plain Python and numpy (the defaults, the planning conventions and the forecaster registry): importable before the
+# core's dependencies are installed.
+from gliomaforecast import defaults, standard_plan
 from gliomaforecast.forecasters import DEFAULT_FORECASTER, FORECASTER_NAMES
 from gliomaforecast.forecasters.registry import entry as forecasterEntry
 from GliomaForecastLib.panel import defaultForecastDay, doseTooltip, panelMessage
@@ -93,7 +94,10 @@ RT dose (Gy).</li>
 <li><b>Growth</b>: mechanistic tumor-burden model with radiotherapy, fitted with bootstrap 95% bands (table + chart).</li>
 <li><b>Forecast</b>: probability, uncertainty, the last FLAIR warped by the tumor-evolution displacement (not a forecast image) and the displacement at a future day;
 probability map of the last GTV (signed distance in mm through a logistic).</li>
-<li><b>Target volume</b>: GTV, CTV standard (margin in mm, geodesic around barriers) and CTV forecast.</li>
+<li><b>Target volume</b>: GTV, CTV standard (margin in mm, geodesic around barriers) and CTV forecast, both grown
+from the seed of the standard plan's convention: estro-eano (ESTRO-EANO 2023 / PREDICT-GBM: tumour core, i.e.
+necrosis + enhancing tumor, + resection cavity, from the scan's label segments) or flair (whole GTV + resection
+cavity); auto takes estro-eano where the last scan has label segments, else flair with a warning.</li>
 </ul>
 Methods:
 <ul>
@@ -171,6 +175,7 @@ class GliomaForecastParameterNode:
     mu: Annotated[float, WithinRange(0.0, 50.0)] = defaults.MU_MM
     # Target volume
     marginMm: Annotated[float, WithinRange(0.0, 40.0)] = defaults.MARGIN_MM
+    plan: Annotated[str, Choice(list(standard_plan.CHOICES))] = standard_plan.AUTO
     scoreVolume: vtkMRMLScalarVolumeNode
 
 
@@ -293,7 +298,8 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Run a job off the GUI thread. ``prepare()`` runs here on the main thread: it reads the parameter node
         and gathers the inputs from MRML, returning ``(job, show)``; the job's pure ``compute`` then runs in a
         worker thread (GliomaForecastLib.background) polled by a timer; ``job.build`` and ``show(outputs)`` run
-        here when it is done."""
+        here when it is done. ``show`` returns a note for the status line (e.g. the standard plan's fallback
+        warning) or None."""
         try:
             ensureDependencies()
             from GliomaForecastLib.background import BackgroundTask
@@ -341,8 +347,10 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             else:
                 self.ui.statusLabel.setText(f"{title}: building the output nodes")
                 with slicer.util.WaitCursor():
-                    show(job.build(state.outcome))
-                self.ui.statusLabel.setText(f"{title}: done")
+                    note = show(job.build(state.outcome))
+                if note:
+                    logging.warning(f"{title}: {note}")
+                self.ui.statusLabel.setText(f"{title}: done" + (f"; note: {note}" if note else ""))
         except Exception as exc:
             self._fail(title, exc)
         finally:
@@ -404,11 +412,14 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             job = self.logic.forecastJob(scans, p.forecastDay, rtStartDay=p.rtStartDay if p.useRadiotherapy else None,
                                          brainMask=p.brainMask, dose=p.dose, forecaster=p.forecaster,
                                          samples=p.samples, seed=p.seed, marginMm=p.marginMm, nBootstrap=p.nBootstrap,
-                                         barrier=p.barrier, settings=self._forecasterSettings())
+                                         barrier=p.barrier, settings=self._forecasterSettings(), plan=p.plan)
 
             def show(nodes):
+                from GliomaForecastLib.logic import planWarning
+
                 self._showScore(scans[-1][1], nodes.probability)
                 self.logic.showChart(nodes.chart)
+                return planWarning(nodes.targets)
 
             return job, show
 
@@ -436,8 +447,10 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             day, flair, seg, sid = self._lastScan()
             job = self.logic.targetVolumesJob(seg, sid, scoreVolume=p.scoreVolume, marginMm=p.marginMm,
                                               brainMask=p.brainMask, barrier=p.barrier, day=day,
-                                              referenceVolume=flair)
-            return job, lambda node: None
+                                              referenceVolume=flair, plan=p.plan)
+            from GliomaForecastLib.logic import planWarning
+
+            return job, planWarning
 
         self._start("Target volumes", prepare)
 
@@ -518,7 +531,8 @@ class GliomaForecastLogic(ScriptedLoadableModuleLogic):
 #
 
 class GliomaForecastTest(ScriptedLoadableModuleTest):
-    """Self-test on the sample patient: load, probability map, growth fit, target volumes."""
+    """Self-test on the sample patient: load, probability map, growth fit, target volumes by the standard plan's
+    convention."""
 
     def setUp(self) -> None:
         slicer.mrmlScene.Clear()
@@ -532,7 +546,8 @@ class GliomaForecastTest(ScriptedLoadableModuleTest):
 
         from GliomaForecastLib import adapters
         from gliomaforecast import ctv
-        from gliomaforecast.target_volumes import build_targets
+        from gliomaforecast.case import load_case
+        from gliomaforecast.target_volumes import build_targets, target_seed
 
         self.delayDisplay("Loading the sample patient")
         if not os.path.exists(SAMPLE_CASE):
@@ -541,6 +556,8 @@ class GliomaForecastTest(ScriptedLoadableModuleTest):
         loaded = logic.loadCase(SAMPLE_CASE)
         last = loaded.days[-1]
         seg = loaded.gtv[last]
+        for name in ("Necrosis", "Edema", "Enhancing tumor", "Resection cavity"):  # the last scan's BraTS labels
+            self.assertTrue(seg.GetSegmentation().GetSegmentIdBySegmentName(name), name)
 
         self.delayDisplay("Probability map")
         probability = logic.probabilityMap(seg, "GTV", day=last)
@@ -554,12 +571,20 @@ class GliomaForecastTest(ScriptedLoadableModuleTest):
         self.assertEqual(chart.GetNumberOfPlotSeriesNodes(), 4)
         self.assertGreater(table.GetNumberOfRows(), len(loaded.days))
 
-        self.delayDisplay("Target volumes")
+        self.delayDisplay("Target volumes (standard plan: auto)")
         targets = logic.targetVolumes(seg, "GTV", scoreVolume=probability, brainMask=loaded.brainMask, day=last)
         gtv, grid = adapters.segment_mask(seg, "GTV")
         brain = adapters.array_from_volume(loaded.brainMask) > 0 if loaded.brainMask else None
-        standard = build_targets(gtv, grid.spacing, brain_mask=brain).standard  # the margin CTV with holes filled
+        case = load_case(SAMPLE_CASE)
+        seed = standard_plan.plan_seed(gtv, case.labels(case.timepoints[-1]), standard_plan.AUTO)
+        self.assertEqual(seed.convention, standard_plan.ESTRO_EANO)  # the sample's last scan has BraTS labels
+        self.assertEqual(targets.GetAttribute("GliomaForecast.Plan"), seed.convention)
+        self.assertEqual(targets.GetAttribute("GliomaForecast.PlanSeed"), seed.seed_name)
+        # the margin CTV of the tumour core + cavity, with holes filled
+        standard = build_targets(seed.tumour, grid.spacing, cavity=seed.cavity, brain_mask=brain).standard
         self.assertTrue(np.array_equal(adapters.segment_mask(targets, "CTV standard")[0], standard))
-        self.assertTrue(np.all(standard[ctv.standard_ctv(gtv, grid.spacing, brain_mask=brain)]))
+        self.assertTrue(np.array_equal(adapters.segment_mask(targets, "GTV")[0], gtv))
+        self.assertTrue(np.all(standard[ctv.standard_ctv(target_seed(seed.tumour, seed.cavity), grid.spacing,
+                                                          brain_mask=brain)]))
         self.assertEqual(int(adapters.segment_mask(targets, "CTV forecast")[0].sum()), int(standard.sum()))
         self.delayDisplay("Test passed")

@@ -20,6 +20,7 @@ from pathlib import Path
 from gliomaforecast import evaluation
 from gliomaforecast.forecasters.recurrence_unet import MODEL_ID
 from gliomaforecast.models import load_family
+from gliomaforecast.standard_plan import AUTO, CHOICES
 from gliomaforecast_training.recurrence_unet.tune import patient_maps, plan_coverage
 
 
@@ -32,12 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prior-mm", type=float, default=30.0)
     p.add_argument("--floor", type=float, default=0.0)
     p.add_argument("--window-mm", type=float, default=0.0, help="0: no window")
+    p.add_argument("--plan", choices=CHOICES, default=AUTO, help="standard plan's convention (default auto)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     family = load_family(MODEL_ID, args.models_dir, prefer_gpu=False)
     rows = []
     for case_json in sorted(args.cohort.glob("*/case.json")):
-        maps = patient_maps(case_json, family)
+        maps = patient_maps(case_json, family, args.plan)
         if maps is None:
             continue
         plan = plan_coverage(maps, args.smooth_mm, args.prior_weight, args.prior_mm, args.floor, args.window_mm or None)
@@ -58,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             summary[d] = {"undefined": str(exc)}
     out = {"cohort": str(args.cohort), "models_dir": str(args.models_dir),
            "postprocess": {k: getattr(args, k) for k in ("smooth_mm", "prior_weight", "prior_mm", "floor", "window_mm")},
+           "plan": args.plan,
            "summary": summary, "patients": rows}
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(summary, indent=1))

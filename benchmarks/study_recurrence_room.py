@@ -1,9 +1,10 @@
 """Where the first post-RT recurrence lies relative to the planning GTV, and how much an iso-volumetric plan could
 gain over the standard 15 mm plan at all (the room the `recurrence` protocol leaves a model).
 
-    python benchmarks/study_recurrence_room.py --cohort /work/data/train_dense --out room.json [--ceiling]
+    python benchmarks/study_recurrence_room.py --cohort /work/data/train_dense --out room.json [--ceiling] [--plan P]
 
-Regions (mm, on each case's grid): the seed (planning GTV + cavity), bands 0-3, 3-8 and 8-15 mm outside it (inside
+Regions (mm, on each case's grid): the seed of the standard plan (``--plan``, gliomaforecast.standard_plan: tumour
+core + cavity for estro-eano, the default with labels; planning GTV + cavity for flair, the runs before issue 27), bands 0-3, 3-8 and 8-15 mm outside it (inside
 the standard CTV), white matter (> 60 %) and grey matter (< 30 % wm) 5-25 mm outside the standard CTV, and white
 matter farther. Per region: voxels, voxels of core recurrence (labels 1|3) and of the whole recurrence (1|2|3).
 
@@ -25,10 +26,12 @@ import numpy as np
 from gliomaforecast import evaluation, sdf
 from gliomaforecast.case import load_case
 from gliomaforecast.evaluation_protocols import recurrence_task
-from gliomaforecast.target_volumes import build_targets, cavity_from_labels, standard_target, target_seed
+from gliomaforecast.forecast import case_plan_seed
+from gliomaforecast.standard_plan import AUTO, CHOICES
+from gliomaforecast.target_volumes import build_targets, standard_target, target_seed
 
 
-def patient_regions(case_json: Path, ceiling: bool) -> dict | None:
+def patient_regions(case_json: Path, ceiling: bool, plan: str = AUTO) -> dict | None:
     case = load_case(case_json)
     found = recurrence_task(case)
     if found is None:
@@ -36,7 +39,8 @@ def patient_regions(case_json: Path, ceiling: bool) -> dict | None:
     planning, target = found
     last = planning.timepoints[-1]
     sp, brain = planning.grid.spacing, planning.brain_mask()
-    gtv, cavity = planning.gtv(last), cavity_from_labels(planning.labels(last))
+    plan_seed = case_plan_seed(planning, plan)
+    gtv, cavity = plan_seed.tumour, plan_seed.cavity
     labels = case.labels(case.timepoints[target])
     if labels is None or brain is None or planning.tissue("wm") is None:
         return None
@@ -68,9 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cohort", type=Path, required=True)
     p.add_argument("--ceiling", action="store_true", help="also the oracle plans (generator's focus rule)")
+    p.add_argument("--plan", choices=CHOICES, default=AUTO, help="standard plan's convention (default auto)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
-    rows = [r for r in (patient_regions(c, args.ceiling) for c in sorted(args.cohort.glob("*/case.json"))) if r]
+    rows = [r for r in (patient_regions(c, args.ceiling, args.plan) for c in sorted(args.cohort.glob("*/case.json")))
+            if r]
     totals = {}
     for r in rows:
         for k, (n, core, whole) in r["regions"].items():

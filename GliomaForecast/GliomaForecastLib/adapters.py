@@ -13,7 +13,7 @@ wheel.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import slicer
@@ -169,6 +169,24 @@ def segment_mask(segmentationNode: slicer.vtkMRMLSegmentationNode, segmentIdOrNa
             if node.GetID() not in before and node.GetID() not in keep:
                 scene.RemoveNode(node)
     return array > 0, grid
+
+
+def label_map_from_segments(segmentationNode: slicer.vtkMRMLSegmentationNode, names: Mapping[int, str],
+                            referenceVolumeNode: slicer.vtkMRMLVolumeNode | None = None) -> np.ndarray | None:
+    """The label map (int16, z, y, x; 0 elsewhere) that ``names`` (label -> segment name) describes: each segment of
+    one of those names exported as by :func:`segment_mask` (same reference geometry), a voxel in several of them
+    taking the highest label. None when the segmentation has none of these segments."""
+    segmentation = segmentationNode.GetSegmentation()
+    found = {label: segmentation.GetSegmentIdBySegmentName(name) for label, name in names.items()}
+    found = {label: sid for label, sid in found.items() if sid}
+    if not found:
+        return None
+    labels = None
+    for label in sorted(found):
+        mask, _ = segment_mask(segmentationNode, found[label], referenceVolumeNode)
+        labels = np.zeros(mask.shape, np.int16) if labels is None else labels
+        labels[mask] = label
+    return labels
 
 
 def add_segment_from_mask(segmentationNode: slicer.vtkMRMLSegmentationNode, mask: np.ndarray, grid: Grid,

@@ -18,7 +18,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from gliomaforecast import defaults, sdf
+from gliomaforecast import defaults, sdf, standard_plan
 from gliomaforecast.case import Case
 from gliomaforecast.deformation import to_physical
 from gliomaforecast.forecast import run_forecast
@@ -103,30 +103,49 @@ def compute_growth(days: np.ndarray, burdens_ml: np.ndarray, rt_start_day: Optio
 
 @dataclass(frozen=True)
 class TargetsResult:
-    """Bool masks on ``grid`` for the segments "GTV", "CTV standard" and "CTV forecast" (in that order);
-    ``margin_mm`` in mm."""
+    """Bool masks on ``grid`` for the segments "GTV" (the planning scan's GTV), "CTV standard" and "CTV forecast"
+    (in that order); ``margin_mm`` in mm; ``plan``, the planning convention the CTVs were grown by
+    (``gliomaforecast.standard_plan.CONVENTIONS``), and ``plan_warning``, why ``auto`` fell back to ``flair`` (one
+    line) or None."""
 
     grid: Grid
     masks: dict
     margin_mm: float
+    plan: str
+    plan_warning: Optional[str] = None
+
+
+def plan_seed(gtv: np.ndarray, labels: Optional[np.ndarray], plan: str, source: str) -> standard_plan.PlanSeed:
+    """``gliomaforecast.standard_plan.plan_seed`` of the planning scan's ``gtv`` (bool) and BraTS ``labels`` (int,
+    or None) by the convention ``plan``; a convention they cannot serve is a one-line ValueError that begins with
+    ``source`` (what names the scan to the user)."""
+    try:
+        return standard_plan.plan_seed(gtv, labels, plan)
+    except standard_plan.PlanError as exc:
+        raise ValueError(f"{source}: {exc}") from None
 
 
 def compute_targets(gtv: np.ndarray, grid: Grid, score: Optional[np.ndarray] = None,
                     margin_mm: float = defaults.MARGIN_MM,
                     brain: Optional[np.ndarray] = None, barrier: Optional[np.ndarray] = None,
                     progress: Optional[ProgressCallback] = None, cancel: Optional[threading.Event] = None, *,
-                    cavity: Optional[np.ndarray] = None) -> TargetsResult:
+                    labels: Optional[np.ndarray] = None, plan: str = standard_plan.AUTO,
+                    source: str = "the planning scan") -> TargetsResult:
     """Both CTVs by the rule of ``gliomaforecast.target_volumes`` (the same as the forecast and the ``ctv``
-    command): CTV standard, ``margin_mm`` around ``gtv`` (+ ``cavity``) inside ``brain``, geodesic around ``barrier``;
-    CTV forecast, as many voxels ranked by ``score`` (without it, the GTV's own probability map), off the barrier;
-    no interior holes. All arrays on ``grid``."""
+    command), grown from the seed of the planning convention ``plan`` (``gliomaforecast.standard_plan.plan_seed``
+    of ``gtv`` and the BraTS ``labels``, int, or None): CTV standard, ``margin_mm`` around the seed (tumour core or
+    GTV, + the resection cavity) inside ``brain``, geodesic around ``barrier``; CTV forecast, as many voxels ranked by
+    ``score`` (without it, the seed's own probability map), off the barrier; no interior holes. All arrays on
+    ``grid``. A convention the labels cannot serve is a one-line ValueError that begins with ``source``
+    (:func:`plan_seed`)."""
     steps = Steps(progress, cancel)
     steps.step(0.0, "Standard margin and iso-volumetric forecast CTVs")
-    targets = build_targets(gtv, grid.spacing, margin_mm, score=score, cavity=cavity, brain_mask=brain,
+    seed = plan_seed(gtv, labels, plan, source)
+    targets = build_targets(seed.tumour, grid.spacing, margin_mm, score=score, cavity=seed.cavity, brain_mask=brain,
                             barrier=barrier)
     steps.step(0.5, "Target volumes drawn")
     return TargetsResult(grid, dict(zip(TARGET_SEGMENTS, (gtv, targets.standard, targets.forecast))),
-                         float(margin_mm))
+                         float(margin_mm), seed.convention, seed.warning)
 
 
 @dataclass(frozen=True)
@@ -136,7 +155,8 @@ class ForecastInputs:
     ``day`` (days); ``rt_start_day`` (days) or None; the settings passed to ``run_forecast`` unchanged; ``images``:
     per scan, the other sequences by modality (``t1ce``, ``t1``, ``t2``; float32), empty when none;
     ``forecaster_settings``: (name, value) pairs for the forecaster (``run_forecast(settings=...)``, e.g. the
-    latent-diffusion ``outcome``)."""
+    latent-diffusion ``outcome``); ``labels``: the planning (last) scan's BraTS label map (int16) or None; ``plan``:
+    the planning convention of the standard plan (``gliomaforecast.standard_plan.CHOICES``)."""
 
     grid: Grid
     days: Tuple[float, ...]
@@ -156,6 +176,8 @@ class ForecastInputs:
     n_bootstrap: int = defaults.N_BOOTSTRAP
     device: str = defaults.DEVICE
     forecaster_settings: Tuple[Tuple[str, Any], ...] = ()
+    labels: Optional[np.ndarray] = None
+    plan: str = standard_plan.AUTO
 
 
 @dataclass(frozen=True)
@@ -183,15 +205,15 @@ def compute_forecast(inputs: ForecastInputs, progress: Optional[ProgressCallback
     case = Case.from_arrays(grid, inputs.days, inputs.gtvs,
                             images=[{"flair": f, **extra} for f, extra in zip(inputs.flairs, others)],
                             patient_id=inputs.patient_id, rt_start_day=inputs.rt_start_day, dose=inputs.dose,
-                            brain_mask=inputs.brain)
+                            brain_mask=inputs.brain, labels=[None] * (len(inputs.gtvs) - 1) + [inputs.labels])
     result = run_forecast(case, float(inputs.day), inputs.forecaster, samples=inputs.samples,
                           seed=inputs.seed, device=inputs.device, margin_mm=inputs.margin_mm,
                           n_bootstrap=inputs.n_bootstrap, barrier=inputs.barrier,
-                          settings=dict(inputs.forecaster_settings),
+                          settings=dict(inputs.forecaster_settings), plan=inputs.plan,
                           progress=lambda fraction, message: steps.step(0.8 * fraction, message))
     steps.step(0.85, "Growth curve and displacement")
     targets = TargetsResult(grid, dict(zip(TARGET_SEGMENTS, (result.gtv, result.ctv_standard, result.ctv_forecast))),
-                            float(inputs.margin_mm))
+                            float(inputs.margin_mm), result.plan, result.plan_warning)
     displacement = result.output.displacement
     return ForecastResult(result.output, None if displacement is None else to_physical(displacement, grid),
                           result.growth,

@@ -30,12 +30,42 @@ _TARGET_TYPES = {
 }
 
 
+# The BraTS label segments: one mapping, label -> segment name. loadCase adds a scan's non-empty labels as these
+# segments of its "GTV day D" segmentation; the label map of a segmentation is rebuilt from the segments of these
+# names (adapters.label_map_from_segments), so a Segment Editor segmentation with such segments serves too.
+LABEL_SEGMENTS = {1: "Necrosis", 2: "Edema", 3: "Enhancing tumor", 4: "Resection cavity"}
+# Their colors (RGB 0..1; necrosis and edema as Slicer's DICOM master list recommends) and DICOM terminology (CID 7159
+# lesion types in the category SCT 49755003 Morphologically Altered Structure of Slicer's "Segmentation category and
+# type - DICOM master list"; it has no code for a resection cavity, which therefore carries no terminology).
+LABEL_COLORS = {"Necrosis": (0.85, 0.75, 0.85), "Edema": (0.55, 0.88, 0.89), "Enhancing tumor": (0.98, 0.55, 0.10),
+                "Resection cavity": (0.25, 0.35, 0.80)}
+_LABEL_TYPES = {
+    "Necrosis": ("6574001", "SCT", "Necrosis"),
+    "Edema": ("79654002", "SCT", "Edema"),
+    "Enhancing tumor": ("108369006", "SCT", "Neoplasm"),
+    "Resection cavity": None,
+}
+
+
 def segment_terminology(name: str) -> str:
     """The serialized Slicer terminology entry of a target segment ("GTV", "CTV standard", "CTV forecast")."""
     value, scheme, meaning = _TARGET_TYPES[name]
     return slicer.vtkSlicerTerminologiesModuleLogic.SerializeTerminologyEntry(
         "DICOM Radiotherapy Targets", "130041", "DCM", "RT Target", value, scheme, meaning, "", "", "",
         "Anatomic codes - DICOM master list", "12738006", "SCT", "Brain", "", "", "")
+
+
+def label_terminology(name: str) -> str | None:
+    """The serialized Slicer terminology entry of a label segment (a name of :data:`LABEL_SEGMENTS`), or None for
+    the resection cavity (no code in the DICOM master list)."""
+    code = _LABEL_TYPES[name]
+    if code is None:
+        return None
+    value, scheme, meaning = code
+    return slicer.vtkSlicerTerminologiesModuleLogic.SerializeTerminologyEntry(
+        "Segmentation category and type - DICOM master list", "49755003", "SCT", "Morphologically Altered Structure",
+        value, scheme, meaning, "", "", "", "Anatomic codes - DICOM master list", "12738006", "SCT", "Brain", "", "",
+        "")
 
 
 def probability_color_table(scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLColorTableNode:

@@ -14,7 +14,7 @@ Example (Slicer's Python console)::
     logic = ForecastLogic()
     prob = logic.probabilityMap(getNode("GTV day 95"), "GTV")
     table, chart = logic.fitGrowth([(0, seg0, "GTV"), (95, seg1, "GTV")], rtStartDay=21)
-    targets = logic.targetVolumes(seg1, "GTV", scoreVolume=prob, marginMm=15.0)
+    targets = logic.targetVolumes(seg1, "GTV", scoreVolume=prob, marginMm=15.0, plan="estro-eano")
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import numpy as np
 import slicer
 import vtk
 
-from gliomaforecast import defaults
+from gliomaforecast import defaults, standard_plan
 from gliomaforecast.case import load_case
 from gliomaforecast.forecasters import DEFAULT_FORECASTER
 from gliomaforecast.geometry import Grid, resample_to
@@ -40,6 +40,9 @@ from .progress import ProgressCallback, Steps
 
 DAY_ATTRIBUTE = "GliomaForecast.Day"
 MODALITY_ATTRIBUTE = "GliomaForecast.Modality"  # flair, t1ce, t1, t2 or adc (gliomaforecast.case.IMAGE_NAMES)
+PLAN_ATTRIBUTE = "GliomaForecast.Plan"  # the planning convention of a target segmentation (standard_plan.CONVENTIONS)
+PLAN_SEED_ATTRIBUTE = "GliomaForecast.PlanSeed"  # what its CTVs grew from (standard_plan.SEED_NAMES)
+PLAN_WARNING_ATTRIBUTE = "GliomaForecast.PlanWarning"  # why plan auto fell back to flair; absent when it did not
 _DAY_IN_NAME = re.compile(r"(?:\bday[\s_]*|(?<![A-Za-z0-9])d)(\d+(?:\.\d+)?)(?![\d.])", re.IGNORECASE)
 
 MaskSource = Union["slicer.vtkMRMLVolumeNode", Tuple["slicer.vtkMRMLSegmentationNode", str]]
@@ -55,6 +58,11 @@ def timepointDay(node: "slicer.vtkMRMLNode") -> Optional[float]:
     return float(match.group(1)) if match else None
 
 
+def planWarning(targetsNode: "slicer.vtkMRMLSegmentationNode") -> Optional[str]:
+    """Why the standard plan of a target segmentation fell back from ``auto`` to ``flair`` (one line), or None."""
+    return targetsNode.GetAttribute(PLAN_WARNING_ATTRIBUTE) or None
+
+
 @dataclass
 class LoadedCase:
     """The MRML nodes of a case loaded by :meth:`ForecastLogic.loadCase` (days in days)."""
@@ -64,7 +72,7 @@ class LoadedCase:
     rtStartDay: Optional[float]
     flair: dict = field(default_factory=dict)  # day -> vtkMRMLScalarVolumeNode
     images: dict = field(default_factory=dict)  # day -> {modality: vtkMRMLScalarVolumeNode}, the FLAIR included
-    gtv: dict = field(default_factory=dict)  # day -> vtkMRMLSegmentationNode with one segment "GTV"
+    gtv: dict = field(default_factory=dict)  # day -> vtkMRMLSegmentationNode: "GTV" (+ that day's label segments)
     brainMask: Optional["slicer.vtkMRMLLabelMapVolumeNode"] = None
     dose: Optional["slicer.vtkMRMLScalarVolumeNode"] = None
     studyItemId: int = 0
@@ -88,7 +96,7 @@ class ForecastNodes:
     table: Optional["slicer.vtkMRMLTableNode"] = None
     chart: Optional["slicer.vtkMRMLPlotChartNode"] = None
     targets: Optional["slicer.vtkMRMLSegmentationNode"] = None
-    notes: list = field(default_factory=list)
+    notes: list = field(default_factory=list)  # the forecaster's notes, then the plan's fallback warning (if any)
     timings: dict = field(default_factory=dict)
 
 
@@ -138,9 +146,11 @@ class ForecastLogic:
     def loadCase(self, casePath: Union[str, Path]) -> LoadedCase:
         """Load a case manifest (``case.json``, see ``gliomaforecast.case``) as MRML nodes on its exact geometry:
         "FLAIR day D" (and "T1CE day D", "T1 day D", "T2 day D" where given: ``GliomaForecast.Modality``
-        attribute) volumes, "GTV day D" segmentations (one segment "GTV", referencing that day's FLAIR),
-        "Brain mask" labelmap and "RT dose (Gy)" volume, each with its ``GliomaForecast.Day`` attribute, under a
-        subject-hierarchy patient and study named after the case."""
+        attribute) volumes, "GTV day D" segmentations (segment "GTV" and, where the scan has a BraTS ``labels``
+        map, its non-empty parts as the label segments of ``conventions.LABEL_SEGMENTS``: "Necrosis", "Edema",
+        "Enhancing tumor", "Resection cavity"; referencing that day's FLAIR), "Brain mask" labelmap and "RT dose
+        (Gy)" volume, each with its ``GliomaForecast.Day`` attribute, under a subject-hierarchy patient and study
+        named after the case."""
         case = load_case(casePath)
         scene = self.scene
         loaded = LoadedCase(case.patient_id, [float(tp.day) for tp in case.timepoints], case.rt_start_day)
@@ -178,6 +188,9 @@ class ForecastLogic:
                 scene.RemoveNode(reference)
             adapters.add_segment_from_mask(segmentation, case.gtv(tp), grid, "GTV", conventions.SEGMENT_COLORS["GTV"],
                                            conventions.segment_terminology("GTV"))
+            labels = case.labels(tp)
+            if labels is not None:
+                self._addLabelSegments(segmentation, labels, grid)
             segmentation.SetAttribute(DAY_ATTRIBUTE, repr(day))
             _place(segmentation)
             loaded.gtv[day] = segmentation
@@ -191,6 +204,24 @@ class ForecastLogic:
             loaded.dose = adapters.add_volume(scene, dose.astype(np.float32), grid, "RT dose (Gy)")
             _place(loaded.dose)
         return loaded
+
+    @staticmethod
+    def _addLabelSegments(segmentationNode: "slicer.vtkMRMLSegmentationNode", labels: np.ndarray, grid: Grid) -> None:
+        """The non-empty BraTS parts of ``labels`` (int, on ``grid``) as segments named, colored and coded by
+        ``conventions.LABEL_SEGMENTS``."""
+        for label, name in conventions.LABEL_SEGMENTS.items():
+            mask = labels == label
+            if mask.any():
+                adapters.add_segment_from_mask(segmentationNode, mask, grid, name, conventions.LABEL_COLORS[name],
+                                               conventions.label_terminology(name))
+
+    @staticmethod
+    def labelMap(segmentationNode: "slicer.vtkMRMLSegmentationNode",
+                 referenceVolume: Optional["slicer.vtkMRMLScalarVolumeNode"] = None) -> Optional[np.ndarray]:
+        """The BraTS label map (int16, 0-4) of a segmentation rebuilt from its label segments (the names of
+        ``conventions.LABEL_SEGMENTS``, as :meth:`loadCase` makes them or a user draws them), on the grid its
+        segments export to (``referenceVolume`` when given); None when it has none of them."""
+        return adapters.label_map_from_segments(segmentationNode, conventions.LABEL_SEGMENTS, referenceVolume)
 
     # --- probability map ----------------------------------------------------------------------------
     def probabilityMap(self, segmentationNode: "slicer.vtkMRMLSegmentationNode", segmentId: str,
@@ -322,50 +353,64 @@ class ForecastLogic:
                       scoreVolume: Optional["slicer.vtkMRMLScalarVolumeNode"] = None, marginMm: float = defaults.MARGIN_MM,
                       brainMask: Optional[MaskSource] = None, barrier: Optional[MaskSource] = None,
                       day: Optional[float] = None, progress: Optional[ProgressCallback] = None,
-                      cancel: Optional[threading.Event] = None) -> "slicer.vtkMRMLSegmentationNode":
-        """A segmentation with segments "GTV", "CTV standard" and "CTV forecast" on the GTV's reference geometry.
+                      cancel: Optional[threading.Event] = None,
+                      plan: str = standard_plan.AUTO) -> "slicer.vtkMRMLSegmentationNode":
+        """A segmentation with segments "GTV", "CTV standard" and "CTV forecast" on the GTV's reference geometry,
+        by the rule of ``gliomaforecast.target_volumes``.
 
-        * CTV standard: ``gliomaforecast.ctv.standard_ctv`` (every voxel within ``marginMm`` mm of the GTV, inside
-          ``brainMask``, geodesic around ``barrier`` when given).
-        * CTV forecast: ``gliomaforecast.ctv.isovolumetric_ctv`` with exactly as many voxels as CTV standard,
-          ranked by ``scoreVolume`` (e.g. a forecast probability map; linearly resampled onto the GTV geometry
-          when its grid differs). Without ``scoreVolume`` the score is the GTV's own probability map
-          (default beta, mu): a distance ranking that redistributes the volume the brain mask cut off.
+        * Seed: by the planning convention ``plan`` (``gliomaforecast.standard_plan``): ``estro-eano``, the tumour
+          core (the segmentation's "Necrosis" + "Enhancing tumor" segments) + "Resection cavity"; ``flair``, the GTV
+          + "Resection cavity"; ``auto`` (default), estro-eano where the segmentation has a core or cavity segment,
+          else flair, with the warning in the ``GliomaForecast.PlanWarning`` attribute (:func:`planWarning`).
+          Estro-eano without such segments is a one-line ValueError naming the segmentation.
+        * CTV standard: every voxel within ``marginMm`` mm of the seed, inside ``brainMask``, geodesic around
+          ``barrier`` when given; holes filled.
+        * CTV forecast: exactly as many voxels as CTV standard, ranked by ``scoreVolume`` (e.g. a forecast
+          probability map; linearly resampled onto the GTV geometry when its grid differs). Without ``scoreVolume``
+          the score is the seed's own probability map (default beta, mu): a distance ranking that redistributes the
+          volume the brain mask cut off.
 
         ``brainMask`` and ``barrier`` are volume nodes (voxels > 0 are inside) or ``(segmentationNode, segmentId)``
-        pairs. The output references the GTV's reference volume (needed for DICOM SEG / RTSTRUCT export)."""
+        pairs. The output references the GTV's reference volume (needed for DICOM SEG / RTSTRUCT export) and records
+        the convention in its ``GliomaForecast.Plan`` and ``GliomaForecast.PlanSeed`` attributes."""
         return self.targetVolumesJob(segmentationNode, segmentId, scoreVolume, marginMm, brainMask, barrier,
-                                     day).run(progress, cancel)
+                                     day, plan=plan).run(progress, cancel)
 
     def targetVolumesJob(self, segmentationNode: "slicer.vtkMRMLSegmentationNode", segmentId: str,
                          scoreVolume: Optional["slicer.vtkMRMLScalarVolumeNode"] = None, marginMm: float = defaults.MARGIN_MM,
                          brainMask: Optional[MaskSource] = None, barrier: Optional[MaskSource] = None,
                          day: Optional[float] = None,
-                         referenceVolume: Optional["slicer.vtkMRMLScalarVolumeNode"] = None) -> "Job":
-        """:meth:`targetVolumes` as a :class:`Job`: GTV, score, brain mask and barrier are read onto the GTV's
-        grid now (``referenceVolume``, e.g. the FLAIR, when given: for a segmentation loaded without a reference
-        volume; the output then references it for RTSTRUCT export); ``compute`` builds both CTVs; ``build`` returns
-        the segmentation."""
+                         referenceVolume: Optional["slicer.vtkMRMLScalarVolumeNode"] = None,
+                         plan: str = standard_plan.AUTO) -> "Job":
+        """:meth:`targetVolumes` as a :class:`Job`: GTV, label segments, score, brain mask and barrier are read onto
+        the GTV's grid now (``referenceVolume``, e.g. the FLAIR, when given: for a segmentation loaded without a
+        reference volume; the output then references it for RTSTRUCT export); ``compute`` builds both CTVs by the
+        convention ``plan``; ``build`` returns the segmentation."""
         gtv, grid = adapters.segment_mask(segmentationNode, segmentId, referenceVolume)
+        labels = self.labelMap(segmentationNode, referenceVolume)
         brain = self._mask_on(brainMask, grid, "brain mask")
         wall = self._mask_on(barrier, grid, "barrier")
         score = None if scoreVolume is None else self._volume_on(scoreVolume, grid)
         name = f"{self._segment_name(segmentationNode, segmentId)} targets{conventions.day_label(day)}"
-        scoreName = scoreVolume.GetName() if scoreVolume is not None else "GTV probability (beta 0.1 /mm, mu 15 mm)"
 
         def build(result: compute.TargetsResult) -> "slicer.vtkMRMLSegmentationNode":
-            node = self._targetsNode(name, result.grid, result.masks, referenceVolume or segmentationNode)
-            node.SetAttribute("GliomaForecast.MarginMm", repr(result.margin_mm))
-            node.SetAttribute("GliomaForecast.Score", scoreName)
+            node = self._targetsNode(name, result, referenceVolume or segmentationNode)
+            node.SetAttribute("GliomaForecast.Score", scoreVolume.GetName() if scoreVolume is not None else
+                              f"{standard_plan.SEED_NAMES[result.plan]} probability (beta 0.1 /mm, mu 15 mm)")
             conventions.place_next_to(node, segmentationNode)
             return node
 
-        return Job("Target volumes", partial(compute.compute_targets, gtv, grid, score, marginMm, brain, wall), build)
+        return Job("Target volumes", partial(compute.compute_targets, gtv, grid, score, marginMm, brain, wall,
+                                             labels=labels, plan=plan, source=self._planSource(segmentationNode)),
+                   build)
 
-    def _targetsNode(self, name: str, grid: Grid, masks: dict, like: "slicer.vtkMRMLNode"
+    def _targetsNode(self, name: str, targets: compute.TargetsResult, like: "slicer.vtkMRMLNode"
                      ) -> "slicer.vtkMRMLSegmentationNode":
-        """A segmentation of ``masks`` {segment name: bool mask on ``grid``} with colors and terminology, whose
-        reference geometry is that of ``like`` (a volume, or a segmentation: its reference volume or geometry)."""
+        """A segmentation of ``targets.masks`` {segment name: bool mask on ``targets.grid``} with colors and
+        terminology, whose reference geometry is that of ``like`` (a volume, or a segmentation: its reference volume
+        or geometry). Its attributes record the margin (``GliomaForecast.MarginMm``, mm), the planning convention
+        (``GliomaForecast.Plan``), its seed (``GliomaForecast.PlanSeed``) and, when ``auto`` fell back to flair, why
+        (``GliomaForecast.PlanWarning``)."""
         node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", self.scene.GenerateUniqueName(name))
         node.CreateDefaultDisplayNodes()
         reference = like if like.IsA("vtkMRMLScalarVolumeNode") else adapters.reference_volume(like)
@@ -375,9 +420,14 @@ class ForecastLogic:
             parameter = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
             node.GetSegmentation().SetConversionParameter(
                 parameter, like.GetSegmentation().GetConversionParameter(parameter))
-        for segName, mask in masks.items():
-            adapters.add_segment_from_mask(node, mask, grid, segName, conventions.SEGMENT_COLORS[segName],
+        for segName, mask in targets.masks.items():
+            adapters.add_segment_from_mask(node, mask, targets.grid, segName, conventions.SEGMENT_COLORS[segName],
                                            conventions.segment_terminology(segName))
+        node.SetAttribute("GliomaForecast.MarginMm", repr(targets.margin_mm))
+        node.SetAttribute(PLAN_ATTRIBUTE, targets.plan)
+        node.SetAttribute(PLAN_SEED_ATTRIBUTE, standard_plan.SEED_NAMES[targets.plan])
+        if targets.plan_warning:
+            node.SetAttribute(PLAN_WARNING_ATTRIBUTE, targets.plan_warning)
         return node
 
     # --- end-to-end forecast ----------------------------------------------------------------------
@@ -390,7 +440,7 @@ class ForecastLogic:
                  device: str = defaults.DEVICE, progress: Optional[ProgressCallback] = None,
                  cancel: Optional[threading.Event] = None, barrier: Optional[MaskSource] = None,
                  images: Optional[Mapping[float, Mapping[str, "slicer.vtkMRMLScalarVolumeNode"]]] = None,
-                 settings: Optional[Mapping[str, Any]] = None) -> "ForecastNodes":
+                 settings: Optional[Mapping[str, Any]] = None, plan: str = standard_plan.AUTO) -> "ForecastNodes":
         """Forecast the tumor at ``day`` (days, after the last scan) with ``gliomaforecast.forecast.run_forecast``.
 
         ``timepoints`` are ``(day, flairVolume, segmentationNode, segmentId)``, as many as the forecaster needs (one
@@ -401,16 +451,18 @@ class ForecastLogic:
         optional. ``images``: the other sequences of each scan by day (``{day: {"t1ce": volume, ...}}``; the
         multi-task diffusion forecaster reads T1CE), resampled like the FLAIRs; None finds them in the scene
         (:meth:`scanImages`). ``forecaster``, ``samples``, ``seed``, ``marginMm``, ``nBootstrap``,
-        ``device`` and ``settings`` (the forecaster's own, e.g. ``{"outcome": "responder"}`` for latent-diffusion)
-        are passed to the core unchanged.
+        ``device``, ``settings`` (the forecaster's own, e.g. ``{"outcome": "responder"}`` for latent-diffusion)
+        and ``plan`` (the planning convention, as in :meth:`targetVolumes`; the last scan's label segments are its
+        BraTS labels) are passed to the core unchanged.
 
         Returns :class:`ForecastNodes`: probability and uncertainty volumes (probability color table), predicted
         FLAIR (and further predicted sequences, e.g. T1CE, in ``images``), the tumor-evolution displacement as a
         grid transform, growth table and chart, and the target segmentation (GTV, CTV standard, CTV forecast)
-        referencing the last FLAIR."""
+        referencing the last FLAIR, with the convention in its attributes and its fallback warning, if any, in
+        ``notes`` too."""
         return self.forecastJob(timepoints, day, rtStartDay, brainMask, dose, forecaster, samples, seed, marginMm,
                                 nBootstrap, device, barrier=barrier, images=images,
-                                settings=settings).run(progress, cancel)
+                                settings=settings, plan=plan).run(progress, cancel)
 
     def forecastJob(self, timepoints: Sequence[Tuple[float, "slicer.vtkMRMLScalarVolumeNode",
                                                      "slicer.vtkMRMLSegmentationNode", str]],
@@ -420,10 +472,10 @@ class ForecastLogic:
                     marginMm: float = defaults.MARGIN_MM, nBootstrap: int = defaults.N_BOOTSTRAP,
                     device: str = defaults.DEVICE, barrier: Optional[MaskSource] = None,
                     images: Optional[Mapping[float, Mapping[str, "slicer.vtkMRMLScalarVolumeNode"]]] = None,
-                    settings: Optional[Mapping[str, Any]] = None) -> "Job":
-        """:meth:`forecast` as a :class:`Job`: every FLAIR, GTV, the brain mask and the dose are read onto the last
-        FLAIR's grid now (:class:`GliomaForecastLib.compute.ForecastInputs`); ``compute`` runs the forecast;
-        ``build`` returns :class:`ForecastNodes`."""
+                    settings: Optional[Mapping[str, Any]] = None, plan: str = standard_plan.AUTO) -> "Job":
+        """:meth:`forecast` as a :class:`Job`: every FLAIR, GTV, the last scan's label map, the brain mask and the
+        dose are read onto the last FLAIR's grid now (:class:`GliomaForecastLib.compute.ForecastInputs`); ``compute``
+        runs the forecast; ``build`` returns :class:`ForecastNodes`."""
         points = sorted(((float(d), v, n, sid) for d, v, n, sid in timepoints), key=lambda p: p[0])
         if not points:
             raise ValueError("a forecast needs at least one timepoint")  # the core checks the forecaster's own minimum
@@ -440,11 +492,16 @@ class ForecastLogic:
             brain=self._mask_on(brainMask, grid, "brain mask"), barrier=self._mask_on(barrier, grid, "barrier"),
             dose=None if dose is None else self._volume_on(dose, grid), samples=samples, seed=seed,
             margin_mm=marginMm, n_bootstrap=nBootstrap, device=device,
-            forecaster_settings=tuple(sorted((settings or {}).items())))
+            forecaster_settings=tuple(sorted((settings or {}).items())),
+            labels=self.labelMap(lastSegmentation, lastFlair), plan=plan)
+        # A convention the last scan cannot serve fails here, naming its segmentation, before any work starts.
+        compute.plan_seed(inputs.gtvs[-1], inputs.labels, plan, self._planSource(lastSegmentation))
 
         def build(result: compute.ForecastResult) -> ForecastNodes:
             output, label = result.output, conventions.day_label(day)
             nodes = ForecastNodes(day=float(day), notes=list(output.notes), timings=dict(result.timings))
+            if result.targets.plan_warning:
+                nodes.notes.append(result.targets.plan_warning)
             nodes.probability = adapters.add_volume(self.scene, output.probability, grid,
                                                     self.scene.GenerateUniqueName(f"Forecast probability{label}"))
             conventions.show_as_probability(nodes.probability)
@@ -474,8 +531,7 @@ class ForecastLogic:
                     self.scene, result.displacement_lps, grid,
                     self.scene.GenerateUniqueName(f"Tumor evolution{conventions.day_label(lastDay)} to{label}"))
             nodes.table, nodes.chart = self._growthNodes(result.growth, result.curve, lastSegmentation)
-            nodes.targets = self._targetsNode(f"Targets{label}", grid, result.targets.masks, lastFlair)
-            nodes.targets.SetAttribute("GliomaForecast.MarginMm", repr(result.targets.margin_mm))
+            nodes.targets = self._targetsNode(f"Targets{label}", result.targets, lastFlair)
             nodes.targets.SetAttribute("GliomaForecast.Score", nodes.probability.GetName())
             scenario_nodes = [n for entry in nodes.scenarios.values() for n in entry.values()]
             for node in (nodes.probability, nodes.uncertainty, nodes.flair, *nodes.images.values(), *scenario_nodes,
@@ -505,6 +561,13 @@ class ForecastLogic:
     def _segment_name(segmentationNode: "slicer.vtkMRMLSegmentationNode", segmentId: str) -> str:
         sid = adapters.segment_id(segmentationNode, segmentId)
         return segmentationNode.GetSegmentation().GetSegment(sid).GetName()
+
+    @staticmethod
+    def _planSource(segmentationNode: "slicer.vtkMRMLSegmentationNode") -> str:
+        """How a planning convention's error names the planning scan: its segmentation and where its labels come
+        from."""
+        return (f"segmentation {segmentationNode.GetName()!r} (BraTS labels: its "
+                f"{', '.join(conventions.LABEL_SEGMENTS.values())} segments)")
 
     @staticmethod
     def _volume_on(volumeNode: "slicer.vtkMRMLVolumeNode", grid: Grid) -> np.ndarray:

@@ -19,6 +19,7 @@ CONTROLS = {
     "day": "Forecast day", "samples": "Samples", "seed": "Seed", "forecaster": "Forecaster", "device": "Device",
     "margin_mm": "Margin", "n_bootstrap": "Bootstrap refits", "rt_start_day": "RT start", "beta": "beta",
     "mu": "mu", "brain_mask": "Brain mask", "barrier": "Barrier", "dose": "RT dose", "noise": "Bootstrap noise",
+    "plan": "Standard plan",
 }
 """Core parameter or manifest field -> the panel control that sets it."""
 

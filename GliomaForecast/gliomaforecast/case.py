@@ -266,14 +266,18 @@ class Case:
     def from_arrays(cls, grid: Grid, days: Sequence[float], gtvs: Sequence[np.ndarray], *,
                     images: Sequence[Mapping[str, np.ndarray]] | None = None, patient_id: str = "case",
                     rt_start_day: float | None = None, dose: np.ndarray | None = None,
-                    brain_mask: np.ndarray | None = None, tissue: Mapping[str, np.ndarray] | None = None) -> "Case":
+                    brain_mask: np.ndarray | None = None, tissue: Mapping[str, np.ndarray] | None = None,
+                    labels: Sequence[np.ndarray | None] | None = None) -> "Case":
         """A case held in memory (e.g. from MRML nodes): one GTV mask and optional images (by modality) per
-        scan day (days, increasing), all (z, y, x) on ``grid``; optional dose (Gy), brain mask and tissue
-        maps (0-1). Files are named ``<memory>/patient_id/field`` in errors. Nothing is written to disk."""
+        scan day (days, increasing), all (z, y, x) on ``grid``; optional dose (Gy), brain mask, tissue
+        maps (0-1) and, per scan, a BraTS label map (``labels``: None for a scan without one; values 0-4). Files are
+        named ``<memory>/patient_id/field`` in errors. Nothing is written to disk."""
         base = Path("<memory>") / patient_id
         images = list(images) if images is not None else [{} for _ in gtvs]
-        if len(days) != len(gtvs) or len(images) != len(gtvs):
-            raise InputError(base, "timepoints", f"{len(days)} days, {len(gtvs)} GTVs and {len(images)} image sets")
+        labels = list(labels) if labels is not None else [None for _ in gtvs]
+        if len(days) != len(gtvs) or len(images) != len(gtvs) or len(labels) != len(gtvs):
+            raise InputError(base, "timepoints", f"{len(days)} days, {len(gtvs)} GTVs, {len(images)} image sets and "
+                                                 f"{len(labels)} label maps")
         arrays: dict[tuple, np.ndarray] = {}
 
         def put(key: tuple, name: str, array: np.ndarray, dtype: type) -> Path:
@@ -284,7 +288,7 @@ class Case:
             return base / name
 
         timepoints: list[Timepoint] = []
-        for i, (day, gtv, imgs) in enumerate(zip(days, gtvs, images)):
+        for i, (day, gtv, imgs, label_map) in enumerate(zip(days, gtvs, images, labels)):
             where = f"timepoints[{i}]"
             day = _number(day, base, f"{where}.day")
             if timepoints and day <= timepoints[-1].day:
@@ -298,7 +302,14 @@ class Case:
             if not arrays[("gtv", i)].any() or arrays[("gtv", i)].all():
                 raise InputError(gtv_path, f"{where}.gtv", "GTV is empty" if not arrays[("gtv", i)].any()
                                  else "GTV fills the whole image")
-            timepoints.append(Timepoint(day, paths, gtv_path, None, i))
+            labels_path = None
+            if label_map is not None:
+                labels_path = put(("labels", i), f"{where}.labels", label_map, np.int16)
+                values = np.unique(arrays[("labels", i)])
+                if not np.all(np.isin(values, BRATS_LABELS)):
+                    raise InputError(labels_path, f"{where}.labels",
+                                     f"values {', '.join(str(int(v)) for v in values)}: BraTS labels are 0-4")
+            timepoints.append(Timepoint(day, paths, gtv_path, labels_path, i))
         if dose is not None and np.asarray(dose).size and np.min(dose) < 0:
             raise InputError(base / "dose", "dose", f"negative dose ({float(np.min(dose)):.3g} Gy)")
         tissue = dict(tissue or {})

@@ -44,6 +44,7 @@ import math
 import multiprocessing
 import os
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,7 @@ from .case import Case, Timepoint, load_case
 from .errors import InputError
 from .evaluation_protocols import GAP_BINS, Protocol, gap_bin, plan_tasks, prefix_case, scan_volumes
 from .forecast import fit_case_growth, run_forecast
+from .standard_plan import AUTO, plan_record
 from .forecasters import entry
 
 SCHEMA = "gliomaforecast.evaluation/1"
@@ -68,7 +70,7 @@ MAP_METRICS = ("rmse", "bce", "kl", "ece", "dice_tumor", "pearson_0.2", "hd95_mm
 IMAGE_METRICS = ("flair_psnr_db", "flair_ssim", "last_flair_psnr_db", "last_flair_ssim")
 COVERAGE_COLUMNS = tuple(f"coverage_{plan}_{suffix}" for suffix in DEFINITIONS.values() for plan in PLANS)
 COLUMNS = ("patient_id", "forecaster", "pair_id", "target_index", "n_priors", "last_prior_day", "target_day", "gap_days", "gap_bin",
-           "recurrence_source", *MAP_METRICS, "volume_forecast_ml", "volume_truth_ml", "ctv_volume_ml",
+           "recurrence_source", *MAP_METRICS, "volume_forecast_ml", "volume_truth_ml", "plan", "ctv_volume_ml",
            *COVERAGE_COLUMNS, *IMAGE_METRICS)
 _SCORING_ERRORS = (ValueError, RuntimeError)  # InputError is a ValueError; onnxruntime/SimpleITK raise RuntimeError
 
@@ -77,7 +79,8 @@ _SCORING_ERRORS = (ValueError, RuntimeError)  # InputError is a ValueError; onnx
 class EvaluationSettings:
     """How every patient is forecast: forecaster names, seed, growth-model samples, bootstrap refits,
     standard CTV margin (mm), device (auto, cpu, cuda), the protocol and, for ``horizon``, the gap range
-    (days, inclusive)."""
+    (days, inclusive), the pair rule and the standard plan's convention (``standard_plan.CHOICES``; ``auto``: per
+    patient, estro-eano where the planning scan has BraTS labels)."""
 
     forecasters: tuple[str, ...]
     seed: int = defaults.SEED
@@ -88,6 +91,7 @@ class EvaluationSettings:
     protocol: str = "last-scan"
     horizon_days: tuple[float, float] = (0.0, math.inf)
     pairs: str = "all"
+    plan: str = AUTO
 
     def protocol_spec(self) -> Protocol:
         """The :class:`Protocol` of these settings (checked)."""
@@ -265,12 +269,12 @@ def evaluate_patient(case_path: str | Path, settings: EvaluationSettings) -> tup
                     fits[task.n_inputs] = fit_case_growth(inputs, settings.n_bootstrap, settings.seed)
                 fc = run_forecast(inputs, target.day, name, samples=settings.samples, seed=settings.seed,
                                   device=settings.device, margin_mm=settings.margin_mm,
-                                  n_bootstrap=settings.n_bootstrap, growth=fits[task.n_inputs])
+                                  n_bootstrap=settings.n_bootstrap, growth=fits[task.n_inputs], plan=settings.plan)
                 row = {"patient_id": pid, "forecaster": name, "pair_id": pair, "target_index": task.target,
                        "n_priors": task.n_inputs, "last_prior_day": last_prior, "target_day": target.day,
                        "gap_days": gap, "gap_bin": gap_bin(gap), "recurrence_source": source,
                        **score_maps(fc.output.probability, truth_gtv, spacing, brain, truth_map),
-                       "ctv_volume_ml": evaluation.volume_ml(fc.ctv_standard, spacing),
+                       "plan": fc.plan, "ctv_volume_ml": evaluation.volume_ml(fc.ctv_standard, spacing),
                        **score_plans({"forecast": fc.ctv_forecast, "standard": fc.ctv_standard}, future),
                        **images(task.n_inputs, task.target, inputs, target, truth_gtv, fc.output.image)}
                 sums = reliability_sums(fc.output.probability, truth_gtv, spacing, brain, truth_map)
@@ -405,6 +409,16 @@ def _coverage_summary(rows: Sequence[dict], suffix: str) -> dict:
     return {"forecast": _stats(fc_all), "standard": _stats(st_all), "wilcoxon": _wilcoxon(fc, st, ids)}
 
 
+def plan_summary(result: CohortResult) -> dict:
+    """The standard plan of a run: the convention asked for (``requested``), the margin (mm), how many scored forecasts
+    used each convention (``forecasts``; ``auto`` may choose per patient) and, when all used one, its record
+    (``standard_plan.plan_record``)."""
+    s = result.settings
+    used = dict(sorted(Counter(r["plan"] for r in result.rows).items()))
+    single = plan_record(next(iter(used)), s.margin_mm) if len(used) == 1 else {}
+    return {**single, "requested": s.plan, "margin_mm": float(s.margin_mm), "forecasts": used}
+
+
 def summarize(result: CohortResult) -> dict:
     """The summary (JSON-ready, NaN as null): per forecaster the metric statistics, coverage of both plans
     per recurrence definition with the Wilcoxon test of forecast vs standard, per time-gap bin, and the
@@ -468,6 +482,7 @@ def summarize(result: CohortResult) -> dict:
             "last_flair_psnr_db": "dB", "last_flair_ssim": "1", "coverage": "fraction of the "
             "recurrence volume (definitions: enhancing = label 3, enhancing+necrosis = labels 1 and 3, gtv = the "
             "whole future GTV)", "gap_days": "days"},
+        "standard_plan": plan_summary(result),
         "gap_bins": [label for label, _ in GAP_BINS], "forecasters": per, "forecaster_comparisons": pairs,
         "versus_persistence": baseline,
         "skipped": result.skipped,

@@ -28,6 +28,7 @@ from .errors import InputError
 from .forecast_output import SEGMENT_TERMS
 from .geometry import Grid, resample_to
 from .io import atomic_output_dir, check_output_dir, read_segmentation
+from .standard_plan import SEED_NAMES
 
 TARGETS_FILE = "targets.seg.nrrd"
 RTSTRUCT_FILE = "targets_rtstruct.dcm"
@@ -109,16 +110,44 @@ def require_patient(patient_id: str, source: str | Path, reference: Reference) -
                                                f"reference series ({reference.paths[0].name})")
 
 
+def _record(folder: Path) -> tuple[Path, dict] | None:
+    """forecast.json (a forecast folder) or targets.json (a ``ctv`` folder) of ``folder``, read; None when neither
+    is there (an older ``ctv`` folder)."""
+    for name in ("forecast.json", "targets.json"):
+        path = folder / name
+        if path.is_file():
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                raise InputError(path, None, "cannot be read as JSON") from None
+            if not isinstance(record, dict):
+                raise InputError(path, None, "is not a JSON object")
+            return path, record
+    return None
+
+
 def _check_forecast_patient(folder: Path, reference: Reference) -> None:
     """forecast.json's patient_id against the series (a ``ctv`` output folder has no forecast.json: not checked)."""
-    record = folder / "forecast.json"
-    if not record.is_file():
+    found = _record(folder)
+    if found is None or found[0].name != "forecast.json":
         return
-    try:
-        patient_id = str(json.loads(record.read_text(encoding="utf-8"))["patient_id"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise InputError(record, "patient_id", "cannot be read") from None
-    require_patient(patient_id, record, reference)
+    path, record = found
+    if "patient_id" not in record:
+        raise InputError(path, "patient_id", "cannot be read")
+    require_patient(str(record["patient_id"]), path, reference)
+
+
+def roi_descriptions(folder: Path) -> dict[str, str]:
+    """The CTVs' RTSTRUCT ROI Generation Description and DICOM SEG Segment Description (64 characters at most), naming
+    the standard plan's convention of forecast.json / targets.json (``standard_plan``), e.g. "GliomaForecast CTV
+    standard: estro-eano core+cavity + 15 mm"; empty when the folder records no convention."""
+    found = _record(folder)
+    plan = found[1].get("standard_plan") if found is not None else None
+    if not (isinstance(plan, dict) and plan.get("convention") in SEED_NAMES):
+        return {}
+    convention, margin = plan["convention"], float(plan.get("margin_mm", 0.0))
+    return {"CTV standard": f"GliomaForecast CTV standard: {convention} {SEED_NAMES[convention]} + {margin:g} mm"[:64],
+            "CTV forecast": f"GliomaForecast CTV forecast: iso-volumetric to {convention} plan"[:64]}
 
 
 def _on_reference(targets: Targets, reference: Reference) -> dict[str, np.ndarray]:
@@ -159,10 +188,12 @@ def export_dicom(forecast_dir: str | Path, reference: str | Path | Reference, ou
     masks = _on_reference(targets, reference)
     types = {name: interpreted_type(name, targets.tags[name]) for name in masks}
     automatic = {name: types[name] != "GTV" for name in masks}  # the GTV is the case's own, not made here
+    descriptions = roi_descriptions(forecast_dir)
     rtstruct = rtstruct_dataset(reference.headers, reference.grid, masks, colors=targets.colors,
-                                interpreted_types=types, automatic=automatic, description=DESCRIPTION)
+                                interpreted_types=types, automatic=automatic, description=DESCRIPTION,
+                                roi_descriptions=descriptions)
     seg = seg_dataset(reference.headers, masks, tags=targets.tags, colors=targets.colors, automatic=automatic,
-                      description=DESCRIPTION)
+                      description=DESCRIPTION, segment_texts=descriptions)
     with atomic_output_dir(out, inputs=[targets.path, *reference.paths], existing=existing) as tmp:
         dcmwrite(tmp / RTSTRUCT_FILE, rtstruct, enforce_file_format=True)
         seg.save_as(tmp / SEG_FILE)

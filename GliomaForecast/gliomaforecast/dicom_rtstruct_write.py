@@ -71,7 +71,8 @@ def _roi_contours(mask: np.ndarray, grid: Grid, reference: Sequence[Dataset]) ->
 
 def rtstruct_dataset(reference: Sequence[Dataset], grid: Grid, masks: Mapping[str, np.ndarray], *,
                      colors: Mapping[str, Sequence[float]], interpreted_types: Mapping[str, str],
-                     automatic: Mapping[str, bool], description: str, label: str = "GliomaForecast") -> Dataset:
+                     automatic: Mapping[str, bool], description: str, label: str = "GliomaForecast",
+                     roi_descriptions: Mapping[str, str] | None = None) -> Dataset:
     """The RTSTRUCT of ``masks`` (name -> bool array on ``grid``) on the reference series ``reference`` (its
     headers in slice order: ``reference[k]`` is slice k of ``grid``). ``colors`` are RGB in [0, 1];
     ``interpreted_types`` RT ROI Interpreted Types; ``automatic`` says which ROIs GliomaForecast made (the others are
@@ -110,7 +111,8 @@ def rtstruct_dataset(reference: Sequence[Dataset], grid: Grid, masks: Mapping[st
         roi.ReferencedFrameOfReferenceUID = first.FrameOfReferenceUID
         roi.ROIName = name
         roi.ROIGenerationAlgorithm = "AUTOMATIC" if automatic[name] else "MANUAL"
-        roi.ROIGenerationDescription = series_description(f"GliomaForecast {name}")
+        text = (roi_descriptions or {}).get(name)
+        roi.ROIGenerationDescription = series_description(f"GliomaForecast {name}") if text is None else text[:64]
         rois.append(roi)
         contour = Dataset()
         contour.ROIDisplayColor = [int(round(255 * float(c))) for c in colors[name]]

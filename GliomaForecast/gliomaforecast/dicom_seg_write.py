@@ -34,13 +34,13 @@ def terminology_codes(tag: str) -> dict[str, hd.sr.CodedConcept]:
     return out
 
 
-def segment_description(number: int, name: str, tag: str, color: Sequence[float], automatic: bool
-                        ) -> hd.seg.SegmentDescription:
+def segment_description(number: int, name: str, tag: str, color: Sequence[float], automatic: bool,
+                        text: str | None = None) -> hd.seg.SegmentDescription:
     """One segment: label ``name``, the codes of Slicer terminology ``tag``, display colour ``color`` (RGB, 0-1);
     ``automatic`` segments name GliomaForecast as their algorithm, the others are MANUAL (the input GTV)."""
     terms = terminology_codes(tag)
     rgb = [int(round(255 * float(c))) for c in color]
-    return hd.seg.SegmentDescription(
+    item = hd.seg.SegmentDescription(
         segment_number=number, segment_label=name,
         segmented_property_category=terms["category"], segmented_property_type=terms["type"],
         algorithm_type="AUTOMATIC" if automatic else "MANUAL",
@@ -48,16 +48,21 @@ def segment_description(number: int, name: str, tag: str, color: Sequence[float]
             name=MANUFACTURER, family=codes.cid7162.ArtificialIntelligence, version=__version__) if automatic else None,
         anatomic_regions=[terms["region"]] if "region" in terms else None,
         display_color=hd.color.CIELabColor.from_rgb(*rgb))
+    if text:
+        item.SegmentDescription = text[:64]  # (0062,0006), type 3: e.g. the standard plan's convention
+    return item
 
 
 def seg_dataset(reference: Sequence[Dataset], masks: Mapping[str, np.ndarray], *, tags: Mapping[str, str],
                 colors: Mapping[str, Sequence[float]], automatic: Mapping[str, bool],
-                description: str) -> hd.seg.Segmentation:
+                description: str, segment_texts: Mapping[str, str] | None = None) -> hd.seg.Segmentation:
     """The DICOM SEG of ``masks`` (name -> bool array, z-y-x, slice k on ``reference[k]``, the reference series'
     headers in slice order), new UIDs, research-use series description."""
     names = list(masks)
     pixels = np.stack([np.asarray(masks[n], dtype=bool) for n in names], axis=-1)
-    descriptions = [segment_description(i, n, tags[n], colors[n], automatic[n]) for i, n in enumerate(names, 1)]
+    texts = segment_texts or {}
+    descriptions = [segment_description(i, n, tags[n], colors[n], automatic[n], texts.get(n))
+                    for i, n in enumerate(names, 1)]
     return hd.seg.Segmentation(
         source_images=list(reference), pixel_array=pixels, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions, series_instance_uid=generate_uid(), series_number=SERIES_NUMBER,

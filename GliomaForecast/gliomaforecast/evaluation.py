@@ -18,6 +18,7 @@ import numpy as np
 from scipy import ndimage, stats
 
 from .checks import check_spacing
+from .standard_plan import tumor_core
 from .metrics_images import psnr, ssim
 from .metrics_probability import (ReliabilityDiagram, bce, dice_at_threshold, expected_calibration_error,
                                   kl_divergence, pearson_r, plot_reliability_diagram, reliability_diagram, rmse)
@@ -31,7 +32,6 @@ __all__ = [
 
 # BraTS labels: 1 necrosis, 2 edema, 3 enhancing tumor, 4 resection cavity.
 RECURRENCE_LABELS: dict[str, tuple[int, ...]] = {"enhancing": (3,), "enhancing+necrosis": (1, 3)}
-TUMOR_CORE_LABELS = (1, 3)
 
 
 def _binary(mask: np.ndarray, name: str) -> np.ndarray:
@@ -56,11 +56,6 @@ def recurrence_mask(labels: np.ndarray, definition: str = "enhancing") -> np.nda
     if definition not in RECURRENCE_LABELS:
         raise ValueError(f"unknown recurrence definition {definition!r}; use one of {', '.join(RECURRENCE_LABELS)}")
     return np.isin(np.asarray(labels), RECURRENCE_LABELS[definition])
-
-
-def tumor_core(labels: np.ndarray) -> np.ndarray:
-    """The tumor core (necrosis 1 + enhancing 3) of a BraTS label map: the GTV of the standard plan."""
-    return np.isin(np.asarray(labels), TUMOR_CORE_LABELS)
 
 
 def coverage(target: np.ndarray, recurrence: np.ndarray) -> float:

@@ -2,9 +2,10 @@
 
 Forecasters plug in behind one interface and one registry (:mod:`gliomaforecast.forecasters`). The
 orchestration loads and checks the case, fits the growth model to the GTV volumes (mL), runs the
-forecaster, and builds both target volumes: the standard CTV (15 mm margin on the last GTV, inside the
-brain mask) and the iso-volumetric forecast CTV (the same voxel count, highest forecast probability
-first). Time is in days since the case's day 0, volumes in mL.
+forecaster, and builds both target volumes: the standard CTV (15 mm margin, inside the brain mask, around the seed of
+the planning convention, :mod:`standard_plan`: the last scan's tumour core + cavity for ``estro-eano``, its whole GTV +
+cavity for ``flair``) and the iso-volumetric forecast CTV (the same voxel count, highest forecast probability first).
+Time is in days since the case's day 0, volumes in mL.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from .forecasters import DEFAULT_FORECASTER, REGISTRY, entry
 from .forecasters.base import ForecasterOutput, ForecastRequest, ProgressFn, no_progress
 from .growth_fit import GrowthFit, constant_fit, fit_growth
 from .plausibility import cap_growth
-from .target_volumes import build_targets, cavity_from_labels, standard_target
+from .standard_plan import AUTO, PlanError, PlanSeed, check_convention, plan_seed
+from .target_volumes import build_targets, standard_target
 
 
 @dataclass
@@ -46,6 +48,8 @@ class Forecast:
     cavity_ml: float = 0.0
     barrier_used: bool = False
     forecast_shortfall: int = 0
+    plan: str = "flair"  # the planning convention of the standard plan (standard_plan.CONVENTIONS)
+    plan_warning: str | None = None  # why ``auto`` fell back to flair, or None
 
 
 def forecast_tumor_ml(fc: "Forecast") -> float:
@@ -72,6 +76,20 @@ def fit_case_growth(case: Case, n_bootstrap: int = defaults.N_BOOTSTRAP, seed: i
     return fit_growth(days, volumes, case.rt_start_day, n_bootstrap=n_bootstrap, seed=seed, source=str(case.path))
 
 
+def case_plan_seed(case: Case, convention: str | None = AUTO) -> PlanSeed:
+    """The standard plan's seed (:func:`standard_plan.plan_seed`) from the case's planning scan (its last timepoint):
+    its GTV and BraTS labels. A convention the scan cannot serve is an InputError naming the case field."""
+    last = case.timepoints[-1]
+    try:
+        convention = check_convention(convention)
+    except ValueError as exc:
+        raise InputError(None, "plan", str(exc)) from None
+    try:
+        return plan_seed(case.gtv(last), case.labels(last), convention)
+    except PlanError as exc:
+        raise InputError(case.path, f"timepoints[{last.index}].labels", str(exc)) from None
+
+
 def check_target_day(case: Case, day: float) -> float:
     """The target day must be a finite number of days after the last scan."""
     if not np.isfinite(day):
@@ -86,18 +104,21 @@ def run_forecast(case: Case | str | Path, day: float, forecaster: str = DEFAULT_
                  samples: int = defaults.SAMPLES, seed: int = defaults.SEED, device: str = defaults.DEVICE,
                  margin_mm: float = defaults.MARGIN_MM, n_bootstrap: int = defaults.N_BOOTSTRAP,
                  progress: ProgressFn | None = None, growth: GrowthFit | None = None,
-                 barrier: np.ndarray | None = None, settings: Mapping[str, Any] | None = None) -> Forecast:
+                 barrier: np.ndarray | None = None, settings: Mapping[str, Any] | None = None,
+                 plan: str | None = AUTO) -> Forecast:
     """Forecast ``case`` at ``day`` (days) with the named forecaster and build both CTVs.
 
     ``samples`` draws of the growth model's bootstrap distribution give the uncertainty; ``seed`` fixes
     every random choice. ``barrier`` (bool, on the case grid: ventricles, falx, ...) makes the standard margin
-    geodesic and keeps both CTVs off it. Both CTVs start from the last GTV plus its resection cavity (label 4) with
-    holes filled (:mod:`target_volumes`). ``growth``: a fit of this case's GTV volumes made earlier with :func:`fit_case_growth`
+    geodesic and keeps both CTVs off it. ``plan`` is the planning convention (``auto``, ``estro-eano``, ``flair``;
+    :mod:`standard_plan`): both CTVs start from its seed on the last scan (tumour core or whole GTV, plus the resection
+    cavity, label 4) with holes filled (:mod:`target_volumes`). ``growth``: a fit of this case's GTV volumes made earlier with :func:`fit_case_growth`
     and the same ``seed`` and ``n_bootstrap`` (an evaluation shares one fit across forecasters and targets);
     None fits it here. ``progress(fraction, message)`` receives the fraction (0-1) of the whole forecast
     done and a short message per step. ``settings`` (e.g. ``{"outcome": "responder"}``) go to the forecaster
     (``ForecasterEntry.settings``). Bad settings raise an InputError naming the parameter (``day``,
-    ``samples``, ``device``, ``forecaster``, the setting); the commands map those names to their flags."""
+    ``samples``, ``device``, ``forecaster``, ``plan``, the setting; a convention the planning scan cannot serve names
+    the case's labels field); the commands map those names to their flags."""
     say = progress or no_progress
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -118,6 +139,7 @@ def run_forecast(case: Case | str | Path, day: float, forecaster: str = DEFAULT_
     day = check_target_day(case, day)
     last = case.timepoints[-1]
     gtv = case.gtv(last)
+    seed_parts = case_plan_seed(case, plan)
     brain = case.brain_mask()
     if barrier is not None:
         barrier = np.asarray(barrier, dtype=bool)
@@ -143,11 +165,11 @@ def run_forecast(case: Case | str | Path, day: float, forecaster: str = DEFAULT_
 
     say(0.9, "building target volumes")
     t3 = time.perf_counter()
-    cavity = cavity_from_labels(case.labels(last))
+    tumour, cavity = seed_parts.tumour, seed_parts.cavity
     standard = None if barrier is not None else case.derived(
-        ("standard_ctv", last.index, float(margin_mm)),
-        lambda: standard_target(gtv, case.grid.spacing, margin_mm, cavity=cavity, brain_mask=brain))
-    targets = build_targets(gtv, case.grid.spacing, margin_mm, score=output.probability, cavity=cavity,
+        ("standard_ctv", last.index, float(margin_mm), seed_parts.convention),
+        lambda: standard_target(tumour, case.grid.spacing, margin_mm, cavity=cavity, brain_mask=brain))
+    targets = build_targets(tumour, case.grid.spacing, margin_mm, score=output.probability, cavity=cavity,
                             brain_mask=brain, barrier=barrier, standard=standard)
     timings["ctv_s"] = time.perf_counter() - t3
     timings["total_s"] = time.perf_counter() - t0
@@ -155,4 +177,5 @@ def run_forecast(case: Case | str | Path, day: float, forecaster: str = DEFAULT_
     cavity_ml = 0.0 if cavity is None else float(np.count_nonzero(cavity) * case.grid.voxel_volume_ml)
     return Forecast(case, day, forecaster, output, growth, gtv, targets.standard, targets.forecast, float(margin_mm),
                     seed, samples, timings, cavity_ml=cavity_ml, barrier_used=barrier is not None,
-                    forecast_shortfall=targets.forecast_shortfall)
+                    forecast_shortfall=targets.forecast_shortfall, plan=seed_parts.convention,
+                    plan_warning=seed_parts.warning)

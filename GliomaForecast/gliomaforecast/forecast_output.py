@@ -29,6 +29,7 @@ from .io import atomic_output_dir, write_image, write_segmentation
 from .models import sha256_of
 from .plausibility import forecast_warnings
 from .shown_paths import shown_path
+from .standard_plan import SEED_NAMES, plan_record
 
 SCHEMA = "gliomaforecast.forecast/1"
 SEGMENT_COLORS = {"GTV": (0.85, 0.16, 0.16), "CTV standard": (0.95, 0.77, 0.06), "CTV forecast": (0.16, 0.55, 0.95)}
@@ -101,9 +102,11 @@ def forecast_record(fc: Forecast) -> dict:
             "ctv_standard": float(fc.ctv_standard.sum() * ml),
             "ctv_forecast": float(fc.ctv_forecast.sum() * ml),
         },
-        "targets": {"rule": "CTVs from the last GTV + resection cavity (label 4) with holes filled; standard: margin "
-                             "(geodesic around the barrier when given) inside the brain; forecast: as many voxels, "
-                             "highest probability first; no interior holes except barrier / outside-brain voxels",
+        "standard_plan": plan_record(fc.plan, fc.margin_mm, float(fc.ctv_standard.sum() * ml)),
+        "targets": {"rule": f"CTVs from the seed of the {fc.plan} convention on the last scan "
+                            f"({SEED_NAMES[fc.plan]}, resection cavity = label 4) with holes filled; standard: margin "
+                            "(geodesic around the barrier when given) inside the brain; forecast: as many voxels, "
+                            "highest probability first; no interior holes except barrier / outside-brain voxels",
                     "cavity_ml": fc.cavity_ml, "barrier": fc.barrier_used,
                     "forecast_shortfall_voxels": fc.forecast_shortfall},
         "scenarios": {name: {"label": sc.label, "tumor_ml": scenario_tumor_ml(fc, sc.probability),

@@ -31,6 +31,19 @@ def _p(value: Any) -> str:
     return "-" if value is None else f"{value:.2g}"
 
 
+def plan_sentence(summary: dict) -> str:
+    """How the run's standard plan was built: its convention and seed (``standard_plan`` of summary.json), or, for a
+    summary written before conventions existed, the margin on the whole GTV (the flair convention)."""
+    plan = summary.get("standard_plan")
+    margin = summary["settings"]["margin_mm"]
+    if plan is None:
+        return f"standard plan: whole GTV + cavity + {margin:g} mm (flair convention; run before --plan existed)"
+    if "convention" in plan:
+        return f"standard plan `{plan['convention']}`: {plan['seed']} + {margin:g} mm"
+    used = ", ".join(f"{n} forecasts `{c}`" for c, n in plan["forecasts"].items())
+    return f"standard plan `{plan['requested']}` + {margin:g} mm ({used})"
+
+
 def leaderboard_markdown(summary: dict) -> str:
     """Markdown tables of ``summary`` (the dict of an evaluation's summary.json)."""
     s = summary["settings"]
@@ -40,7 +53,7 @@ def leaderboard_markdown(summary: dict) -> str:
     if protocol == "horizon" and s.get("pairs", "all") != "all":
         what += f", pairs `{s['pairs']}` (one per patient and gap bin: the fewest inputs, then the earliest target)"
     lines = [f"{summary['n_cases']} patients, {what}, seed {s['seed']}, {s['samples']} samples, "
-             f"{s['n_bootstrap']} bootstrap refits, standard margin {s['margin_mm']:g} mm.", ""]
+             f"{s['n_bootstrap']} bootstrap refits, {plan_sentence(summary)}.", ""]
     bins = [b for b in summary["gap_bins"]
             if any(f["gap_bins"][b]["n"] for f in summary["forecasters"].values())]
     lines += ["| forecaster | gap bin (days) | n | " + " | ".join(h for _, h, _ in BIN_METRICS) + " |",

@@ -49,7 +49,7 @@ def forecast_warnings(fc: "Forecast") -> list[str]:
     """One line per reason to distrust ``fc`` (empty when none applies); see the module docstring."""
     from .forecast import forecast_tumor_ml
 
-    warnings: list[str] = []
+    warnings: list[str] = [] if fc.plan_warning is None else [fc.plan_warning]
     day, last_day = fc.target_day, float(fc.case.timepoints[-1].day)
     med, _lo, hi = (float(v[0]) for v in fc.growth.predict([day]))
     brain_ml = brain_volume_ml(fc)

@@ -36,6 +36,7 @@ from .growth_checks import parameters_at_bounds
 from .plausibility import forecast_warnings
 from .report_figures import axial_levels, plot_overlays, plot_volumes
 from .shown_paths import shown_path
+from .standard_plan import DESCRIPTIONS, plan_label
 
 N_LEVELS = 4
 
@@ -143,7 +144,10 @@ def render_html(forecast: Forecast, figures: dict[str, Path]) -> str:
         ["target day", f"{day:g} ({day - last.day:g} days after the last scan, day {last.day:g})"],
         ["RT start day", "not given" if case.rt_start_day is None else f"{case.rt_start_day:g}"],
         ["forecaster", forecast.forecaster], ["seed", forecast.seed], ["samples", forecast.samples],
-        ["standard CTV margin", f"{forecast.margin_mm:g} mm"],
+        ["CTV standard", f"{plan_label(forecast.plan, forecast.margin_mm)}: {DESCRIPTIONS[forecast.plan]}, grown by "
+                         f"{forecast.margin_mm:g} mm inside the brain (docs/targets.md)"],
+        ["CTV forecast", f"iso-volumetric to the {forecast.plan} CTV standard: its seed + the voxels of highest "
+                         f"forecast probability"],
         ["growth model at target day", f"{med:.2f} mL (95% band {lo:.2f}-{hi:.2f} mL)"],
         ["Dice(CTV standard, CTV forecast)", _num(dice(std, fc), 3)],
         ["RT dose", dose_record(forecast)["dose_note"]],

@@ -4,8 +4,9 @@ Slicer logic).
 Rule (ESTRO-EANO 2023 glioblastoma guideline: the CTV is built from the resection cavity plus residual tumour, and
 edited at anatomical barriers):
 
-1. The seed is the GTV plus the resection cavity (BraTS label 4, where the case has labels), with its interior
-   holes filled (3D, face-connected background).
+1. The seed is the tumour of the planning convention (:mod:`standard_plan`: the tumour core, BraTS labels 1 + 3, for
+   ``estro-eano``; the whole GTV for ``flair``; passed here as ``gtv``) plus the resection cavity (BraTS label 4,
+   where the case has labels), with its interior holes filled (3D, face-connected background).
 2. CTV standard: every voxel within the margin (mm; Euclidean, or geodesic around ``barrier``) of the seed, inside
    the brain mask, seed included (:func:`ctv.standard_ctv`); then its interior holes are filled.
 3. CTV forecast: the same number of voxels, highest forecast score first (:func:`ctv.isovolumetric_ctv`), seed
@@ -27,8 +28,7 @@ import numpy as np
 from scipy import ndimage
 
 from . import ctv, defaults, sdf
-
-CAVITY_LABEL = 4
+from .standard_plan import CAVITY_LABEL
 _MAX_BISECTIONS = 24
 
 

@@ -146,12 +146,17 @@ def test_case_from_arrays_equals_the_loaded_case_and_forecasts_identically() -> 
     tps = disk.timepoints
     memory = Case.from_arrays(disk.grid, disk.days, [disk.gtv(t) for t in tps],
                               images=[{"flair": disk.image(t, "flair")} for t in tps], patient_id=disk.patient_id,
-                              rt_start_day=disk.rt_start_day, dose=disk.dose(), brain_mask=disk.brain_mask())
+                              rt_start_day=disk.rt_start_day, dose=disk.dose(), brain_mask=disk.brain_mask(),
+                              labels=[None] * (len(tps) - 1) + [disk.labels(tps[-1])])
     assert memory.grid == disk.grid and list(memory.days) == list(disk.days)
     assert np.array_equal(memory.gtv(memory.timepoints[-1]), disk.gtv(tps[-1]))
+    assert np.array_equal(memory.labels(memory.timepoints[-1]), disk.labels(tps[-1]))
+    assert memory.labels(memory.timepoints[0]) is None
     a = run_forecast(memory, 351.0, "evolution-field", samples=2, n_bootstrap=5)
     b = run_forecast(disk, 351.0, "evolution-field", samples=2, n_bootstrap=5)
+    assert a.plan == b.plan == "estro-eano"
     np.testing.assert_array_equal(a.output.probability, b.output.probability)
+    np.testing.assert_array_equal(a.ctv_standard, b.ctv_standard)
     np.testing.assert_array_equal(a.ctv_forecast, b.ctv_forecast)
 
 
@@ -170,6 +175,10 @@ def test_case_from_arrays_rejects_bad_arrays() -> None:
         Case.from_arrays(grid, [0, 30], [gtv, gtv], images=[{"flair": np.zeros((4, 5))}, {}])
     with pytest.raises(InputError, match="dose: negative dose"):
         Case.from_arrays(grid, [0, 30], [gtv, gtv], dose=-np.ones(grid.shape))
+    with pytest.raises(InputError, match=r"timepoints\[1\].labels: values 0, 7: BraTS labels are 0-4"):
+        Case.from_arrays(grid, [0, 30], [gtv, gtv], labels=[None, np.where(gtv, 7, 0)])
+    with pytest.raises(InputError, match="2 GTVs, 2 image sets and 1 label maps"):
+        Case.from_arrays(grid, [0, 30], [gtv, gtv], labels=[None])
     source = gtv.copy()
     case = Case.from_arrays(grid, [0, 30], [source, gtv])
     source[:] = True  # the case keeps its own copy

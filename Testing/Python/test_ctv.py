@@ -360,7 +360,7 @@ def test_cli_without_score_and_with_barrier(case_files):
     io.write_image(tmp / "wall.nii.gz", wall, grid)
     out = tmp / "t"
     assert main(["ctv", "--gtv", str(paths["gtv"]), "--barrier", str(tmp / "wall.nii.gz"), "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["ctv_standard.nii.gz", "targets.seg.nrrd"]
+    assert sorted(p.name for p in out.iterdir()) == ["ctv_standard.nii.gz", "targets.json", "targets.seg.nrrd"]
     std, _ = io.read_mask(out / "ctv_standard.nii.gz", "ctv")
     assert std.any() and not std[:, :, 21:].any()
 

@@ -32,6 +32,7 @@ from gliomaforecast.dicom_seg_write import terminology_codes
 from gliomaforecast.forecast_output import SEGMENT_COLORS, SEGMENT_TERMS
 from gliomaforecast.geometry import Grid
 from gliomaforecast.io import read_segmentation, write_image, write_segmentation
+from gliomaforecast.standard_plan import plan_record
 from gliomaforecast.target_volumes import build_targets
 
 NAMES = ("GTV", "CTV standard", "CTV forecast")
@@ -68,7 +69,8 @@ def exported(tmp_path_factory):
         forecast = root / kind / "forecast"
         forecast.mkdir()
         write_segmentation(forecast / "targets.seg.nrrd", masks, grid, colors=SEGMENT_COLORS, terminology=SEGMENT_TERMS)
-        (forecast / "forecast.json").write_text(json.dumps({"patient_id": case.patient_id}))
+        plan = plan_record("flair", 15.0, float(targets.standard.sum() * case.grid.voxel_volume_ml))  # GTV-seeded
+        (forecast / "forecast.json").write_text(json.dumps({"patient_id": case.patient_id, "standard_plan": plan}))
         out = root / kind / "dicom"
         rc = main(["export-dicom", str(forecast), "--reference", str(root / kind / "planning"), "--out", str(out)])
         runs[kind] = SimpleNamespace(rc=rc, out=out, grid=grid, reference=reference,
@@ -184,6 +186,18 @@ def test_seg_reads_back_exactly_with_its_codes(exported, kind):
                                                                               ref.FrameOfReferenceUID, ref.PatientID)
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == ref.SeriesInstanceUID
     assert "research use" in seg.SeriesDescription and seg.ContentQualification == "RESEARCH"
+    texts = [seg.get_segment_description(i + 1).get("SegmentDescription") for i in range(3)]
+    assert texts == [None, "GliomaForecast CTV standard: flair gtv+cavity + 15 mm",
+                     "GliomaForecast CTV forecast: iso-volumetric to flair plan"]
+
+
+def test_descriptions_name_the_standard_plan(exported):
+    """The RTSTRUCT's ROI Generation Descriptions name the convention of forecast.json's standard_plan."""
+    ds = exported.runs["axial"].rtstruct
+    texts = {r.ROIName: r.ROIGenerationDescription for r in ds.StructureSetROISequence}
+    assert texts["CTV standard"] == "GliomaForecast CTV standard: flair gtv+cavity + 15 mm"
+    assert texts["CTV forecast"] == "GliomaForecast CTV forecast: iso-volumetric to flair plan"
+    assert texts["GTV"].startswith("GliomaForecast GTV - research use")
 
 
 def _check_iod(ds: pydicom.Dataset) -> None:

@@ -168,7 +168,7 @@ def test_concurrent_writer_is_refused(work: Path, capsys) -> None:
         child.send_signal(signal.SIGTERM)
         child.communicate(timeout=60)
     assert child.returncode == 130 and not out.exists()
-    assert main(argv) == 0 and sorted(_listing(out)) == ["ctv_standard.nii.gz", "targets.seg.nrrd"]
+    assert main(argv) == 0 and sorted(_listing(out)) == ["ctv_standard.nii.gz", "targets.json", "targets.seg.nrrd"]
 
 
 def test_folder_filled_meanwhile_is_not_merged(tmp_path: Path) -> None:

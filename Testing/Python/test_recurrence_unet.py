@@ -148,12 +148,14 @@ def test_forecaster_mean_spread_ctv_and_determinism(family_dir: Path, monkeypatc
     assert np.array_equal(p, again.output.probability)  # same inputs -> same map; the day does not enter
     assert u.max() > 0 and not p[~case.brain_mask()].any()
     assert len(fc.output.models) == 2 and fc.growth.model == "exponential"
-    # the forecast CTV is the orchestration's iso-volumetric CTV of this very map (GTV + cavity always in, at most the
-    # standard plan's volume)
-    gtv = planning.gtv(planning.timepoints[-1])
-    assert 0 < fc.ctv_forecast.sum() <= fc.ctv_standard.sum() and np.all(fc.ctv_forecast[gtv])
-    expected = build_targets(gtv, case.grid.spacing, 15.0, score=p, cavity=cavity_from_labels(
-        planning.labels(planning.timepoints[-1])), brain_mask=case.brain_mask())
+    # the forecast CTV is the orchestration's iso-volumetric CTV of this very map (the estro-eano seed, tumour core +
+    # cavity, always in; at most the standard plan's volume)
+    labels = planning.labels(planning.timepoints[-1])
+    core = np.isin(labels, (1, 3))
+    assert fc.plan == "estro-eano"
+    assert 0 < fc.ctv_forecast.sum() <= fc.ctv_standard.sum() and np.all(fc.ctv_forecast[core | (labels == 4)])
+    expected = build_targets(core, case.grid.spacing, 15.0, score=p, cavity=cavity_from_labels(labels),
+                             brain_mask=case.brain_mask())
     assert np.array_equal(fc.ctv_forecast, expected.forecast)
     # the member spread is the uncertainty: recompute it from the members
     family = load_family("recurrence-unet", family_dir, prefer_gpu=False)

@@ -18,9 +18,10 @@ from GliomaForecastLib import adapters, conventions
 from GliomaForecastLib.logic import ForecastLogic, LoadedCase, timepointDay
 from GliomaForecastLib.progress import Cancelled
 from GliomaForecastLib.scene import headless_scene
-from gliomaforecast import ctv, growth, sdf
+from gliomaforecast import ctv, growth, sdf, standard_plan
 from gliomaforecast.geometry import Grid
 from gliomaforecast.io import read_segmentation, write_image
+from gliomaforecast.standard_plan import tumor_core
 from gliomaforecast.target_volumes import build_targets
 
 REPO = Path(__file__).resolve().parents[2]
@@ -335,11 +336,15 @@ def test_sample_patient_console_methods_match_the_core(sample, tmp_path):
     np.testing.assert_allclose(slicer.util.arrayFromTableColumn(table, "Median (mL)"), fit.predict(curve_days)[0],
                                rtol=1e-6)
 
-    targets = logic.targetVolumes(seg, "GTV", scoreVolume=probability, brainMask=loaded.brainMask, day=day)
-    brain = case.brain_mask()
-    rule = build_targets(gtv, grid.spacing, score=sdf.tumor_probability(gtv, grid.spacing), brain_mask=brain)
+    targets = logic.targetVolumes(seg, "GTV", scoreVolume=probability, brainMask=loaded.brainMask, day=day,
+                                  plan="flair")
+    brain, cavity = case.brain_mask(), case.labels(last_tp) == 4
+    rule = build_targets(gtv, grid.spacing, score=sdf.tumor_probability(gtv, grid.spacing), cavity=cavity,
+                         brain_mask=brain)  # the flair plan: the GTV-based plan, + the resection cavity
     standard, forecast = rule.standard, rule.forecast  # the issue-17 rule: margin CTV with its holes filled
-    assert standard[ctv.standard_ctv(gtv, grid.spacing, brain_mask=brain)].all()
+    assert standard[ctv.standard_ctv(gtv | cavity, grid.spacing, brain_mask=brain)].all()
+    assert (targets.GetAttribute("GliomaForecast.Plan"), targets.GetAttribute("GliomaForecast.PlanSeed")) == (
+        "flair", "gtv+cavity")
     path = tmp_path / "sample_targets.seg.nrrd"
     storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
     storage.SetFileName(str(path))
@@ -402,3 +407,125 @@ def test_sample_patient_default_forecast_reads_t1ce_and_matches_run_forecast(sam
     with pytest.raises(Exception, match=r"images\.t1ce.*needs T1CE"):
         logic.forecast(timepoints, 351, rtStartDay=loaded.rtStartDay, brainMask=loaded.brainMask, dose=loaded.dose,
                        samples=2, nBootstrap=10, images={})
+
+
+# --- the standard plan's planning convention (issue 27) ---------------------------------------------------
+
+def _segment_names(node) -> list:
+    segmentation = node.GetSegmentation()
+    return [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+
+
+def test_load_case_adds_the_brats_label_segments(sample):
+    scene, loaded, case = sample
+    for tp in case.timepoints:
+        seg, labels = loaded.gtv[float(tp.day)], case.labels(tp)
+        present = [label for label in (1, 2, 3, 4) if (labels == label).any()]
+        assert _segment_names(seg) == ["GTV"] + [conventions.LABEL_SEGMENTS[label] for label in present]
+        for label in present:
+            name = conventions.LABEL_SEGMENTS[label]
+            mask, grid = adapters.segment_mask(seg, name)
+            assert grid.same_as(case.grid) and np.array_equal(mask, labels == label), name
+            segment = seg.GetSegmentation().GetSegment(seg.GetSegmentation().GetSegmentIdBySegmentName(name))
+            assert tuple(round(c, 6) for c in segment.GetColor()) == conventions.LABEL_COLORS[name]
+        rebuilt = ForecastLogic.labelMap(seg)
+        assert rebuilt.dtype == np.int16 and np.array_equal(rebuilt, labels)  # the BraTS map, voxel for voxel
+    last = loaded.gtv[loaded.days[-1]].GetSegmentation()
+    assert set(_segment_names(loaded.gtv[loaded.days[-1]])) == {"GTV", *conventions.LABEL_SEGMENTS.values()}
+    tag = vtk.mutable("")
+    assert last.GetSegment(last.GetSegmentIdBySegmentName("Necrosis")).GetTag(
+        slicer.vtkSegment.GetTerminologyEntryTagName(), tag) and "SCT^6574001^Necrosis" in str(tag)
+
+
+def test_a_case_without_labels_loads_only_the_gtv_segment(loaded):
+    case, _ = loaded
+    assert all(_segment_names(case.gtv[day]) == ["GTV"] for day in case.days)
+    assert ForecastLogic.labelMap(case.gtv[95.0]) is None
+
+
+def test_sample_target_volumes_follow_the_planning_convention(sample):
+    """auto on the sample's last scan (BraTS labels with a core and a cavity) is the estro-eano plan: both CTVs grow
+    from the tumour core + cavity, voxel for voxel the core's rule; it is smaller than the flair plan of the same
+    scan, which grows from the whole GTV + cavity."""
+    scene, loaded, case = sample
+    logic = ForecastLogic(scene)
+    last_tp = case.timepoints[-1]
+    seg, labels, brain = loaded.gtv[float(last_tp.day)], case.labels(last_tp), case.brain_mask()
+    gtv, spacing = case.gtv(last_tp), case.grid.spacing
+    auto = logic.targetVolumes(seg, "GTV", brainMask=loaded.brainMask)
+    expected = build_targets(tumor_core(labels), spacing, cavity=labels == 4, brain_mask=brain)
+    masks = {name: adapters.segment_mask(auto, name)[0] for name in ("GTV", "CTV standard", "CTV forecast")}
+    assert np.array_equal(masks["GTV"], gtv)  # the GTV segment stays the GTV
+    assert np.array_equal(masks["CTV standard"], expected.standard)
+    assert np.array_equal(masks["CTV forecast"], expected.forecast)
+    assert auto.GetAttribute("GliomaForecast.Plan") == "estro-eano"
+    assert auto.GetAttribute("GliomaForecast.PlanSeed") == "core+cavity"
+    assert auto.GetAttribute("GliomaForecast.PlanWarning") is None
+    assert auto.GetAttribute("GliomaForecast.Score").startswith("core+cavity probability")  # the default score
+
+    flair = logic.targetVolumes(seg, "GTV", brainMask=loaded.brainMask, plan="flair")
+    gtv_plan = build_targets(gtv, spacing, cavity=labels == 4, brain_mask=brain)
+    flair_standard = adapters.segment_mask(flair, "CTV standard")[0]
+    assert np.array_equal(flair_standard, gtv_plan.standard)
+    assert np.array_equal(adapters.segment_mask(flair, "CTV forecast")[0], gtv_plan.forecast)
+    assert masks["CTV standard"].sum() < flair_standard.sum()  # edema is not part of the estro-eano seed
+
+    explicit = logic.targetVolumes(seg, "GTV", brainMask=loaded.brainMask, plan="estro-eano")
+    assert np.array_equal(adapters.segment_mask(explicit, "CTV standard")[0], expected.standard)
+
+
+def test_estro_eano_without_label_segments_is_a_one_line_error(sample):
+    scene, loaded, case = sample
+    logic = ForecastLogic(scene)
+    last_tp = case.timepoints[-1]
+    flair = loaded.flair[float(last_tp.day)]
+    gtv_only = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "GTV only")
+    gtv_only.CreateDefaultDisplayNodes()
+    gtv_only.SetReferenceImageGeometryParameterFromVolumeNode(flair)
+    adapters.add_segment_from_mask(gtv_only, case.gtv(last_tp), case.grid, "GTV")
+    before = scene.GetNumberOfNodes()
+    with pytest.raises(ValueError) as raised:
+        logic.targetVolumes(gtv_only, "GTV", brainMask=loaded.brainMask, plan="estro-eano")
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith("segmentation 'GTV only'")
+    assert "no BraTS labels" in message and "flair" in message
+    assert scene.GetNumberOfNodes() == before
+    # auto falls back to the flair plan and says why
+    out = logic.targetVolumes(gtv_only, "GTV", brainMask=loaded.brainMask)
+    assert out.GetAttribute("GliomaForecast.Plan") == "flair"
+    assert "no BraTS labels" in out.GetAttribute("GliomaForecast.PlanWarning")
+    # a user's own segmentation: a "Resection cavity" segment drawn beside the GTV is a label map (cavity only)
+    cavity = case.labels(last_tp) == 4
+    adapters.add_segment_from_mask(gtv_only, cavity, case.grid, "Resection cavity")
+    assert np.array_equal(ForecastLogic.labelMap(gtv_only), np.where(cavity, 4, 0).astype(np.int16))
+    drawn = logic.targetVolumes(gtv_only, "GTV", brainMask=loaded.brainMask, plan="estro-eano")
+    expected = build_targets(np.zeros(case.grid.shape, bool), case.grid.spacing, cavity=cavity,
+                             brain_mask=case.brain_mask()).standard
+    assert np.array_equal(adapters.segment_mask(drawn, "CTV standard")[0], expected)
+
+
+def test_sample_forecast_with_the_estro_eano_plan(sample):
+    scene, loaded, case = sample
+    last_tp = case.timepoints[-1]
+    labels = case.labels(last_tp)
+    timepoints = [(d, loaded.flair[d], loaded.gtv[d], "GTV") for d in loaded.days]
+    nodes = ForecastLogic(scene).forecast(timepoints, 450, rtStartDay=loaded.rtStartDay, brainMask=loaded.brainMask,
+                                          forecaster="persistence", nBootstrap=4, plan="estro-eano")
+    core_plan = build_targets(tumor_core(labels), case.grid.spacing, cavity=labels == 4, brain_mask=case.brain_mask())
+    assert np.array_equal(adapters.segment_mask(nodes.targets, "CTV standard")[0], core_plan.standard)
+    assert np.array_equal(adapters.segment_mask(nodes.targets, "GTV")[0], case.gtv(last_tp))
+    assert nodes.targets.GetAttribute("GliomaForecast.Plan") == "estro-eano"
+    assert nodes.targets.GetAttribute("GliomaForecast.PlanSeed") == standard_plan.SEED_NAMES["estro-eano"]
+    assert not any("flair convention" in note for note in nodes.notes)
+
+
+def test_forecast_auto_without_labels_notes_the_flair_fallback(loaded):
+    case, _ = loaded
+    timepoints = [(d, case.flair[d], case.gtv[d], "GTV") for d in case.days]
+    nodes = ForecastLogic().forecast(timepoints, 150, rtStartDay=21, brainMask=case.brainMask,
+                                     forecaster="persistence", nBootstrap=4, marginMm=8.0)
+    warning = nodes.targets.GetAttribute("GliomaForecast.PlanWarning")
+    assert nodes.targets.GetAttribute("GliomaForecast.Plan") == "flair" and "no BraTS labels" in warning
+    assert nodes.notes[-1] == warning
+    with pytest.raises(ValueError, match=r"^segmentation 'GTV day 95' \(BraTS labels: .*estro-eano"):
+        ForecastLogic().forecastJob(timepoints, 150, forecaster="persistence", plan="estro-eano")

@@ -150,6 +150,10 @@ def test_parameter_node_defaults(module):
     p = gf.GliomaForecastParameterNode
     assert (p.gtvSegmentName, p.rtStartDay, p.nBootstrap, p.beta, p.mu, p.marginMm) == ("GTV", 21.0, 100, 0.1, 15.0,
                                                                                            15.0)
+    from gliomaforecast import standard_plan
+
+    assert p.plan == standard_plan.AUTO
+    assert p.__annotations__["plan"].__metadata__ == (("Choice", standard_plan.CHOICES),)
 
 
 def test_sample_data_source_loads_the_sample_patient(module):
@@ -240,7 +244,7 @@ def panel(module, monkeypatch, make_case):
     params = _Params(timepointSegmentations=[loaded.gtv[d] for d in loaded.days], gtvSegmentName="GTV",
                      brainMask=loaded.brainMask, barrier=None, dose=loaded.dose, referenceFlair=None, useRadiotherapy=True,
                      rtStartDay=21.0, nBootstrap=10, forecastDay=200.0, forecaster="persistence", samples=2, seed=0,
-                     beta=0.1, mu=15.0, marginMm=6.0, scoreVolume=None)
+                     beta=0.1, mu=15.0, marginMm=6.0, plan="auto", scoreVolume=None)
     monkeypatch.setattr(gf.GliomaForecastLogic, "getParameterNode", lambda self: params)
     widget = gf.GliomaForecastWidget()
     widget.setup()
@@ -350,15 +354,41 @@ def test_panel_probability_map_then_target_volumes_from_it(panel, monkeypatch):
 
     widget.onTargets()
     _fire_until_stopped(timer)
-    assert errors == [] and ui.statusLabel.text == "Target volumes: done" and params.scoreVolume is probability
     targets = slicer.mrmlScene.GetFirstNodeByName("GTV targets day 120")
     assert targets is not None and targets.GetAttribute("GliomaForecast.Score") == probability.GetName()
+    # plan auto on a scan without label segments: the flair plan, and the status line says why
+    assert targets.GetAttribute("GliomaForecast.Plan") == "flair"
+    warning = targets.GetAttribute("GliomaForecast.PlanWarning")
+    assert warning and "no BraTS labels" in warning
+    assert errors == [] and ui.statusLabel.text == f"Target volumes: done; note: {warning}"
+    assert params.scoreVolume is probability
     brain = adapters.array_from_volume(params.brainMask) > 0
     standard = ctv.standard_ctv(gtv, grid.spacing, margin_mm=params.marginMm, brain_mask=brain)
     forecast = ctv.isovolumetric_ctv(expected, int(standard.sum()), grid.spacing, gtv=gtv, brain_mask=brain)
     for name, mask in (("GTV", gtv), ("CTV standard", standard), ("CTV forecast", forecast)):
         assert (adapters.segment_mask(targets, name)[0] == mask).all(), name
     assert len(layers) == 1 and charts == []  # target volumes change no view
+
+
+def test_panel_passes_its_plan_to_the_logic(panel):
+    """The panel's Standard plan reaches the logic: estro-eano on scans without label segments fails in one line
+    naming the segmentation, for the target volumes and for the forecast, and builds nothing."""
+    gf, widget, ui, timer, charts, errors, params = panel
+    params.plan = "estro-eano"
+    before = _ids(slicer.mrmlScene)
+    widget.onTargets()
+    _fire_until_stopped(timer)
+    widget.onForecast()
+    _fire_until_stopped(timer)
+    assert len(errors) == 2 and all("\n" not in e and "estro-eano" in e for e in errors)
+    assert errors[0].startswith("Target volumes failed: segmentation 'GTV day 120'")
+    assert errors[1].startswith("Forecasting failed: segmentation 'GTV day 120'") and widget._task is None
+    assert _ids(slicer.mrmlScene) == before
+    params.plan = "flair"
+    widget.onTargets()
+    _fire_until_stopped(timer)
+    assert len(errors) == 2 and ui.statusLabel.text == "Target volumes: done"  # flair asked for: no fallback note
+    assert slicer.mrmlScene.GetFirstNodeByName("GTV targets day 120").GetAttribute("GliomaForecast.Plan") == "flair"
 
 
 # --- issue 17, item 10: default forecast day, scans without a reference volume, panel wording -----------
@@ -397,7 +427,7 @@ def test_panel_uses_the_chosen_flair_for_segmentations_without_a_reference(panel
     params.referenceFlair = flairs[-1]
     widget.onForecast()
     _fire_until_stopped(timer)
-    assert errors == [] and ui.statusLabel.text == "Forecasting: done"
+    assert errors == [] and ui.statusLabel.text.startswith("Forecasting: done; note: the planning scan has no BraTS")
     role = slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole()
     targets = slicer.mrmlScene.GetFirstNodeByName("Targets day 200")
     assert targets.GetNodeReference(role) is flairs[-1]  # what DICOM RTSTRUCT export needs

@@ -62,6 +62,40 @@ def test_every_slicer_parameter_name_is_a_parameter_node_field_and_vice_versa():
             assert kind == expected[annotation], field
 
 
+def _parameter_defaults() -> dict[str, str]:
+    """Default value expressions of the @parameterNodeWrapper class's fields, as source text."""
+    tree = ast.parse(MODULE_PY.read_text())
+    cls, = [node for node in tree.body if isinstance(node, ast.ClassDef)
+            and any(getattr(d, "id", None) == "parameterNodeWrapper" for d in node.decorator_list)]
+    return {stmt.target.id: ast.unparse(stmt.value) for stmt in cls.body
+            if isinstance(stmt, ast.AnnAssign) and stmt.value is not None}
+
+
+def test_plan_combo_box_is_bound_to_the_plan_choices_of_the_core():
+    """The Standard plan combo box sits in the Target volume section, is bound to the parameter "plan", and the
+    parameter's choices and default come from gliomaforecast.standard_plan (one place for the CLI and the panel)."""
+    from gliomaforecast import standard_plan
+
+    target, = [w for w in ET.parse(UI).getroot().iter("widget") if w.get("class") == "ctkCollapsibleButton"
+               and w.find("property/string").text == "Target volume"]
+    combo = {w.get("name"): w for w in target.iter("widget")}.get("planComboBox")
+    assert combo is not None and combo.get("class") == "QComboBox"
+    properties = {prop.get("name"): prop.find("string").text for prop in combo.findall("property")}
+    assert properties["SlicerParameterName"] == "plan"
+    assert all(name in properties["toolTip"] for name in standard_plan.CHOICES)
+    assert _parameter_fields()["plan"] == "Annotated[str, Choice(list(standard_plan.CHOICES))]"
+    assert _parameter_defaults()["plan"] == "standard_plan.AUTO"
+    assert standard_plan.CHOICES == ("auto", "estro-eano", "flair") and standard_plan.AUTO == "auto"
+    assert re.search(r"^from gliomaforecast import .*\bstandard_plan\b", MODULE_PY.read_text(), re.M)
+
+
+def test_the_panel_passes_its_plan_to_targets_and_forecast():
+    source = MODULE_PY.read_text()
+    for method in ("targetVolumesJob", "forecastJob"):
+        call = re.search(rf"self\.logic\.{method}\((.*?)\)\n", source, re.S)
+        assert call and "plan=p.plan" in call.group(1), method
+
+
 def test_ui_has_the_four_sections_in_order():
     titles = [w.find("property/string").text for w in ET.parse(UI).getroot().iter("widget")
               if w.get("class") == "ctkCollapsibleButton"]

@@ -32,6 +32,16 @@ def check_seed(seed: int) -> int:
     return seed
 
 
+def add_plan_argument(p: argparse.ArgumentParser) -> None:
+    """``--plan``: the planning convention of the standard plan (``gliomaforecast.standard_plan``)."""
+    from ..standard_plan import AUTO, CHOICES
+
+    p.add_argument("--plan", choices=CHOICES, default=AUTO,
+                   help="standard plan's convention: estro-eano (tumour core = BraTS labels 1+3, + cavity 4, + margin; "
+                        "PREDICT-GBM, ESTRO-EANO 2023), flair (whole GTV + cavity + margin) or auto (default: "
+                        "estro-eano where the planning scan has BraTS labels, else flair with a warning)")
+
+
 def add_overwrite_argument(p: argparse.ArgumentParser) -> None:
     """``--overwrite``: replace an existing non-empty output folder whole (atomically); without it such a folder is
     refused, so no stale file of an earlier run is left beside the new ones."""

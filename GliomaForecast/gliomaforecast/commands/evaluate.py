@@ -22,7 +22,7 @@ from ..errors import InputError
 from ..evaluation_protocols import PROTOCOLS, parse_horizon
 from ..forecasters import FORECASTER_NAMES
 from ..io import atomic_output_dir, existing_mode
-from . import add_overwrite_argument, check_seed
+from . import add_overwrite_argument, add_plan_argument, check_seed
 
 NAME = "evaluate"
 HELP = "score forecasters on a cohort under a protocol (last-scan, horizon, recurrence); CSV + JSON + box plots"
@@ -52,6 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"growth-model bootstrap refits (default {defaults.N_BOOTSTRAP})")
     p.add_argument("--margin-mm", type=float, default=defaults.MARGIN_MM,
                    help=f"standard CTV margin in mm (default {defaults.MARGIN_MM:g})")
+    add_plan_argument(p)
     p.add_argument("--device", choices=defaults.DEVICES, default=defaults.DEVICE,
                    help=f"model device (default {defaults.DEVICE})")
 
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--pairs", None, f"only applies to --protocol horizon, not {args.protocol!r}")
     horizon = parse_horizon(args.horizon_days) if args.horizon_days is not None else (0.0, math.inf)
     settings = EvaluationSettings(names, args.seed, args.samples, args.n_bootstrap, args.margin_mm, args.device,
-                                  args.protocol, horizon, args.pairs)
+                                  args.protocol, horizon, args.pairs, args.plan)
     settings.protocol_spec()
     cases = find_cases(args.cohort)
     start = time.perf_counter()

@@ -17,10 +17,11 @@ from ..errors import InputError
 from ..geometry import Grid, require_same_grid, resample_to
 from ..io import check_output_dir, existing_mode, read_mask
 from ..write_guard import output_lock
-from ..forecast import Forecast, forecast_tumor_ml, run_forecast
+from ..forecast import Forecast, case_plan_seed, forecast_tumor_ml, run_forecast
 from ..plausibility import forecast_warnings
+from ..standard_plan import AUTO, SEED_NAMES
 from ..forecasters import DEFAULT_FORECASTER, FORECASTER_NAMES, dose_note
-from . import add_case_arguments, add_overwrite_argument, check_seed
+from . import add_case_arguments, add_overwrite_argument, add_plan_argument, check_seed
 
 NAME = "forecast"
 HELP = "forecast a case at a target day and build the target volumes"
@@ -40,6 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=defaults.DEVICE, choices=defaults.DEVICES, help="onnxruntime device")
     p.add_argument("--margin-mm", type=float, default=defaults.MARGIN_MM,
                    help=f"standard CTV margin, mm (default {defaults.MARGIN_MM:g})")
+    add_plan_argument(p)
     add_overwrite_argument(p)
     p.add_argument("--barrier", type=Path, default=None,
                    help="binary barrier mask (ventricles, falx, tentorium) on the case grid: geodesic margin, "
@@ -55,10 +57,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def forecast_to_folder(case: Path, day: float | str, out: Path, *, forecaster: str, samples: int, seed: int,
                        device: str, margin_mm: float, resample: bool = False, barrier: Path | None = None,
-                       existing: str = "refuse", settings: dict | None = None) -> Forecast:
+                       existing: str = "refuse", settings: dict | None = None, plan: str = AUTO) -> Forecast:
     """Run a forecast with a progress bar on stderr and write its folder; returns the forecast.
     ``resample`` puts every volume on the first FLAIR's grid (linear for images, nearest for masks), the
-    ``barrier`` mask file included. ``existing``: what a non-empty ``out`` gets (``io.check_output_dir``). The
+    ``barrier`` mask file included. ``plan``: the standard plan's convention (``standard_plan.CHOICES``).
+    ``existing``: what a non-empty ``out`` gets (``io.check_output_dir``). The
     folder's lock is held from the start, so a second run to the same ``out`` is refused at once; the target day is
     checked (``Case.target_day``: at most 10 years beyond the scans) before any work."""
     from ..forecast_output import write_forecast
@@ -72,9 +75,11 @@ def forecast_to_folder(case: Path, day: float | str, out: Path, *, forecaster: s
             bar.set_description_str(message)
             bar.update(max(0, round(95 * fraction) - bar.n))
         loaded = load_case(case, resample=resample)
+        case_plan_seed(loaded, plan)  # a convention the planning scan cannot serve is refused before any work
         wall = None if barrier is None else read_barrier(barrier, loaded.grid, resample)
         fc = run_forecast(loaded, loaded.target_day(day), forecaster, samples=samples, seed=seed,
-                          device=device, margin_mm=margin_mm, progress=progress, barrier=wall, settings=settings)
+                          device=device, margin_mm=margin_mm, progress=progress, barrier=wall, settings=settings,
+                          plan=plan)
         progress(0.95, "writing outputs")
         write_forecast(fc, out, existing=existing)
         bar.update(100 - bar.n)
@@ -105,9 +110,9 @@ def summary(fc: Forecast, out: Path) -> str:
         f"{fc.case.patient_id}: forecast at day {fc.target_day:g}{_date(fc)} with '{fc.forecaster}' -> {out}",
         f"  forecast tumor {forecast_tumor_ml(fc):.2f} mL; growth model ({fc.growth.model}) {med:.2f} mL"
         f" (95% band {lo:.2f}-{hi:.2f} mL)",
-        f"  GTV {fc.gtv.sum() * ml:.2f} mL | CTV standard ({fc.margin_mm:g} mm) {fc.ctv_standard.sum() * ml:.2f} mL"
-        f" | CTV forecast {fc.ctv_forecast.sum() * ml:.2f} mL (iso-volumetric)",
-        f"  both CTVs from the GTV + resection cavity ({fc.cavity_ml:.2f} mL), holes filled; "
+        f"  GTV {fc.gtv.sum() * ml:.2f} mL | CTV standard ({fc.plan}, {fc.margin_mm:g} mm) "
+        f"{fc.ctv_standard.sum() * ml:.2f} mL | CTV forecast {fc.ctv_forecast.sum() * ml:.2f} mL (iso-volumetric)",
+        f"  both CTVs from the {fc.plan} seed, {SEED_NAMES[fc.plan]} (cavity {fc.cavity_ml:.2f} mL), holes filled; "
         f"{'geodesic margin around the barrier' if fc.barrier_used else 'Euclidean margin (no barrier given)'}",
         *(f"  WARNING: {line}" for line in forecast_warnings(fc)),
         f"  took {fc.timings['total_s']:.1f} s; open {out / 'report.html'}",
@@ -130,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     fc = forecast_to_folder(args.case, args.day, args.out, forecaster=args.forecaster, samples=args.samples,
                             seed=args.seed, device=args.device, margin_mm=args.margin_mm, resample=args.resample,
                             barrier=args.barrier, existing=existing_mode(args.overwrite),
-                            settings=None if args.outcome is None else {"outcome": args.outcome})
+                            settings=None if args.outcome is None else {"outcome": args.outcome}, plan=args.plan)
     print(summary(fc, args.out))
     if reference is not None:
         from ..dicom_export import export_dicom

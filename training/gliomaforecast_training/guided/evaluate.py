@@ -32,7 +32,7 @@ from gliomaforecast.case import load_case
 from gliomaforecast.cohort_evaluation import find_cases, recurrences, score_maps, score_plans
 from gliomaforecast.evaluation_protocols import (Protocol, first_per_bin, gap_bin, parse_horizon, plan_tasks,
                                                  prefix_case)
-from gliomaforecast.forecast import fit_case_growth, run_forecast
+from gliomaforecast.forecast import case_plan_seed, fit_case_growth, run_forecast
 from gliomaforecast.forecasters import guided_inputs as gi
 from gliomaforecast.forecasters import multitask_inputs as mi
 from gliomaforecast.forecasters.base import ForecastRequest, no_progress
@@ -40,7 +40,7 @@ from gliomaforecast.forecasters.guided_ddim import GuidedDDIMForecaster
 from gliomaforecast.forecasters.guided_maps import GROWTH_MM
 from gliomaforecast.io import write_text_atomic
 from gliomaforecast.plausibility import cap_growth
-from gliomaforecast.target_volumes import build_targets, cavity_from_labels, standard_target
+from gliomaforecast.target_volumes import build_targets, standard_target
 
 METRICS = ("hd95_mm", "rmse", "bce", "dice_tumor", "volume_error_ml", "coverage_forecast_gtv",
            "coverage_standard_gtv", "coverage_forecast_enhancing", "coverage_standard_enhancing", "burden_error",
@@ -63,11 +63,10 @@ def subsample(tasks: list, days: np.ndarray, per_patient: int) -> list:
 
 def ctvs(case, probability: np.ndarray, margin_mm: float = 15.0) -> dict[str, np.ndarray]:
     """Standard and forecast CTVs of a forecast map, as ``forecast.run_forecast`` builds them."""
-    last = case.timepoints[-1]
-    gtv, brain, spacing = case.gtv(last), case.brain_mask(), case.grid.spacing
-    cavity = cavity_from_labels(case.labels(last))
-    standard = standard_target(gtv, spacing, margin_mm, cavity=cavity, brain_mask=brain)
-    t = build_targets(gtv, spacing, margin_mm, score=probability, cavity=cavity, brain_mask=brain, standard=standard)
+    seed, brain, spacing = case_plan_seed(case), case.brain_mask(), case.grid.spacing
+    standard = standard_target(seed.tumour, spacing, margin_mm, cavity=seed.cavity, brain_mask=brain)
+    t = build_targets(seed.tumour, spacing, margin_mm, score=probability, cavity=seed.cavity, brain_mask=brain,
+                      standard=standard)
     return {"forecast": t.forecast, "standard": t.standard}
 
 

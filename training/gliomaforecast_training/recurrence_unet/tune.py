@@ -5,8 +5,9 @@
 
 For every patient the ``recurrence`` protocol scores, the exported ensemble runs once through the core
 (``forecasters.recurrence_unet.ensemble_maps``); then each candidate (smooth_mm, prior_weight, floor, window_mm) gives the
-score map (``score_map``) and the forecast CTV exactly as the forecast does (``target_volumes.build_targets``:
-the standard plan's voxel count, the planning GTV and cavity always in, holes filled). A candidate is admissible
+score map (``score_map``) and the forecast CTV exactly as the forecast does (``target_volumes.build_targets`` from the
+seed of the planning convention ``--plan``, ``forecast.case_plan_seed``: the standard plan's voxel count, the seed,
+tumour core or GTV, and the cavity always in, holes filled). A candidate is admissible
 when its mean coverage of the whole recurrent GTV is at most ``--max-gtv-loss`` below the standard plan's and no
 patient's enhancing coverage is more than ``--max-patient-loss`` below the standard's (defaults: no limit). Among
 admissible candidates the criterion is the mean coverage of the enhancing
@@ -30,16 +31,19 @@ import numpy as np
 from gliomaforecast import evaluation
 from gliomaforecast.case import load_case
 from gliomaforecast.evaluation_protocols import recurrence_task
+from gliomaforecast.forecast import case_plan_seed
 from gliomaforecast.forecasters.recurrence_unet import MODEL_ID, ensemble_maps, score_map
 from gliomaforecast.models import load_family
 from gliomaforecast.recurrence_inputs import PIXEL_MM, paste_crop, planning_inputs, to_case_grid
-from gliomaforecast.target_volumes import build_targets, cavity_from_labels
+from gliomaforecast.standard_plan import AUTO, CHOICES
+from gliomaforecast.target_volumes import build_targets
 
 from ..module_main import module_main
 
 
-def patient_maps(case_json: Path, family) -> dict | None:
-    """The ensemble mean (working grid), planning GTV, brain, standard CTV and recurrences of one patient."""
+def patient_maps(case_json: Path, family, plan: str = AUTO) -> dict | None:
+    """The ensemble mean (working grid), the standard plan's seed (``plan``: its convention) and cavity, brain,
+    standard CTV and recurrences of one patient."""
     case = load_case(case_json)
     found = recurrence_task(case)
     if found is None:
@@ -47,16 +51,16 @@ def patient_maps(case_json: Path, family) -> dict | None:
     planning, target_index = found
     inputs = planning_inputs(planning)
     mean, _, box = ensemble_maps(family, inputs)
-    gtv, brain = planning.gtv(planning.timepoints[-1]), case.brain_mask()
+    seed, brain = case_plan_seed(planning, plan), case.brain_mask()
     labels = case.labels(case.timepoints[target_index])
     if labels is None:
         return None
     recurrence = {**{d: evaluation.recurrence_mask(labels, d) for d in ("enhancing", "enhancing+necrosis")},
                   "gtv": case.gtv(case.timepoints[target_index])}
-    cavity = cavity_from_labels(planning.labels(planning.timepoints[-1]))
-    standard = build_targets(gtv, case.grid.spacing, 15.0, cavity=cavity, brain_mask=brain).standard
-    return {"patient": case.patient_id, "cavity": cavity, "inputs": inputs, "mean": paste_crop(mean, box, inputs.brain.shape),
-            "gtv": gtv, "brain": brain, "spacing": case.grid.spacing, "standard": standard, "recurrence": recurrence}
+    standard = build_targets(seed.tumour, case.grid.spacing, 15.0, cavity=seed.cavity, brain_mask=brain).standard
+    return {"patient": case.patient_id, "cavity": seed.cavity, "inputs": inputs,
+            "mean": paste_crop(mean, box, inputs.brain.shape), "seed": seed.tumour, "plan": seed.convention,
+            "brain": brain, "spacing": case.grid.spacing, "standard": standard, "recurrence": recurrence}
 
 
 def plan_coverage(p: dict, smooth_mm: float, prior_weight: float, prior_mm: float, floor: float,
@@ -67,7 +71,7 @@ def plan_coverage(p: dict, smooth_mm: float, prior_weight: float, prior_mm: floa
     score = score_map(p["mean"], inputs.gtv, inputs.brain, (PIXEL_MM,) * 3, smooth_mm, prior_weight, prior_mm, floor,
                       window_mm)
     score = to_case_grid(score, inputs.case_shape)
-    plan = build_targets(p["gtv"], p["spacing"], 15.0, score=score, cavity=p["cavity"], brain_mask=p["brain"]).forecast
+    plan = build_targets(p["seed"], p["spacing"], 15.0, score=score, cavity=p["cavity"], brain_mask=p["brain"]).forecast
     return {**{d: evaluation.coverage(plan, m) for d, m in p["recurrence"].items()},
             "hd95_gtv": evaluation.hd95(plan, p["recurrence"]["gtv"], p["spacing"])}
 
@@ -81,6 +85,8 @@ def add_arguments(pa: argparse.ArgumentParser) -> None:
     pa.add_argument("--prior-mm", type=float, nargs="+", default=[30.0], help="reach of the distance prior, mm")
     pa.add_argument("--floor", type=float, nargs="+", default=[0.0, 0.05])
     pa.add_argument("--window-mm", type=float, nargs="+", default=[0.0, 40.0], help="0: no window")
+    pa.add_argument("--plan", choices=CHOICES, default=AUTO,
+                    help="standard plan's convention (gliomaforecast.standard_plan; default auto: estro-eano with labels)")
     pa.add_argument("--max-gtv-loss", type=float, default=float("inf"),
                     help="admissible: mean gtv coverage at most this below the standard plan's")
     pa.add_argument("--max-patient-loss", type=float, default=float("inf"),
@@ -108,7 +114,7 @@ def _limit(value: float) -> float | None:
 
 def tune(args: argparse.Namespace) -> dict:
     family = load_family(MODEL_ID, args.models_dir, prefer_gpu=False)
-    patients = [p for p in (patient_maps(c, family) for c in sorted(args.cohort.glob("*/case.json"))) if p]
+    patients = [p for p in (patient_maps(c, family, args.plan) for c in sorted(args.cohort.glob("*/case.json"))) if p]
     standard = {p["patient"]: {d: evaluation.coverage(p["standard"], m) for d, m in p["recurrence"].items()}
                 for p in patients}
     rows = []
@@ -139,7 +145,8 @@ def tune(args: argparse.Namespace) -> dict:
                                           "decimals), then mean gtv coverage (3 decimals), then the smaller "
                                           "mean HD95 (mm, whole recurrence), then the median per-patient "
                                           "improvement, then the smaller prior weight",
-           "cohort": str(args.cohort), "patients": [p["patient"] for p in patients], "table": rows}
+           "cohort": str(args.cohort), "plan": sorted({p["plan"] for p in patients}),
+           "patients": [p["patient"] for p in patients], "table": rows}
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     print("chosen", json.dumps(chosen))
     return out
