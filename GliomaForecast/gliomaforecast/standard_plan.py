@@ -5,7 +5,9 @@ Conventions (docs/targets.md):
 * ``estro-eano``: the ESTRO-EANO 2023 glioblastoma guideline, as PREDICT-GBM builds its standard plan ("Radiation
   plans"): the seed is the tumour core, BraTS labels 1 (necrosis) and 3 (enhancing), plus the resection cavity (4);
   edema (2) is not part of it. It needs the planning scan's BraTS labels. Necrosis alone, or the cavity alone, is a
-  valid seed (an empty enhancing part is not an error).
+  valid seed (an empty enhancing part is not an error). Labels with neither a core nor a cavity (a non-enhancing
+  tumour, e.g. a responding one after RT) leave only the FLAIR abnormality as visible tumour: the plan then grows the
+  whole GTV, recorded as ``flair``, with a warning.
 * ``flair``: the whole GTV (the case's GTV mask, or its ``gtv_labels``) plus the cavity.
 
 ``auto`` (the default everywhere) chooses ``estro-eano`` when the planning scan has BraTS labels holding a core or a
@@ -34,8 +36,8 @@ CAVITY_LABEL = 4  # BraTS resection cavity
 
 
 class PlanError(ValueError):
-    """The inputs cannot serve the requested convention (``estro-eano`` without BraTS labels, or labels with neither a
-    tumour core nor a cavity). Its message is one line; callers add the file and field."""
+    """The inputs cannot serve the requested convention (``estro-eano`` without BraTS labels). Its message is one
+    line; callers add the file and field."""
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,9 @@ def plan_seed(gtv: np.ndarray, labels: np.ndarray | None, convention: str | None
     """The seed of the standard plan by ``convention`` (``auto``, ``estro-eano`` or ``flair``) from the planning
     scan's ``gtv`` (bool) and BraTS ``labels`` (int map, or None when the scan has none).
 
-    ``estro-eano`` without labels, or with labels holding neither a core (1, 3) nor a cavity (4), is a
-    :class:`PlanError`; ``auto`` then falls back to ``flair`` with a warning."""
+    ``estro-eano`` without labels is a :class:`PlanError` (``auto`` falls back to ``flair`` with a warning); labels
+    holding neither a core (1, 3) nor a cavity (4) give ``flair`` with a warning under both (the FLAIR abnormality is
+    then the only visible tumour)."""
     convention = check_convention(convention)
     gtv = np.asarray(gtv, dtype=bool)
     if labels is None:
@@ -99,10 +102,8 @@ def plan_seed(gtv: np.ndarray, labels: np.ndarray | None, convention: str | None
         return _fallback(gtv, None, "the planning scan has no BraTS labels")
     core = tumor_core(labels)
     if not core.any() and cavity is None:
-        if convention == ESTRO_EANO:
-            raise PlanError("the planning scan's labels hold no tumour core (1, 3) and no resection cavity (4): "
-                            "nothing to grow the estro-eano plan from; choose the flair plan")
-        return _fallback(gtv, None, "the planning scan's labels hold no tumour core (1, 3) and no cavity (4)")
+        return _fallback(gtv, None, "the planning scan's labels hold no tumour core (1, 3) and no cavity (4), only "
+                                    "the FLAIR abnormality")
     return PlanSeed(ESTRO_EANO, core, cavity)
 
 

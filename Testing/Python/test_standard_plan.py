@@ -77,13 +77,13 @@ def test_necrosis_alone_or_the_cavity_alone_seeds_the_plan() -> None:
     assert plan[cavity_only == 4].all() and plan.sum() > (cavity_only == 4).sum()
 
 
-def test_labels_with_edema_only() -> None:
+def test_labels_with_edema_only_grow_the_flair_abnormality() -> None:
     labels, gtv = _labels()
     labels[labels > 0] = 2
-    with pytest.raises(PlanError, match="no tumour core"):
-        plan_seed(gtv, labels, "estro-eano")
-    seed = plan_seed(gtv, labels)
-    assert seed.convention == "flair" and "no tumour core" in seed.warning
+    for convention in ("auto", "estro-eano"):
+        seed = plan_seed(gtv, labels, convention)
+        assert seed.convention == "flair" and np.array_equal(seed.tumour, gtv)
+        assert "no tumour core (1, 3) and no cavity (4)" in seed.warning
 
 
 def test_flair_keeps_the_whole_gtv_and_the_cavity() -> None:
