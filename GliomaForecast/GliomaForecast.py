@@ -22,7 +22,8 @@ from slicer.util import VTKObservationMixin
 
 # Plain Python and numpy (the defaults, the planning conventions and the forecaster registry): importable before the
 # core's dependencies are installed.
-from gliomaforecast import defaults, standard_plan
+from gliomaforecast import defaults
+from gliomaforecast.targets import standard_plan
 from gliomaforecast.forecasters import DEFAULT_FORECASTER, FORECASTER_NAMES
 from gliomaforecast.forecasters.registry import entry as forecasterEntry
 from GliomaForecastLib.panel import defaultForecastDay, doseTooltip, panelMessage
@@ -545,9 +546,9 @@ class GliomaForecastTest(ScriptedLoadableModuleTest):
         import numpy as np
 
         from GliomaForecastLib import adapters
-        from gliomaforecast import ctv
-        from gliomaforecast.case import load_case
-        from gliomaforecast.target_volumes import build_targets, target_seed
+        from gliomaforecast.targets import ctv
+        from gliomaforecast.io.case import load_case
+        from gliomaforecast.targets.volumes import build_targets, target_seed
 
         self.delayDisplay("Loading the sample patient")
         if not os.path.exists(SAMPLE_CASE):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gliomaforecast.case import load_case
+from gliomaforecast.io.case import load_case
 from gliomaforecast_training import cohort, imaging
 from gliomaforecast_training.anatomy import deform, load_template
 from gliomaforecast_training.tumor_growth import FisherKolmogorov, reference_step, stable_time_step

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from gliomaforecast import ctv, sdf
+from gliomaforecast import sdf
+from gliomaforecast.targets import ctv
 from gliomaforecast.evaluation import dice
 
 SHAPE = (155, 240, 240)

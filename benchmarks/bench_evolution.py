@@ -19,7 +19,7 @@ import torch
 
 from _measure import measure, write_result
 from gliomaforecast import deformation, sdf
-from gliomaforecast.case import load_case
+from gliomaforecast.io.case import load_case
 from gliomaforecast.models import load_model
 from gliomaforecast_training.evolution_net import EvolutionNet
 from gliomaforecast_training.export_evolution import export_onnx

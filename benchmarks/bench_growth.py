@@ -18,7 +18,7 @@ import lmfit
 import numpy as np
 from scipy.integrate import odeint
 
-from gliomaforecast import growth_fit as gf
+from gliomaforecast.growth import fit as gf
 from gliomaforecast.growth import GrowthParams, burden, fit_growth
 from _measure import write_result
 

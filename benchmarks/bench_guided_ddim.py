@@ -16,7 +16,7 @@ from pathlib import Path
 
 from _measure import measure, write_result
 from gliomaforecast import defaults
-from gliomaforecast.case import load_case
+from gliomaforecast.io.case import load_case
 from gliomaforecast.forecast import fit_case_growth, run_forecast
 
 CASE = Path(__file__).resolve().parents[1] / "Resources" / "SampleData" / "sample_patient" / "case.json"

@@ -12,8 +12,8 @@ from __future__ import annotations
 import SimpleITK as sitk
 
 from _measure import measure, write_result
-from gliomaforecast import file_integrity
-from gliomaforecast.case import load_case
+from gliomaforecast.io import integrity as file_integrity
+from gliomaforecast.io.case import load_case
 from gliomaforecast.resources import resources_dir
 
 CASE = resources_dir() / "SampleData" / "sample_patient" / "case.json"

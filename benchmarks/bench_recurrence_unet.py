@@ -16,7 +16,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from _measure import _rss_kib, measure, write_result
-from gliomaforecast.case import load_case
+from gliomaforecast.io.case import load_case
 from gliomaforecast.forecast import run_forecast
 from gliomaforecast.models import load_families
 

@@ -25,14 +25,14 @@ import numpy as np
 from scipy.stats import wilcoxon
 
 from gliomaforecast import evaluation, sdf
-from gliomaforecast.burden import burden_from_case
-from gliomaforecast.case import load_case
-from gliomaforecast.cohort_evaluation import find_cases
-from gliomaforecast.evaluation_protocols import Protocol, gap_bin, plan_tasks, prefix_case
+from gliomaforecast.growth.burden import burden_from_case
+from gliomaforecast.io.case import load_case
+from gliomaforecast.evaluation.cohort import find_cases
+from gliomaforecast.evaluation.protocols import Protocol, gap_bin, plan_tasks, prefix_case
 from gliomaforecast.forecasters.base import probability_for_volume
-from gliomaforecast.growth_fit import fit_growth
-from gliomaforecast.growth_prior import prior_path
-from gliomaforecast.plausibility import cap_growth
+from gliomaforecast.growth.fit import fit_growth
+from gliomaforecast.growth.prior import prior_path
+from gliomaforecast.growth.checks import cap_growth
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ARMS = {  # name in the output: (prior, prior_frees)

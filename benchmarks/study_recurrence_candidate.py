@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 from gliomaforecast import evaluation
-from gliomaforecast.forecasters.recurrence_unet import MODEL_ID
+from gliomaforecast.forecasters.recurrence.unet import MODEL_ID
 from gliomaforecast.models import load_family
-from gliomaforecast.standard_plan import AUTO, CHOICES
+from gliomaforecast.targets.standard_plan import AUTO, CHOICES
 from gliomaforecast_training.recurrence_unet.tune import patient_maps, plan_coverage
 
 

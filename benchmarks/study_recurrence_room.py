@@ -3,7 +3,7 @@ gain over the standard 15 mm plan at all (the room the `recurrence` protocol lea
 
     python benchmarks/study_recurrence_room.py --cohort /work/data/train_dense --out room.json [--ceiling] [--plan P]
 
-Regions (mm, on each case's grid): the seed of the standard plan (``--plan``, gliomaforecast.standard_plan: tumour
+Regions (mm, on each case's grid): the seed of the standard plan (``--plan``, gliomaforecast.targets.standard_plan: tumour
 core + cavity for estro-eano, the default with labels; planning GTV + cavity for flair, the runs before issue 27), bands 0-3, 3-8 and 8-15 mm outside it (inside
 the standard CTV), white matter (> 60 %) and grey matter (< 30 % wm) 5-25 mm outside the standard CTV, and white
 matter farther. Per region: voxels, voxels of core recurrence (labels 1|3) and of the whole recurrence (1|2|3).
@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from gliomaforecast import evaluation, sdf
-from gliomaforecast.case import load_case
-from gliomaforecast.evaluation_protocols import recurrence_task
+from gliomaforecast.io.case import load_case
+from gliomaforecast.evaluation.protocols import recurrence_task
 from gliomaforecast.forecast import case_plan_seed
-from gliomaforecast.standard_plan import AUTO, CHOICES
-from gliomaforecast.target_volumes import build_targets, standard_target, target_seed
+from gliomaforecast.targets.standard_plan import AUTO, CHOICES
+from gliomaforecast.targets.volumes import build_targets, standard_target, target_seed
 
 
 def patient_regions(case_json: Path, ceiling: bool, plan: str = AUTO) -> dict | None:

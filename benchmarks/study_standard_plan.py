@@ -4,7 +4,7 @@
 
 For every patient the `recurrence` protocol scores (the planning scan and the first post-RT progression), on the
 planning scan: the standard plan of each convention (`estro-eano`: tumour core + cavity + 15 mm; `flair`: whole GTV +
-cavity + 15 mm; gliomaforecast.standard_plan), its volume (mL) and its coverage of the later enhancing tumour (label
+cavity + 15 mm; gliomaforecast.targets.standard_plan), its volume (mL) and its coverage of the later enhancing tumour (label
 3) and of the whole later tumour (labels 1-3); and an ORACLE per convention (not a model: it knows the recurrence):
 the iso-volumetric plan of the same voxel count that holds the seed and then the voxels nearest (mm) the true
 enhancing recurrence (for the whole-recurrence ceiling, the whole recurrence), inside the brain. Across patients: the
@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from gliomaforecast import evaluation, sdf
-from gliomaforecast.case import load_case
-from gliomaforecast.evaluation_protocols import recurrence_task
-from gliomaforecast.standard_plan import CONVENTIONS, plan_seed
-from gliomaforecast.target_volumes import build_targets
+from gliomaforecast.io.case import load_case
+from gliomaforecast.evaluation.protocols import recurrence_task
+from gliomaforecast.targets.standard_plan import CONVENTIONS, plan_seed
+from gliomaforecast.targets.volumes import build_targets
 
 MARGIN_MM = 15.0
 

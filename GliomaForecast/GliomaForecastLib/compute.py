@@ -18,14 +18,15 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from gliomaforecast import defaults, sdf, standard_plan
-from gliomaforecast.case import Case
+from gliomaforecast import defaults, sdf
+from gliomaforecast.targets import standard_plan
+from gliomaforecast.io.case import Case
 from gliomaforecast.deformation import to_physical
 from gliomaforecast.forecast import run_forecast
 from gliomaforecast.forecasters.base import ForecasterOutput
 from gliomaforecast.geometry import Grid
 from gliomaforecast.growth import GrowthFit, fit_growth
-from gliomaforecast.target_volumes import build_targets
+from gliomaforecast.targets.volumes import build_targets
 
 from .progress import ProgressCallback, Steps
 
@@ -105,7 +106,7 @@ def compute_growth(days: np.ndarray, burdens_ml: np.ndarray, rt_start_day: Optio
 class TargetsResult:
     """Bool masks on ``grid`` for the segments "GTV" (the planning scan's GTV), "CTV standard" and "CTV forecast"
     (in that order); ``margin_mm`` in mm; ``plan``, the planning convention the CTVs were grown by
-    (``gliomaforecast.standard_plan.CONVENTIONS``), and ``plan_warning``, why ``auto`` fell back to ``flair`` (one
+    (``gliomaforecast.targets.standard_plan.CONVENTIONS``), and ``plan_warning``, why ``auto`` fell back to ``flair`` (one
     line) or None."""
 
     grid: Grid
@@ -116,7 +117,7 @@ class TargetsResult:
 
 
 def plan_seed(gtv: np.ndarray, labels: Optional[np.ndarray], plan: str, source: str) -> standard_plan.PlanSeed:
-    """``gliomaforecast.standard_plan.plan_seed`` of the planning scan's ``gtv`` (bool) and BraTS ``labels`` (int,
+    """``gliomaforecast.targets.standard_plan.plan_seed`` of the planning scan's ``gtv`` (bool) and BraTS ``labels`` (int,
     or None) by the convention ``plan``; a convention they cannot serve is a one-line ValueError that begins with
     ``source`` (what names the scan to the user)."""
     try:
@@ -131,8 +132,8 @@ def compute_targets(gtv: np.ndarray, grid: Grid, score: Optional[np.ndarray] = N
                     progress: Optional[ProgressCallback] = None, cancel: Optional[threading.Event] = None, *,
                     labels: Optional[np.ndarray] = None, plan: str = standard_plan.AUTO,
                     source: str = "the planning scan") -> TargetsResult:
-    """Both CTVs by the rule of ``gliomaforecast.target_volumes`` (the same as the forecast and the ``ctv``
-    command), grown from the seed of the planning convention ``plan`` (``gliomaforecast.standard_plan.plan_seed``
+    """Both CTVs by the rule of ``gliomaforecast.targets.volumes`` (the same as the forecast and the ``ctv``
+    command), grown from the seed of the planning convention ``plan`` (``gliomaforecast.targets.standard_plan.plan_seed``
     of ``gtv`` and the BraTS ``labels``, int, or None): CTV standard, ``margin_mm`` around the seed (tumour core or
     GTV, + the resection cavity) inside ``brain``, geodesic around ``barrier``; CTV forecast, as many voxels ranked by
     ``score`` (without it, the seed's own probability map), off the barrier; no interior holes. All arrays on
@@ -156,7 +157,7 @@ class ForecastInputs:
     per scan, the other sequences by modality (``t1ce``, ``t1``, ``t2``; float32), empty when none;
     ``forecaster_settings``: (name, value) pairs for the forecaster (``run_forecast(settings=...)``, e.g. the
     latent-diffusion ``outcome``); ``labels``: the planning (last) scan's BraTS label map (int16) or None; ``plan``:
-    the planning convention of the standard plan (``gliomaforecast.standard_plan.CHOICES``)."""
+    the planning convention of the standard plan (``gliomaforecast.targets.standard_plan.CHOICES``)."""
 
     grid: Grid
     days: Tuple[float, ...]

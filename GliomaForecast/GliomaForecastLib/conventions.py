@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import slicer
 
-from gliomaforecast import forecast_output
+from gliomaforecast.output import record as forecast_output
 
 PROBABILITY_COLOR_TABLE = "GliomaForecast Probability"
 

@@ -30,8 +30,9 @@ import numpy as np
 import slicer
 import vtk
 
-from gliomaforecast import defaults, standard_plan
-from gliomaforecast.case import load_case
+from gliomaforecast import defaults
+from gliomaforecast.targets import standard_plan
+from gliomaforecast.io.case import load_case
 from gliomaforecast.forecasters import DEFAULT_FORECASTER
 from gliomaforecast.geometry import Grid, resample_to
 
@@ -39,7 +40,7 @@ from . import adapters, compute, conventions
 from .progress import ProgressCallback, Steps
 
 DAY_ATTRIBUTE = "GliomaForecast.Day"
-MODALITY_ATTRIBUTE = "GliomaForecast.Modality"  # flair, t1ce, t1, t2 or adc (gliomaforecast.case.IMAGE_NAMES)
+MODALITY_ATTRIBUTE = "GliomaForecast.Modality"  # flair, t1ce, t1, t2 or adc (gliomaforecast.io.case.IMAGE_NAMES)
 PLAN_ATTRIBUTE = "GliomaForecast.Plan"  # the planning convention of a target segmentation (standard_plan.CONVENTIONS)
 PLAN_SEED_ATTRIBUTE = "GliomaForecast.PlanSeed"  # what its CTVs grew from (standard_plan.SEED_NAMES)
 PLAN_WARNING_ATTRIBUTE = "GliomaForecast.PlanWarning"  # why plan auto fell back to flair; absent when it did not
@@ -144,7 +145,7 @@ class ForecastLogic:
 
     # --- loading a case ----------------------------------------------------------------------------
     def loadCase(self, casePath: Union[str, Path]) -> LoadedCase:
-        """Load a case manifest (``case.json``, see ``gliomaforecast.case``) as MRML nodes on its exact geometry:
+        """Load a case manifest (``case.json``, see ``gliomaforecast.io.case``) as MRML nodes on its exact geometry:
         "FLAIR day D" (and "T1CE day D", "T1 day D", "T2 day D" where given: ``GliomaForecast.Modality``
         attribute) volumes, "GTV day D" segmentations (segment "GTV" and, where the scan has a BraTS ``labels``
         map, its non-empty parts as the label segments of ``conventions.LABEL_SEGMENTS``: "Necrosis", "Edema",
@@ -356,9 +357,9 @@ class ForecastLogic:
                       cancel: Optional[threading.Event] = None,
                       plan: str = standard_plan.AUTO) -> "slicer.vtkMRMLSegmentationNode":
         """A segmentation with segments "GTV", "CTV standard" and "CTV forecast" on the GTV's reference geometry,
-        by the rule of ``gliomaforecast.target_volumes``.
+        by the rule of ``gliomaforecast.targets.volumes``.
 
-        * Seed: by the planning convention ``plan`` (``gliomaforecast.standard_plan``): ``estro-eano``, the tumour
+        * Seed: by the planning convention ``plan`` (``gliomaforecast.targets.standard_plan``): ``estro-eano``, the tumour
           core (the segmentation's "Necrosis" + "Enhancing tumor" segments) + "Resection cavity"; ``flair``, the GTV
           + "Resection cavity"; ``auto`` (default), estro-eano where the segmentation has a core or cavity segment,
           else flair, with the warning in the ``GliomaForecast.PlanWarning`` attribute (:func:`planWarning`).

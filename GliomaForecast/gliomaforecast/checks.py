@@ -4,7 +4,7 @@ a one-line message; the CLI and case loaders turn bad files into InputErrors bef
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

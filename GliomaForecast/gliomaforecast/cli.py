@@ -15,8 +15,9 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import NoReturn
 
 from . import __version__
 from .errors import InputError
@@ -36,9 +37,14 @@ def command_summary(package: str, module_name: str) -> tuple[str, str]:
     if spec is not None and spec.origin and spec.origin.endswith(".py"):
         tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
         for node in tree.body:
-            if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
-                    and node.targets[0].id in ("NAME", "HELP") and isinstance(node.value, ast.Constant)
-                    and isinstance(node.value.value, str)):
+            if (
+                isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+                and node.targets[0].id in ("NAME", "HELP")
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+            ):
                 found[node.targets[0].id] = node.value.value
     if len(found) < 2:
         module = importlib.import_module(f"{package}.commands.{module_name}")
@@ -52,8 +58,9 @@ def chosen_command(argv: Sequence[str]) -> str | None:
     return next((word for word in argv if not word.startswith("-")), None)
 
 
-def build_parser(prog: str, description: str, package: str, commands: Sequence[str],
-                 argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+def build_parser(
+    prog: str, description: str, package: str, commands: Sequence[str], argv: Sequence[str] | None = None
+) -> argparse.ArgumentParser:
     """An argument parser with one sub-command per module ``package.commands.<name>`` (each defines NAME,
     HELP, add_arguments(parser) and run(args) -> exit code).
 
@@ -114,9 +121,11 @@ def run_commands(parser: argparse.ArgumentParser, argv: Sequence[str] | None) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .commands import COMMANDS
+
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser("gliomaforecast", "Glioma growth forecasting and radiotherapy targets.", __package__,
-                          COMMANDS, argv=argv)
+    parser = build_parser(
+        "gliomaforecast", "Glioma growth forecasting and radiotherapy targets.", __package__, COMMANDS, argv=argv
+    )
     return run_commands(parser, argv)
 
 

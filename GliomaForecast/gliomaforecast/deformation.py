@@ -21,8 +21,9 @@ displacement, not a stationary velocity field). Runtime: numpy, scipy and onnxru
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -30,11 +31,11 @@ from scipy import ndimage
 from .checks import check_spacing
 from .errors import InputError
 from .geometry import Grid
-from .io import write_image
+from .io.images import write_image
 from .models import OnnxModel, load_model
 
 if TYPE_CHECKING:
-    from .case import Case
+    from .io.case import Case
 
 MODEL_ID = "evolution"
 BATCH = 16
@@ -44,8 +45,9 @@ def _spacing(spacing: Sequence[float], ndim: int) -> np.ndarray:
     return np.asarray(check_spacing(spacing, ndim), dtype=float)
 
 
-def resample_plane(stack: np.ndarray, spacing_yx: Sequence[float], target_mm: float,
-                   shape_yx: tuple[int, int] | None = None) -> np.ndarray:
+def resample_plane(
+    stack: np.ndarray, spacing_yx: Sequence[float], target_mm: float, shape_yx: tuple[int, int] | None = None
+) -> np.ndarray:
     """Linearly resample a stack of 2D planes (n, y, x) from ``spacing_yx`` (mm) to ``target_mm`` pixels.
 
     Pixel 0 stays at the same position; the output covers the input extent (``floor(extent/target)+1``
@@ -54,20 +56,23 @@ def resample_plane(stack: np.ndarray, spacing_yx: Sequence[float], target_mm: fl
     sp = np.asarray(spacing_yx, dtype=float)
     if shape_yx is None:
         shape_yx = tuple(int(np.floor((n - 1) * s / target_mm + 1e-6)) + 1 for n, s in zip(stack.shape[1:], sp))
-    coords = np.meshgrid(np.arange(shape_yx[0]) * target_mm / sp[0], np.arange(shape_yx[1]) * target_mm / sp[1],
-                         indexing="ij")
+    coords = np.meshgrid(
+        np.arange(shape_yx[0]) * target_mm / sp[0], np.arange(shape_yx[1]) * target_mm / sp[1], indexing="ij"
+    )
     out = np.empty((stack.shape[0], *shape_yx), dtype=np.float32)
     for i, plane in enumerate(stack):
         out[i] = ndimage.map_coordinates(plane, coords, order=1, mode="nearest")
     return out
 
 
-def _restore_plane(stack: np.ndarray, target_mm: float, spacing_yx: Sequence[float],
-                   shape_yx: tuple[int, int]) -> np.ndarray:
+def _restore_plane(
+    stack: np.ndarray, target_mm: float, spacing_yx: Sequence[float], shape_yx: tuple[int, int]
+) -> np.ndarray:
     """Inverse of :func:`resample_plane`: planes at ``target_mm`` pixels back onto ``shape_yx`` at ``spacing_yx``."""
     sp = np.asarray(spacing_yx, dtype=float)
-    coords = np.meshgrid(np.arange(shape_yx[0]) * sp[0] / target_mm, np.arange(shape_yx[1]) * sp[1] / target_mm,
-                         indexing="ij")
+    coords = np.meshgrid(
+        np.arange(shape_yx[0]) * sp[0] / target_mm, np.arange(shape_yx[1]) * sp[1] / target_mm, indexing="ij"
+    )
     out = np.empty((stack.shape[0], *shape_yx), dtype=np.float32)
     for i, plane in enumerate(stack):
         out[i] = ndimage.map_coordinates(plane, coords, order=1, mode="nearest")
@@ -90,15 +95,16 @@ def predict_slices(phi1: np.ndarray, phi2: np.ndarray, gap_days: float, model: O
     x = np.stack([np.pad(phi1, pad, mode="edge"), np.pad(phi2, pad, mode="edge")], axis=1).astype(np.float32)
     out = np.empty((n, 2, h, w), dtype=np.float32)
     for start in range(0, n, BATCH):
-        chunk = x[start:start + BATCH]
+        chunk = x[start : start + BATCH]
         gap = np.full((chunk.shape[0],), gap_days, dtype=np.float32)
         field = model.run({"phi": chunk, "gap_days": gap})["displacement"]
-        out[start:start + BATCH] = field[:, :, pad[1][0]:pad[1][0] + h, pad[2][0]:pad[2][0] + w]
+        out[start : start + BATCH] = field[:, :, pad[1][0] : pad[1][0] + h, pad[2][0] : pad[2][0] + w]
     return np.moveaxis(out, 1, -1)
 
 
-def evolution_field(phi1: np.ndarray, phi2: np.ndarray, gap_days: float, spacing: Sequence[float],
-                    model: OnnxModel | None = None) -> np.ndarray:
+def evolution_field(
+    phi1: np.ndarray, phi2: np.ndarray, gap_days: float, spacing: Sequence[float], model: OnnxModel | None = None
+) -> np.ndarray:
     """Displacement field (z, y, x, 3), mm, with phi2 ~= warp(phi1, field) for two 3D signed distances (mm).
 
     ``gap_days`` = t_2 - t_1 > 0. Axial slices without tumor in either map get a zero field. ``model``
@@ -174,16 +180,18 @@ def from_physical(vectors: np.ndarray, grid: Grid) -> np.ndarray:
     return (vec @ np.linalg.inv(grid.direction_matrix).T)[..., ::-1].astype(np.float32)
 
 
-def write_displacement(path: str | Path, displacement: np.ndarray, grid: Grid, *,
-                       inputs: Iterable[str | Path] = ()) -> Path:
+def write_displacement(
+    path: str | Path, displacement: np.ndarray, grid: Grid, *, inputs: Iterable[str | Path] = ()
+) -> Path:
     """Write the field as a 3-component vector image (physical LPS x, y, z in mm) with ``grid``'s geometry."""
     if grid.ndim != 3 or np.shape(displacement) != grid.shape + (3,):
         raise ValueError(f"displacement must have shape {grid.shape + (3,)}, got {np.shape(displacement)}")
     return write_image(path, to_physical(displacement, grid), grid, inputs=inputs)
 
 
-def case_evolution_field(case: Case, first: int = -2, second: int = -1,
-                         model: OnnxModel | None = None) -> tuple[np.ndarray, float]:
+def case_evolution_field(
+    case: Case, first: int = -2, second: int = -1, model: OnnxModel | None = None
+) -> tuple[np.ndarray, float]:
     """The field between the GTVs of timepoints ``first`` and ``second`` of a loaded case (``model`` defaults to
     the registered ``evolution`` model).
 
@@ -195,6 +203,7 @@ def case_evolution_field(case: Case, first: int = -2, second: int = -1,
         raise InputError(case.path, "timepoints", f"timepoint {tp2.index} is not after timepoint {tp1.index}")
     model = model if model is not None else load_model(MODEL_ID)
     key = ("evolution_field", tp1.index, tp2.index, model.spec.sha256, model.provider)
-    field = case.derived(key, lambda: evolution_field(case.gtv_distance(tp1), case.gtv_distance(tp2), gap,
-                                                      case.grid.spacing, model))
+    field = case.derived(
+        key, lambda: evolution_field(case.gtv_distance(tp1), case.gtv_distance(tp2), gap, case.grid.spacing, model)
+    )
     return field, gap

@@ -11,22 +11,23 @@ Time is in days since the case's day 0, volumes in mL.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from . import defaults, sdf
-from .burden import burden_from_case
-from .case import Case, load_case
 from .errors import InputError
 from .forecasters import DEFAULT_FORECASTER, REGISTRY, entry
 from .forecasters.base import ForecasterOutput, ForecastRequest, ProgressFn, no_progress
-from .growth_fit import GrowthFit, constant_fit, fit_growth
-from .plausibility import cap_growth
-from .standard_plan import AUTO, PlanError, PlanSeed, check_convention, plan_seed
-from .target_volumes import build_targets, standard_target
+from .growth.burden import burden_from_case
+from .growth.checks import cap_growth
+from .growth.fit import GrowthFit, constant_fit, fit_growth
+from .io.case import Case, load_case
+from .targets.standard_plan import AUTO, PlanError, PlanSeed, check_convention, plan_seed
+from .targets.volumes import build_targets, standard_target
 
 
 @dataclass
@@ -52,13 +53,13 @@ class Forecast:
     plan_warning: str | None = None  # why ``auto`` fell back to flair, or None
 
 
-def forecast_tumor_ml(fc: "Forecast") -> float:
+def forecast_tumor_ml(fc: Forecast) -> float:
     """Volume (mL) of the forecast tumor: the region phi <= 0 of the probability map (``sdf.tumor_region``), inside
     the brain mask when the case has one (so never more than the brain)."""
     return scenario_tumor_ml(fc, fc.output.probability)
 
 
-def scenario_tumor_ml(fc: "Forecast", probability: np.ndarray) -> float:
+def scenario_tumor_ml(fc: Forecast, probability: np.ndarray) -> float:
     """Volume (mL) of the tumor region phi <= 0 of ``probability`` (a map on ``fc``'s case grid) inside the brain
     mask when the case has one."""
     region = sdf.tumor_region(probability)
@@ -100,12 +101,22 @@ def check_target_day(case: Case, day: float) -> float:
     return float(day)
 
 
-def run_forecast(case: Case | str | Path, day: float, forecaster: str = DEFAULT_FORECASTER, *,
-                 samples: int = defaults.SAMPLES, seed: int = defaults.SEED, device: str = defaults.DEVICE,
-                 margin_mm: float = defaults.MARGIN_MM, n_bootstrap: int = defaults.N_BOOTSTRAP,
-                 progress: ProgressFn | None = None, growth: GrowthFit | None = None,
-                 barrier: np.ndarray | None = None, settings: Mapping[str, Any] | None = None,
-                 plan: str | None = AUTO) -> Forecast:
+def run_forecast(
+    case: Case | str | Path,
+    day: float,
+    forecaster: str = DEFAULT_FORECASTER,
+    *,
+    samples: int = defaults.SAMPLES,
+    seed: int = defaults.SEED,
+    device: str = defaults.DEVICE,
+    margin_mm: float = defaults.MARGIN_MM,
+    n_bootstrap: int = defaults.N_BOOTSTRAP,
+    progress: ProgressFn | None = None,
+    growth: GrowthFit | None = None,
+    barrier: np.ndarray | None = None,
+    settings: Mapping[str, Any] | None = None,
+    plan: str | None = AUTO,
+) -> Forecast:
     """Forecast ``case`` at ``day`` (days) with the named forecaster and build both CTVs.
 
     ``samples`` draws of the growth model's bootstrap distribution give the uncertainty; ``seed`` fixes
@@ -134,8 +145,12 @@ def run_forecast(case: Case | str | Path, day: float, forecaster: str = DEFAULT_
         need = {1: "one scan", 2: "two scans"}.get(registered.min_scans, f"{registered.min_scans} scans")
         fewer = [e.name for e in REGISTRY if e.min_scans <= len(case.timepoints)]
         instead = f"; use {' or '.join(fewer)} with {len(case.timepoints)}" if fewer else ""
-        raise InputError(case.path, "timepoints", f"a forecast needs at least {need} with the {forecaster} "
-                                                  f"forecaster; the case has {len(case.timepoints)}{instead}")
+        raise InputError(
+            case.path,
+            "timepoints",
+            f"a forecast needs at least {need} with the {forecaster} "
+            f"forecaster; the case has {len(case.timepoints)}{instead}",
+        )
     day = check_target_day(case, day)
     last = case.timepoints[-1]
     gtv = case.gtv(last)
@@ -144,10 +159,15 @@ def run_forecast(case: Case | str | Path, day: float, forecaster: str = DEFAULT_
     if barrier is not None:
         barrier = np.asarray(barrier, dtype=bool)
         if barrier.shape != tuple(case.grid.shape):
-            raise InputError(None, "barrier", f"shape {barrier.shape} differs from the case grid {tuple(case.grid.shape)}")
+            raise InputError(
+                None, "barrier", f"shape {barrier.shape} differs from the case grid {tuple(case.grid.shape)}"
+            )
     if brain is not None and not np.any(gtv & brain):
-        raise InputError(case.brain_mask_path, "brain_mask",
-                         f"does not overlap the GTV of timepoints[{last.index}] ({last.gtv or last.labels})")
+        raise InputError(
+            case.brain_mask_path,
+            "brain_mask",
+            f"does not overlap the GTV of timepoints[{last.index}] ({last.gtv or last.labels})",
+        )
     timings["load_s"] = time.perf_counter() - t0
 
     say(0.05, "fitting the growth model")
@@ -166,16 +186,44 @@ def run_forecast(case: Case | str | Path, day: float, forecaster: str = DEFAULT_
     say(0.9, "building target volumes")
     t3 = time.perf_counter()
     tumour, cavity = seed_parts.tumour, seed_parts.cavity
-    standard = None if barrier is not None else case.derived(
-        ("standard_ctv", last.index, float(margin_mm), seed_parts.convention),
-        lambda: standard_target(tumour, case.grid.spacing, margin_mm, cavity=cavity, brain_mask=brain))
-    targets = build_targets(tumour, case.grid.spacing, margin_mm, score=output.probability, cavity=cavity,
-                            brain_mask=brain, barrier=barrier, standard=standard)
+    standard = (
+        None
+        if barrier is not None
+        else case.derived(
+            ("standard_ctv", last.index, float(margin_mm), seed_parts.convention),
+            lambda: standard_target(tumour, case.grid.spacing, margin_mm, cavity=cavity, brain_mask=brain),
+        )
+    )
+    targets = build_targets(
+        tumour,
+        case.grid.spacing,
+        margin_mm,
+        score=output.probability,
+        cavity=cavity,
+        brain_mask=brain,
+        barrier=barrier,
+        standard=standard,
+    )
     timings["ctv_s"] = time.perf_counter() - t3
     timings["total_s"] = time.perf_counter() - t0
     say(1.0, "forecast done")
     cavity_ml = 0.0 if cavity is None else float(np.count_nonzero(cavity) * case.grid.voxel_volume_ml)
-    return Forecast(case, day, forecaster, output, growth, gtv, targets.standard, targets.forecast, float(margin_mm),
-                    seed, samples, timings, cavity_ml=cavity_ml, barrier_used=barrier is not None,
-                    forecast_shortfall=targets.forecast_shortfall, plan=seed_parts.convention,
-                    plan_warning=seed_parts.warning)
+    return Forecast(
+        case,
+        day,
+        forecaster,
+        output,
+        growth,
+        gtv,
+        targets.standard,
+        targets.forecast,
+        float(margin_mm),
+        seed,
+        samples,
+        timings,
+        cavity_ml=cavity_ml,
+        barrier_used=barrier is not None,
+        forecast_shortfall=targets.forecast_shortfall,
+        plan=seed_parts.convention,
+        plan_warning=seed_parts.warning,
+    )

@@ -13,8 +13,8 @@ The same conventions hold for 2D grids (shape (y, x)).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -61,14 +61,14 @@ class Grid:
         return np.asarray(self.direction, dtype=float).reshape(self.ndim, self.ndim)
 
     @classmethod
-    def identity(cls, shape: Sequence[int], spacing: Sequence[float] | None = None) -> "Grid":
+    def identity(cls, shape: Sequence[int], spacing: Sequence[float] | None = None) -> Grid:
         """An axis-aligned grid at the origin; ``spacing`` (mm, array order) defaults to 1."""
         d = len(shape)
         spacing = tuple(spacing) if spacing is not None else (1.0,) * d
         return cls(tuple(shape), spacing, (0.0,) * d, tuple(np.eye(d).ravel()))
 
     @classmethod
-    def from_sitk(cls, image: sitk.Image) -> "Grid":
+    def from_sitk(cls, image: sitk.Image) -> Grid:
         """The grid of a SimpleITK image (its size and spacing reversed into array order)."""
         size = image.GetSize()
         return cls(tuple(reversed(size)), tuple(reversed(image.GetSpacing())), image.GetOrigin(), image.GetDirection())
@@ -88,7 +88,7 @@ class Grid:
         scaled = idx * np.asarray(self.spacing[::-1])
         return scaled @ self.direction_matrix.T + np.asarray(self.origin)
 
-    def same_as(self, other: "Grid", rtol: float = 1e-6, atol: float = 1e-4) -> bool:
+    def same_as(self, other: Grid, rtol: float = 1e-6, atol: float = 1e-4) -> bool:
         """True when both grids sample the same voxels: same shape, and spacing, origin (mm) and
         direction equal within the tolerances (float32 header precision of NIfTI is accepted)."""
         return (
@@ -129,8 +129,9 @@ def to_sitk(array: np.ndarray, grid: Grid) -> sitk.Image:
     return grid.apply_to(image)
 
 
-def resample_to(array: np.ndarray, grid: Grid, reference: Grid, *, label: bool = False,
-                default_value: float = 0.0) -> np.ndarray:
+def resample_to(
+    array: np.ndarray, grid: Grid, reference: Grid, *, label: bool = False, default_value: float = 0.0
+) -> np.ndarray:
     """Resample ``array`` on ``grid`` onto ``reference``: linear for images, nearest neighbour for
     labels (``label=True``). Points outside the source take ``default_value``. Returns an array
     of ``reference.shape`` with the input dtype for labels and float32 for images."""

@@ -17,24 +17,33 @@ outputs with units) and :func:`family_entry` groups them under one id::
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .errors import InputError
-from .io import write_text_atomic
+from .io.images import write_text_atomic
 from .models import SCHEMA, parse_entry, parse_family_entry, sha256_of, verify
 
 
-def file_entry(path: str | Path, inputs: Sequence[Mapping[str, Any]], outputs: Sequence[Mapping[str, Any]],
-               **fields: Any) -> dict[str, Any]:
+def file_entry(
+    path: str | Path, inputs: Sequence[Mapping[str, Any]], outputs: Sequence[Mapping[str, Any]], **fields: Any
+) -> dict[str, Any]:
     """One ONNX file of a registry entry: ``{"file": name, "sha256": ..., "inputs": [...], "outputs": [...]}``
     plus ``fields``. ``path`` must lie in the models folder the entry is written to (only its name is kept)."""
     path = Path(path)
-    return {"file": path.name, "sha256": sha256_of(path), "inputs": [dict(t) for t in inputs],
-            "outputs": [dict(t) for t in outputs], **fields}
+    return {
+        "file": path.name,
+        "sha256": sha256_of(path),
+        "inputs": [dict(t) for t in inputs],
+        "outputs": [dict(t) for t in outputs],
+        **fields,
+    }
 
 
-def family_entry(model_id: str, version: str, members: Mapping[str, Mapping[str, Any]], **fields: Any) -> dict[str, Any]:
+def family_entry(
+    model_id: str, version: str, members: Mapping[str, Mapping[str, Any]], **fields: Any
+) -> dict[str, Any]:
     """A family's registry entry: ``{"id", "version", "files": {member: file entry}, **fields}``."""
     if not members:
         raise InputError(None, "files", f"model family '{model_id}' needs at least one member file")
@@ -51,8 +60,11 @@ def write_registry_entry(models_dir: str | Path, entry: Mapping[str, Any], *, ch
     folder = Path(models_dir)
     manifest = folder / "models.json"
     where = f"model '{entry.get('id', '?')}'"
-    spec = parse_family_entry(entry, folder, manifest, where) if "files" in entry else \
-        parse_entry(entry, folder, manifest, where)
+    spec = (
+        parse_family_entry(entry, folder, manifest, where)
+        if "files" in entry
+        else parse_entry(entry, folder, manifest, where)
+    )
     if check_files:
         verify(spec)
     if manifest.is_file():

@@ -36,9 +36,10 @@ import functools
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -113,8 +114,15 @@ def _tensor_specs(items: Any, src: Path, where: str) -> tuple[TensorSpec, ...]:
         shape = item["shape"]
         if not isinstance(shape, list) or not all(isinstance(d, (int, str)) for d in shape):
             raise InputError(src, f"{where}[{i}].shape", "must be a list of sizes (int) or symbolic names (str)")
-        out.append(TensorSpec(str(item["name"]), tuple(shape), str(item.get("dtype", "float32")),
-                              str(item.get("units", "")), str(item.get("normalization", ""))))
+        out.append(
+            TensorSpec(
+                str(item["name"]),
+                tuple(shape),
+                str(item.get("dtype", "float32")),
+                str(item.get("units", "")),
+                str(item.get("normalization", "")),
+            )
+        )
     return tuple(out)
 
 
@@ -129,30 +137,42 @@ def _model_path(folder: str | Path, value: Any, source: str | Path, where: str) 
     return Path(folder) / name
 
 
-def parse_entry(entry: Mapping[str, Any], folder: str | Path, source: str | Path = "models.json",
-                where: str = "model") -> ModelSpec:
+def parse_entry(
+    entry: Mapping[str, Any], folder: str | Path, source: str | Path = "models.json", where: str = "model"
+) -> ModelSpec:
     """One registry entry (a dict as in models.json) as a :class:`ModelSpec` whose file lies in ``folder``."""
     missing = [k for k in _MODEL_KEYS if not isinstance(entry, Mapping) or k not in entry]
     if missing:
         raise InputError(source, where, f"missing {', '.join(missing)}")
     extra = {k: v for k, v in entry.items() if k not in _MODEL_KEYS}
-    return ModelSpec(str(entry["id"]), str(entry["version"]), str(entry["file"]), str(entry["sha256"]).lower(),
-                     _tensor_specs(entry["inputs"], source, f"{where}.inputs"),
-                     _tensor_specs(entry["outputs"], source, f"{where}.outputs"),
-                     _model_path(folder, entry["file"], source, f"{where}.file"), extra)
+    return ModelSpec(
+        str(entry["id"]),
+        str(entry["version"]),
+        str(entry["file"]),
+        str(entry["sha256"]).lower(),
+        _tensor_specs(entry["inputs"], source, f"{where}.inputs"),
+        _tensor_specs(entry["outputs"], source, f"{where}.outputs"),
+        _model_path(folder, entry["file"], source, f"{where}.file"),
+        extra,
+    )
 
 
-def parse_family_entry(entry: Mapping[str, Any], folder: str | Path, source: str | Path = "models.json",
-                       where: str = "model") -> FamilySpec:
+def parse_family_entry(
+    entry: Mapping[str, Any], folder: str | Path, source: str | Path = "models.json", where: str = "model"
+) -> FamilySpec:
     """A family entry (one with ``files``) as a :class:`FamilySpec` whose member files lie in ``folder``."""
     missing = [k for k in _FAMILY_KEYS if not isinstance(entry, Mapping) or k not in entry]
     if missing:
         raise InputError(source, where, f"missing {', '.join(missing)}")
     if "file" in entry:
-        raise InputError(source, f"{where}.file", "an entry has either 'file' (one model) or 'files' (a family), not both")
+        raise InputError(
+            source, f"{where}.file", "an entry has either 'file' (one model) or 'files' (a family), not both"
+        )
     files = entry["files"]
     if not isinstance(files, Mapping) or not files:
-        raise InputError(source, f"{where}.files", "must be a non-empty object of members {name: {file, sha256, inputs, outputs}}")
+        raise InputError(
+            source, f"{where}.files", "must be a non-empty object of members {name: {file, sha256, inputs, outputs}}"
+        )
     family_id, version = str(entry["id"]), str(entry["version"])
     extra = {k: v for k, v in entry.items() if k not in _FAMILY_KEYS}
     members: dict[str, ModelSpec] = {}
@@ -164,11 +184,18 @@ def parse_family_entry(entry: Mapping[str, Any], folder: str | Path, source: str
         if lacking:
             raise InputError(source, at, f"missing {', '.join(lacking)}")
         member_extra = {**extra, **{k: v for k, v in member.items() if k not in _FILE_KEYS}}
-        members[str(name)] = ModelSpec(f"{family_id}/{name}", version, str(member["file"]), str(member["sha256"]).lower(),
-                                       _tensor_specs(member["inputs"], source, f"{at}.inputs"),
-                                       _tensor_specs(member["outputs"], source, f"{at}.outputs"),
-                                       _model_path(folder, member["file"], source, f"{at}.file"), member_extra,
-                                       family_id, str(name))
+        members[str(name)] = ModelSpec(
+            f"{family_id}/{name}",
+            version,
+            str(member["file"]),
+            str(member["sha256"]).lower(),
+            _tensor_specs(member["inputs"], source, f"{at}.inputs"),
+            _tensor_specs(member["outputs"], source, f"{at}.outputs"),
+            _model_path(folder, member["file"], source, f"{at}.file"),
+            member_extra,
+            family_id,
+            str(name),
+        )
     return FamilySpec(family_id, version, members, extra)
 
 
@@ -215,7 +242,7 @@ def load_registry(models_dir: str | Path | None = None) -> dict[str, ModelSpec]:
     manifest, parsed = _parse_all(models_dir)
     specs: dict[str, ModelSpec] = {}
     for spec in parsed.values():
-        for one in (spec.members.values() if isinstance(spec, FamilySpec) else (spec,)):
+        for one in spec.members.values() if isinstance(spec, FamilySpec) else (spec,):
             if one.id in specs:
                 raise InputError(manifest, "id", f"duplicate model id '{one.id}'")
             specs[one.id] = one
@@ -238,8 +265,11 @@ def verify(spec: ModelSpec | FamilySpec) -> None:
         raise InputError(spec.path, "file", f"model '{spec.id}' file not found")
     actual = sha256_of(spec.path)
     if actual != spec.sha256:
-        raise InputError(spec.path, "sha256",
-                         f"model '{spec.id}' file is altered (sha256 {actual[:12]}..., registry {spec.sha256[:12]}...)")
+        raise InputError(
+            spec.path,
+            "sha256",
+            f"model '{spec.id}' file is altered (sha256 {actual[:12]}..., registry {spec.sha256[:12]}...)",
+        )
 
 
 def get_spec(model_id: str, models_dir: str | Path | None = None) -> ModelSpec:
@@ -249,10 +279,15 @@ def get_spec(model_id: str, models_dir: str | Path | None = None) -> ModelSpec:
         folder = Path(models_dir) if models_dir is not None else default_models_dir()
         families = load_families(models_dir)
         if model_id in families:
-            raise InputError(folder / "models.json", "id", f"'{model_id}' is a model family of "
-                             f"{', '.join(sorted(families[model_id].members))}: open it with load_family")
-        raise InputError(folder / "models.json", "id",
-                         f"no model '{model_id}' (known: {', '.join(sorted(specs)) or 'none'})")
+            raise InputError(
+                folder / "models.json",
+                "id",
+                f"'{model_id}' is a model family of "
+                f"{', '.join(sorted(families[model_id].members))}: open it with load_family",
+            )
+        raise InputError(
+            folder / "models.json", "id", f"no model '{model_id}' (known: {', '.join(sorted(specs)) or 'none'})"
+        )
     return specs[model_id]
 
 
@@ -261,8 +296,11 @@ def get_family(family_id: str, models_dir: str | Path | None = None) -> FamilySp
     families = load_families(models_dir)
     if family_id not in families:
         folder = Path(models_dir) if models_dir is not None else default_models_dir()
-        raise InputError(folder / "models.json", "id",
-                         f"no model family '{family_id}' (known families: {', '.join(sorted(families)) or 'none'})")
+        raise InputError(
+            folder / "models.json",
+            "id",
+            f"no model family '{family_id}' (known families: {', '.join(sorted(families)) or 'none'})",
+        )
     return families[family_id]
 
 
@@ -322,19 +360,29 @@ class OnnxModel:
     def provenance(self) -> dict[str, Any]:
         """What ran, for forecast.json and reports: id, version, file, sha256, provider and intra-op threads
         (0: onnxruntime's default)."""
-        return {"id": self.spec.id, "version": self.spec.version, "file": self.spec.file, "sha256": self.spec.sha256,
-                "provider": self.provider, "threads": int(self.session.get_session_options().intra_op_num_threads)}
+        return {
+            "id": self.spec.id,
+            "version": self.spec.version,
+            "file": self.spec.file,
+            "sha256": self.spec.sha256,
+            "provider": self.provider,
+            "threads": int(self.session.get_session_options().intra_op_num_threads),
+        }
 
     def _check(self, name: str, array: np.ndarray, spec: TensorSpec) -> np.ndarray:
         arr = np.ascontiguousarray(array, dtype=np.dtype(spec.dtype))
         where = f"model '{self.spec.id}' input"
         if arr.ndim != len(spec.shape):
-            raise InputError(name, "shape", f"{where} needs rank {len(spec.shape)} {list(spec.shape)}, "
-                                            f"got shape {tuple(arr.shape)}")
+            raise InputError(
+                name, "shape", f"{where} needs rank {len(spec.shape)} {list(spec.shape)}, got shape {tuple(arr.shape)}"
+            )
         for axis, (want, got) in enumerate(zip(spec.shape, arr.shape)):
             if isinstance(want, int) and want != got:
-                raise InputError(name, "shape", f"{where} needs size {want} on axis {axis} {list(spec.shape)}, "
-                                                f"got shape {tuple(arr.shape)}")
+                raise InputError(
+                    name,
+                    "shape",
+                    f"{where} needs size {want} on axis {axis} {list(spec.shape)}, got shape {tuple(arr.shape)}",
+                )
         return arr
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -343,8 +391,11 @@ class OnnxModel:
         unknown = sorted(set(inputs) - set(expected))
         missing = sorted(set(expected) - set(inputs))
         if unknown or missing:
-            raise InputError(f"model '{self.spec.id}'", "inputs",
-                             f"expected {sorted(expected)}; missing {missing}, unknown {unknown}")
+            raise InputError(
+                f"model '{self.spec.id}'",
+                "inputs",
+                f"expected {sorted(expected)}; missing {missing}, unknown {unknown}",
+            )
         feed = {n: self._check(n, a, expected[n]) for n, a in inputs.items()}
         names = [s.name for s in self.spec.outputs]
         try:
@@ -352,11 +403,14 @@ class OnnxModel:
         except Exception as exc:  # noqa: BLE001 - onnxruntime reports bad sizes with several exception types
             shapes = ", ".join(f"{n} {tuple(a.shape)}" for n, a in feed.items())
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise InputError(f"model '{self.spec.id}'", "inputs", f"onnxruntime cannot run on {shapes}: {first}") from None
+            raise InputError(
+                f"model '{self.spec.id}'", "inputs", f"onnxruntime cannot run on {shapes}: {first}"
+            ) from None
 
 
-def load_model(model_id: str, models_dir: str | Path | None = None, *, prefer_gpu: bool = True,
-               threads: int | None = None) -> OnnxModel:
+def load_model(
+    model_id: str, models_dir: str | Path | None = None, *, prefer_gpu: bool = True, threads: int | None = None
+) -> OnnxModel:
     """Look up ``model_id`` in the registry, verify its sha256 and open an onnxruntime session
     (``threads`` intra-op threads; None: onnxruntime's default). A family member is ``<family>/<member>``."""
     return OnnxModel(get_spec(model_id, models_dir), prefer_gpu=prefer_gpu, threads=threads)
@@ -372,8 +426,9 @@ class ModelFamily:
         _check_threads(threads)
         verify(spec)
         self.spec = spec
-        self.members: dict[str, OnnxModel] = {name: OnnxModel(m, prefer_gpu=prefer_gpu, threads=threads)
-                                              for name, m in spec.members.items()}
+        self.members: dict[str, OnnxModel] = {
+            name: OnnxModel(m, prefer_gpu=prefer_gpu, threads=threads) for name, m in spec.members.items()
+        }
 
     @property
     def id(self) -> str:
@@ -381,8 +436,11 @@ class ModelFamily:
 
     def __getitem__(self, name: str) -> OnnxModel:
         if name not in self.members:
-            raise InputError(f"model family '{self.spec.id}'", "files",
-                             f"no member '{name}' (members: {', '.join(sorted(self.members))})")
+            raise InputError(
+                f"model family '{self.spec.id}'",
+                "files",
+                f"no member '{name}' (members: {', '.join(sorted(self.members))})",
+            )
         return self.members[name]
 
     def __contains__(self, name: object) -> bool:
@@ -393,8 +451,14 @@ class ModelFamily:
         return [m.provenance() for m in self.members.values()]
 
 
-def load_family(family_id: str, models_dir: str | Path | None = None, *, prefer_gpu: bool = True,
-                threads: int | None = None, require: Iterable[str] = ()) -> ModelFamily:
+def load_family(
+    family_id: str,
+    models_dir: str | Path | None = None,
+    *,
+    prefer_gpu: bool = True,
+    threads: int | None = None,
+    require: Iterable[str] = (),
+) -> ModelFamily:
     """Look up a model family, verify every member file's sha256 and open one session per member.
 
     ``require``: member names the caller needs; a registry entry lacking one is an InputError naming the
@@ -403,7 +467,9 @@ def load_family(family_id: str, models_dir: str | Path | None = None, *, prefer_
     lacking = [name for name in require if name not in spec.members]
     if lacking:
         folder = Path(models_dir) if models_dir is not None else default_models_dir()
-        raise InputError(folder / "models.json", f"{family_id}.files",
-                         f"model family '{family_id}' lacks member(s) {', '.join(lacking)} "
-                         f"(has {', '.join(spec.members)})")
+        raise InputError(
+            folder / "models.json",
+            f"{family_id}.files",
+            f"model family '{family_id}' lacks member(s) {', '.join(lacking)} (has {', '.join(spec.members)})",
+        )
     return ModelFamily(spec, prefer_gpu=prefer_gpu, threads=threads)

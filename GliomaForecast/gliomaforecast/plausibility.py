@@ -5,11 +5,11 @@ A forecast is flagged when:
 
 - its tumour volume (phi <= 0, inside the brain) or the growth model's median exceeds
   :data:`BRAIN_FRACTION_WARNING` (50%) of the brain mask's volume, or the growth model's 95% band reaches the
-  brain volume, where it is capped (:func:`cap_growth`; without a brain mask neither is checked);
+  brain volume, where it is capped (:func:`gliomaforecast.growth.checks.cap_growth`; without a brain mask neither is checked);
 - its horizon (days from the last scan to the target day) is longer than the horizon its forecaster was validated
   for (``validated_days`` of the registry; docs/evaluation.md);
-- a fitted growth parameter sits at a bound of its range (:func:`gliomaforecast.growth_checks.parameters_at_bounds`);
-- the growth model's median curve has a peak that no scan observed (:func:`gliomaforecast.growth_checks.unobserved_bump`).
+- a fitted growth parameter sits at a bound of its range (:func:`gliomaforecast.growth.checks.parameters_at_bounds`);
+- the growth model's median curve has a peak that no scan observed (:func:`gliomaforecast.growth.checks.unobserved_bump`).
 - the forecaster flagged it (a note starting ``warning: ``, e.g. a target outside a network's trained gap range).
 
 Volumes in mL, time in days.
@@ -17,38 +17,24 @@ Volumes in mL, time in days.
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from .forecast import Forecast, forecast_tumor_ml
 from .forecasters import entry
-from .growth_checks import parameters_at_bounds, unobserved_bump
-from .growth_fit import GrowthFit
-
-if TYPE_CHECKING:
-    from .forecast import Forecast
+from .growth.checks import parameters_at_bounds, unobserved_bump
 
 BRAIN_FRACTION_WARNING = 0.5
 """A forecast volume above this fraction of the brain volume is flagged as implausible."""
 
 
-def brain_volume_ml(fc: "Forecast") -> float | None:
+def brain_volume_ml(fc: Forecast) -> float | None:
     """The brain mask's volume (mL), or None when the case has no brain mask."""
     brain = fc.case.brain_mask()
     return None if brain is None else float(np.count_nonzero(brain) * fc.case.grid.voxel_volume_ml)
 
 
-def cap_growth(fit: GrowthFit, cap_ml: float | None) -> GrowthFit:
-    """``fit`` with every predicted volume (median, band, bootstrap draws) clipped to ``cap_ml`` (mL, the brain
-    volume); ``fit`` itself when ``cap_ml`` is None."""
-    return fit if cap_ml is None else replace(fit, cap=float(cap_ml))
-
-
-def forecast_warnings(fc: "Forecast") -> list[str]:
+def forecast_warnings(fc: Forecast) -> list[str]:
     """One line per reason to distrust ``fc`` (empty when none applies); see the module docstring."""
-    from .forecast import forecast_tumor_ml
-
     warnings: list[str] = [] if fc.plan_warning is None else [fc.plan_warning]
     day, last_day = fc.target_day, float(fc.case.timepoints[-1].day)
     med, _lo, hi = (float(v[0]) for v in fc.growth.predict([day]))
@@ -57,21 +43,29 @@ def forecast_warnings(fc: "Forecast") -> list[str]:
         limit = BRAIN_FRACTION_WARNING * brain_ml
         for what, ml in (("forecast tumour", forecast_tumor_ml(fc)), ("growth model median", med)):
             if ml > limit:
-                warnings.append(f"implausible volume: the {what} at day {day:g} is {ml:.0f} mL, {ml / brain_ml:.0%} "
-                                f"of the brain ({brain_ml:.0f} mL; flagged above {BRAIN_FRACTION_WARNING:.0%})")
+                warnings.append(
+                    f"implausible volume: the {what} at day {day:g} is {ml:.0f} mL, {ml / brain_ml:.0%} "
+                    f"of the brain ({brain_ml:.0f} mL; flagged above {BRAIN_FRACTION_WARNING:.0%})"
+                )
         if fc.growth.cap is not None and hi >= fc.growth.cap * (1.0 - 1e-9):
-            warnings.append(f"the growth model's 95% band at day {day:g} reaches the brain volume and is capped at "
-                            f"{fc.growth.cap:.0f} mL")
+            warnings.append(
+                f"the growth model's 95% band at day {day:g} reaches the brain volume and is capped at "
+                f"{fc.growth.cap:.0f} mL"
+            )
     validated = entry(fc.forecaster).validated_days
     horizon = day - last_day
     if validated is not None and horizon > validated:
-        warnings.append(f"horizon {horizon:g} days is beyond the {validated:g} days {fc.forecaster} was validated "
-                        f"for (docs/evaluation.md)")
+        warnings.append(
+            f"horizon {horizon:g} days is beyond the {validated:g} days {fc.forecaster} was validated "
+            f"for (docs/evaluation.md)"
+        )
     warnings += [note.removeprefix("warning: ") for note in fc.output.notes if note.startswith("warning: ")]
     for item in parameters_at_bounds(fc.growth):
         warnings.append(f"growth model: {item.describe()}: the bound, not the scans, sets it")
     bump = unobserved_bump(fc.growth, day)
     if bump is not None:
-        warnings.append(f"growth model: the median curve peaks at {bump[1]:.0f} mL on day {bump[0]:.0f}, between scans "
-                        f"and curve values of at most {bump[2]:.0f} mL around it: a bump no scan observed")
+        warnings.append(
+            f"growth model: the median curve peaks at {bump[1]:.0f} mL on day {bump[0]:.0f}, between scans "
+            f"and curve values of at most {bump[2]:.0f} mL around it: a bump no scan observed"
+        )
     return warnings

@@ -9,7 +9,7 @@ voxel just outside a GTV has P = 0.802).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -37,8 +37,9 @@ def _distance_to_set(target: np.ndarray, spacing: tuple[float, ...]) -> np.ndarr
     (0 on the set), by SimpleITK's multi-threaded Maurer transform."""
     image = sitk.GetImageFromArray(target.astype(np.uint8))
     image.SetSpacing(spacing[::-1])
-    dist = sitk.SignedMaurerDistanceMap(image, insideIsPositive=False, squaredDistance=False,
-                                        useImageSpacing=True, backgroundValue=0)
+    dist = sitk.SignedMaurerDistanceMap(
+        image, insideIsPositive=False, squaredDistance=False, useImageSpacing=True, backgroundValue=0
+    )
     out = sitk.GetArrayFromImage(dist)
     return np.maximum(out, 0.0, out=out)
 
@@ -75,15 +76,15 @@ def signed_distance(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     return phi.astype(np.float32, copy=False)
 
 
-def tumor_probability(mask: np.ndarray, spacing: Sequence[float], beta: float = DEFAULT_BETA,
-                      mu: float = DEFAULT_MU) -> np.ndarray:
+def tumor_probability(
+    mask: np.ndarray, spacing: Sequence[float], beta: float = DEFAULT_BETA, mu: float = DEFAULT_MU
+) -> np.ndarray:
     """Tumor-presence probability P = 1 / (1 + exp(beta * (phi - mu))) in [0, 1] (float32), with phi the
     signed distance (mm) of :func:`signed_distance`, ``beta`` in 1/mm and ``mu`` in mm."""
     return probability_from_signed_distance(signed_distance(mask, spacing), beta, mu)
 
 
-def probability_from_signed_distance(phi: np.ndarray, beta: float = DEFAULT_BETA,
-                                     mu: float = DEFAULT_MU) -> np.ndarray:
+def probability_from_signed_distance(phi: np.ndarray, beta: float = DEFAULT_BETA, mu: float = DEFAULT_MU) -> np.ndarray:
     """The logistic map of a signed distance ``phi`` (mm) to a probability in [0, 1] (float32)."""
     _check_params(beta, mu)
     z = np.asarray(phi, dtype=np.float64) - mu
@@ -100,8 +101,7 @@ def tumor_region(p: np.ndarray, beta: float = DEFAULT_BETA, mu: float = DEFAULT_
     return np.asarray(p) >= np.float32(tumor_threshold(beta, mu))
 
 
-def signed_distance_from_probability(p: np.ndarray, beta: float = DEFAULT_BETA,
-                                     mu: float = DEFAULT_MU) -> np.ndarray:
+def signed_distance_from_probability(p: np.ndarray, beta: float = DEFAULT_BETA, mu: float = DEFAULT_MU) -> np.ndarray:
     """Inverse of the logistic map: phi = mu + log((1 - P) / P) / beta (mm, float32).
 
     P is clipped to [1e-7, 1 - 1e-7] so that 0 and 1 map to large finite distances.

@@ -10,7 +10,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from gliomaforecast.geometry import Grid
-from gliomaforecast.io import write_image
+from gliomaforecast.io.images import write_image
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_CASE = REPO / "Resources" / "SampleData" / "sample_patient" / "case.json"

@@ -12,8 +12,8 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from gliomaforecast.dicom_header import ds_strings
-from gliomaforecast.dicom_rtstruct_write import rtstruct_dataset
+from gliomaforecast.dicom.header import ds_strings
+from gliomaforecast.dicom.rtstruct_write import rtstruct_dataset
 from gliomaforecast.geometry import Grid
 
 MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4"

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from conftest import ball
-from gliomaforecast.case import load_case
+from gliomaforecast.io.case import load_case
 from gliomaforecast.errors import InputError
 from gliomaforecast.geometry import Grid
-from gliomaforecast.io import write_image
+from gliomaforecast.io.images import write_image
 
 
 def _rewrite(path: Path, edit) -> Path:
@@ -138,7 +138,7 @@ def test_empty_gtv_negative_dose_nonbinary_mask(make_case, tmp_path: Path) -> No
 
 def test_case_from_arrays_equals_the_loaded_case_and_forecasts_identically() -> None:
     """The Slicer logic's in-memory case gives the same volumes and the same forecast as the manifest on disk."""
-    from gliomaforecast.case import Case, load_case
+    from gliomaforecast.io.case import Case, load_case
     from gliomaforecast.forecast import run_forecast
 
     sample = Path(__file__).resolve().parents[2] / "Resources" / "SampleData" / "sample_patient" / "case.json"
@@ -161,7 +161,7 @@ def test_case_from_arrays_equals_the_loaded_case_and_forecasts_identically() -> 
 
 
 def test_case_from_arrays_rejects_bad_arrays() -> None:
-    from gliomaforecast.case import Case
+    from gliomaforecast.io.case import Case
     from gliomaforecast.geometry import Grid
 
     grid = Grid((4, 5, 6), (2.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))

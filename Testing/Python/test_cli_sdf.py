@@ -14,7 +14,7 @@ import pytest
 from conftest import ball, oblique_grid
 from gliomaforecast import sdf
 from gliomaforecast.cli import main
-from gliomaforecast.io import read_image, write_image
+from gliomaforecast.io.images import read_image, write_image
 
 
 def test_sdf_cli_writes_probability_on_the_input_grid(tmp_path: Path, capsys) -> None:

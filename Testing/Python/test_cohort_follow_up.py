@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gliomaforecast.case import load_case
+from gliomaforecast.io.case import load_case
 from gliomaforecast_training import cli, cohort_seeds
 from gliomaforecast_training.cohort import (DENSE_GAP_DAYS, check_scan_days, first_progression,
                                             generate_cohort, generate_patient, horizon_pair_counts,

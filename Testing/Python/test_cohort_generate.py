@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gliomaforecast.case import load_case
+from gliomaforecast.io.case import load_case
 from gliomaforecast_training import cli
 from gliomaforecast_training.cohort import generate_cohort, generate_patient
 

@@ -8,10 +8,11 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy import ndimage
 
-from gliomaforecast import ctv, io
+from gliomaforecast.targets import ctv
+from gliomaforecast.io import images as io
 from gliomaforecast.cli import main
 from gliomaforecast.geometry import Grid
-from gliomaforecast.target_volumes import build_targets, fill_holes
+from gliomaforecast.targets.volumes import build_targets, fill_holes
 
 
 def ball(shape, centre, radius_mm, spacing=(1.0, 1.0, 1.0)):
@@ -340,7 +341,7 @@ def test_cli_writes_targets(case_files, capsys):
     fc, g2 = io.read_mask(out / "ctv_forecast.nii.gz", "ctv")
     assert g1.same_as(grid) and g2.same_as(grid)
     np.testing.assert_array_equal(std, ctv.standard_ctv(gtv, grid.spacing, 6.0, brain_mask=brain))
-    # issue 17: both CTVs follow gliomaforecast.target_volumes (no interior holes; this random score leaves some)
+    # issue 17: both CTVs follow gliomaforecast.targets.volumes (no interior holes; this random score leaves some)
     targets = build_targets(gtv, grid.spacing, 6.0, score=score, brain_mask=brain)
     np.testing.assert_array_equal(fc, targets.forecast)
     assert not (fill_holes(fc, ~brain) & ~fc).any() and 0 <= std.sum() - fc.sum() == targets.forecast_shortfall <= 5

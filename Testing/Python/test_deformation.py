@@ -8,9 +8,9 @@ import pytest
 from conftest import ball, oblique_grid
 
 from gliomaforecast import deformation, sdf
-from gliomaforecast.case import load_case
+from gliomaforecast.io.case import load_case
 from gliomaforecast.errors import InputError
-from gliomaforecast.io import read_vector_image
+from gliomaforecast.io.images import read_vector_image
 from gliomaforecast.models import load_model
 
 

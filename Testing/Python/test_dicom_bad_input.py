@@ -14,8 +14,8 @@ from pydicom.uid import generate_uid
 
 from dicom_sample_data import TINY_GRID, tiny_ball, write_mr_series, write_tiny_patient
 from gliomaforecast.cli import main
-from gliomaforecast.forecast_output import SEGMENT_COLORS, SEGMENT_TERMS
-from gliomaforecast.io import write_segmentation
+from gliomaforecast.output.record import SEGMENT_COLORS, SEGMENT_TERMS
+from gliomaforecast.io.images import write_segmentation
 
 
 @pytest.fixture(scope="module")

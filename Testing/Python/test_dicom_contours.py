@@ -10,7 +10,7 @@ from matplotlib.path import Path as PolygonPath
 from scipy import ndimage
 
 from conftest import oblique_grid
-from gliomaforecast.dicom_contours import (OffGridContour, fill_even_odd, keyhole, mask_contours, rasterize,
+from gliomaforecast.dicom.contours import (OffGridContour, fill_even_odd, keyhole, mask_contours, rasterize,
                                            slice_contours)
 from gliomaforecast.geometry import Grid
 

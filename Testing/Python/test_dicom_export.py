@@ -23,17 +23,17 @@ from scipy.spatial.transform import Rotation
 from conftest import SAMPLE_CASE
 from dicom_sample_data import TINY_GRID, tiny_ball, write_mr_series, write_tiny_patient
 from gliomaforecast import sdf
-from gliomaforecast.case import load_case
+from gliomaforecast.io.case import load_case
 from gliomaforecast.cli import main
-from gliomaforecast.dicom_contours import rasterize
-from gliomaforecast.dicom_rtstruct_read import read_rois
-from gliomaforecast.dicom_rtstruct_write import rtstruct_dataset
-from gliomaforecast.dicom_seg_write import terminology_codes
-from gliomaforecast.forecast_output import SEGMENT_COLORS, SEGMENT_TERMS
+from gliomaforecast.dicom.contours import rasterize
+from gliomaforecast.dicom.rtstruct_read import read_rois
+from gliomaforecast.dicom.rtstruct_write import rtstruct_dataset
+from gliomaforecast.dicom.seg_write import terminology_codes
+from gliomaforecast.output.record import SEGMENT_COLORS, SEGMENT_TERMS
 from gliomaforecast.geometry import Grid
-from gliomaforecast.io import read_segmentation, write_image, write_segmentation
-from gliomaforecast.standard_plan import plan_record
-from gliomaforecast.target_volumes import build_targets
+from gliomaforecast.io.images import read_segmentation, write_image, write_segmentation
+from gliomaforecast.targets.standard_plan import plan_record
+from gliomaforecast.targets.volumes import build_targets
 
 NAMES = ("GTV", "CTV standard", "CTV forecast")
 

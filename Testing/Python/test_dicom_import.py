@@ -17,12 +17,12 @@ from scipy.spatial.transform import Rotation
 from conftest import SAMPLE_CASE
 from dicom_sample_data import (DAY0, TINY_GRID, tiny_ball, write_gtv_rtstruct, write_mr_series, write_rtdose,
                                write_tiny_patient)
-from gliomaforecast.case import load_case
+from gliomaforecast.io.case import load_case
 from gliomaforecast.cli import main
-from gliomaforecast.dicom_files import Series
-from gliomaforecast.dicom_series import classify
+from gliomaforecast.dicom.files import Series
+from gliomaforecast.dicom.series import classify
 from gliomaforecast.geometry import Grid
-from gliomaforecast.io import read_image
+from gliomaforecast.io.images import read_image
 
 SCANS = {0: ("flair", "t1ce", "t1", "t2"), 3: ("flair",)}  # first and last scan of the sample
 

@@ -13,7 +13,7 @@ import pytest
 
 from gliomaforecast.cli import main
 from gliomaforecast.forecast import run_forecast
-from gliomaforecast.forecast_output import write_forecast
+from gliomaforecast.output.writer import write_forecast
 from gliomaforecast.forecasters import REGISTRY, dose_note, dose_readers
 
 REPO = Path(__file__).resolve().parents[2]

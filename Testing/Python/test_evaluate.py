@@ -14,12 +14,12 @@ from skimage import metrics as skm
 from conftest import ball
 from gliomaforecast import evaluation, sdf
 from gliomaforecast.cli import main
-from gliomaforecast.ctv import standard_ctv
-from gliomaforecast.cohort_evaluation import (COLUMNS, CohortResult, EvaluationSettings, evaluate_cohort, gap_bin,
+from gliomaforecast.targets.ctv import standard_ctv
+from gliomaforecast.evaluation.cohort import (COLUMNS, CohortResult, EvaluationSettings, evaluate_cohort, gap_bin,
                                               summarize)
 from gliomaforecast.errors import InputError
 from gliomaforecast.geometry import Grid
-from gliomaforecast.io import read_image, write_image
+from gliomaforecast.io.images import read_image, write_image
 
 GRID = Grid.identity((10, 30, 30), (3.0, 2.0, 2.0))
 

@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 
 from conftest import ball
-from gliomaforecast.case import load_case
+from gliomaforecast.io.case import load_case
 from gliomaforecast.cli import main
-from gliomaforecast.cohort_evaluation import EvaluationSettings, evaluate_cohort, summarize
+from gliomaforecast.evaluation.cohort import EvaluationSettings, evaluate_cohort, summarize
 from gliomaforecast.errors import InputError
-from gliomaforecast.evaluation_protocols import (Protocol, Task, gap_bin, parse_horizon, plan_tasks, prefix_case,
+from gliomaforecast.evaluation.protocols import (Protocol, Task, gap_bin, parse_horizon, plan_tasks, prefix_case,
                                                  scan_volumes)
 from gliomaforecast.forecast import run_forecast
 from gliomaforecast.forecasters import registry
 from gliomaforecast.geometry import Grid
-from gliomaforecast.io import write_image
+from gliomaforecast.io.images import write_image
 
 GRID = Grid.identity((12, 24, 24), (3.0, 2.0, 2.0))
 CENTER = (6, 12, 12)

@@ -1,4 +1,4 @@
-"""Calibration of the Fisher-KPP forecaster (gliomaforecast.fisher_kpp_fit): the initial travelling-wave
+"""Calibration of the Fisher-KPP forecaster (gliomaforecast.forecasters.fisher_kpp.fit): the initial travelling-wave
 density, and the front velocity (mm/day) recovered from a pair of scans made by the solver itself, on a
 homogeneous brain and on one with grey matter and a CSF barrier; shrinking histories are clipped at 0."""
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from gliomaforecast import sdf
-from gliomaforecast.fisher_kpp_fit import (LENGTH_PRIOR, U_VISIBLE, calibrate, fit_velocity, initial_density,
-                                           mean_boundary_shift, seeded_density)
-from gliomaforecast.fisher_kpp_solver import GREY_RATIO, solve
+from gliomaforecast.forecasters.fisher_kpp.fit import (LENGTH_PRIOR, U_VISIBLE, calibrate, fit_velocity,
+                                                       initial_density, mean_boundary_shift, seeded_density)
+from gliomaforecast.forecasters.fisher_kpp.solver import GREY_RATIO, solve
 
 SPACING = (2.0, 2.0, 2.0)
 

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from gliomaforecast import sdf
-from gliomaforecast.case import Case, load_case
+from gliomaforecast.io.case import Case, load_case
 from gliomaforecast.errors import InputError
 from gliomaforecast.forecast import run_forecast
 from gliomaforecast.forecasters import get_forecaster
 from gliomaforecast.forecasters.base import ForecastRequest, no_progress
 from gliomaforecast.geometry import Grid
-from gliomaforecast.growth_fit import fit_growth
+from gliomaforecast.growth.fit import fit_growth
 
 from conftest import SAMPLE_CASE, ball
 

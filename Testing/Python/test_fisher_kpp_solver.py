@@ -1,4 +1,4 @@
-"""The Fisher-KPP solver (gliomaforecast.fisher_kpp_solver) against known answers: the travelling-wave speed
+"""The Fisher-KPP solver (gliomaforecast.forecasters.fisher_kpp.solver) against known answers: the travelling-wave speed
 2 sqrt(D rho) (mm/day) along both axes of an anisotropic grid, mass conservation with rho = 0 and no flux,
 no growth across a zero-D barrier or outside the brain mask, and the tissue diffusivity map."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gliomaforecast.fisher_kpp_solver import (GREY_RATIO, Integrator, crop_box, solve, stable_time_step,
-                                              tissue_diffusivity)
+from gliomaforecast.forecasters.fisher_kpp.solver import (GREY_RATIO, Integrator, crop_box, solve, stable_time_step,
+                                                          tissue_diffusivity)
 
 
 def _front(u: np.ndarray, h: float) -> float:

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from gliomaforecast.case import Case, load_case
+from gliomaforecast.io.case import Case, load_case
 from gliomaforecast.errors import InputError
-from gliomaforecast.evaluation_protocols import prefix_case
+from gliomaforecast.evaluation.protocols import prefix_case
 from gliomaforecast.forecast import run_forecast
-from gliomaforecast.infiltration_tail import tail_density, tissue_travel_distance
+from gliomaforecast.forecasters.fisher_kpp.infiltration import tail_density, tissue_travel_distance
 
 SAMPLE = Path(__file__).resolve().parents[2] / "Resources" / "SampleData" / "sample_patient"
 

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ball
 from gliomaforecast import sdf
-from gliomaforecast.ctv import standard_ctv
+from gliomaforecast.targets.ctv import standard_ctv
 from gliomaforecast.errors import InputError
 from gliomaforecast.forecast import run_forecast
 from gliomaforecast.forecasters.base import probability_for_volume
@@ -76,7 +76,7 @@ def _tumor_ml(probability: np.ndarray, spacing) -> float:
 
 def test_evolution_volumes_follow_their_source() -> None:
     from conftest import SAMPLE_CASE
-    from gliomaforecast.case import load_case
+    from gliomaforecast.io.case import load_case
     case = load_case(SAMPLE_CASE)
     day = float(case.days[-1]) + 60
     grown = run_forecast(case, day, "evolution", samples=3, n_bootstrap=20)
@@ -90,7 +90,7 @@ def test_evolution_volumes_follow_their_source() -> None:
 
 
 def test_brain_mask_that_misses_the_gtv_is_an_input_error(make_case, tmp_path) -> None:
-    from gliomaforecast.io import write_image
+    from gliomaforecast.io.images import write_image
     path, grid = make_case()
     brain = np.zeros(grid.shape, np.uint8)
     brain[:, :2] = 1  # far from the tumor ball at the grid centre
@@ -109,7 +109,7 @@ def test_persistence_tumor_volume_is_the_gtv_volume_on_any_voxel_size(tmp_path: 
     from gliomaforecast import sdf
     from gliomaforecast.forecast import forecast_tumor_ml
     from gliomaforecast.geometry import Grid
-    from gliomaforecast.io import write_image
+    from gliomaforecast.io.images import write_image
 
     shape = tuple(int(round(60 / s)) for s in spacing)
     grid = Grid.identity(shape, spacing)

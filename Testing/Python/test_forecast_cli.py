@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from conftest import SAMPLE_CASE, ball
-from gliomaforecast.case import load_case
+from gliomaforecast.io.case import load_case
 from gliomaforecast.deformation import from_physical
-from gliomaforecast.io import read_image, read_mask, read_segmentation, read_vector_image, write_image
+from gliomaforecast.io.images import read_image, read_mask, read_segmentation, read_vector_image, write_image
 
 EXPECTED = {"probability_d{d}.nii.gz", "uncertainty_d{d}.nii.gz", "flair_warped_d{d}.nii.gz", "displacement.nii.gz",
             "ctv_standard.nii.gz", "ctv_forecast.nii.gz", "targets.seg.nrrd", "growth.json", "growth.png",

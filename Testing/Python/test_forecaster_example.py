@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from gliomaforecast.forecast import run_forecast
-from gliomaforecast.forecast_output import write_forecast
+from gliomaforecast.output.writer import write_forecast
 from gliomaforecast.forecasters import registry
 
 REPO = Path(__file__).resolve().parents[2]

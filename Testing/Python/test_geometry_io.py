@@ -13,8 +13,8 @@ import SimpleITK as sitk
 from conftest import oblique_grid
 from gliomaforecast.errors import InputError
 from gliomaforecast.geometry import Grid, resample_to
-from gliomaforecast.io import (read_image, read_labels, read_mask, read_segmentation, read_vector_image,
-                               write_image, write_segmentation)
+from gliomaforecast.io.images import (read_image, read_labels, read_mask, read_segmentation, read_vector_image,
+                                      write_image, write_segmentation)
 
 FORMATS = [".nii.gz", ".nii", ".nrrd"]
 

@@ -8,8 +8,8 @@ from scipy.integrate import solve_ivp
 
 from gliomaforecast.errors import InputError
 from gliomaforecast.growth import PARAM_NAMES, GrowthParams, burden, burden_jacobian, fit_growth, log_cosh
-from gliomaforecast.growth_fit import DEFAULTS
-from gliomaforecast.growth_prior import HELD, population_prior
+from gliomaforecast.growth.fit import DEFAULTS
+from gliomaforecast.growth.prior import HELD, population_prior
 
 RT = 21.0
 TRUE = GrowthParams(growth_rate=0.015, decay_rate=0.04, delay=25.0, slope=0.08, surviving_fraction=0.2,
@@ -123,7 +123,7 @@ def test_fit_respects_bounds_and_is_deterministic():
 
 def test_bootstrap_noise_is_unbiased_not_clipped(monkeypatch):
     """The bootstrap data are burden * (1 + noise * N(0, 1)): values above and below the data, mean ~ data."""
-    import gliomaforecast.growth_fit as gf
+    import gliomaforecast.growth.fit as gf
     seen = []
     original = gf._Problem.solve_direct
 
@@ -214,7 +214,7 @@ def test_bad_bootstrap_settings():
 
 def test_bootstrap_solver_equals_lmfit_fit():
     """Bootstrap refits call scipy least_squares directly; they must give lmfit's least_squares result."""
-    import gliomaforecast.growth_fit as gf
+    import gliomaforecast.growth.fit as gf
     rng = np.random.default_rng(11)
     y = burden(DAYS, TRUE, RT) * (1 + 0.1 * rng.standard_normal(DAYS.size))
     model, free, _ = gf.choose_model(DAYS, RT)

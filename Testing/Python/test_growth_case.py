@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gliomaforecast.case import load_case
+from gliomaforecast.io.case import load_case
 from gliomaforecast.cli import main
 from gliomaforecast.geometry import Grid
 from gliomaforecast.growth import burden_from_case, fit_case_slices, fit_growth, slice_areas_from_case
-from gliomaforecast.growth_plot import plot_growth
-from gliomaforecast.io import write_image
+from gliomaforecast.growth.plot import plot_growth
+from gliomaforecast.io.images import write_image
 
 
 def write_case(folder: Path, sizes: list[tuple[int, int]], days: list[float], rt: float | None = 30.0) -> Path:

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 
 from gliomaforecast.errors import InputError
-from gliomaforecast.growth_fit import DEFAULTS, fit_growth
-from gliomaforecast.growth_model import GrowthParams, burden
-from gliomaforecast.growth_prior import (HELD, load_prior, population_prior, prior_from_values, prior_path,
-                                         prior_record)
+from gliomaforecast.growth.fit import DEFAULTS, fit_growth
+from gliomaforecast.growth.model import GrowthParams, burden
+from gliomaforecast.growth.prior import HELD, load_prior, population_prior, prior_from_values, prior_path, prior_record
 
 ROWS = np.array([[0.010, 0.10, 5.0, 0.3], [0.020, 0.05, 10.0, 0.2], [0.015, 0.08, 7.0, 0.5]])
 PRIOR = prior_from_values(ROWS)

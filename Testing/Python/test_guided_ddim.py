@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 import torch
 
-from gliomaforecast.case import load_case
+from gliomaforecast.io.case import load_case
 from gliomaforecast.errors import InputError
 from gliomaforecast.forecast import fit_case_growth
-from gliomaforecast.forecasters import guided_inputs as gi
+from gliomaforecast.forecasters.guided import inputs as gi
 from gliomaforecast.forecasters.base import ForecastRequest, no_progress
 from gliomaforecast import sdf
-from gliomaforecast.forecasters.guided_ddim import GuidedDDIMForecaster, generate
-from gliomaforecast.forecasters.guided_maps import generation_probability
-from gliomaforecast.forecasters.guided_targets import slice_targets
+from gliomaforecast.forecasters.guided.ddim import GuidedDDIMForecaster, generate
+from gliomaforecast.forecasters.guided.maps import generation_probability
+from gliomaforecast.forecasters.guided.targets import slice_targets
 from gliomaforecast.models import load_family
 from gliomaforecast_training.guided import export as gexport
 from gliomaforecast_training.guided import train as gtrain

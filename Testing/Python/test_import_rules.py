@@ -35,8 +35,8 @@ def test_slicer_lib_never_imports_qt() -> None:
 
 
 def _core_imports() -> dict[str, set[str]]:
-    """Module -> the core modules it imports at module level (relative and absolute imports resolved; imports
-    inside functions are deliberate late imports and do not form load-time cycles)."""
+    """Module -> the core modules it imports anywhere: at module level, inside functions (late imports) and under
+    ``TYPE_CHECKING`` (relative and absolute imports resolved). A cycle hidden in a function is still a cycle."""
     graph: dict[str, set[str]] = {}
     modules = {"gliomaforecast." + ".".join(p.relative_to(CORE).with_suffix("").parts).removesuffix(".__init__"):
                p for p in CORE.rglob("*.py")}
@@ -44,7 +44,7 @@ def _core_imports() -> dict[str, set[str]]:
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         deps: set[str] = set()
-        for node in ast.parse(path.read_text()).body:
+        for node in ast.walk(ast.parse(path.read_text())):
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
@@ -95,3 +95,43 @@ def test_core_has_no_import_cycle() -> None:
 def test_cycle_finder_finds_a_cycle() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) == []
+
+
+# The core's layers (docs/architecture.md): a module imports only modules of its own layer or below.
+LAYERS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (0, ("gliomaforecast", "errors", "defaults", "checks", "geometry", "resources")),
+    (1, ("io", "sdf", "models", "model_registry_writer")),
+    (2, ("targets", "growth", "deformation", "diffusion")),
+    (3, ("forecasters",)),
+    (4, ("forecast", "plausibility")),
+    (5, ("output", "evaluation", "dicom")),
+    (6, ("commands", "cli", "__main__")),
+)
+
+
+def layer_of(module: str) -> int:
+    """The layer of a core module (by its first name under ``gliomaforecast``)."""
+    parts = module.split(".")
+    head = parts[1] if len(parts) > 1 else "gliomaforecast"
+    for layer, names in LAYERS:
+        if head in names:
+            return layer
+    raise KeyError(f"{module} is in no layer of docs/architecture.md")
+
+
+def test_core_imports_follow_the_layers() -> None:
+    graph = _core_imports()
+    upward = sorted(f"{m} (layer {layer_of(m)}) imports {d} (layer {layer_of(d)})"
+                    for m, deps in graph.items() for d in deps if layer_of(d) > layer_of(m))
+    assert upward == []
+
+
+def test_layer_rule_catches_an_upward_import() -> None:
+    assert layer_of("gliomaforecast.targets.ctv") < layer_of("gliomaforecast.forecasters.base")
+    assert layer_of("gliomaforecast.io.case") < layer_of("gliomaforecast.forecast") < layer_of("gliomaforecast.cli")
+
+
+def test_no_core_folder_holds_more_than_15_modules() -> None:
+    for folder in [CORE, *(p for p in CORE.rglob("*") if p.is_dir() and p.name != "__pycache__")]:
+        modules = [p for p in folder.glob("*.py") if p.name != "__init__.py"]
+        assert len(modules) <= 15, f"{folder}: {len(modules)} modules"

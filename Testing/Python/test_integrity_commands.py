@@ -13,7 +13,7 @@ import pytest
 
 from conftest import SAMPLE_CASE
 from gliomaforecast.cli import main
-from gliomaforecast.write_guard import output_lock
+from gliomaforecast.io.write_guard import output_lock
 
 SAMPLE = SAMPLE_CASE.parent
 
@@ -58,7 +58,7 @@ def test_evaluate_skips_an_unreadable_patient_and_scores_the_others(tmp_path: Pa
 
 def test_evaluate_keeps_the_others_when_a_patient_raises_unexpectedly(tmp_path: Path, monkeypatch) -> None:
     """An error type the scoring does not expect (here an EOFError) skips that patient, not the run."""
-    from gliomaforecast import cohort_evaluation
+    from gliomaforecast.evaluation import cohort as cohort_evaluation
     cohort = tmp_path / "cohort"
     _copy(cohort, "VP-GOOD")
     _copy(cohort, "VP-ODD")

@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 
 from conftest import SAMPLE_CASE
-from gliomaforecast.case import load_case
+from gliomaforecast.io.case import load_case
 from gliomaforecast.cli import main
 from gliomaforecast.errors import InputError
 from gliomaforecast.geometry import Grid, require_same_grid
-from gliomaforecast.io import read_image, read_labels, read_mask, read_segmentation, write_image, write_segmentation
+from gliomaforecast.io.images import (read_image, read_labels, read_mask, read_segmentation, write_image,
+                                      write_segmentation)
 from gliomaforecast.models import load_registry
 
 SAMPLE = SAMPLE_CASE.parent

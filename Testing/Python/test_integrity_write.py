@@ -23,8 +23,8 @@ from conftest import SAMPLE_CASE
 from gliomaforecast.cli import main
 from gliomaforecast.errors import InputError
 from gliomaforecast.geometry import Grid
-from gliomaforecast.io import atomic_output_dir, read_image, read_mask, write_image
-from gliomaforecast.write_guard import remove_stale_temporaries
+from gliomaforecast.io.images import atomic_output_dir, read_image, read_mask, write_image
+from gliomaforecast.io.write_guard import remove_stale_temporaries
 
 SAMPLE = SAMPLE_CASE.parent
 GTV = SAMPLE / "d231_gtv.nii.gz"
@@ -187,8 +187,8 @@ def test_folder_filled_meanwhile_is_not_merged(tmp_path: Path) -> None:
 def test_replace_swaps_the_whole_folder(tmp_path: Path, monkeypatch, one_step: bool) -> None:
     """--overwrite: the old folder is replaced whole (one renameat2 exchange on Linux; else two renames)."""
     if not one_step:
-        import gliomaforecast.io
-        monkeypatch.setattr(gliomaforecast.io, "exchange", lambda a, b: False)
+        import gliomaforecast.io.images
+        monkeypatch.setattr(gliomaforecast.io.images, "exchange", lambda a, b: False)
     out = tmp_path / "out"
     out.mkdir()
     (out / "stale.txt").write_text("old run")

@@ -14,15 +14,15 @@ import torch
 from scipy import ndimage
 from monai.networks.layers.vector_quantizer import EMAQuantizer
 
-from gliomaforecast.case import load_case
+from gliomaforecast.io.case import load_case
 from gliomaforecast.diffusion import SamplerSettings
 from gliomaforecast.errors import InputError
 from gliomaforecast.cli import main
 from gliomaforecast.forecast import forecast_tumor_ml, run_forecast
-from gliomaforecast.io import read_image
-from gliomaforecast.forecasters import latent_inputs as li
-from gliomaforecast.forecasters.latent_codebook import lookup, nearest_codes, quantize
-from gliomaforecast.forecasters.latent_diffusion import MEMBERS, MODEL_ID, LatentCodec, sample_latents
+from gliomaforecast.io.images import read_image
+from gliomaforecast.forecasters.latent import inputs as li
+from gliomaforecast.forecasters.latent.codebook import lookup, nearest_codes, quantize
+from gliomaforecast.forecasters.latent.diffusion import MEMBERS, MODEL_ID, LatentCodec, sample_latents
 from gliomaforecast.models import load_family
 from gliomaforecast.plausibility import forecast_warnings
 from gliomaforecast_training.latent import export as lexport
@@ -292,7 +292,7 @@ def test_slicer_logic_single_scan_forecast_matches_run_forecast(tiny, monkeypatc
     from GliomaForecastLib import adapters
     from GliomaForecastLib.logic import ForecastLogic
     from GliomaForecastLib.scene import headless_scene
-    from gliomaforecast.evaluation_protocols import prefix_case
+    from gliomaforecast.evaluation.protocols import prefix_case
 
     monkeypatch.setenv("GLIOMAFORECAST_MODELS_DIR", str(tiny["models"]))
     scene = headless_scene()

@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from gliomaforecast import sdf
-from gliomaforecast.case import load_case
+from gliomaforecast.io.case import load_case
 from gliomaforecast.errors import InputError
 from gliomaforecast.forecast import run_forecast
-from gliomaforecast.forecasters import multitask_inputs as mi
+from gliomaforecast.forecasters import crops as mi
 from gliomaforecast.forecasters.base import ForecastRequest
-from gliomaforecast.forecasters.multitask_diffusion import MultiTaskDiffusionForecaster
+from gliomaforecast.forecasters.multitask.diffusion import MultiTaskDiffusionForecaster
 from gliomaforecast.model_registry_writer import write_registry_entry
 from gliomaforecast_training.multitask import export as mexport
 from gliomaforecast_training.multitask.net import MultiTaskNet
@@ -78,7 +78,7 @@ def test_crop_and_paste_round_trip_on_a_linear_ramp():
 
 
 def test_outside_correction_is_each_slices_ring_median():
-    from gliomaforecast.forecasters.multitask_diffusion import _outside
+    from gliomaforecast.forecasters.multitask.diffusion import _outside
 
     corr = np.zeros((2, 6, 6), np.float32)
     corr[0] = 5.0
@@ -168,7 +168,7 @@ def test_the_synthesized_flair_is_written_as_a_forecast_not_a_warp(tmp_path) -> 
     from pathlib import Path
 
     from gliomaforecast.forecast import run_forecast
-    from gliomaforecast.forecast_output import write_forecast
+    from gliomaforecast.output.writer import write_forecast
 
     sample = Path(__file__).resolve().parents[2] / "Resources" / "SampleData" / "sample_patient" / "case.json"
     fc = run_forecast(sample, 351.0, "multitask-diffusion", samples=1, n_bootstrap=2)

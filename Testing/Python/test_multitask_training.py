@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from gliomaforecast import models, sdf
-from gliomaforecast.case import load_case
-from gliomaforecast.forecasters import multitask_inputs as mi
-from gliomaforecast.forecasters.multitask_diffusion import _augment as core_augment
+from gliomaforecast.io.case import load_case
+from gliomaforecast.forecasters import crops as mi
+from gliomaforecast.forecasters.multitask.diffusion import _augment as core_augment
 from gliomaforecast_training.multitask import data as mdata
 from gliomaforecast_training.multitask import export as mexport
 from gliomaforecast_training.multitask import train as mtrain

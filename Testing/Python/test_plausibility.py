@@ -15,14 +15,15 @@ import numpy as np
 import pytest
 
 from conftest import SAMPLE_CASE
-from gliomaforecast.case import load_case
+from gliomaforecast.io.case import load_case
 from gliomaforecast.cli import main
 from gliomaforecast.forecast import fit_case_growth, forecast_tumor_ml, run_forecast
 from gliomaforecast.forecasters import entry
-from gliomaforecast.growth_checks import parameters_at_bounds, unobserved_bump
-from gliomaforecast.growth_fit import GrowthFit, fit_growth
-from gliomaforecast.growth_model import GrowthParams, burden
-from gliomaforecast.plausibility import BRAIN_FRACTION_WARNING, cap_growth, forecast_warnings
+from gliomaforecast.growth.checks import parameters_at_bounds, unobserved_bump
+from gliomaforecast.growth.fit import GrowthFit, fit_growth
+from gliomaforecast.growth.model import GrowthParams, burden
+from gliomaforecast.growth.checks import cap_growth
+from gliomaforecast.plausibility import BRAIN_FRACTION_WARNING, forecast_warnings
 
 
 @pytest.fixture(scope="module")

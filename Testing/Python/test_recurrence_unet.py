@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from gliomaforecast import ctv, recurrence_inputs as ri
-from gliomaforecast.case import load_case
+from gliomaforecast.targets import ctv
+from gliomaforecast.forecasters.recurrence import inputs as ri
+from gliomaforecast.io.case import load_case
 from gliomaforecast.errors import InputError
-from gliomaforecast.evaluation_protocols import prefix_case
+from gliomaforecast.evaluation.protocols import prefix_case
 from gliomaforecast.forecast import run_forecast
-from gliomaforecast.forecasters.recurrence_unet import score_map
+from gliomaforecast.forecasters.recurrence.unet import score_map
 from gliomaforecast.models import load_family
-from gliomaforecast.target_volumes import build_targets, cavity_from_labels
+from gliomaforecast.targets.volumes import build_targets, cavity_from_labels
 from gliomaforecast_training.recurrence_unet import data, export, train
 from gliomaforecast_training.recurrence_unet.loss import coverage_alpha, recurrence_loss
 
@@ -241,7 +242,7 @@ def test_tune_keeps_only_admissible_settings_and_may_choose_none() -> None:
 
 
 def test_forecast_notes_carry_the_held_out_coverage_of_the_registry() -> None:
-    from gliomaforecast.forecasters.recurrence_unet import heldout_notes
+    from gliomaforecast.forecasters.recurrence.unet import heldout_notes
 
     cov = {"enhancing": {"n": 43, "forecast_ctv": 0.956, "standard_ctv": 0.9446, "wilcoxon_p": 0.18},
            "gtv": {"n": 96, "forecast_ctv": 0.972, "standard_ctv": 0.982, "wilcoxon_p": None}}

@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 
 from conftest import SAMPLE_CASE
-from gliomaforecast.case import load_case
+from gliomaforecast.io.case import load_case
 from gliomaforecast.errors import InputError
 from gliomaforecast.evaluation import volume_ml
 from gliomaforecast.forecast import fit_case_growth, run_forecast
-from gliomaforecast.growth_checks import parameters_at_bounds
-from gliomaforecast.report import report_volumes, write_report
+from gliomaforecast.growth.checks import parameters_at_bounds
+from gliomaforecast.output.report import report_volumes, write_report
 from gliomaforecast.geometry import Grid
-from gliomaforecast.growth_plot import bound_note
+from gliomaforecast.growth.plot import bound_note
 from gliomaforecast.plausibility import forecast_warnings
-from gliomaforecast.report_figures import (PROBABILITY_SHOWN_FROM, axial_levels, display_flips, edge_letters,
+from gliomaforecast.output.figures import (PROBABILITY_SHOWN_FROM, axial_levels, display_flips, edge_letters,
                                            probability_alpha, slice_position)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -17,8 +17,8 @@ from matplotlib.image import imread
 from conftest import ball
 from gliomaforecast.forecast import run_forecast
 from gliomaforecast.geometry import Grid
-from gliomaforecast.io import write_image
-from gliomaforecast.report import write_report
+from gliomaforecast.io.images import write_image
+from gliomaforecast.output.report import write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")

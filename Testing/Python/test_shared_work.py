@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from gliomaforecast import models, sdf
-from gliomaforecast.case import load_case
+from gliomaforecast.io.case import load_case
 from gliomaforecast.deformation import case_evolution_field
-from gliomaforecast.evaluation_protocols import prefix_case
+from gliomaforecast.evaluation.protocols import prefix_case
 from gliomaforecast.forecast import fit_case_growth, run_forecast
-from gliomaforecast.target_volumes import build_targets, standard_target
+from gliomaforecast.targets.volumes import build_targets, standard_target
 
 
 def test_derived_is_computed_once_and_read_only(make_case):
@@ -90,7 +90,7 @@ def test_one_session_per_model_file_content():
 def test_evaluation_workers_share_the_cores(monkeypatch):
     """Sessions opened without a thread count take $GLIOMAFORECAST_ORT_THREADS (evaluate --jobs N sets each worker's
     share of the cores); a bad value names the variable."""
-    from gliomaforecast import cohort_evaluation
+    from gliomaforecast.evaluation import cohort as cohort_evaluation
     from gliomaforecast.errors import InputError
 
     monkeypatch.setenv(models.THREADS_VAR, "1")

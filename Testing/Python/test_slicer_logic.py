@@ -18,11 +18,13 @@ from GliomaForecastLib import adapters, conventions
 from GliomaForecastLib.logic import ForecastLogic, LoadedCase, timepointDay
 from GliomaForecastLib.progress import Cancelled
 from GliomaForecastLib.scene import headless_scene
-from gliomaforecast import ctv, growth, sdf, standard_plan
+from gliomaforecast import growth, sdf
+from gliomaforecast.targets import ctv
+from gliomaforecast.targets import standard_plan
 from gliomaforecast.geometry import Grid
-from gliomaforecast.io import read_segmentation, write_image
-from gliomaforecast.standard_plan import tumor_core
-from gliomaforecast.target_volumes import build_targets
+from gliomaforecast.io.images import read_segmentation, write_image
+from gliomaforecast.targets.standard_plan import tumor_core
+from gliomaforecast.targets.volumes import build_targets
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_CASE = REPO / "Resources" / "SampleData" / "sample_patient" / "case.json"
@@ -304,7 +306,7 @@ def test_forecast_nodes_match_the_core_forecast(loaded, scene, synthetic_case):
 
 @pytest.fixture(scope="module")
 def sample():
-    from gliomaforecast.case import load_case
+    from gliomaforecast.io.case import load_case
 
     scene = headless_scene()
     return scene, ForecastLogic(scene).loadCase(SAMPLE_CASE), load_case(SAMPLE_CASE)

@@ -150,7 +150,7 @@ def test_parameter_node_defaults(module):
     p = gf.GliomaForecastParameterNode
     assert (p.gtvSegmentName, p.rtStartDay, p.nBootstrap, p.beta, p.mu, p.marginMm) == ("GTV", 21.0, 100, 0.1, 15.0,
                                                                                            15.0)
-    from gliomaforecast import standard_plan
+    from gliomaforecast.targets import standard_plan
 
     assert p.plan == standard_plan.AUTO
     assert p.__annotations__["plan"].__metadata__ == (("Choice", standard_plan.CHOICES),)
@@ -335,7 +335,8 @@ def test_panel_reports_a_gathering_error_without_starting_a_task(panel):
 
 def test_panel_probability_map_then_target_volumes_from_it(panel, monkeypatch):
     gf, widget, ui, timer, charts, errors, params = panel
-    from gliomaforecast import ctv, sdf
+    from gliomaforecast import sdf
+    from gliomaforecast.targets import ctv
     from GliomaForecastLib import adapters
 
     layers = []

@@ -73,8 +73,8 @@ def _parameter_defaults() -> dict[str, str]:
 
 def test_plan_combo_box_is_bound_to_the_plan_choices_of_the_core():
     """The Standard plan combo box sits in the Target volume section, is bound to the parameter "plan", and the
-    parameter's choices and default come from gliomaforecast.standard_plan (one place for the CLI and the panel)."""
-    from gliomaforecast import standard_plan
+    parameter's choices and default come from gliomaforecast.targets.standard_plan (one place for the CLI and the panel)."""
+    from gliomaforecast.targets import standard_plan
 
     target, = [w for w in ET.parse(UI).getroot().iter("widget") if w.get("class") == "ctkCollapsibleButton"
                and w.find("property/string").text == "Target volume"]
@@ -86,7 +86,7 @@ def test_plan_combo_box_is_bound_to_the_plan_choices_of_the_core():
     assert _parameter_fields()["plan"] == "Annotated[str, Choice(list(standard_plan.CHOICES))]"
     assert _parameter_defaults()["plan"] == "standard_plan.AUTO"
     assert standard_plan.CHOICES == ("auto", "estro-eano", "flair") and standard_plan.AUTO == "auto"
-    assert re.search(r"^from gliomaforecast import .*\bstandard_plan\b", MODULE_PY.read_text(), re.M)
+    assert re.search(r"^from gliomaforecast.targets import .*\bstandard_plan\b", MODULE_PY.read_text(), re.M)
 
 
 def test_the_panel_passes_its_plan_to_targets_and_forecast():

@@ -11,9 +11,9 @@ import vtk
 
 from GliomaForecastLib.conventions import segment_terminology
 from GliomaForecastLib.scene import headless_scene
-from gliomaforecast.forecast_output import SEGMENT_TERMS
+from gliomaforecast.output.record import SEGMENT_TERMS
 from gliomaforecast.geometry import Grid
-from gliomaforecast.io import write_segmentation
+from gliomaforecast.io.images import write_segmentation
 
 
 @pytest.mark.parametrize("name", ["GTV", "CTV standard", "CTV forecast"])

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from gliomaforecast import standard_plan
-from gliomaforecast.case import load_case
+from gliomaforecast.targets import standard_plan
+from gliomaforecast.io.case import load_case
 from gliomaforecast.cli import main
 from gliomaforecast.forecast import run_forecast
-from gliomaforecast.io import read_mask, write_image
-from gliomaforecast.standard_plan import PlanError, plan_seed
-from gliomaforecast.target_volumes import build_targets, standard_target
+from gliomaforecast.io.images import read_mask, write_image
+from gliomaforecast.targets.standard_plan import PlanError, plan_seed
+from gliomaforecast.targets.volumes import build_targets, standard_target
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "Resources" / "SampleData" / "sample_patient" / "case.json"
@@ -155,7 +155,7 @@ def test_forecast_builds_both_ctvs_by_the_convention() -> None:
 
 
 def test_evaluate_states_and_uses_the_convention(cohort_root: Path, tmp_path: Path) -> None:
-    from gliomaforecast.leaderboard import leaderboard_markdown
+    from gliomaforecast.evaluation.leaderboard import leaderboard_markdown
 
     out = tmp_path / "ev"
     assert main(["evaluate", str(cohort_root / "iso2"), "--forecaster", "persistence", "--n-bootstrap", "5",
@@ -239,7 +239,7 @@ def test_ctv_cli_plans_by_the_labels(tmp_path: Path, capsys) -> None:
     assert np.array_equal(standard, reference_plan(case.labels(last), case.brain_mask(), case.grid.spacing))
     record = json.loads((out / "targets.json").read_text())
     assert record["standard_plan"]["convention"] == "estro-eano" and record["warnings"] == []
-    from gliomaforecast.dicom_export import roi_descriptions  # export-dicom of a ctv folder names the convention
+    from gliomaforecast.dicom.export import roi_descriptions
     assert roi_descriptions(out)["CTV standard"] == "GliomaForecast CTV standard: estro-eano core+cavity + 15 mm"
     # the same labels given as --cavity of a GTV mask (the earlier way) choose the same plan
     gtv_path = tmp_path / "gtv.nii.gz"

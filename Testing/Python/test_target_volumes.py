@@ -11,13 +11,13 @@ import pytest
 from scipy import ndimage
 
 from conftest import ball
-from gliomaforecast.case import load_case
+from gliomaforecast.io.case import load_case
 from gliomaforecast.cli import main
 from gliomaforecast.forecasters import registry
 from gliomaforecast.forecast import run_forecast
 from gliomaforecast.geometry import Grid
-from gliomaforecast.io import read_image, read_mask, write_image
-from gliomaforecast.target_volumes import build_targets, fill_holes, target_seed
+from gliomaforecast.io.images import read_image, read_mask, write_image
+from gliomaforecast.targets.volumes import build_targets, fill_holes, target_seed
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "Resources" / "SampleData" / "sample_patient" / "case.json"

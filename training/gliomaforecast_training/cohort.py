@@ -30,9 +30,9 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from gliomaforecast.ctv import standard_ctv
+from gliomaforecast.targets.ctv import standard_ctv
 from gliomaforecast.geometry import Grid, resample_to
-from gliomaforecast.io import atomic_output_dir, write_image
+from gliomaforecast.io.images import atomic_output_dir, write_image
 
 from . import imaging, treatment
 from .anatomy import Anatomy, deform, load_template
@@ -729,7 +729,7 @@ def measure_cohort_realism(cohort_dir: str | Path, margin_mm: float = 15.0) -> d
     """Patterns of failure and growth kinetics of a written cohort (see ``gliomaforecast-train
     cohort-realism``): per patient and summarised. The CTV is ``standard_ctv`` of the planning GTV plus
     cavity (labels 1-4 of the day-0 scan) with ``margin_mm``, inside the brain mask, as the generator's."""
-    from gliomaforecast.case import load_case
+    from gliomaforecast.io.case import load_case
 
     cohort_dir = Path(cohort_dir)
     index = json.loads((cohort_dir / "cohort.json").read_text())

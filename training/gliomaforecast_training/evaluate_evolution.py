@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from gliomaforecast.case import load_case
+from gliomaforecast.io.case import load_case
 from gliomaforecast.deformation import evolution_field, jacobian_determinant, tumor_slices, warp
 from gliomaforecast.models import OnnxModel
 

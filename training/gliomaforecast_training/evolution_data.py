@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from gliomaforecast import sdf
-from gliomaforecast.case import load_case
+from gliomaforecast.io.case import load_case
 from gliomaforecast.deformation import resample_plane
 
 PIXEL_MM = 2.0

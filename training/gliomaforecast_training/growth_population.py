@@ -1,4 +1,4 @@
-"""The growth model's population prior from a training cohort (``gliomaforecast.growth_prior``).
+"""The growth model's population prior from a training cohort (``gliomaforecast.growth.prior``).
 
 Each training patient's whole GTV-volume series (mL over days) is fitted with the full radiotherapy model
 (``fit_growth`` without a prior, no bootstrap); a patient whose scans leave any of the prior's parameters
@@ -13,10 +13,10 @@ from typing import Iterable
 
 import numpy as np
 
-from gliomaforecast.burden import burden_from_case
-from gliomaforecast.case import load_case
-from gliomaforecast.growth_fit import fit_growth
-from gliomaforecast.growth_prior import HELD, GrowthPrior, prior_from_values
+from gliomaforecast.growth.burden import burden_from_case
+from gliomaforecast.io.case import load_case
+from gliomaforecast.growth.fit import fit_growth
+from gliomaforecast.growth.prior import HELD, GrowthPrior, prior_from_values
 
 
 def patient_values(days: np.ndarray, volumes_ml: np.ndarray, rt_start_day: float | None) -> np.ndarray | None:

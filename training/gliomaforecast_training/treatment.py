@@ -1,6 +1,6 @@
 """Treatment of a virtual patient: resection of the enhancing core, a 60 Gy / 30 fraction dose map with a
 Gaussian penumbra, linear-quadratic cell survival per fraction and its hypoxic radioresistance (the CTV
-itself is ``gliomaforecast.ctv.standard_ctv``).
+itself is ``gliomaforecast.targets.ctv.standard_ctv``).
 
 Distances in mm from ``spacing`` (array order z, y, x); dose in Gy; time in days.
 """

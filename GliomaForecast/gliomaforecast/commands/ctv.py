@@ -4,9 +4,9 @@ around a barrier mask) and, with a score map, the iso-volumetric forecast CTV of
 Writes ctv_standard.nii.gz, ctv_forecast.nii.gz (with --score), targets.seg.nrrd (segments "GTV",
 "CTV standard", "CTV forecast") and targets.json (the standard plan's convention, seed, margin and volumes) into
 --out, atomically, and prints the volumes in mL. Every input must share the GTV's grid. Both CTVs start from the seed
-of the planning convention (--plan, gliomaforecast.standard_plan: the tumour core of --labels + cavity for
+of the planning convention (--plan, gliomaforecast.targets.standard_plan: the tumour core of --labels + cavity for
 estro-eano, the whole GTV + cavity for flair) with holes filled and have no interior holes (the rule of
-gliomaforecast.target_volumes); the forecast CTV's candidates are the brain-mask voxels that are not barrier.
+gliomaforecast.targets.volumes); the forecast CTV's candidates are the brain-mask voxels that are not barrier.
 """
 
 from __future__ import annotations
@@ -19,14 +19,21 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import ctv
 from ..errors import InputError
 from ..geometry import require_same_grid
-from ..io import (atomic_output_dir, existing_mode, read_image, read_labels, read_mask, write_image,
-                  write_segmentation)
-from ..case import BRATS_LABELS, DEFAULT_GTV_LABELS
-from ..standard_plan import CAVITY_LABEL, PlanError, plan_record, plan_seed
-from ..target_volumes import build_targets
+from ..io.case import BRATS_LABELS, DEFAULT_GTV_LABELS
+from ..io.images import (
+    atomic_output_dir,
+    existing_mode,
+    read_image,
+    read_labels,
+    read_mask,
+    write_image,
+    write_segmentation,
+)
+from ..targets import ctv
+from ..targets.standard_plan import CAVITY_LABEL, PlanError, plan_record, plan_seed
+from ..targets.volumes import build_targets
 from . import add_overwrite_argument, add_plan_argument
 
 NAME = "ctv"
@@ -35,14 +42,24 @@ HELP = "standard (margin) and forecast (iso-volumetric) CTVs from a GTV and a sc
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--gtv", type=Path, help="binary GTV mask (.nii, .nii.gz, .nrrd, .seg.nrrd); default with --labels: "
-                                            "its labels 1, 2, 3")
-    p.add_argument("--labels", type=Path, help="BraTS label map of the planning scan (1 necrosis, 2 edema, 3 enhancing, "
-                                               "4 cavity): the estro-eano plan grows its core (1, 3) + cavity (4)")
+    p.add_argument(
+        "--gtv",
+        type=Path,
+        help="binary GTV mask (.nii, .nii.gz, .nrrd, .seg.nrrd); default with --labels: its labels 1, 2, 3",
+    )
+    p.add_argument(
+        "--labels",
+        type=Path,
+        help="BraTS label map of the planning scan (1 necrosis, 2 edema, 3 enhancing, "
+        "4 cavity): the estro-eano plan grows its core (1, 3) + cavity (4)",
+    )
     p.add_argument("--score", type=Path, help="score map (e.g. forecast probability); higher = treat first")
     p.add_argument("--brain-mask", type=Path, help="binary brain mask: the targets stay inside it")
-    p.add_argument("--cavity", type=Path, help="resection cavity: a binary mask, or a BraTS label map (label 4); "
-                                               "the CTVs start from GTV + cavity")
+    p.add_argument(
+        "--cavity",
+        type=Path,
+        help="resection cavity: a binary mask, or a BraTS label map (label 4); the CTVs start from GTV + cavity",
+    )
     p.add_argument("--barrier", type=Path, help="binary barrier mask (ventricles, falx, ...): geodesic margin")
     p.add_argument("--margin-mm", type=float, default=ctv.DEFAULT_MARGIN_MM, help="CTV margin, mm (default 15)")
     add_plan_argument(p)
@@ -105,8 +122,9 @@ def run(args: argparse.Namespace) -> int:
     if plan.cavity is not None:
         cavity = plan.cavity if cavity is None else cavity | plan.cavity
     try:
-        targets = build_targets(plan.tumour, grid.spacing, args.margin_mm, score=score, cavity=cavity,
-                                brain_mask=brain, barrier=barrier)
+        targets = build_targets(
+            plan.tumour, grid.spacing, args.margin_mm, score=score, cavity=cavity, brain_mask=brain, barrier=barrier
+        )
     except ValueError as exc:
         raise InputError(args.score, "score", str(exc)) from None
     standard = targets.standard
@@ -122,10 +140,12 @@ def run(args: argparse.Namespace) -> int:
             write_image(tmp / "ctv_forecast.nii.gz", forecast, grid, inputs=inputs)
         write_segmentation(tmp / "targets.seg.nrrd", segments, grid, inputs=inputs)
         ml = grid.voxel_volume_ml
-        record = {"schema": TARGETS_SCHEMA,
-                  "standard_plan": plan_record(plan.convention, args.margin_mm, float(standard.sum() * ml)),
-                  "warnings": [] if plan.warning is None else [plan.warning],
-                  "volumes_ml": {name: float(mask.sum() * ml) for name, mask in segments.items()}}
+        record = {
+            "schema": TARGETS_SCHEMA,
+            "standard_plan": plan_record(plan.convention, args.margin_mm, float(standard.sum() * ml)),
+            "warnings": [] if plan.warning is None else [plan.warning],
+            "volumes_ml": {name: float(mask.sum() * ml) for name, mask in segments.items()},
+        }
         (tmp / "targets.json").write_text(json.dumps(record, indent=2) + "\n")
 
     kind = "geodesic" if barrier is not None else "Euclidean"
@@ -133,8 +153,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"WARNING: {plan.warning}", file=sys.stderr)
     print(f"wrote {args.out}")
     print(f"GTV           {gtv.sum() * grid.voxel_volume_ml:9.2f} mL")
-    print(f"CTV standard  {standard.sum() * grid.voxel_volume_ml:9.2f} mL ({plan.convention}: {plan.seed_name} + "
-          f"{kind} margin {args.margin_mm:g} mm)")
+    print(
+        f"CTV standard  {standard.sum() * grid.voxel_volume_ml:9.2f} mL ({plan.convention}: {plan.seed_name} + "
+        f"{kind} margin {args.margin_mm:g} mm)"
+    )
     if forecast is not None:
-        print(f"CTV forecast  {forecast.sum() * grid.voxel_volume_ml:9.2f} mL (iso-volumetric top-k of {args.score.name})")
+        print(
+            f"CTV forecast  {forecast.sum() * grid.voxel_volume_ml:9.2f} mL (iso-volumetric top-k of {args.score.name})"
+        )
     return 0

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 from .. import defaults
-from ..case import load_case
 from ..errors import InputError
 from ..forecasters import DEFAULT_FORECASTER, FORECASTER_NAMES
+from ..io.case import load_case
 from ..resources import resources_dir
 from .forecast import forecast_to_folder, summary
 
@@ -24,8 +24,11 @@ HORIZON_DAYS = 120.0
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (default demo_output)")
-    p.add_argument("--forecaster", default=DEFAULT_FORECASTER,
-                   help=f"one of {', '.join(FORECASTER_NAMES)} (default {DEFAULT_FORECASTER})")
+    p.add_argument(
+        "--forecaster",
+        default=DEFAULT_FORECASTER,
+        help=f"one of {', '.join(FORECASTER_NAMES)} (default {DEFAULT_FORECASTER})",
+    )
     p.add_argument("--case", type=Path, default=SAMPLE_CASE, help="case manifest (default: the sample patient)")
 
 
@@ -34,9 +37,17 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(args.case, None, "sample patient not found")
     t0 = time.perf_counter()
     day = float(load_case(args.case).days[-1]) + HORIZON_DAYS
-    fc = forecast_to_folder(args.case, day, args.out, forecaster=args.forecaster, samples=defaults.SAMPLES,
-                            seed=defaults.SEED, device=defaults.DEVICE, margin_mm=defaults.MARGIN_MM,
-                            existing="replace")  # the demo's own folder: a re-run replaces it whole
+    fc = forecast_to_folder(
+        args.case,
+        day,
+        args.out,
+        forecaster=args.forecaster,
+        samples=defaults.SAMPLES,
+        seed=defaults.SEED,
+        device=defaults.DEVICE,
+        margin_mm=defaults.MARGIN_MM,
+        existing="replace",
+    )  # the demo's own folder: a re-run replaces it whole
     print(summary(fc, args.out))
     for path in sorted(args.out.iterdir()):
         print(f"  wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")

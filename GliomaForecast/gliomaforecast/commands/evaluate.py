@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 from .. import defaults
-from ..cohort_evaluation import EvaluationSettings, evaluate_cohort, find_cases, write_results
 from ..errors import InputError
-from ..evaluation_protocols import PROTOCOLS, parse_horizon
+from ..evaluation.cohort import EvaluationSettings, evaluate_cohort, find_cases, write_results
+from ..evaluation.protocols import PROTOCOLS, parse_horizon
 from ..forecasters import FORECASTER_NAMES
-from ..io import atomic_output_dir, existing_mode
+from ..io.images import atomic_output_dir, existing_mode
 from . import add_overwrite_argument, add_plan_argument, check_seed
 
 NAME = "evaluate"
@@ -32,29 +32,62 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("cohort", type=Path, help="cohort folder (one sub-folder with a case.json per patient)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     add_overwrite_argument(p)
-    p.add_argument("--forecaster", action="append", default=None, metavar="NAME",
-                   help=f"forecaster to evaluate (repeatable; default: all of {', '.join(FORECASTER_NAMES)})")
-    p.add_argument("--protocol", default="last-scan", metavar="NAME",
-                   help=f"one of {', '.join(PROTOCOLS)} (default last-scan; see docs/evaluation.md)")
-    p.add_argument("--horizon-days", default=None, metavar="MIN-MAX",
-                   help="with --protocol horizon: the gaps (days, inclusive) from the last input scan to the target, "
-                        "e.g. 90-365")
-    p.add_argument("--pairs", default="all", metavar="RULE",
-                   help="with --protocol horizon: score every (inputs, later scan) pair (all, default) or, per "
-                        "patient and gap bin, the first (first-per-bin: fewest inputs, then earliest target; the "
-                        "same pairs for every forecaster; the standing benchmark's rule)")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                   help="patients evaluated in parallel (default: the number of CPUs)")
+    p.add_argument(
+        "--forecaster",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help=f"forecaster to evaluate (repeatable; default: all of {', '.join(FORECASTER_NAMES)})",
+    )
+    p.add_argument(
+        "--protocol",
+        default="last-scan",
+        metavar="NAME",
+        help=f"one of {', '.join(PROTOCOLS)} (default last-scan; see docs/evaluation.md)",
+    )
+    p.add_argument(
+        "--horizon-days",
+        default=None,
+        metavar="MIN-MAX",
+        help="with --protocol horizon: the gaps (days, inclusive) from the last input scan to the target, e.g. 90-365",
+    )
+    p.add_argument(
+        "--pairs",
+        default="all",
+        metavar="RULE",
+        help="with --protocol horizon: score every (inputs, later scan) pair (all, default) or, per "
+        "patient and gap bin, the first (first-per-bin: fewest inputs, then earliest target; the "
+        "same pairs for every forecaster; the standing benchmark's rule)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="patients evaluated in parallel (default: the number of CPUs)",
+    )
     p.add_argument("--seed", type=int, default=defaults.SEED, help=f"seed of every forecast (default {defaults.SEED})")
-    p.add_argument("--samples", type=int, default=defaults.SAMPLES,
-                   help=f"growth-model samples per forecast (default {defaults.SAMPLES})")
-    p.add_argument("--n-bootstrap", type=int, default=defaults.N_BOOTSTRAP,
-                   help=f"growth-model bootstrap refits (default {defaults.N_BOOTSTRAP})")
-    p.add_argument("--margin-mm", type=float, default=defaults.MARGIN_MM,
-                   help=f"standard CTV margin in mm (default {defaults.MARGIN_MM:g})")
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=defaults.SAMPLES,
+        help=f"growth-model samples per forecast (default {defaults.SAMPLES})",
+    )
+    p.add_argument(
+        "--n-bootstrap",
+        type=int,
+        default=defaults.N_BOOTSTRAP,
+        help=f"growth-model bootstrap refits (default {defaults.N_BOOTSTRAP})",
+    )
+    p.add_argument(
+        "--margin-mm",
+        type=float,
+        default=defaults.MARGIN_MM,
+        help=f"standard CTV margin in mm (default {defaults.MARGIN_MM:g})",
+    )
     add_plan_argument(p)
-    p.add_argument("--device", choices=defaults.DEVICES, default=defaults.DEVICE,
-                   help=f"model device (default {defaults.DEVICE})")
+    p.add_argument(
+        "--device", choices=defaults.DEVICES, default=defaults.DEVICE, help=f"model device (default {defaults.DEVICE})"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,21 +106,35 @@ def run(args: argparse.Namespace) -> int:
     if args.protocol != "horizon" and args.pairs != "all":
         raise InputError("--pairs", None, f"only applies to --protocol horizon, not {args.protocol!r}")
     horizon = parse_horizon(args.horizon_days) if args.horizon_days is not None else (0.0, math.inf)
-    settings = EvaluationSettings(names, args.seed, args.samples, args.n_bootstrap, args.margin_mm, args.device,
-                                  args.protocol, horizon, args.pairs, args.plan)
+    settings = EvaluationSettings(
+        names,
+        args.seed,
+        args.samples,
+        args.n_bootstrap,
+        args.margin_mm,
+        args.device,
+        args.protocol,
+        horizon,
+        args.pairs,
+        args.plan,
+    )
     settings.protocol_spec()
     cases = find_cases(args.cohort)
     start = time.perf_counter()
     with atomic_output_dir(args.out, inputs=cases, existing=existing_mode(args.overwrite)) as tmp:
-        result = evaluate_cohort(args.cohort, settings, args.jobs,
-                                 progress=lambda msg: print(msg, flush=True))
+        result = evaluate_cohort(args.cohort, settings, args.jobs, progress=lambda msg: print(msg, flush=True))
         empty = [n for n in names if not any(r["forecaster"] == n for r in result.rows)]
         if empty:
             reason = next((s["reason"] for s in result.skipped if s["forecaster"] in (empty[0], None)), "")
-            raise InputError(args.cohort, None, f"forecaster {empty[0]} scored no patient under the {args.protocol} "
-                                                f"protocol (first reason: {reason})")
+            raise InputError(
+                args.cohort,
+                None,
+                f"forecaster {empty[0]} scored no patient under the {args.protocol} protocol (first reason: {reason})",
+            )
         write_results(result, tmp)
     seconds = time.perf_counter() - start
-    print(f"evaluated {result.n_cases} cases ({len(result.skipped)} skipped entries) with {', '.join(names)} "
-          f"on {args.jobs} jobs in {seconds:.1f} s; wrote {args.out}/summary.json, patients.csv, boxplots.png")
+    print(
+        f"evaluated {result.n_cases} cases ({len(result.skipped)} skipped entries) with {', '.join(names)} "
+        f"on {args.jobs} jobs in {seconds:.1f} s; wrote {args.out}/summary.json, patients.csv, boxplots.png"
+    )
     return 0

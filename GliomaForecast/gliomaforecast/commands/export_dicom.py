@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..io import existing_mode
+from ..io.images import existing_mode
 from . import add_overwrite_argument
 
 NAME = "export-dicom"
@@ -17,8 +17,12 @@ HELP = "write the targets as DICOM RTSTRUCT and SEG on a planning series"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("forecast_dir", type=Path, help="forecast (or ctv) output folder with targets.seg.nrrd")
-    p.add_argument("--reference", required=True, type=Path,
-                   help="folder with the DICOM planning series (one image series) the targets are drawn on")
+    p.add_argument(
+        "--reference",
+        required=True,
+        type=Path,
+        help="folder with the DICOM planning series (one image series) the targets are drawn on",
+    )
     p.add_argument("--out", required=True, type=Path, help="output folder for targets_rtstruct.dcm and targets_seg.dcm")
     add_overwrite_argument(p)
 
@@ -28,13 +32,15 @@ def describe(summary: dict, out: Path) -> str:
     lines = [f"{summary['patient_id']}: RTSTRUCT and SEG on series {summary['reference_series']} -> {out}"]
     if summary["resampled"]:
         lines.append("  note: the targets' grid differs from the reference series; masks moved onto it (nearest)")
-    lines += [f"  {name:14} {seg['interpreted_type']:4} {seg['volume_ml']:9.2f} mL"
-              for name, seg in summary["segments"].items()]
+    lines += [
+        f"  {name:14} {seg['interpreted_type']:4} {seg['volume_ml']:9.2f} mL"
+        for name, seg in summary["segments"].items()
+    ]
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..dicom_export import export_dicom
+    from ..dicom.export import export_dicom
 
     summary = export_dicom(args.forecast_dir, args.reference, args.out, existing=existing_mode(args.overwrite))
     print(describe(summary, args.out))

@@ -12,15 +12,15 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import defaults
-from ..case import load_case
 from ..errors import InputError
-from ..geometry import Grid, require_same_grid, resample_to
-from ..io import check_output_dir, existing_mode, read_mask
-from ..write_guard import output_lock
 from ..forecast import Forecast, case_plan_seed, forecast_tumor_ml, run_forecast
-from ..plausibility import forecast_warnings
-from ..standard_plan import AUTO, SEED_NAMES
 from ..forecasters import DEFAULT_FORECASTER, FORECASTER_NAMES, dose_note
+from ..geometry import Grid, require_same_grid, resample_to
+from ..io.case import load_case
+from ..io.images import check_output_dir, existing_mode, read_mask
+from ..io.write_guard import output_lock
+from ..plausibility import forecast_warnings
+from ..targets.standard_plan import AUTO, SEED_NAMES
 from . import add_case_arguments, add_overwrite_argument, add_plan_argument, check_seed
 
 NAME = "forecast"
@@ -29,57 +29,117 @@ HELP = "forecast a case at a target day and build the target volumes"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_case_arguments(p)
-    p.add_argument("--day", required=True,
-                   help="target day (days, on the case's day axis) or, when the case gives dates, an ISO date; at most "
-                        "3650 days (10 years) after the last scan")
+    p.add_argument(
+        "--day",
+        required=True,
+        help="target day (days, on the case's day axis) or, when the case gives dates, an ISO date; at most "
+        "3650 days (10 years) after the last scan",
+    )
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--forecaster", default=DEFAULT_FORECASTER,
-                   help=f"one of {', '.join(FORECASTER_NAMES)} (default {DEFAULT_FORECASTER}). {dose_note()}")
-    p.add_argument("--samples", type=int, default=defaults.SAMPLES,
-                   help=f"growth-model samples for the uncertainty (default {defaults.SAMPLES})")
+    p.add_argument(
+        "--forecaster",
+        default=DEFAULT_FORECASTER,
+        help=f"one of {', '.join(FORECASTER_NAMES)} (default {DEFAULT_FORECASTER}). {dose_note()}",
+    )
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=defaults.SAMPLES,
+        help=f"growth-model samples for the uncertainty (default {defaults.SAMPLES})",
+    )
     p.add_argument("--seed", type=int, default=defaults.SEED, help=f"random seed (default {defaults.SEED})")
     p.add_argument("--device", default=defaults.DEVICE, choices=defaults.DEVICES, help="onnxruntime device")
-    p.add_argument("--margin-mm", type=float, default=defaults.MARGIN_MM,
-                   help=f"standard CTV margin, mm (default {defaults.MARGIN_MM:g})")
+    p.add_argument(
+        "--margin-mm",
+        type=float,
+        default=defaults.MARGIN_MM,
+        help=f"standard CTV margin, mm (default {defaults.MARGIN_MM:g})",
+    )
     add_plan_argument(p)
     add_overwrite_argument(p)
-    p.add_argument("--barrier", type=Path, default=None,
-                   help="binary barrier mask (ventricles, falx, tentorium) on the case grid: geodesic margin, "
-                        "both CTVs kept off it")
-    p.add_argument("--outcome", choices=("responder", "progressor", "unknown", "both"), default=None,
-                   help="latent-diffusion only: the outcome class the forecast is guided to (classifier-free "
-                        "guidance); unknown (its default) samples the unconditional model; both: the unconditional "
-                        "forecast plus the responder and progressor forecasts side by side in the report")
-    p.add_argument("--dicom-reference", type=Path, default=None,
-                   help="folder with the DICOM planning series of the case's patient: the targets are also written as "
-                        "RTSTRUCT and DICOM SEG on it into OUT/dicom (as export-dicom does)")
+    p.add_argument(
+        "--barrier",
+        type=Path,
+        default=None,
+        help="binary barrier mask (ventricles, falx, tentorium) on the case grid: geodesic margin, "
+        "both CTVs kept off it",
+    )
+    p.add_argument(
+        "--outcome",
+        choices=("responder", "progressor", "unknown", "both"),
+        default=None,
+        help="latent-diffusion only: the outcome class the forecast is guided to (classifier-free "
+        "guidance); unknown (its default) samples the unconditional model; both: the unconditional "
+        "forecast plus the responder and progressor forecasts side by side in the report",
+    )
+    p.add_argument(
+        "--dicom-reference",
+        type=Path,
+        default=None,
+        help="folder with the DICOM planning series of the case's patient: the targets are also written as "
+        "RTSTRUCT and DICOM SEG on it into OUT/dicom (as export-dicom does)",
+    )
 
 
-def forecast_to_folder(case: Path, day: float | str, out: Path, *, forecaster: str, samples: int, seed: int,
-                       device: str, margin_mm: float, resample: bool = False, barrier: Path | None = None,
-                       existing: str = "refuse", settings: dict | None = None, plan: str = AUTO) -> Forecast:
+def forecast_to_folder(
+    case: Path,
+    day: float | str,
+    out: Path,
+    *,
+    forecaster: str,
+    samples: int,
+    seed: int,
+    device: str,
+    margin_mm: float,
+    resample: bool = False,
+    barrier: Path | None = None,
+    existing: str = "refuse",
+    settings: dict | None = None,
+    plan: str = AUTO,
+) -> Forecast:
     """Run a forecast with a progress bar on stderr and write its folder; returns the forecast.
     ``resample`` puts every volume on the first FLAIR's grid (linear for images, nearest for masks), the
     ``barrier`` mask file included. ``plan``: the standard plan's convention (``standard_plan.CHOICES``).
     ``existing``: what a non-empty ``out`` gets (``io.check_output_dir``). The
     folder's lock is held from the start, so a second run to the same ``out`` is refused at once; the target day is
     checked (``Case.target_day``: at most 10 years beyond the scans) before any work."""
-    from ..forecast_output import write_forecast
+    from ..output.writer import write_forecast
 
     if not math.isfinite(margin_mm) or margin_mm < 0:
         raise InputError("--margin-mm", None, f"must be a distance >= 0 mm, got {margin_mm}")
     check_output_dir(out, existing)
-    with output_lock(out), tqdm(total=100, desc="forecast", file=sys.stderr, leave=False, disable=not sys.stderr.isatty(),
-              bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}]") as bar:
+    with (
+        output_lock(out),
+        tqdm(
+            total=100,
+            desc="forecast",
+            file=sys.stderr,
+            leave=False,
+            disable=not sys.stderr.isatty(),
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}]",
+        ) as bar,
+    ):
+
         def progress(fraction: float, message: str) -> None:
             bar.set_description_str(message)
             bar.update(max(0, round(95 * fraction) - bar.n))
+
         loaded = load_case(case, resample=resample)
         case_plan_seed(loaded, plan)  # a convention the planning scan cannot serve is refused before any work
         wall = None if barrier is None else read_barrier(barrier, loaded.grid, resample)
-        fc = run_forecast(loaded, loaded.target_day(day), forecaster, samples=samples, seed=seed,
-                          device=device, margin_mm=margin_mm, progress=progress, barrier=wall, settings=settings,
-                          plan=plan)
+        fc = run_forecast(
+            loaded,
+            loaded.target_day(day),
+            forecaster,
+            samples=samples,
+            seed=seed,
+            device=device,
+            margin_mm=margin_mm,
+            progress=progress,
+            barrier=wall,
+            settings=settings,
+            plan=plan,
+        )
         progress(0.95, "writing outputs")
         write_forecast(fc, out, existing=existing)
         bar.update(100 - bar.n)
@@ -106,23 +166,25 @@ def summary(fc: Forecast, out: Path) -> str:
     """A few lines for the terminal: what was written, volumes in mL."""
     ml = fc.case.grid.voxel_volume_ml
     med, lo, hi = (float(v[0]) for v in fc.growth.predict([fc.target_day]))
-    return "\n".join([
-        f"{fc.case.patient_id}: forecast at day {fc.target_day:g}{_date(fc)} with '{fc.forecaster}' -> {out}",
-        f"  forecast tumor {forecast_tumor_ml(fc):.2f} mL; growth model ({fc.growth.model}) {med:.2f} mL"
-        f" (95% band {lo:.2f}-{hi:.2f} mL)",
-        f"  GTV {fc.gtv.sum() * ml:.2f} mL | CTV standard ({fc.plan}, {fc.margin_mm:g} mm) "
-        f"{fc.ctv_standard.sum() * ml:.2f} mL | CTV forecast {fc.ctv_forecast.sum() * ml:.2f} mL (iso-volumetric)",
-        f"  both CTVs from the {fc.plan} seed, {SEED_NAMES[fc.plan]} (cavity {fc.cavity_ml:.2f} mL), holes filled; "
-        f"{'geodesic margin around the barrier' if fc.barrier_used else 'Euclidean margin (no barrier given)'}",
-        *(f"  WARNING: {line}" for line in forecast_warnings(fc)),
-        f"  took {fc.timings['total_s']:.1f} s; open {out / 'report.html'}",
-    ])
+    return "\n".join(
+        [
+            f"{fc.case.patient_id}: forecast at day {fc.target_day:g}{_date(fc)} with '{fc.forecaster}' -> {out}",
+            f"  forecast tumor {forecast_tumor_ml(fc):.2f} mL; growth model ({fc.growth.model}) {med:.2f} mL"
+            f" (95% band {lo:.2f}-{hi:.2f} mL)",
+            f"  GTV {fc.gtv.sum() * ml:.2f} mL | CTV standard ({fc.plan}, {fc.margin_mm:g} mm) "
+            f"{fc.ctv_standard.sum() * ml:.2f} mL | CTV forecast {fc.ctv_forecast.sum() * ml:.2f} mL (iso-volumetric)",
+            f"  both CTVs from the {fc.plan} seed, {SEED_NAMES[fc.plan]} (cavity {fc.cavity_ml:.2f} mL), holes filled; "
+            f"{'geodesic margin around the barrier' if fc.barrier_used else 'Euclidean margin (no barrier given)'}",
+            *(f"  WARNING: {line}" for line in forecast_warnings(fc)),
+            f"  took {fc.timings['total_s']:.1f} s; open {out / 'report.html'}",
+        ]
+    )
 
 
 def dicom_reference(case: Path, folder: Path):
     """The DICOM planning series of ``--dicom-reference``, read and checked against the case's patient before any
     work (``dicom_export.Reference``)."""
-    from ..dicom_export import read_reference, require_patient
+    from ..dicom.export import read_reference, require_patient
 
     reference = read_reference(folder)
     require_patient(load_case(case, check_grids=False).patient_id, case, reference)
@@ -132,13 +194,25 @@ def dicom_reference(case: Path, folder: Path):
 def run(args: argparse.Namespace) -> int:
     check_seed(args.seed)
     reference = None if args.dicom_reference is None else dicom_reference(args.case, args.dicom_reference)
-    fc = forecast_to_folder(args.case, args.day, args.out, forecaster=args.forecaster, samples=args.samples,
-                            seed=args.seed, device=args.device, margin_mm=args.margin_mm, resample=args.resample,
-                            barrier=args.barrier, existing=existing_mode(args.overwrite),
-                            settings=None if args.outcome is None else {"outcome": args.outcome}, plan=args.plan)
+    fc = forecast_to_folder(
+        args.case,
+        args.day,
+        args.out,
+        forecaster=args.forecaster,
+        samples=args.samples,
+        seed=args.seed,
+        device=args.device,
+        margin_mm=args.margin_mm,
+        resample=args.resample,
+        barrier=args.barrier,
+        existing=existing_mode(args.overwrite),
+        settings=None if args.outcome is None else {"outcome": args.outcome},
+        plan=args.plan,
+    )
     print(summary(fc, args.out))
     if reference is not None:
-        from ..dicom_export import export_dicom
+        from ..dicom.export import export_dicom
         from .export_dicom import describe
+
         print(describe(export_dicom(args.out, reference, args.out / "dicom"), args.out / "dicom"))
     return 0

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import defaults
-from ..case import load_case
 from ..errors import InputError
 from ..growth import burden_from_case, fit_growth
-from ..growth_record import growth_record
-from ..io import atomic_output_dir, existing_mode
+from ..growth.record import growth_record
+from ..io.case import load_case
+from ..io.images import atomic_output_dir, existing_mode
 from . import add_case_arguments, add_overwrite_argument, check_seed
 
 NAME = "growth"
@@ -30,11 +30,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder")
     add_overwrite_argument(p)
     p.add_argument("--rt-start-day", type=float, default=None, help="RT start day (default: the case's)")
-    p.add_argument("--day", type=float, action="append", default=[], help="forecast day (repeatable; at most 3650 days, 10 years, beyond the scans)")
-    p.add_argument("--n-bootstrap", type=int, default=defaults.N_BOOTSTRAP,
-                   help=f"bootstrap refits (default {defaults.N_BOOTSTRAP})")
-    p.add_argument("--noise", type=float, default=defaults.BOOTSTRAP_NOISE,
-                   help=f"relative bootstrap noise (default {defaults.BOOTSTRAP_NOISE:g})")
+    p.add_argument(
+        "--day",
+        type=float,
+        action="append",
+        default=[],
+        help="forecast day (repeatable; at most 3650 days, 10 years, beyond the scans)",
+    )
+    p.add_argument(
+        "--n-bootstrap",
+        type=int,
+        default=defaults.N_BOOTSTRAP,
+        help=f"bootstrap refits (default {defaults.N_BOOTSTRAP})",
+    )
+    p.add_argument(
+        "--noise",
+        type=float,
+        default=defaults.BOOTSTRAP_NOISE,
+        help=f"relative bootstrap noise (default {defaults.BOOTSTRAP_NOISE:g})",
+    )
     p.add_argument("--seed", type=int, default=defaults.SEED, help=f"bootstrap seed (default {defaults.SEED})")
 
 
@@ -55,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     rt = case.rt_start_day if args.rt_start_day is None else args.rt_start_day
     fit = fit_growth(days, volumes, rt, args.n_bootstrap, args.noise, args.seed, source=str(args.case))
     record = {"patient_id": case.patient_id, "case": str(args.case), **growth_record(fit, days_req)}
-    from ..growth_plot import plot_growth
+    from ..growth.plot import plot_growth
+
     with atomic_output_dir(args.out, inputs=[args.case], existing=existing_mode(args.overwrite)) as tmp:
         (tmp / "growth.json").write_text(json.dumps(record, indent=2) + "\n")
         plot_growth(fit, tmp / "growth.png", forecast_days=days_req, title=f"{case.patient_id}: {fit.model} model")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..io import existing_mode
+from ..io.images import existing_mode
 from . import add_overwrite_argument
 
 NAME = "import-dicom"
@@ -18,25 +18,40 @@ HELP = "make a case folder (case.json) from DICOM MR series, RTSTRUCT GTVs and R
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dicom_dir", type=Path, help="folder with the patient's DICOM files (searched recursively)")
     p.add_argument("--out", required=True, type=Path, help="case folder to write")
-    p.add_argument("--mapping", type=Path, default=None,
-                   help="JSON object: SeriesInstanceUID or SeriesDescription -> flair|t1ce|t1|t2|adc|ignore, "
-                        "overriding the series classification")
-    p.add_argument("--roi-pattern", default="gtv",
-                   help="regular expression (case-insensitive) for the GTV ROI names of the structure sets "
-                        "(default 'gtv'); matching ROIs of one structure set are united")
+    p.add_argument(
+        "--mapping",
+        type=Path,
+        default=None,
+        help="JSON object: SeriesInstanceUID or SeriesDescription -> flair|t1ce|t1|t2|adc|ignore, "
+        "overriding the series classification",
+    )
+    p.add_argument(
+        "--roi-pattern",
+        default="gtv",
+        help="regular expression (case-insensitive) for the GTV ROI names of the structure sets "
+        "(default 'gtv'); matching ROIs of one structure set are united",
+    )
     p.add_argument("--rt-start-date", default=None, help="first radiotherapy fraction, YYYY-MM-DD (rt_start_date)")
     add_overwrite_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..dicom_import import import_dicom
+    from ..dicom.importer import import_dicom
 
-    summary = import_dicom(args.dicom_dir, args.out, mapping=args.mapping, roi_pattern=args.roi_pattern,
-                           rt_start_date=args.rt_start_date, existing=existing_mode(args.overwrite))
+    summary = import_dicom(
+        args.dicom_dir,
+        args.out,
+        mapping=args.mapping,
+        roi_pattern=args.roi_pattern,
+        rt_start_date=args.rt_start_date,
+        existing=existing_mode(args.overwrite),
+    )
     used = [s for s in summary["series"] if s.get("used")]
     dates = sorted(s["date"] for s in used if s.get("used_as") == "gtv")
-    print(f"{summary['patient_id']}: {len(dates)} timepoint(s) with a GTV ({', '.join(dates)}) -> "
-          f"{args.out / 'case.json'}")
+    print(
+        f"{summary['patient_id']}: {len(dates)} timepoint(s) with a GTV ({', '.join(dates)}) -> "
+        f"{args.out / 'case.json'}"
+    )
     for s in used:
         what = s.get("used_as", "")
         extra = " (resampled onto the case grid)" if s.get("resampled") else ""

@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 
 from ..errors import InputError
-from ..io import write_text_atomic
-from ..leaderboard import leaderboard_markdown, replace_block, timing_markdown
+from ..evaluation.leaderboard import leaderboard_markdown, replace_block, timing_markdown
+from ..io.images import write_text_atomic
 
 NAME = "leaderboard"
 HELP = "markdown leaderboard from an evaluation's summary.json (optionally into a docs page)"
@@ -20,8 +20,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("summary", type=Path, help="summary.json written by `gliomaforecast evaluate`")
     p.add_argument("--update", type=Path, default=None, help="markdown file whose leaderboard block is replaced")
     p.add_argument("--name", default="", help="which leaderboard block of the file (marker suffix)")
-    p.add_argument("--timings", type=Path, default=None,
-                   help="the run's timings.json: adds the time per forecast, per patient and of the whole run")
+    p.add_argument(
+        "--timings",
+        type=Path,
+        default=None,
+        help="the run's timings.json: adds the time per forecast, per patient and of the whole run",
+    )
 
 
 def _render(path: Path, render, what: str) -> str:

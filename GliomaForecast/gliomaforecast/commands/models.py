@@ -13,8 +13,9 @@ HELP = "list and verify the ONNX models (Resources/Models or $GLIOMAFORECAST_MOD
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models-dir", type=Path, default=None,
-                   help=f"models folder (default ${ENV_VAR}, else Resources/Models)")
+    p.add_argument(
+        "--models-dir", type=Path, default=None, help=f"models folder (default ${ENV_VAR}, else Resources/Models)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import sdf
 from ..errors import InputError
-from ..io import read_mask, write_image
+from ..io.images import read_mask, write_image
 
 NAME = "sdf"
 HELP = "tumor probability map (or signed distance, mm) from a GTV mask"

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -46,7 +46,9 @@ def classifier_free(step_fn: StepFn, cond: np.ndarray, null_cond: np.ndarray, sc
             raise InputError(None, "cond", f"batch {cond.shape[0]} differs from the sample batch {b}")
         out = np.asarray(step_fn(np.concatenate([x, x], axis=0), np.concatenate([t, t], axis=0), both))
         if out.shape[0] != 2 * b:
-            raise InputError(None, "model output", f"batch {out.shape[0]}, expected {2 * b} (conditional + unconditional)")
+            raise InputError(
+                None, "model output", f"batch {out.shape[0]}, expected {2 * b} (conditional + unconditional)"
+            )
         return cfg_combine(out[b:].astype(np.float64), out[:b].astype(np.float64), scale)
 
     return model_fn

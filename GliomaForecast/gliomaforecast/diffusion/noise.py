@@ -8,7 +8,7 @@ order for every sample, so the same seed gives identical arrays whatever the bat
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

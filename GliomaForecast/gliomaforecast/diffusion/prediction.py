@@ -25,8 +25,11 @@ def prediction_type(name: str) -> str:
     """The canonical prediction type of ``name``; an unknown one is a ValueError naming the field."""
     key = _ALIASES.get(name, name)
     if key not in PREDICTION_TYPES:
-        raise InputError(None, "prediction", f"unknown prediction type '{name}' "
-                                             f"(known: {', '.join(PREDICTION_TYPES)}; aliases eps, x0, v)")
+        raise InputError(
+            None,
+            "prediction",
+            f"unknown prediction type '{name}' (known: {', '.join(PREDICTION_TYPES)}; aliases eps, x0, v)",
+        )
     return key
 
 
@@ -36,8 +39,9 @@ def _coefficients(alpha_bar: float | np.ndarray, ndim: int) -> tuple[np.ndarray,
     return np.sqrt(ab), np.sqrt(1.0 - ab)
 
 
-def to_x0_eps(output: np.ndarray, x_t: np.ndarray, alpha_bar: float | np.ndarray,
-              prediction: str) -> tuple[np.ndarray, np.ndarray]:
+def to_x0_eps(
+    output: np.ndarray, x_t: np.ndarray, alpha_bar: float | np.ndarray, prediction: str
+) -> tuple[np.ndarray, np.ndarray]:
     """``(x_0, eps)`` from a network output at noise level ``alpha_bar`` (scalar or one per sample, axis 0).
 
     Where ``alpha_bar`` is 1 (no noise) eps is undefined and returned as 0 for ``sample`` prediction."""

@@ -9,8 +9,9 @@ input slice, and does not depend on ``batch_size`` (see :mod:`.noise`).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -54,8 +55,12 @@ class SamplerSettings:
             raise InputError(None, "eta", f"must be >= 0, got {self.eta}")
         schedule = make_schedule(self.schedule, self.num_train_timesteps)
         spacing = self.spacing or ("logsnr" if kind == "dpmpp_2m" else "linspace")
-        ts = sampling_timesteps(self.steps, start=self.start, spacing=spacing,  # type: ignore[arg-type]
-                                schedule=schedule)
+        ts = sampling_timesteps(
+            self.steps,
+            start=self.start,
+            spacing=spacing,  # type: ignore[arg-type]
+            schedule=schedule,
+        )
         return schedule, ts
 
 
@@ -63,8 +68,14 @@ def _names(specs: Any) -> list[str]:
     return [s.name for s in specs] if specs is not None else []
 
 
-def step_function(model: Any, *, x_input: str | None = None, t_input: str | None = None,
-                  cond_input: str | None = None, output: str | None = None) -> StepFn:
+def step_function(
+    model: Any,
+    *,
+    x_input: str | None = None,
+    t_input: str | None = None,
+    cond_input: str | None = None,
+    output: str | None = None,
+) -> StepFn:
     """``step_fn(x, t, cond)`` for a model: a callable is returned as is; an object with ``.run(dict)``
     (an OnnxModel) is fed ``{x_input: x, t_input: t, cond_input: cond}``. Names default to the registry
     spec's inputs in order (x, t, then cond when there are three) and its first output."""
@@ -92,12 +103,22 @@ def step_function(model: Any, *, x_input: str | None = None, t_input: str | None
     return step_fn
 
 
-def sample_slices(model: Any, n: int | None = None, sample_shape: tuple[int, ...] | None = None, *,
-                  x0: np.ndarray | None = None, cond: np.ndarray | None = None,
-                  null_cond: np.ndarray | float | None = None, settings: SamplerSettings = SamplerSettings(),
-                  seed: int = 0, batch_size: int = 8, grad_fn: CondGradFn | None = None,
-                  progress: Progress | None = None, indices: Sequence[int] | None = None,
-                  **names: str) -> np.ndarray:
+def sample_slices(
+    model: Any,
+    n: int | None = None,
+    sample_shape: tuple[int, ...] | None = None,
+    *,
+    x0: np.ndarray | None = None,
+    cond: np.ndarray | None = None,
+    null_cond: np.ndarray | float | None = None,
+    settings: SamplerSettings = SamplerSettings(),
+    seed: int = 0,
+    batch_size: int = 8,
+    grad_fn: CondGradFn | None = None,
+    progress: Progress | None = None,
+    indices: Sequence[int] | None = None,
+    **names: str,
+) -> np.ndarray:
     """Sample ``n`` slices (float32, shape ``(n, *sample_shape)``) in batches of ``batch_size``.
 
     Start: with ``x0`` (n, ...), each slice is noised to ``settings.start`` = k (SDEdit:
@@ -133,7 +154,9 @@ def sample_slices(model: Any, n: int | None = None, sample_shape: tuple[int, ...
         raise InputError(None, "classifier_scale", "classifier guidance needs grad_fn")
     keys = list(range(int(n))) if indices is None else [int(i) for i in indices]
     if len(keys) != n or len(set(keys)) != len(keys):
-        raise InputError(None, "indices", f"need {n} distinct sample indices, got {len(keys)} ({len(set(keys))} distinct)")
+        raise InputError(
+            None, "indices", f"need {n} distinct sample indices, got {len(keys)} ({len(set(keys))} distinct)"
+        )
     step_fn = step_function(model, **names)
     out = np.empty((int(n), *sample_shape), dtype=np.float32)
     n_batches = -(-int(n) // int(batch_size))
@@ -146,11 +169,14 @@ def sample_slices(model: Any, n: int | None = None, sample_shape: tuple[int, ...
         c = cond[lo:hi] if cond is not None else None
         if settings.cfg_scale is not None:
             assert c is not None
-            nc = np.broadcast_to(np.asarray(0.0 if null_cond is None else null_cond, dtype=c.dtype), c.shape) \
-                if np.ndim(null_cond) == 0 else np.asarray(null_cond)[lo:hi]
+            nc = (
+                np.broadcast_to(np.asarray(0.0 if null_cond is None else null_cond, dtype=c.dtype), c.shape)
+                if np.ndim(null_cond) == 0
+                else np.asarray(null_cond)[lo:hi]
+            )
             model_fn = classifier_free(step_fn, c, np.ascontiguousarray(nc), settings.cfg_scale)
         else:
-            model_fn = (lambda x, t, _c=c: step_fn(x, t, _c))
+            model_fn = lambda x, t, _c=c: step_fn(x, t, _c)
         hook = None
         if grad_fn is not None and settings.classifier_scale:
             hook = classifier_guidance(lambda x, t, _c=c: grad_fn(x, t, _c), settings.classifier_scale, schedule)
@@ -159,7 +185,17 @@ def sample_slices(model: Any, n: int | None = None, sample_shape: tuple[int, ...
             if progress is not None:
                 progress((_b + i / total) / n_batches, f"denoising batch {_b + 1}/{n_batches}, step {i}/{total}")
 
-        out[lo:hi] = sample(model_fn, x_start, ts, schedule, sampler=settings.sampler, prediction=settings.prediction,
-                            eta=settings.eta, noise_fn=noise, eps_hook=hook, clip_x0=settings.clip_x0,
-                            callback=report)
+        out[lo:hi] = sample(
+            model_fn,
+            x_start,
+            ts,
+            schedule,
+            sampler=settings.sampler,
+            prediction=settings.prediction,
+            eta=settings.eta,
+            noise_fn=noise,
+            eps_hook=hook,
+            clip_x0=settings.clip_x0,
+            callback=report,
+        )
     return out

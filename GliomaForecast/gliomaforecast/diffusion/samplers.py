@@ -26,7 +26,7 @@ All arithmetic is float64; the loop returns float64 (the runner casts to float32
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -57,7 +57,9 @@ def sampler_name(name: str) -> str:
 def _check_pair(t: int, t_prev: int, schedule: NoiseSchedule) -> tuple[float, float]:
     T = schedule.num_train_timesteps
     if not (0 <= int(t) < T and -1 <= int(t_prev) < int(t)):
-        raise InputError(None, "timestep", f"a step needs 0 <= t < {T} and -1 <= t_prev < t, got t={t}, t_prev={t_prev}")
+        raise InputError(
+            None, "timestep", f"a step needs 0 <= t < {T} and -1 <= t_prev < t, got t={t}, t_prev={t_prev}"
+        )
     return float(schedule.alpha_bar(int(t))), float(schedule.alpha_bar(int(t_prev)))
 
 
@@ -80,11 +82,12 @@ def beta_between(schedule: NoiseSchedule, t: int, t_prev: int) -> float:
         return float(schedule.betas[t])
     if t_prev < 0:
         return float(-np.expm1(np.sum(np.log(schedule.alphas[: t + 1]))))
-    return float(-np.expm1(np.sum(np.log(schedule.alphas[t_prev + 1: t + 1]))))
+    return float(-np.expm1(np.sum(np.log(schedule.alphas[t_prev + 1 : t + 1]))))
 
 
-def ddpm_update(x0: np.ndarray, x_t: np.ndarray, ab_t: float, ab_s: float, noise: np.ndarray | None,
-                beta_ts: float | None = None) -> np.ndarray:
+def ddpm_update(
+    x0: np.ndarray, x_t: np.ndarray, ab_t: float, ab_s: float, noise: np.ndarray | None, beta_ts: float | None = None
+) -> np.ndarray:
     """One ancestral step from predicted ``x0``: posterior mean plus ``sqrt(variance) * noise`` (none when
     ``ab_s == 1``, the step to the clean image). ``beta_ts`` (:func:`beta_between`) defaults to
     ``1 - ab_t / ab_s``."""
@@ -97,8 +100,9 @@ def ddpm_update(x0: np.ndarray, x_t: np.ndarray, ab_t: float, ab_s: float, noise
     return mean + np.sqrt(variance) * _need_noise(noise, x_t.shape, "a DDPM step before the last")
 
 
-def ddim_update(x0: np.ndarray, eps: np.ndarray, ab_t: float, ab_s: float, eta: float,
-                noise: np.ndarray | None) -> np.ndarray:
+def ddim_update(
+    x0: np.ndarray, eps: np.ndarray, ab_t: float, ab_s: float, eta: float, noise: np.ndarray | None
+) -> np.ndarray:
     """One DDIM step from predicted ``x0`` and ``eps`` (eq. 12 of Song et al.); noise only when eta > 0."""
     sigma = eta * np.sqrt((1.0 - ab_s) / (1.0 - ab_t) * (1.0 - ab_t / ab_s))
     out = np.sqrt(ab_s) * x0 + np.sqrt(max(1.0 - ab_s - sigma**2, 0.0)) * eps
@@ -107,9 +111,17 @@ def ddim_update(x0: np.ndarray, eps: np.ndarray, ab_t: float, ab_s: float, eta: 
     return out
 
 
-def ddpm_step(model_output: np.ndarray, x_t: np.ndarray, t: int, t_prev: int, schedule: NoiseSchedule, *,
-              prediction: str = "epsilon", noise: np.ndarray | None = None,
-              clip_x0: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def ddpm_step(
+    model_output: np.ndarray,
+    x_t: np.ndarray,
+    t: int,
+    t_prev: int,
+    schedule: NoiseSchedule,
+    *,
+    prediction: str = "epsilon",
+    noise: np.ndarray | None = None,
+    clip_x0: tuple[float, float] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """DDPM ancestral step ``t -> t_prev``: returns ``(x_{t_prev}, predicted x_0)`` (float64).
 
     ``noise`` (standard normal, shape of ``x_t``) is required unless ``t_prev == -1``."""
@@ -120,9 +132,18 @@ def ddpm_step(model_output: np.ndarray, x_t: np.ndarray, t: int, t_prev: int, sc
     return ddpm_update(x0, x, ab_t, ab_s, noise, beta_between(schedule, int(t), int(t_prev))), x0
 
 
-def ddim_step(model_output: np.ndarray, x_t: np.ndarray, t: int, t_prev: int, schedule: NoiseSchedule, *,
-              prediction: str = "epsilon", eta: float = 0.0, noise: np.ndarray | None = None,
-              clip_x0: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def ddim_step(
+    model_output: np.ndarray,
+    x_t: np.ndarray,
+    t: int,
+    t_prev: int,
+    schedule: NoiseSchedule,
+    *,
+    prediction: str = "epsilon",
+    eta: float = 0.0,
+    noise: np.ndarray | None = None,
+    clip_x0: tuple[float, float] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """DDIM step ``t -> t_prev`` with stochasticity ``eta`` (0: deterministic, 1: DDPM-like); returns
     ``(x_{t_prev}, predicted x_0)``. Clipping ``x_0`` leaves eps as predicted (as MONAI does)."""
     if eta < 0:
@@ -168,8 +189,16 @@ class DPMSolverPP2M:
         self._prev_x0, self._prev_lambda = x0, lam_t
         return out
 
-    def step(self, model_output: np.ndarray, x_t: np.ndarray, t: int, t_prev: int, *, prediction: str = "epsilon",
-             clip_x0: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def step(
+        self,
+        model_output: np.ndarray,
+        x_t: np.ndarray,
+        t: int,
+        t_prev: int,
+        *,
+        prediction: str = "epsilon",
+        clip_x0: tuple[float, float] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Step ``t -> t_prev``; returns ``(x_{t_prev}, predicted x_0)``."""
         ab_t, ab_s = _check_pair(t, t_prev, self.schedule)
         x = np.asarray(x_t, dtype=np.float64)
@@ -193,10 +222,20 @@ def check_timesteps(timesteps: np.ndarray, schedule: NoiseSchedule) -> np.ndarra
     return ts.astype(np.int64)
 
 
-def sample(model_fn: ModelFn, x_start: np.ndarray, timesteps: np.ndarray, schedule: NoiseSchedule, *,
-           sampler: str = "ddim", prediction: str = "epsilon", eta: float = 0.0, noise_fn: NoiseFn | None = None,
-           eps_hook: EpsHook | None = None, clip_x0: tuple[float, float] | None = None,
-           callback: Callable[[int, int], None] | None = None) -> np.ndarray:
+def sample(
+    model_fn: ModelFn,
+    x_start: np.ndarray,
+    timesteps: np.ndarray,
+    schedule: NoiseSchedule,
+    *,
+    sampler: str = "ddim",
+    prediction: str = "epsilon",
+    eta: float = 0.0,
+    noise_fn: NoiseFn | None = None,
+    eps_hook: EpsHook | None = None,
+    clip_x0: tuple[float, float] | None = None,
+    callback: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
     """Denoise ``x_start`` (the batch at noise level ``timesteps[0]``) along ``timesteps`` to the clean image.
 
     One ``model_fn`` call per listed timestep; step ``i`` goes to ``timesteps[i + 1]`` and the last to -1.

@@ -52,7 +52,9 @@ class NoiseSchedule:
         if not np.issubdtype(t.dtype, np.integer):
             raise InputError(None, "timestep", f"must be integer, got {t.dtype}")
         if t.size and (t.min() < -1 or t.max() >= self.num_train_timesteps):
-            raise InputError(None, "timestep", f"must be in -1..{self.num_train_timesteps - 1}, got {t.min()}..{t.max()}")
+            raise InputError(
+                None, "timestep", f"must be in -1..{self.num_train_timesteps - 1}, got {t.min()}..{t.max()}"
+            )
         table = np.concatenate([[1.0], self.alphas_cumprod])
         return table[t + 1]
 
@@ -72,8 +74,14 @@ def _cosine(T: int, s: float) -> np.ndarray:
     return np.clip(1.0 - f[1:] / f[:-1], 0.0, 0.999)
 
 
-def make_schedule(name: str = "linear", num_train_timesteps: int = DEFAULT_TIMESTEPS, *,
-                  beta_start: float = 1e-4, beta_end: float = 2e-2, s: float = 8e-3) -> NoiseSchedule:
+def make_schedule(
+    name: str = "linear",
+    num_train_timesteps: int = DEFAULT_TIMESTEPS,
+    *,
+    beta_start: float = 1e-4,
+    beta_end: float = 2e-2,
+    s: float = 8e-3,
+) -> NoiseSchedule:
     """The named schedule for ``num_train_timesteps`` steps (MONAI's defaults: betas 1e-4 .. 2e-2, s = 0.008).
 
     ``beta_start``/``beta_end`` apply to the linear schedules, ``s`` (the cosine offset) to ``cosine``.
@@ -100,8 +108,14 @@ def log_snr(schedule: NoiseSchedule) -> np.ndarray:
     return 0.5 * (np.log(ab) - np.log1p(-ab))
 
 
-def sampling_timesteps(num_steps: int, num_train_timesteps: int = DEFAULT_TIMESTEPS, *, start: int | None = None,
-                       spacing: Spacing = "linspace", schedule: NoiseSchedule | None = None) -> np.ndarray:
+def sampling_timesteps(
+    num_steps: int,
+    num_train_timesteps: int = DEFAULT_TIMESTEPS,
+    *,
+    start: int | None = None,
+    spacing: Spacing = "linspace",
+    schedule: NoiseSchedule | None = None,
+) -> np.ndarray:
     """The sampler's own descending timestep list (int64, ``num_steps`` distinct entries).
 
     ``start`` is the first (noisiest) timestep, ``T - 1`` by default, or the SDEdit noise level ``k`` when

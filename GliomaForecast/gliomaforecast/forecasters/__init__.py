@@ -4,8 +4,26 @@ Importing this package loads only the registry (no numpy, no model), so the Slic
 forecasters before the core's dependencies are installed; the interface lives in :mod:`.base`.
 """
 
-from .registry import (DEFAULT_FORECASTER, FORECASTER_NAMES, REGISTRY, ForecasterEntry, dose_note, dose_readers, entry,
-                       get_forecaster, tooltip)
+from .registry import (
+    DEFAULT_FORECASTER,
+    FORECASTER_NAMES,
+    REGISTRY,
+    ForecasterEntry,
+    dose_note,
+    dose_readers,
+    entry,
+    get_forecaster,
+    tooltip,
+)
 
-__all__ = ["DEFAULT_FORECASTER", "FORECASTER_NAMES", "REGISTRY", "ForecasterEntry", "dose_note", "dose_readers", "entry",
-           "get_forecaster", "tooltip"]
+__all__ = [
+    "DEFAULT_FORECASTER",
+    "FORECASTER_NAMES",
+    "REGISTRY",
+    "ForecasterEntry",
+    "dose_note",
+    "dose_readers",
+    "entry",
+    "get_forecaster",
+    "tooltip",
+]

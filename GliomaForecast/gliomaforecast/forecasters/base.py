@@ -8,14 +8,16 @@ target volumes; forecasters never build CTVs nor write files.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
-from .. import ctv, defaults, sdf
-from ..case import Case, Timepoint
-from ..growth_fit import GrowthFit
+from .. import defaults, sdf
+from ..growth.fit import GrowthFit
+from ..io.case import Case, Timepoint
+from ..targets import ctv
 
 ProgressFn = Callable[[float, str], None]
 """``progress(fraction, message)``: fraction of the forecaster's work done, in [0, 1]."""
@@ -101,8 +103,9 @@ class Forecaster(Protocol):
     def predict(self, request: ForecastRequest, progress: ProgressFn) -> ForecasterOutput: ...
 
 
-def probability_for_volume(phi: np.ndarray, volume_ml: float, spacing: Sequence[float],
-                           allowed: np.ndarray | None = None) -> np.ndarray:
+def probability_for_volume(
+    phi: np.ndarray, volume_ml: float, spacing: Sequence[float], allowed: np.ndarray | None = None
+) -> np.ndarray:
     """Re-level a (warped) signed distance ``phi`` (mm) so that its tumor region holds ``volume_ml`` mL:
     the voxels with the lowest ``phi`` inside ``allowed`` (iso-volumetric selection of ``ctv``), at least
     one voxel and never all of them; return the logistic probability of that region's exact signed

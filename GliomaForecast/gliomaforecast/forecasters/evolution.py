@@ -74,7 +74,9 @@ class EvolutionForecaster:
             image=image,
             displacement=moved,
             models=[model.provenance()],
-            notes=[f"{self.name}: field over {gap:g} days scaled to {horizon:g} days; volume {volume:.2f} mL "
-                   f"({source}; growth model {median:.2f} mL, 95% band {lower:.2f}-{upper:.2f}; field "
-                   f"{field_ml:.2f} mL); uncertainty from {request.samples} bootstrap volumes"],
+            notes=[
+                f"{self.name}: field over {gap:g} days scaled to {horizon:g} days; volume {volume:.2f} mL "
+                f"({source}; growth model {median:.2f} mL, 95% band {lower:.2f}-{upper:.2f}; field "
+                f"{field_ml:.2f} mL); uncertainty from {request.samples} bootstrap volumes"
+            ],
         )

@@ -36,32 +36,76 @@ class ForecasterEntry:
     validated_days: float | None = None
     settings: tuple[str, ...] = ()
 
-    def create(self, **settings: Any) -> "Forecaster":
+    def create(self, **settings: Any) -> Forecaster:
         """A new forecaster instance (imports its module); ``settings`` override ``options`` and must be among the
         entry's ``settings`` (an InputError naming the setting otherwise)."""
         for key in settings:
             if key not in self.settings:
                 takers = [e.name for e in REGISTRY if key in e.settings]
-                raise InputError(None, key, f"the {self.name} forecaster has no '{key}' setting"
-                                            + (f"; it applies to {', '.join(takers)}" if takers else ""))
+                raise InputError(
+                    None,
+                    key,
+                    f"the {self.name} forecaster has no '{key}' setting"
+                    + (f"; it applies to {', '.join(takers)}" if takers else ""),
+                )
         module_name, attribute = self.factory.split(":")
         module = importlib.import_module(f"{__package__}.{module_name}")
         return getattr(module, attribute)(**{**self.options, **settings})
 
 
 REGISTRY: tuple[ForecasterEntry, ...] = (
-    ForecasterEntry("evolution-field", "evolution:EvolutionForecaster",
-                    "last GTV carried forward by the learned tumor-evolution field", {"volume": "field"},
-                    validated_days=60.0),
-    ForecasterEntry("evolution", "evolution:EvolutionForecaster",
-                    "the same, volume set by the growth model", {"volume": "growth"}, validated_days=60.0),
+    ForecasterEntry(
+        "evolution-field",
+        "evolution:EvolutionForecaster",
+        "last GTV carried forward by the learned tumor-evolution field",
+        {"volume": "field"},
+        validated_days=60.0,
+    ),
+    ForecasterEntry(
+        "evolution",
+        "evolution:EvolutionForecaster",
+        "the same, volume set by the growth model",
+        {"volume": "growth"},
+        validated_days=60.0,
+    ),
     ForecasterEntry("persistence", "persistence:PersistenceForecaster", "last scan unchanged (baseline)", min_scans=1),
-    ForecasterEntry("fisher-kpp", "fisher_kpp:FisherKppForecaster", "last GTV grown by reaction-diffusion fitted to prior scans"),
-    ForecasterEntry("fisher-kpp-tail", "fisher_kpp_tail:FisherKppTailForecaster", "Fisher-KPP cell density beyond the visible tumour along white and grey matter, from the last (planning) scan", min_scans=1),
-    ForecasterEntry("recurrence-unet", "recurrence_unet:RecurrenceUNetForecaster", "post-RT recurrence map of a 3D U-Net ensemble from the planning scan (last scan)", min_scans=1),
-    ForecasterEntry("multitask-diffusion", "multitask_diffusion:MultiTaskDiffusionForecaster", "probability map and future FLAIR of a multi-task diffusion network from the last two scans (default; needs T1CE)", uses_dose=True, validated_days=365.0),
-    ForecasterEntry("guided-ddim", "guided_ddim:GuidedDDIMForecaster", "FLAIR slices denoised from the last scan towards the growth model's burden (growth-guided DDIM), growth probability map", validated_days=365.0),
-    ForecasterEntry("latent-diffusion", "latent_diffusion:LatentDiffusionForecaster", "post-treatment T1CE, FLAIR and GTV probability from ONE scan by latent diffusion, outcome class by classifier-free guidance", min_scans=1, settings=("outcome",)),
+    ForecasterEntry(
+        "fisher-kpp",
+        "fisher_kpp.forecaster:FisherKppForecaster",
+        "last GTV grown by reaction-diffusion fitted to prior scans",
+    ),
+    ForecasterEntry(
+        "fisher-kpp-tail",
+        "fisher_kpp.tail:FisherKppTailForecaster",
+        "Fisher-KPP cell density beyond the visible tumour along white and grey matter, from the last (planning) scan",
+        min_scans=1,
+    ),
+    ForecasterEntry(
+        "recurrence-unet",
+        "recurrence.unet:RecurrenceUNetForecaster",
+        "post-RT recurrence map of a 3D U-Net ensemble from the planning scan (last scan)",
+        min_scans=1,
+    ),
+    ForecasterEntry(
+        "multitask-diffusion",
+        "multitask.diffusion:MultiTaskDiffusionForecaster",
+        "probability map and future FLAIR of a multi-task diffusion network from the last two scans (default; needs T1CE)",
+        uses_dose=True,
+        validated_days=365.0,
+    ),
+    ForecasterEntry(
+        "guided-ddim",
+        "guided.ddim:GuidedDDIMForecaster",
+        "FLAIR slices denoised from the last scan towards the growth model's burden (growth-guided DDIM), growth probability map",
+        validated_days=365.0,
+    ),
+    ForecasterEntry(
+        "latent-diffusion",
+        "latent.diffusion:LatentDiffusionForecaster",
+        "post-treatment T1CE, FLAIR and GTV probability from ONE scan by latent diffusion, outcome class by classifier-free guidance",
+        min_scans=1,
+        settings=("outcome",),
+    ),
 )
 DEFAULT_FORECASTER = "multitask-diffusion"  # best on the long-horizon benchmark (docs/evaluation.md)
 FORECASTER_NAMES: tuple[str, ...] = tuple(e.name for e in REGISTRY)
@@ -75,7 +119,7 @@ def entry(name: str) -> ForecasterEntry:
     raise InputError(None, "forecaster", f"unknown forecaster '{name}'; choose from {', '.join(FORECASTER_NAMES)}")
 
 
-def get_forecaster(name: str) -> "Forecaster":
+def get_forecaster(name: str) -> Forecaster:
     """A new instance of the registered forecaster ``name``."""
     return entry(name).create()
 
@@ -90,8 +134,10 @@ def dose_note() -> str:
     readers = dose_readers()
     if not readers:
         return "No registered forecaster reads the RT dose yet: it is recorded, and changes no output."
-    return (f"The RT dose is read by {', '.join(readers)} only; every other forecaster records it and its "
-            "outputs do not change with it.")
+    return (
+        f"The RT dose is read by {', '.join(readers)} only; every other forecaster records it and its "
+        "outputs do not change with it."
+    )
 
 
 def tooltip() -> str:

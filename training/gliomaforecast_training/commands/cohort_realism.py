@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None:
         print(text, end="")
     else:
-        from gliomaforecast.io import atomic_file
+        from gliomaforecast.io.images import atomic_file
         with atomic_file(args.out) as tmp:
             tmp.write_text(text)
         print(f"wrote {args.out}")

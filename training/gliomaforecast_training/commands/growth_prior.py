@@ -18,10 +18,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gliomaforecast.cohort_evaluation import find_cases
+    from gliomaforecast.evaluation.cohort import find_cases
     from gliomaforecast.errors import InputError
-    from gliomaforecast.growth_prior import prior_record
-    from gliomaforecast.io import write_text_atomic
+    from gliomaforecast.growth.prior import prior_record
+    from gliomaforecast.io.images import write_text_atomic
 
     from ..growth_population import fit_population
 

@@ -1,7 +1,7 @@
 """Training slices for the guided DDIM: 64 x 64 FLAIR crops at 2 mm of every scan of a virtual cohort.
 
 Each scan i >= 1 of a patient gives crops centred (y, x) on the centre of mass of the union of GTV i - 1 and GTV i
-(the forecaster centres on its last two scans the same way, :mod:`gliomaforecast.forecasters.guided_inputs`),
+(the forecaster centres on its last two scans the same way, :mod:`gliomaforecast.forecasters.guided.inputs`),
 of the axial slices within 20 mm of either GTV, at most ``max_slices`` of them drawn with the seed.
 
 Arrays (``SliceData``):
@@ -18,8 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from gliomaforecast.case import load_case
-from gliomaforecast.forecasters import guided_inputs as gi
+from gliomaforecast.io.case import load_case
+from gliomaforecast.forecasters.guided import inputs as gi
 
 
 @dataclass

@@ -28,19 +28,18 @@ from pathlib import Path
 import numpy as np
 
 from gliomaforecast import evaluation
-from gliomaforecast.case import load_case
-from gliomaforecast.cohort_evaluation import find_cases, recurrences, score_maps, score_plans
-from gliomaforecast.evaluation_protocols import (Protocol, first_per_bin, gap_bin, parse_horizon, plan_tasks,
-                                                 prefix_case)
+from gliomaforecast.io.case import load_case
+from gliomaforecast.evaluation.cohort import find_cases, recurrences, score_maps, score_plans
+from gliomaforecast.evaluation.protocols import Protocol, first_per_bin, gap_bin, parse_horizon, plan_tasks, prefix_case
 from gliomaforecast.forecast import case_plan_seed, fit_case_growth, run_forecast
-from gliomaforecast.forecasters import guided_inputs as gi
-from gliomaforecast.forecasters import multitask_inputs as mi
+from gliomaforecast.forecasters.guided import inputs as gi
+from gliomaforecast.forecasters import crops as mi
 from gliomaforecast.forecasters.base import ForecastRequest, no_progress
-from gliomaforecast.forecasters.guided_ddim import GuidedDDIMForecaster
-from gliomaforecast.forecasters.guided_maps import GROWTH_MM
-from gliomaforecast.io import write_text_atomic
-from gliomaforecast.plausibility import cap_growth
-from gliomaforecast.target_volumes import build_targets, standard_target
+from gliomaforecast.forecasters.guided.ddim import GuidedDDIMForecaster
+from gliomaforecast.forecasters.guided.maps import GROWTH_MM
+from gliomaforecast.io.images import write_text_atomic
+from gliomaforecast.growth.checks import cap_growth
+from gliomaforecast.targets.volumes import build_targets, standard_target
 
 METRICS = ("hd95_mm", "rmse", "bce", "dice_tumor", "volume_error_ml", "coverage_forecast_gtv",
            "coverage_standard_gtv", "coverage_forecast_enhancing", "coverage_standard_enhancing", "burden_error",

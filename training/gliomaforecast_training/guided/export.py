@@ -24,7 +24,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from gliomaforecast.forecasters import guided_inputs as gi
+from gliomaforecast.forecasters.guided import inputs as gi
 from gliomaforecast.model_registry_writer import family_entry, file_entry, write_registry_entry
 
 from ..module_main import module_main

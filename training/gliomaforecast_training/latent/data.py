@@ -21,8 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
-from gliomaforecast.case import load_case
-from gliomaforecast.forecasters import latent_inputs as li
+from gliomaforecast.io.case import load_case
+from gliomaforecast.forecasters.latent import inputs as li
 
 MIN_GAP_DAYS = 60.0
 MAX_GAP_DAYS = 200.0

@@ -7,7 +7,7 @@ weight w and the effect of the outcome class.
 Pairs are ``prepare``'s (scan i, later scan j: crops of the slices within 6 mm of GTV i), those whose gap lies in
 ``--gap-days``, at most ``--max-pairs`` drawn with the seed. Each slice is forecast through the core's runtime with
 the ONNX family in ``--models-dir`` (encoders, numpy codebook lookup, DDIM, decoders:
-``gliomaforecast.forecasters.latent_diffusion``), ``--samples`` samples averaged. Per modality (T1CE, FLAIR, in the
+``gliomaforecast.forecasters.latent.diffusion``), ``--samples`` samples averaged. Per modality (T1CE, FLAIR, in the
 pre-treatment scan's scaled units) and slice: MSE, PSNR (data range: the true crop's max - min) and SSIM
 (scikit-image, 7-pixel window) over the whole 64 x 64 crop ("global") and inside the GTV (the union of the pre- and
 post-treatment GTVs: MSE and PSNR over its pixels, SSIM the mean of the SSIM map there); the identity baseline is
@@ -38,8 +38,8 @@ from skimage.metrics import structural_similarity
 
 from gliomaforecast.diffusion import SamplerSettings
 from gliomaforecast.evaluation import dice
-from gliomaforecast.forecasters import latent_inputs as li
-from gliomaforecast.forecasters.latent_diffusion import MEMBERS, MODEL_ID, LatentCodec, sample_latents
+from gliomaforecast.forecasters.latent import inputs as li
+from gliomaforecast.forecasters.latent.diffusion import MEMBERS, MODEL_ID, LatentCodec, sample_latents
 from gliomaforecast.models import load_family
 
 from .data import PairData

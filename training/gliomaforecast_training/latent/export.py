@@ -8,7 +8,7 @@ Members (opset 17, TorchScript exporter, dynamic batch):
 
 * ``image_encoder`` / ``mask_encoder``: ``images`` (batch, 2 | 1, 64, 64) -> ``z`` (batch, 4, 16, 16) the continuous
   encoding and ``codebook`` (num_embeddings, 4); the core snaps z to the nearest codebook vector in numpy
-  (``gliomaforecast.forecasters.latent_codebook``), exactly MONAI's ``EMAQuantizer.quantize``;
+  (``gliomaforecast.forecasters.latent.codebook``), exactly MONAI's ``EMAQuantizer.quantize``;
 * ``image_decoder`` / ``mask_decoder``: ``latent`` (batch, 4, 16, 16) quantized -> ``images`` (T1CE, FLAIR / the
   pre-treatment scales) or ``logits`` (GTV);
 * ``denoiser``: ``x_t`` (batch, 8, 16, 16), ``timesteps`` (batch,) int64, ``cond`` (batch, 9, 16, 16),
@@ -28,7 +28,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from gliomaforecast.forecasters import latent_inputs as li
+from gliomaforecast.forecasters.latent import inputs as li
 from gliomaforecast.model_registry_writer import family_entry, file_entry, write_registry_entry
 
 from ..multitask.loss import NUM_TRAIN_TIMESTEPS, SCHEDULE

@@ -21,7 +21,7 @@ import torch
 from monai.networks.nets import VQVAE, DiffusionModelUNet
 from torch import nn
 
-from gliomaforecast.forecasters import latent_inputs as li
+from gliomaforecast.forecasters.latent import inputs as li
 
 LATENT_CHANNELS = 4
 LATENT_SIZE = li.CROP // 4

@@ -28,7 +28,7 @@ import torch
 from torch.nn import functional as F
 
 from gliomaforecast.errors import InputError
-from gliomaforecast.forecasters import latent_inputs as li
+from gliomaforecast.forecasters.latent import inputs as li
 
 from ..multitask.loss import alphas_cumprod, noised
 from ..multitask.train import cohort_cases

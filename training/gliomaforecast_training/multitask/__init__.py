@@ -2,4 +2,4 @@
 and predictive decoders from MONAI blocks), loss (diffusion + radiotherapy-weighted BCE), train (CPU, CUDA,
 torchrun DDP), export (ONNX step network with parity check, registry family) and evaluate (validation figures).
 
-The channel layout, crops and units come from the core (``gliomaforecast.forecasters.multitask_inputs``)."""
+The channel layout, crops and units come from the core (``gliomaforecast.forecasters.crops``)."""

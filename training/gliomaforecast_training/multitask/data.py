@@ -4,7 +4,7 @@ A triplet is two consecutive prior scans (i, i + 1) and a later target scan j of
 0 < t_j - t_{i+1} <= ``max_gap_days`` (400 days: targets spread over the dense follow-up). Each triplet gives its
 axial slices where GTV i + 1 or GTV j covers at least ``min_area_mm2`` (75 mm^2, the paper's threshold), at most
 ``max_slices`` of them drawn with the seed. Channels, crops and units are the core's
-(:mod:`gliomaforecast.forecasters.multitask_inputs`), with the evolution field between the priors computed by the
+(:mod:`gliomaforecast.forecasters.crops`), with the evolution field between the priors computed by the
 core's runtime (``deformation.evolution_field``), exactly as the forecaster does at run time.
 
 Arrays (float16 storage, float32 on use):
@@ -23,9 +23,9 @@ from typing import Sequence
 import numpy as np
 
 from gliomaforecast import sdf
-from gliomaforecast.case import Case, load_case
+from gliomaforecast.io.case import Case, load_case
 from gliomaforecast.deformation import evolution_field
-from gliomaforecast.forecasters import multitask_inputs as mi
+from gliomaforecast.forecasters import crops as mi
 from gliomaforecast.models import OnnxModel, load_model
 
 MIN_AREA_MM2 = 75.0

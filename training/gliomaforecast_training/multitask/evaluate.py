@@ -4,13 +4,13 @@ with image metrics of the synthesized FLAIR (PSNR, SSIM) against the true future
     python -m gliomaforecast_training.multitask.evaluate --cohort /work/data/val_dense --horizon-days 61-365 \
         --max-tasks 6 --samples 4 --out val.json
 
-Tasks are the ``horizon`` protocol's (``gliomaforecast.evaluation_protocols``: every input prefix of >= 2 scans and
+Tasks are the ``horizon`` protocol's (``gliomaforecast.evaluation.protocols``: every input prefix of >= 2 scans and
 every later scan whose gap from the last input lies in the range), at most ``--max-tasks`` per patient drawn with
 the seed. Probability maps are scored as ``gliomaforecast evaluate`` scores them (``cohort_evaluation.score_maps``:
 inside the brain against the truth GTV's logistic map); coverage of the whole future GTV by the standard 15 mm CTV of
 the last prior GTV and by the forecast's iso-volumetric CTV of the same size (paired Wilcoxon per patient). Images: on the axial slices holding the last prior or the
 target GTV, cropped to the brain's bounding box; PSNR (dB) over that region with the true FLAIR's range there as
-the data range, SSIM the mean of the 2D SSIMs of the slices (``gliomaforecast.metrics_images``).
+the data range, SSIM the mean of the 2D SSIMs of the slices (``gliomaforecast.evaluation.images``).
 """
 
 from __future__ import annotations
@@ -24,14 +24,15 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import wilcoxon
 
-from gliomaforecast import ctv, evaluation
-from gliomaforecast.case import load_case
-from gliomaforecast.cohort_evaluation import find_cases, score_maps
-from gliomaforecast.evaluation_protocols import Protocol, gap_bin, parse_horizon, plan_tasks, prefix_case
+from gliomaforecast import evaluation
+from gliomaforecast.targets import ctv
+from gliomaforecast.io.case import load_case
+from gliomaforecast.evaluation.cohort import find_cases, score_maps
+from gliomaforecast.evaluation.protocols import Protocol, gap_bin, parse_horizon, plan_tasks, prefix_case
 from gliomaforecast.forecast import fit_case_growth
 from gliomaforecast.forecasters.base import ForecastRequest
 from gliomaforecast.forecasters.registry import get_forecaster
-from gliomaforecast.metrics_images import slice_similarity
+from gliomaforecast.evaluation.images import slice_similarity
 
 from ..module_main import module_main
 

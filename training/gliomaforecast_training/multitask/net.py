@@ -29,7 +29,7 @@ from monai.networks.nets.diffusion_model_unet import DiffusionUNetResnetBlock, g
 from torch import nn
 from torch.nn import functional as F
 
-from gliomaforecast.forecasters.multitask_inputs import COND_CHANNELS, COND_NAMES, GEN_POOL, PHI2_CHANNEL
+from gliomaforecast.forecasters.crops import COND_CHANNELS, COND_NAMES, GEN_POOL, PHI2_CHANNEL
 
 from ..evolution_net import FiLM
 

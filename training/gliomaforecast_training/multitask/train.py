@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from gliomaforecast.errors import InputError
-from gliomaforecast.forecasters.multitask_inputs import COND_NAMES
+from gliomaforecast.forecasters.crops import COND_NAMES
 
 from ..module_main import module_main
 from ..training_progress import training_progress

@@ -2,7 +2,7 @@
 protocol, cropped around the planning GTV, plus augmentation and Gaussian edge softening.
 
 One sample per patient that the core's ``recurrence`` protocol scores (``evaluation_protocols.recurrence_task``):
-inputs = :func:`gliomaforecast.recurrence_inputs.planning_inputs` of the RT planning scan (the same code the core
+inputs = :func:`gliomaforecast.forecasters.recurrence.inputs.planning_inputs` of the RT planning scan (the same code the core
 forecaster runs), target = the BraTS labels of the first post-RT progression scan. Samples are stored as crops
 of ``CROP_VOXELS + 2 * JITTER`` voxels (float16 channels, uint8 labels) so that random shifts of up to
 ``JITTER`` voxels (2 mm each) stay inside them.
@@ -17,11 +17,11 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from gliomaforecast.case import load_case
+from gliomaforecast.io.case import load_case
 from gliomaforecast.errors import InputError
-from gliomaforecast.evaluation_protocols import recurrence_task
-from gliomaforecast.recurrence_inputs import (CHANNELS, CROP_VOXELS, IMAGE_CHANNELS, PIXEL_MM, crop_box, gtv_center,
-                                              planning_inputs, take_crop, to_working_grid)
+from gliomaforecast.evaluation.protocols import recurrence_task
+from gliomaforecast.forecasters.recurrence.inputs import (CHANNELS, CROP_VOXELS, IMAGE_CHANNELS, PIXEL_MM, crop_box,
+                                                          gtv_center, planning_inputs, take_crop, to_working_grid)
 
 JITTER = 4
 """Largest random shift of the training crop, voxels (2 mm each)."""

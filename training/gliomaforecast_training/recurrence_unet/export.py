@@ -5,7 +5,7 @@ one model family (``recurrence-unet``) in models.json with the core's writer.
         --models-dir Resources/Models [--postprocess post.json] [--metrics metrics.json]
 
 Each member file ``recurrence_unet_m<i>.onnx`` (opset 17, TorchScript exporter) takes ``channels`` (batch, 9,
-depth, height, width; the channels of ``gliomaforecast.recurrence_inputs`` at 2 mm; sizes multiples of 8) and
+depth, height, width; the channels of ``gliomaforecast.forecasters.recurrence.inputs`` at 2 mm; sizes multiples of 8) and
 returns ``probability`` (batch, 1, depth, height, width; recurrence probability 0-1). ``--postprocess`` (JSON:
 smooth_mm, prior_weight, prior_mm, floor; see ``tune``) and ``--metrics`` (JSON) are stored in the entry.
 """
@@ -23,7 +23,7 @@ import torch
 
 from gliomaforecast.errors import InputError
 from gliomaforecast.model_registry_writer import family_entry, file_entry, write_registry_entry
-from gliomaforecast.recurrence_inputs import CHANNELS, CROP_VOXELS, PIXEL_MM
+from gliomaforecast.forecasters.recurrence.inputs import CHANNELS, CROP_VOXELS, PIXEL_MM
 
 from ..module_main import module_main
 from .net import SIZE_MULTIPLE, ProbabilityNet, build_unet
@@ -67,7 +67,7 @@ def tensors() -> tuple[list[dict], list[dict]]:
                "normalization": f"channels {', '.join(CHANNELS)} on {PIXEL_MM:g} mm voxels: masks 0/1, tissue "
                                 f"probabilities 0-1, images z-scored over the brain (clipped +-5), zero outside the "
                                 f"brain; sizes multiples of {SIZE_MULTIPLE}; trained on {CROP_VOXELS} crops centred "
-                                "on the planning GTV (gliomaforecast.recurrence_inputs)"}]
+                                "on the planning GTV (gliomaforecast.forecasters.recurrence.inputs)"}]
     outputs = [{"name": "probability", "shape": ["batch", 1, "depth", "height", "width"], "dtype": "float32",
                 "units": "probability", "normalization": "recurrence probability 0-1 (sigmoid of the U-Net logit)"}]
     return inputs, outputs

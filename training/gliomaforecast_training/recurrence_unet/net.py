@@ -1,5 +1,5 @@
 """The recurrence U-Net: MONAI ``UNet`` (3D, instance normalisation, residual units), input channels of
-:data:`gliomaforecast.recurrence_inputs.CHANNELS`, one output logit per voxel; :class:`ProbabilityNet` adds the
+:data:`gliomaforecast.forecasters.recurrence.inputs.CHANNELS`, one output logit per voxel; :class:`ProbabilityNet` adds the
 sigmoid for export (the ONNX file outputs the recurrence probability, 0-1)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import torch
 from monai.networks.layers import Norm
 from monai.networks.nets import UNet
 
-from gliomaforecast.recurrence_inputs import CHANNELS
+from gliomaforecast.forecasters.recurrence.inputs import CHANNELS
 
 LEVELS = 4
 SIZE_MULTIPLE = 2 ** (LEVELS - 1)

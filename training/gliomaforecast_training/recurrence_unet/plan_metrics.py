@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from gliomaforecast import evaluation
-from gliomaforecast.case import load_case
-from gliomaforecast.evaluation_protocols import Protocol, plan_tasks, prefix_case, scan_volumes
+from gliomaforecast.io.case import load_case
+from gliomaforecast.evaluation.protocols import Protocol, plan_tasks, prefix_case, scan_volumes
 from gliomaforecast.forecast import run_forecast
 
 DEFINITIONS = ("enhancing", "enhancing+necrosis")

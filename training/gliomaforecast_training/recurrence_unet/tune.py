@@ -29,14 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from gliomaforecast import evaluation
-from gliomaforecast.case import load_case
-from gliomaforecast.evaluation_protocols import recurrence_task
+from gliomaforecast.io.case import load_case
+from gliomaforecast.evaluation.protocols import recurrence_task
 from gliomaforecast.forecast import case_plan_seed
-from gliomaforecast.forecasters.recurrence_unet import MODEL_ID, ensemble_maps, score_map
+from gliomaforecast.forecasters.recurrence.unet import MODEL_ID, ensemble_maps, score_map
 from gliomaforecast.models import load_family
-from gliomaforecast.recurrence_inputs import PIXEL_MM, paste_crop, planning_inputs, to_case_grid
-from gliomaforecast.standard_plan import AUTO, CHOICES
-from gliomaforecast.target_volumes import build_targets
+from gliomaforecast.forecasters.recurrence.inputs import PIXEL_MM, paste_crop, planning_inputs, to_case_grid
+from gliomaforecast.targets.standard_plan import AUTO, CHOICES
+from gliomaforecast.targets.volumes import build_targets
 
 from ..module_main import module_main
 
@@ -86,7 +86,7 @@ def add_arguments(pa: argparse.ArgumentParser) -> None:
     pa.add_argument("--floor", type=float, nargs="+", default=[0.0, 0.05])
     pa.add_argument("--window-mm", type=float, nargs="+", default=[0.0, 40.0], help="0: no window")
     pa.add_argument("--plan", choices=CHOICES, default=AUTO,
-                    help="standard plan's convention (gliomaforecast.standard_plan; default auto: estro-eano with labels)")
+                    help="standard plan's convention (gliomaforecast.targets.standard_plan; default auto: estro-eano with labels)")
     pa.add_argument("--max-gtv-loss", type=float, default=float("inf"),
                     help="admissible: mean gtv coverage at most this below the standard plan's")
     pa.add_argument("--max-patient-loss", type=float, default=float("inf"),

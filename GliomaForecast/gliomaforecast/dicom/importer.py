@@ -1,0 +1,408 @@
+"""A case folder (case.json + NIfTI volumes) from a folder of DICOM files: MR series, RTSTRUCT GTVs, RTDOSE.
+
+Rules (docs/dicom.md):
+
+* one patient, one frame of reference: every MR series, structure set and dose used must share the
+  FrameOfReferenceUID of the case's reference image (series of other frames must be registered first, or ignored
+  in the mapping file);
+* timepoints are the MR study dates (ISO dates in case.json; day 0 is the first study); studies on one date are one
+  timepoint; per timepoint and modality the finest series is used (smallest voxel, then most slices, then the
+  highest SeriesNumber);
+* the case grid is the first timepoint's FLAIR (else its first image in the order flair, t1ce, t1, t2, adc); images
+  on another grid are resampled onto it (linear), voxels on it are copied exactly;
+* a timepoint's GTV is the union of the ROIs (with closed contours) of its structure set whose name matches
+  ``roi_pattern`` (regular expression, case-insensitive), rasterized on the case grid from the contours in patient mm
+  (on the slices of the series they were drawn on, then nearest-neighbour onto the case grid, when they do not lie on
+  the case grid's slices); a structure set belongs to the date of the series it references (else its own study
+  date); timepoints without a GTV are left out and listed;
+* the RT dose (one RTDOSE) is resampled onto the case grid in Gy;
+* other objects (CT, RT plans, registrations...) are listed, not imported.
+
+Nothing is written on error: the folder is built in a temporary sibling and renamed when complete. ``import.json``
+lists every series and what became of it (paths relative to the DICOM folder).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..geometry import Grid, resample_to
+from ..io.case import IMAGE_NAMES, SCHEMA, load_case
+from ..io.images import atomic_output_dir, check_output_dir, write_image, write_text_atomic
+from ..io.shown_paths import shown_path
+from .contours import OffGridContour, rasterize
+from .dates import scan_date
+from .files import Scan, Series, scan_folder
+from .rtdose import dose_on_grid, read_dose
+from .rtstruct_read import read_rois, referenced_series, structure_set_frames
+from .series import IGNORE, classify, read_mapping, read_volume, series_grid
+
+DEFAULT_ROI_PATTERN = "gtv"
+
+
+@dataclass
+class Timepoint:
+    """One scan date: the chosen MR series by modality, and the GTV's source once found."""
+
+    date: dt.date
+    series: dict[str, Series] = field(default_factory=dict)
+    gtv: np.ndarray | None = None
+    gtv_source: dict[str, Any] | None = None
+
+
+def _frame(series: Series) -> str:
+    return series.text("FrameOfReferenceUID")
+
+
+def _fineness(series: Series) -> tuple[float, int, int]:
+    """Sort key: smaller voxel volume (mm^3) first, then more slices, then the higher SeriesNumber."""
+    _, grid = series_grid(series)
+    try:
+        number = int(series.first.SeriesNumber)
+    except (AttributeError, TypeError, ValueError):
+        number = 0
+    return float(np.prod(grid.spacing)), -grid.shape[0], -number
+
+
+def _is_ignored(series: Series, mapping: dict[str, str]) -> bool:
+    return mapping.get(series.uid) == IGNORE or mapping.get(series.text("SeriesDescription")) == IGNORE
+
+
+def _record(series: Series, folder: Path, **extra: Any) -> dict[str, Any]:
+    return {
+        "series_instance_uid": series.uid,
+        "modality": series.modality,
+        "series_description": series.text("SeriesDescription"),
+        "files": len(series.paths),
+        "first_file": shown_path(series.paths[0], folder),
+        **extra,
+    }
+
+
+def _timepoints(scan: Scan, mapping: dict[str, str], report: list[dict]) -> list[Timepoint]:
+    """MR series grouped by date, one series per modality (the finest); the others go to ``report``."""
+    by_date: dict[dt.date, dict[str, list[Series]]] = {}
+    for series in scan.series.values():
+        if series.modality != "MR":
+            continue
+        kind = classify(series, mapping)
+        if kind is None or kind == IGNORE:
+            why = (
+                "ignored (mapping file or localizer/diffusion series)"
+                if kind == IGNORE
+                else "unclassified: name its modality in the mapping file"
+            )
+            report.append(_record(series, scan.folder, used=False, why=why))
+            continue
+        date = scan_date(series.first, series.paths[0])
+        by_date.setdefault(date, {}).setdefault(kind, []).append(series)
+    timepoints = []
+    for date in sorted(by_date):
+        tp = Timepoint(date)
+        for kind in IMAGE_NAMES:
+            candidates = sorted(by_date[date].get(kind, []), key=_fineness)
+            if not candidates:
+                continue
+            tp.series[kind] = candidates[0]
+            report.append(_record(candidates[0], scan.folder, used=True, used_as=kind, date=date.isoformat()))
+            for other in candidates[1:]:
+                report.append(
+                    _record(
+                        other,
+                        scan.folder,
+                        used=False,
+                        used_as=kind,
+                        date=date.isoformat(),
+                        why=f"another {kind} series of {date.isoformat()} is finer",
+                    )
+                )
+        timepoints.append(tp)
+    return timepoints
+
+
+def _reference(timepoints: list[Timepoint]) -> tuple[str, Series]:
+    first = timepoints[0]
+    kind = next(k for k in IMAGE_NAMES if k in first.series)
+    return kind, first.series[kind]
+
+
+def _check_frames(timepoints: list[Timepoint], reference: Series) -> str:
+    frame = _frame(reference)
+    if not frame:
+        raise InputError(reference.paths[0], "FrameOfReferenceUID", "missing")
+    for tp in timepoints:
+        for series in tp.series.values():
+            if _frame(series) != frame:
+                raise InputError(
+                    series.paths[0],
+                    "FrameOfReferenceUID",
+                    f"{_frame(series) or 'missing'} differs from {frame} of the reference series "
+                    f"({reference.paths[0].name}): register the series to one frame of reference, or "
+                    "ignore this one in the mapping file",
+                )
+    return frame
+
+
+def _rasterize_gtv(
+    contours: list[np.ndarray], grid: Grid, scan: Scan, drawn_on: list[str], path: Path, roi: str
+) -> np.ndarray:
+    """The contours' mask on the case ``grid``; contours off its slices go through the grid of the series they
+    were drawn on (nearest neighbour)."""
+    try:
+        return rasterize(contours, grid)
+    except OffGridContour as first_error:
+        for uid in drawn_on:
+            series = scan.series.get(uid)
+            if series is None or "ImageOrientationPatient" not in series.first:
+                continue
+            _, drawn_grid = series_grid(series)
+            try:
+                mask = rasterize(contours, drawn_grid)
+            except OffGridContour:
+                continue
+            return resample_to(mask.astype(np.uint8), drawn_grid, grid, label=True).astype(bool)
+        raise InputError(
+            path,
+            f"ROI '{roi}' ContourData",
+            f"contour {first_error.index} {first_error} of the case grid, and the series it was drawn "
+            "on is not in the folder",
+        ) from None
+
+
+def _add_gtvs(
+    scan: Scan,
+    timepoints: list[Timepoint],
+    grid: Grid,
+    frame: str,
+    pattern: re.Pattern,
+    mapping: dict[str, str],
+    report: list[dict],
+) -> None:
+    by_date = {tp.date: tp for tp in timepoints}
+    for series in scan.series.values():
+        if series.modality != "RTSTRUCT":
+            continue
+        if _is_ignored(series, mapping):
+            report.append(_record(series, scan.folder, used=False, why="ignored (mapping file)"))
+            continue
+        for ds, path in zip(series.headers, series.paths):
+            rois = [roi for roi in read_rois(ds, path) if pattern.search(roi.name) and roi.contours]
+            shown = shown_path(path, scan.folder)
+            if not rois:
+                report.append(
+                    _record(
+                        series,
+                        scan.folder,
+                        used=False,
+                        file=shown,
+                        why=f"no ROI with closed contours whose name matches '{pattern.pattern}'",
+                    )
+                )
+                continue
+            frames = structure_set_frames(ds)
+            if frame not in frames:
+                raise InputError(
+                    path,
+                    "ReferencedFrameOfReferenceSequence.FrameOfReferenceUID",
+                    f"{', '.join(frames) or 'missing'} differs from the MR series' {frame}",
+                )
+            for roi in rois:
+                if roi.frame_of_reference and roi.frame_of_reference != frame:
+                    raise InputError(
+                        path,
+                        f"ROI '{roi.name}' ReferencedFrameOfReferenceUID",
+                        f"{roi.frame_of_reference} differs from the MR series' {frame}",
+                    )
+            drawn_on = referenced_series(ds)
+            dated = next((scan.series[uid] for uid in drawn_on if uid in scan.series), None)
+            date = scan_date(dated.first, dated.paths[0]) if dated is not None else scan_date(ds, path)
+            tp = by_date.get(date)
+            if tp is None:
+                report.append(
+                    _record(series, scan.folder, used=False, file=shown, why=f"no MR study on {date.isoformat()}")
+                )
+                continue
+            if tp.gtv is not None:
+                raise InputError(
+                    path,
+                    "StudyDate",
+                    f"a second structure set with a GTV for {date.isoformat()} "
+                    f"(the first: {tp.gtv_source['file']}); ignore one in the "
+                    "mapping file",
+                )
+            mask = np.zeros(grid.shape, dtype=bool)
+            for roi in rois:
+                roi_mask = _rasterize_gtv(roi.contours, grid, scan, drawn_on, path, roi.name)
+                if not roi_mask.any():
+                    raise InputError(path, f"ROI '{roi.name}'", "no contour inside the case grid: the GTV is empty")
+                mask |= roi_mask
+            tp.gtv = mask
+            tp.gtv_source = {"file": shown, "rois": [roi.name for roi in rois]}
+            report.append(
+                _record(
+                    series,
+                    scan.folder,
+                    used=True,
+                    used_as="gtv",
+                    date=date.isoformat(),
+                    file=shown,
+                    rois=[roi.name for roi in rois],
+                )
+            )
+
+
+def _dose(scan: Scan, grid: Grid, frame: str, mapping: dict[str, str], report: list[dict]) -> np.ndarray | None:
+    files = []
+    for series in scan.series.values():
+        if series.modality != "RTDOSE":
+            continue
+        if _is_ignored(series, mapping):
+            report.append(_record(series, scan.folder, used=False, why="ignored (mapping file)"))
+            continue
+        files += [(series, ds, path) for ds, path in zip(series.headers, series.paths)]
+    if not files:
+        return None
+    if len(files) > 1:
+        raise InputError(
+            files[1][2],
+            "Modality",
+            f"a second RTDOSE (the first: {files[0][2].name}); ignore all but one series in the mapping file",
+        )
+    series, ds, path = files[0]
+    if str(getattr(ds, "FrameOfReferenceUID", "")) != frame:
+        raise InputError(
+            path,
+            "FrameOfReferenceUID",
+            f"{getattr(ds, 'FrameOfReferenceUID', 'missing')} differs from the MR series' {frame}",
+        )
+    dose, dose_grid = read_dose(ds, path)
+    report.append(
+        _record(
+            series,
+            scan.folder,
+            used=True,
+            used_as="dose",
+            resampled=not dose_grid.same_as(grid),
+            dose_summation_type=str(getattr(ds, "DoseSummationType", "")),
+        )
+    )
+    return dose_on_grid(dose, dose_grid, grid)
+
+
+def _image_on_grid(series: Series, grid: Grid) -> tuple[np.ndarray, bool]:
+    array, series_grid_ = read_volume(series)
+    if series_grid_.same_as(grid):
+        return array, False
+    return resample_to(array, series_grid_, grid), True
+
+
+def import_dicom(
+    dicom_dir: str | Path,
+    out: str | Path,
+    *,
+    mapping: str | Path | None = None,
+    roi_pattern: str = DEFAULT_ROI_PATTERN,
+    rt_start_date: str | None = None,
+    existing: str = "refuse",
+) -> dict[str, Any]:
+    """Write the case folder ``out`` from the DICOM files under ``dicom_dir``; returns the import report (also
+    written as ``import.json``). See the module docstring for the rules."""
+    dicom_dir, out = Path(dicom_dir), Path(out)
+    try:
+        pattern = re.compile(roi_pattern, re.IGNORECASE)
+    except re.error as exc:
+        raise InputError("--roi-pattern", None, f"not a regular expression ({exc})") from None
+    if rt_start_date is not None:
+        try:
+            dt.date.fromisoformat(rt_start_date)
+        except ValueError:
+            raise InputError("--rt-start-date", None, f"not an ISO date (YYYY-MM-DD): {rt_start_date!r}") from None
+    check_output_dir(out, existing)
+    series_map = read_mapping(mapping)
+    scan = scan_folder(dicom_dir)
+    if not any(s.modality == "MR" for s in scan.series.values()):
+        found = sorted({s.modality or "?" for s in scan.series.values()})
+        raise InputError(dicom_dir, "Modality", f"no MR series found (found: {', '.join(found) or 'no DICOM file'})")
+    report: list[dict] = []
+    timepoints = _timepoints(scan, series_map, report)
+    if not timepoints:
+        raise InputError(
+            dicom_dir,
+            "SeriesDescription",
+            "no MR series recognised as FLAIR, T1CE, T1, T2 or ADC; name them in a mapping file (--mapping)",
+        )
+    ref_kind, reference = _reference(timepoints)
+    frame = _check_frames(timepoints, reference)
+    _, grid = series_grid(reference)
+    _add_gtvs(scan, timepoints, grid, frame, pattern, series_map, report)
+    kept = [tp for tp in timepoints if tp.gtv is not None]
+    for tp in timepoints:
+        if tp.gtv is None:
+            for series in tp.series.values():
+                record = next(r for r in report if r["series_instance_uid"] == series.uid)
+                record.update(used=False, why=f"no GTV structure set for {tp.date.isoformat()}: timepoint left out")
+    if not kept:
+        raise InputError(
+            dicom_dir,
+            "RTSTRUCT",
+            f"no structure set with a ROI matching '{roi_pattern}' on an MR study date: every timepoint needs a GTV",
+        )
+    dose = _dose(scan, grid, frame, series_map, report)
+    report += [
+        _record(s, scan.folder, used=False, why=f"{s.modality or 'unknown'} objects are not imported")
+        for s in scan.series.values()
+        if s.modality not in ("MR", "RTSTRUCT", "RTDOSE")
+    ]
+    patient_id = reference.text("PatientID") or "unknown"
+    day0 = kept[0].date
+    manifest: dict[str, Any] = {
+        "schema": SCHEMA,
+        "patient_id": patient_id,
+        "description": "imported from DICOM by gliomaforecast import-dicom; see import.json",
+    }
+    if rt_start_date is not None:
+        manifest["rt_start_date"] = rt_start_date
+    summary = {
+        "dicom_folder": dicom_dir.name,
+        "patient_id": patient_id,
+        "frame_of_reference_uid": frame,
+        "reference": {"modality": ref_kind, "series_instance_uid": reference.uid},
+        "grid": {
+            "shape_zyx": list(grid.shape),
+            "spacing_mm_zyx": list(grid.spacing),
+            "origin_mm_lps": list(grid.origin),
+            "direction": list(grid.direction),
+        },
+        "timepoints_without_gtv": [tp.date.isoformat() for tp in timepoints if tp.gtv is None],
+        "not_dicom": [shown_path(p, dicom_dir) for p in scan.not_dicom],
+        "series": report,
+    }
+    inputs = [p for series in scan.series.values() for p in series.paths]
+    with atomic_output_dir(out, inputs=inputs, existing=existing) as tmp:
+        entries = []
+        for tp in kept:
+            tag = f"d{int((tp.date - day0).days):03d}"
+            images = {}
+            for kind, series in tp.series.items():
+                array, resampled = _image_on_grid(series, grid)
+                write_image(tmp / f"{tag}_{kind}.nii.gz", array, grid)
+                images[kind] = f"{tag}_{kind}.nii.gz"
+                next(r for r in report if r["series_instance_uid"] == series.uid)["resampled"] = resampled
+            write_image(tmp / f"{tag}_gtv.nii.gz", tp.gtv.astype(np.uint8), grid)
+            entries.append({"date": tp.date.isoformat(), "images": images, "gtv": f"{tag}_gtv.nii.gz"})
+        manifest["timepoints"] = entries
+        if dose is not None:
+            write_image(tmp / "rtdose.nii.gz", dose, grid)
+            manifest["dose"] = "rtdose.nii.gz"
+        write_text_atomic(tmp / "case.json", json.dumps(manifest, indent=1) + "\n")
+        write_text_atomic(tmp / "import.json", json.dumps(summary, indent=1) + "\n")
+        load_case(tmp / "case.json")  # the written case must load: grids agree, GTVs non-empty
+    return summary

@@ -1,0 +1,159 @@
+"""The leaderboard of an evaluation as markdown, generated from its summary.json (never typed by hand).
+
+Tables: per forecaster and time-gap bin (days from the last input scan to the target) the number of scored
+forecasts and the mean RMSE, BCE (nats), ECE, Dice of the tumor (phi <= 0) and HD95 (mm); for the forecasters that give
+a FLAIR, its mean PSNR (dB) and SSIM against the target FLAIR beside the last FLAIR's (the baseline); then per
+forecaster and recurrence definition the mean coverage of the forecast and the standard CTV with the paired Wilcoxon p (one value per
+patient), and the same on the forecasts whose recurrence leaves the standard CTV; every forecaster's HD95, RMSE and
+Dice against persistence's (paired Wilcoxon, one value per patient). With the run's timings.json: per
+forecaster the forecasts timed, CPU seconds per forecast, wall seconds per patient and CPU minutes in all, and the
+whole run's wall time.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+BIN_METRICS = (
+    ("rmse", "RMSE", 3),
+    ("bce", "BCE", 3),
+    ("ece", "ECE", 3),
+    ("dice_tumor", "Dice", 2),
+    ("hd95_mm", "HD95 mm", 1),
+)
+START = "<!-- leaderboard:start -->"
+END = "<!-- leaderboard:end -->"
+
+
+def _f(value: Any, digits: int) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _p(value: Any) -> str:
+    return "-" if value is None else f"{value:.2g}"
+
+
+def plan_sentence(summary: dict) -> str:
+    """How the run's standard plan was built: its convention and seed (``standard_plan`` of summary.json), or, for a
+    summary written before conventions existed, the margin on the whole GTV (the flair convention)."""
+    plan = summary.get("standard_plan")
+    margin = summary["settings"]["margin_mm"]
+    if plan is None:
+        return f"standard plan: whole GTV + cavity + {margin:g} mm (flair convention; run before --plan existed)"
+    if "convention" in plan:
+        return f"standard plan `{plan['convention']}`: {plan['seed']} + {margin:g} mm"
+    used = ", ".join(f"{n} forecasts `{c}`" for c, n in plan["forecasts"].items())
+    return f"standard plan `{plan['requested']}` + {margin:g} mm ({used})"
+
+
+def leaderboard_markdown(summary: dict) -> str:
+    """Markdown tables of ``summary`` (the dict of an evaluation's summary.json)."""
+    s = summary["settings"]
+    horizon = s.get("horizon_days")
+    protocol = summary.get("protocol", s.get("protocol", "last-scan"))
+    what = f"protocol `{protocol}`" + (f", gaps {horizon[0]:g}-{horizon[1]:g} days" if protocol == "horizon" else "")
+    if protocol == "horizon" and s.get("pairs", "all") != "all":
+        what += f", pairs `{s['pairs']}` (one per patient and gap bin: the fewest inputs, then the earliest target)"
+    lines = [
+        f"{summary['n_cases']} patients, {what}, seed {s['seed']}, {s['samples']} samples, "
+        f"{s['n_bootstrap']} bootstrap refits, {plan_sentence(summary)}.",
+        "",
+    ]
+    bins = [b for b in summary["gap_bins"] if any(f["gap_bins"][b]["n"] for f in summary["forecasters"].values())]
+    lines += [
+        "| forecaster | gap bin (days) | n | " + " | ".join(h for _, h, _ in BIN_METRICS) + " |",
+        "|---|---|---|" + "---|" * len(BIN_METRICS),
+    ]
+    for b in bins:
+        for name, f in summary["forecasters"].items():
+            row = f["gap_bins"][b]
+            lines.append(
+                f"| {name} | {b} | {row['n']} | " + " | ".join(_f(row[m], d) for m, _, d in BIN_METRICS) + " |"
+            )
+    imaged = [
+        (b, name, f["gap_bins"][b])
+        for b in bins
+        for name, f in summary["forecasters"].items()
+        if f["gap_bins"][b].get("n_images")
+    ]
+    if imaged:
+        lines += [
+            "",
+            "| forecaster | gap bin (days) | n | FLAIR PSNR dB | last FLAIR PSNR dB | FLAIR SSIM | last FLAIR SSIM |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {b} | {row['n_images']} | {_f(row['flair_psnr_db'], 2)} | "
+            f"{_f(row['last_flair_psnr_db'], 2)} | {_f(row['flair_ssim'], 3)} | {_f(row['last_flair_ssim'], 3)} |"
+            for b, name, row in imaged
+        ]
+    lines += [
+        "",
+        "| forecaster | recurrence | n (patients) | coverage forecast CTV | coverage standard CTV | "
+        "Wilcoxon p | outside margin: n | forecast | standard | p |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, f in summary["forecasters"].items():
+        for definition, c in f["coverage"].items():
+            o = c["outside_margin"]
+            lines.append(
+                f"| {name} | {definition} | {c['forecast']['n']} ({c['wilcoxon']['n']}) | "
+                f"{_f(c['forecast']['mean'], 3)} | {_f(c['standard']['mean'], 3)} | "
+                f"{_p(c['wilcoxon']['p_value'])} | {o['n']} of {o['n_defined']} | "
+                f"{_f(o['forecast']['mean'], 3)} | {_f(o['standard']['mean'], 3)} | "
+                f"{_p(o['wilcoxon']['p_value'])} |"
+            )
+    versus = summary.get("versus_persistence") or {}
+    if versus:
+        lines += [
+            "",
+            "Against the last scan (persistence) on the same forecasts, one value per patient (the mean of its "
+            "forecasts), paired Wilcoxon; difference = forecaster - persistence:",
+            "",
+            "| forecaster | metric | forecasts | patients | median difference | p |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, metrics in versus.items():
+            for metric, w in metrics.items():
+                lines.append(
+                    f"| {name} | {metric} | {w['n_forecasts']} | {w['n']} | "
+                    f"{_f(w['median_difference'], 3)} | {_p(w['p_value'])} |"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def timing_markdown(timings: dict) -> str:
+    """Markdown time table of an evaluation's timings.json (``per_forecaster`` and, when present, ``run``)."""
+    lines = [
+        "| forecaster | forecasts | CPU-s per forecast | wall s per patient | CPU-min in all |",
+        "|---|---|---|---|---|",
+    ]
+    for name, t in timings["per_forecaster"].items():
+        total = t.get("total_cpu_s")
+        lines.append(
+            f"| {name} | {t['n_forecasts']} | {_f(t.get('mean_cpu_s_per_forecast'), 2)} | "
+            f"{_f(t.get('mean_s_per_patient'), 1)} | {_f(None if total is None else total / 60, 1)} |"
+        )
+    run = timings.get("run")
+    if run:
+        lines += [
+            "",
+            f"Whole run: **{run['wall_seconds'] / 60:.1f} min** wall with {run['jobs']} jobs on "
+            f"{run['cpus']} CPUs ({run['cpu_seconds_of_forecasts'] / 60:.1f} CPU-min in the forecasts; "
+            f"load average {run['load_average_at_start']:.1f} at the start, "
+            f"{run['load_average_at_end']:.1f} at the end).",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def replace_block(text: str, block: str, name: str = "") -> str:
+    """``text`` with the lines between ``<!-- leaderboard:start[ name] -->`` and ``<!-- leaderboard:end[ name] -->``
+    replaced by ``block``; ValueError when the markers are missing."""
+    start, end = (m.replace(" -->", f" {name} -->") if name else m for m in (START, END))
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < i:
+        raise ValueError(f"markers {start} ... {end} not found")
+    return text[: i + len(start)] + "\n" + block + text[j:]
