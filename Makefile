@@ -25,8 +25,14 @@ $(VENV)/.test-installed: pyproject.toml | $(PY)
 demo: $(VENV)/.core-installed
 	$(VENV)/bin/gliomaforecast demo --out $(DEMO_OUT)
 
+# Static checks of the core first (configured in pyproject.toml; a cold mypy takes about 12 s), then the tests.
 test: $(VENV)/.test-installed
-	$(PY) -m pytest -n 2 -q
+	$(VENV)/bin/ruff check GliomaForecast/gliomaforecast
+	$(VENV)/bin/ruff format --check GliomaForecast/gliomaforecast
+	$(VENV)/bin/mypy > $(VENV)/mypy.log 2>&1 & mypy=$$!; \
+	$(PY) -m pytest -n 2 -q; tests=$$?; \
+	wait $$mypy; types=$$?; cat $(VENV)/mypy.log; \
+	[ $$types -eq 0 ] || { echo "mypy failed (above)" >&2; exit $$types; }; exit $$tests
 
 benchmark: $(VENV)/.test-installed
 	$(PY) benchmarks/run_all.py

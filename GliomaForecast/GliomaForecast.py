@@ -25,8 +25,9 @@ from slicer.util import VTKObservationMixin
 from gliomaforecast import defaults
 from gliomaforecast.targets import standard_plan
 from gliomaforecast.forecasters import DEFAULT_FORECASTER, FORECASTER_NAMES
-from gliomaforecast.forecasters.registry import entry as forecasterEntry
-from GliomaForecastLib.panel import defaultForecastDay, doseTooltip, panelMessage
+from gliomaforecast.forecasters.registry import (OUTCOME, distinct_settings as forecasterSettings,
+                                                 entry as forecasterEntry, setting_help as settingHelp)
+from GliomaForecastLib.panel import defaultForecastDay, doseTooltip, panelMessage, settingComboBox
 
 MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -169,7 +170,8 @@ class GliomaForecastParameterNode:
     # Forecast
     forecastDay: Annotated[float, WithinRange(0.0, 10000.0)] = 180.0
     forecaster: Annotated[str, Choice(list(FORECASTER_NAMES))] = DEFAULT_FORECASTER
-    outcome: Annotated[str, Choice(["unknown", "responder", "progressor", "both"])] = "unknown"  # latent-diffusion only
+    # One field per forecaster setting (registry.distinct_settings), its choices and default from the registry.
+    outcome: Annotated[str, Choice(list(OUTCOME.choices))] = OUTCOME.default
     samples: Annotated[int, WithinRange(1, 64)] = defaults.SAMPLES
     seed: Annotated[int, WithinRange(0, 2147483647)] = defaults.SEED
     beta: Annotated[float, WithinRange(0.01, 1.0)] = defaults.BETA_PER_MM
@@ -214,6 +216,8 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.ui.progressBar.setVisible(False)
         self.ui.doseSelector.toolTip = doseTooltip()
+        for setting in forecasterSettings():
+            getattr(self.ui, settingComboBox(setting.name)).toolTip = settingHelp(setting)
         self.ui.loadSampleButton.setEnabled(os.path.exists(SAMPLE_CASE))
         self.ui.loadSampleButton.connect("clicked(bool)", self.onLoadSample)
         self.ui.fitGrowthButton.connect("clicked(bool)", self.onFitGrowth)
@@ -275,7 +279,9 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.fitGrowthButton.setEnabled(idle and scans >= 2)
         forecaster = forecasterEntry(p.forecaster) if p else None
         self.ui.forecastButton.setEnabled(idle and forecaster is not None and scans >= forecaster.min_scans)
-        self.ui.outcomeComboBox.setEnabled(forecaster is not None and "outcome" in forecaster.settings)
+        for setting in forecasterSettings():  # enabled for the forecasters that take it
+            taken = forecaster is not None and setting.name in forecaster.setting_names
+            getattr(self.ui, settingComboBox(setting.name)).setEnabled(taken)
         self.ui.probabilityButton.setEnabled(idle and scans >= 1)
         self.ui.targetsButton.setEnabled(idle and scans >= 1)
         self.ui.loadSampleButton.setEnabled(idle and os.path.exists(SAMPLE_CASE))
@@ -427,9 +433,10 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._start("Forecasting", prepare)
 
     def _forecasterSettings(self) -> dict:
-        """The panel's settings the selected forecaster takes (``ForecasterEntry.settings``: the outcome class)."""
+        """The panel's settings the selected forecaster takes (``ForecasterEntry.settings``, e.g. the outcome class):
+        each read from the parameter node field of the setting's name."""
         p = self._parameterNode
-        return {"outcome": p.outcome} if "outcome" in forecasterEntry(p.forecaster).settings else {}
+        return {name: getattr(p, name) for name in forecasterEntry(p.forecaster).setting_names}
 
     def onProbability(self) -> None:
         p = self._parameterNode
@@ -462,7 +469,11 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 class GliomaForecastLogic(ScriptedLoadableModuleLogic):
     """The Slicer logic: the console methods of GliomaForecastLib.logic.ForecastLogic on ``slicer.mrmlScene``, plus
-    the parameter node and what needs the application (layouts)."""
+    the parameter node and what needs the application (layouts).
+
+    Every public method of ForecastLogic is spelled out below and hands its arguments to it unchanged (arguments,
+    units and returns are documented there, and in docs/console.md); ForecastLogic is imported on first use, after
+    the dependencies are installed, so that the module loads before they are."""
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
@@ -479,13 +490,61 @@ class GliomaForecastLogic(ScriptedLoadableModuleLogic):
             self._forecastLogic = ForecastLogic()
         return self._forecastLogic
 
-    def __getattr__(self, name):
-        # The console methods (loadCase, probabilityMap, fitGrowth, targetVolumes, forecast, segmentVolumeMl) and
-        # their background-job twins (probabilityMapJob, fitGrowthJob, targetVolumesJob, forecastJob) are
-        # ForecastLogic's.
-        if name.startswith("_") or name == "forecastLogic":
-            raise AttributeError(name)
-        return getattr(self.forecastLogic, name)
+    # --- ForecastLogic's methods, on slicer.mrmlScene ------------------------------------------------
+    @property
+    def scene(self):
+        """ForecastLogic.scene: the MRML scene the logic works on (slicer.mrmlScene)."""
+        return self.forecastLogic.scene
+
+    def loadCase(self, *args, **kwargs):
+        """ForecastLogic.loadCase: a case manifest as MRML nodes (LoadedCase)."""
+        return self.forecastLogic.loadCase(*args, **kwargs)
+
+    def labelMap(self, *args, **kwargs):
+        """ForecastLogic.labelMap: a segmentation's BraTS label map (int16) rebuilt from its label segments, or None."""
+        return self.forecastLogic.labelMap(*args, **kwargs)
+
+    def probabilityMap(self, *args, **kwargs):
+        """ForecastLogic.probabilityMap: the tumor-presence probability volume of a segment."""
+        return self.forecastLogic.probabilityMap(*args, **kwargs)
+
+    def probabilityMapJob(self, *args, **kwargs):
+        """ForecastLogic.probabilityMapJob: probabilityMap as a background Job."""
+        return self.forecastLogic.probabilityMapJob(*args, **kwargs)
+
+    def segmentVolumeMl(self, *args, **kwargs) -> float:
+        """ForecastLogic.segmentVolumeMl: a segment's volume (mL)."""
+        return self.forecastLogic.segmentVolumeMl(*args, **kwargs)
+
+    def fitGrowth(self, *args, **kwargs):
+        """ForecastLogic.fitGrowth: the growth model fitted to segment volumes, as (table, chart)."""
+        return self.forecastLogic.fitGrowth(*args, **kwargs)
+
+    def fitGrowthJob(self, *args, **kwargs):
+        """ForecastLogic.fitGrowthJob: fitGrowth as a background Job."""
+        return self.forecastLogic.fitGrowthJob(*args, **kwargs)
+
+    def targetVolumes(self, *args, **kwargs):
+        """ForecastLogic.targetVolumes: the GTV, CTV standard and CTV forecast segmentation."""
+        return self.forecastLogic.targetVolumes(*args, **kwargs)
+
+    def targetVolumesJob(self, *args, **kwargs):
+        """ForecastLogic.targetVolumesJob: targetVolumes as a background Job."""
+        return self.forecastLogic.targetVolumesJob(*args, **kwargs)
+
+    def forecast(self, *args, **kwargs):
+        """ForecastLogic.forecast: the forecast at a day as ForecastNodes."""
+        return self.forecastLogic.forecast(*args, **kwargs)
+
+    def forecastJob(self, *args, **kwargs):
+        """ForecastLogic.forecastJob: forecast as a background Job."""
+        return self.forecastLogic.forecastJob(*args, **kwargs)
+
+    def scanImages(self, *args, **kwargs) -> dict:
+        """ForecastLogic.scanImages: the scene's other sequences of the scans, {day: {modality: volume}}."""
+        return self.forecastLogic.scanImages(*args, **kwargs)
+
+    # --- what needs the application or the parameter node ---------------------------------------------
 
     def getParameterNode(self) -> GliomaForecastParameterNode:
         return GliomaForecastParameterNode(super().getParameterNode())

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from gliomaforecast.io.case import load_case
-from gliomaforecast_training import cohort, imaging
-from gliomaforecast_training.anatomy import deform, load_template
-from gliomaforecast_training.tumor_growth import FisherKolmogorov, reference_step, stable_time_step
+from gliomaforecast_training.cohort import cohort, imaging
+from gliomaforecast_training.cohort.anatomy import deform, load_template
+from gliomaforecast_training.cohort.tumor_growth import FisherKolmogorov, reference_step, stable_time_step
 
 ROOT = Path(__file__).resolve().parents[1]
 ENHANCING_RECURRENCE_ML = 1.0  # a recurrence "enhances" when its last scan has >= 1 mL of label 3

@@ -21,8 +21,8 @@ from _measure import measure, write_result
 from gliomaforecast import deformation, sdf
 from gliomaforecast.io.case import load_case
 from gliomaforecast.models import load_model
-from gliomaforecast_training.evolution_net import EvolutionNet
-from gliomaforecast_training.export_evolution import export_onnx
+from gliomaforecast_training.evolution.export import export_onnx
+from gliomaforecast_training.evolution.net import EvolutionNet
 
 CASE = Path(__file__).resolve().parents[1] / "Resources" / "SampleData" / "sample_patient" / "case.json"
 

@@ -1,5 +1,5 @@
 """What the panel says and proposes, without Qt and without numerics in the widget: the default forecast day, the
-dose selector's tooltip and the one-line wording of errors.
+dose selector's tooltip, the control of each forecaster setting and the one-line wording of errors.
 
 Errors: the core names a bad setting by its parameter (``day``, ``samples``) and a file by its path; the panel has
 neither flags nor files (its inputs are MRML nodes, held in memory as ``<memory>/...`` cases), so
@@ -39,6 +39,13 @@ def doseTooltip() -> str:
     from gliomaforecast.forecasters import dose_note
 
     return "Optional planned dose (Gy), recorded with the forecast. " + dose_note()
+
+
+def settingComboBox(name: str) -> str:
+    """The .ui combo box of the forecaster setting ``name`` (``gliomaforecast.forecasters.registry.Setting``), bound to
+    the parameter node field of the same name: ``<name>ComboBox``; the widget fills its tooltip from the setting and
+    enables it for the forecasters that take it."""
+    return f"{name}ComboBox"
 
 
 def _control(field: str) -> str:

@@ -46,7 +46,10 @@ def _spacing(spacing: Sequence[float], ndim: int) -> np.ndarray:
 
 
 def resample_plane(
-    stack: np.ndarray, spacing_yx: Sequence[float], target_mm: float, shape_yx: tuple[int, int] | None = None
+    stack: np.ndarray,
+    spacing_yx: Sequence[float] | np.ndarray,
+    target_mm: float,
+    shape_yx: tuple[int, ...] | None = None,
 ) -> np.ndarray:
     """Linearly resample a stack of 2D planes (n, y, x) from ``spacing_yx`` (mm) to ``target_mm`` pixels.
 
@@ -66,7 +69,7 @@ def resample_plane(
 
 
 def _restore_plane(
-    stack: np.ndarray, target_mm: float, spacing_yx: Sequence[float], shape_yx: tuple[int, int]
+    stack: np.ndarray, target_mm: float, spacing_yx: Sequence[float] | np.ndarray, shape_yx: tuple[int, ...]
 ) -> np.ndarray:
     """Inverse of :func:`resample_plane`: planes at ``target_mm`` pixels back onto ``shape_yx`` at ``spacing_yx``."""
     sp = np.asarray(spacing_yx, dtype=float)

@@ -67,12 +67,6 @@ class Grid:
         spacing = tuple(spacing) if spacing is not None else (1.0,) * d
         return cls(tuple(shape), spacing, (0.0,) * d, tuple(np.eye(d).ravel()))
 
-    @classmethod
-    def from_sitk(cls, image: sitk.Image) -> Grid:
-        """The grid of a SimpleITK image (its size and spacing reversed into array order)."""
-        size = image.GetSize()
-        return cls(tuple(reversed(size)), tuple(reversed(image.GetSpacing())), image.GetOrigin(), image.GetDirection())
-
     def apply_to(self, image: sitk.Image) -> sitk.Image:
         """Set this grid's spacing, origin and direction on a SimpleITK image of the same size."""
         if tuple(reversed(image.GetSize())) != self.shape:

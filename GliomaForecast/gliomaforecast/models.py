@@ -104,7 +104,7 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _tensor_specs(items: Any, src: Path, where: str) -> tuple[TensorSpec, ...]:
+def _tensor_specs(items: Any, src: str | Path, where: str) -> tuple[TensorSpec, ...]:
     if not isinstance(items, list) or not items:
         raise InputError(src, where, "must be a non-empty list of tensors")
     out = []

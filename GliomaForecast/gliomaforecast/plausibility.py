@@ -5,11 +5,13 @@ A forecast is flagged when:
 
 - its tumour volume (phi <= 0, inside the brain) or the growth model's median exceeds
   :data:`BRAIN_FRACTION_WARNING` (50%) of the brain mask's volume, or the growth model's 95% band reaches the
-  brain volume, where it is capped (:func:`gliomaforecast.growth.checks.cap_growth`; without a brain mask neither is checked);
+  brain volume, where it is capped (:func:`gliomaforecast.growth.checks.cap_growth`; without a brain mask neither is
+  checked);
 - its horizon (days from the last scan to the target day) is longer than the horizon its forecaster was validated
   for (``validated_days`` of the registry; docs/evaluation.md);
 - a fitted growth parameter sits at a bound of its range (:func:`gliomaforecast.growth.checks.parameters_at_bounds`);
-- the growth model's median curve has a peak that no scan observed (:func:`gliomaforecast.growth.checks.unobserved_bump`).
+- the growth model's median curve has a peak that no scan observed
+  (:func:`gliomaforecast.growth.checks.unobserved_bump`).
 - the forecaster flagged it (a note starting ``warning: ``, e.g. a target outside a network's trained gap range).
 
 Volumes in mL, time in days.

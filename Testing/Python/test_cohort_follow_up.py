@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from gliomaforecast.io.case import load_case
-from gliomaforecast_training import cli, cohort_seeds
-from gliomaforecast_training.cohort import (DENSE_GAP_DAYS, check_scan_days, first_progression,
-                                            generate_cohort, generate_patient, horizon_pair_counts,
-                                            make_follow_up, measure_cohort_realism, patient_seeds)
+from gliomaforecast_training import cli
+from gliomaforecast_training.cohort import cohort_seeds
+from gliomaforecast_training.cohort.cohort import (DENSE_GAP_DAYS, check_scan_days, first_progression,
+                                                   generate_cohort, generate_patient, horizon_pair_counts,
+                                                   make_follow_up, measure_cohort_realism, patient_seeds)
 
 SAMPLE = Path(__file__).resolve().parents[2] / "Resources" / "SampleData" / "sample_patient"
 

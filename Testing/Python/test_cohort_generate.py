@@ -9,7 +9,7 @@ import pytest
 
 from gliomaforecast.io.case import load_case
 from gliomaforecast_training import cli
-from gliomaforecast_training.cohort import generate_cohort, generate_patient
+from gliomaforecast_training.cohort.cohort import generate_cohort, generate_patient
 
 SAMPLE = Path(__file__).resolve().parents[2] / "Resources" / "SampleData" / "sample_patient" / "case.json"
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from gliomaforecast_training import treatment
-from gliomaforecast_training.tumor_growth import FisherKolmogorov, face_conductances, stable_time_step
+from gliomaforecast_training.cohort import treatment
+from gliomaforecast_training.cohort.tumor_growth import FisherKolmogorov, face_conductances, stable_time_step
 
 
 def _front_mm(u: np.ndarray, h: float) -> float:
@@ -112,8 +112,8 @@ def test_hypoxic_core_is_radioresistant_by_the_oer():
 
 def test_image_blur_is_isotropic_in_mm_on_an_anisotropic_grid():
     from gliomaforecast.geometry import Grid
-    from gliomaforecast_training.anatomy import Anatomy
-    from gliomaforecast_training.imaging import synthesize
+    from gliomaforecast_training.cohort.anatomy import Anatomy
+    from gliomaforecast_training.cohort.imaging import synthesize
 
     grid = Grid.identity((25, 49, 25), (1.0, 0.5, 1.0))
     gm = np.ones(grid.shape, np.float32)

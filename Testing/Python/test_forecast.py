@@ -126,3 +126,24 @@ def test_persistence_tumor_volume_is_the_gtv_volume_on_any_voxel_size(tmp_path: 
     assert np.array_equal(sdf.tumor_region(fc.output.probability), fc.gtv)
     if spacing[2] == 1.0:  # the old definition over-counts at 1 mm in-plane
         assert np.count_nonzero(fc.output.probability > 0.8) > fc.gtv.sum()
+
+
+def test_target_day_beyond_ten_years_is_refused_as_by_the_cli(make_case) -> None:
+    """Issue 28: one target-day rule. ``run_forecast`` (the Slicer and evaluate path) refuses a day more than
+    ``MAX_HORIZON_DAYS`` (10 years) after the last scan with the error of ``Case.target_day`` (the forecast
+    command's check of --day), for a manifest and for a case held in memory; the last allowed day is forecast."""
+    from gliomaforecast.io.case import MAX_HORIZON_DAYS, Case, load_case
+    path, grid = make_case()
+    case = load_case(path)
+    last = case.timepoints[-1].day
+    with pytest.raises(InputError) as cli:
+        case.target_day(last + MAX_HORIZON_DAYS + 1)
+    with pytest.raises(InputError) as api:
+        run_forecast(path, last + MAX_HORIZON_DAYS + 1, "persistence")
+    assert str(api.value) == str(cli.value)
+    assert str(api.value).startswith("day: day 3771 is out of range: forecasts reach at most 3650 days (10 years)")
+    memory = Case.from_arrays(grid, case.days, [case.gtv(tp) for tp in case.timepoints])
+    with pytest.raises(InputError, match="^day: day 3771 is out of range"):
+        run_forecast(memory, last + MAX_HORIZON_DAYS + 1, "persistence")
+    fc = run_forecast(memory, last + MAX_HORIZON_DAYS, "persistence", samples=1, n_bootstrap=2)
+    assert fc.target_day == 3770.0

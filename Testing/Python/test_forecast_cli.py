@@ -194,3 +194,34 @@ def test_resample_flag_puts_a_mismatched_file_on_the_reference_grid(tmp_path: Pa
     assert grid == read_image(tmp_path / "d0_flair.nii.gz")[1]  # outputs on the first FLAIR's grid
     xs = np.nonzero(standard.any(axis=(0, 1)))[0]
     assert xs.max() * 2.0 <= 61.0 + 1e-6  # clipped to the resampled brain mask (nearest neighbour, in mm)
+
+
+def _forecast_parser():
+    from gliomaforecast.cli import build_parser
+    from gliomaforecast.commands import COMMANDS
+
+    parser = build_parser("gliomaforecast", "", "gliomaforecast", COMMANDS)
+    return next(a for a in parser._actions if a.dest == "command").choices["forecast"]
+
+
+def test_forecaster_setting_flags_follow_the_registry_declarations() -> None:
+    from gliomaforecast.forecasters.registry import OUTCOME, distinct_settings, setting_help
+
+    sub = _forecast_parser()
+    flags = {a.dest: a for a in sub._actions}
+    for setting in distinct_settings():  # one flag per distinct setting, named for it
+        action = flags[setting.name]
+        assert action.option_strings == [f"--{setting.name.replace('_', '-')}"]
+        assert list(action.choices) == list(setting.choices) and action.default is None
+        assert action.help == setting_help(setting)
+    assert flags["outcome"].option_strings == ["--outcome"] and list(flags["outcome"].choices) == list(OUTCOME.choices)
+
+
+def test_only_the_settings_given_as_flags_reach_the_forecaster() -> None:
+    from gliomaforecast.commands.forecast import chosen_settings
+
+    sub = _forecast_parser()
+    base = ["case.json", "--day", "120", "--out", "out"]
+    assert chosen_settings(sub.parse_args([*base, "--forecaster", "persistence"])) is None  # the forecaster's defaults
+    chosen = sub.parse_args([*base, "--forecaster", "latent-diffusion", "--outcome", "both"])
+    assert chosen_settings(chosen) == {"outcome": "both"}

@@ -92,3 +92,71 @@ def test_readme_and_docs_list_the_registered_forecasters() -> None:
     evaluation = (REPO / "docs" / "evaluation.md").read_text()
     default_line = next(line for line in evaluation.splitlines() if line.startswith("- `--forecaster`"))
     assert re.findall(r"`([\w-]+)`", default_line.split("default every registered forecaster")[1]) == list(FORECASTER_NAMES)
+
+
+# --- forecaster settings: declared once in the registry ---------------------------------------------------------
+
+def test_settings_are_declared_once_with_a_default_among_their_choices() -> None:
+    from gliomaforecast.forecasters.registry import OUTCOME, distinct_settings, setting_help, takers
+
+    settings = distinct_settings()
+    assert len({s.name for s in settings}) == len(settings)  # one declaration per name
+    for setting in settings:
+        assert setting.default in setting.choices and len(set(setting.choices)) == len(setting.choices)
+        assert setting.name.isidentifier() and setting.help and "\n" not in setting_help(setting)
+    assert entry("latent-diffusion").settings == (OUTCOME,) and takers("outcome") == ("latent-diffusion",)
+    assert setting_help(OUTCOME).startswith("latent-diffusion only: ") and "(default unknown)" in setting_help(OUTCOME)
+
+
+def test_a_forecaster_without_settings_gets_none() -> None:
+    bare = [e for e in REGISTRY if not e.settings]
+    assert entry("persistence") in bare and all(e.setting_names == () for e in bare)
+    with pytest.raises(InputError, match="^outcome: the persistence forecaster has no 'outcome' setting; it applies "
+                                         "to latent-diffusion$"):
+        entry("persistence").create(outcome="responder")
+
+
+def test_latent_diffusion_reads_its_outcome_choices_from_the_registry() -> None:
+    from gliomaforecast.forecasters.latent import inputs as li
+    from gliomaforecast.forecasters.registry import OUTCOME
+
+    assert set(OUTCOME.choices) == {*li.OUTCOMES, "both"}  # the network's classes, and both of them beside
+    assert entry("latent-diffusion").create().outcome == OUTCOME.default
+    for choice in OUTCOME.choices:
+        assert entry("latent-diffusion").create(outcome=choice).outcome == choice
+    with pytest.raises(InputError, match=f"^outcome: must be one of {', '.join(OUTCOME.choices)}, got 'cured'$"):
+        entry("latent-diffusion").create(outcome="cured")
+
+
+# --- docs/forecasters.md: the contract and the registry table -----------------------------------------------------
+
+def _doc_contract() -> dict[str, list[str]]:
+    """Class name -> the fields listed in its table under a ``### `Name`...`` heading of docs/forecasters.md."""
+    doc = (REPO / "docs" / "forecasters.md").read_text()
+    tables = {}
+    for section in re.split(r"^### ", doc, flags=re.M)[1:]:
+        body = section.split("\n#", 1)[0]
+        name = re.match(r"`(\w+)`", section)
+        if name:
+            tables[name.group(1)] = re.findall(r"^\| `(\w+)` \|", body, flags=re.M)
+    return tables
+
+
+def test_docs_contract_lists_every_field_of_the_contract_dataclasses() -> None:
+    import dataclasses
+
+    from gliomaforecast.forecasters.base import ForecasterOutput, ForecastRequest, Scenario
+    from gliomaforecast.forecasters.registry import ForecasterEntry, Setting
+
+    documented = _doc_contract()
+    for cls in (ForecastRequest, ForecasterOutput, Scenario, ForecasterEntry, Setting):
+        assert documented.get(cls.__name__) == [f.name for f in dataclasses.fields(cls)], cls.__name__
+
+
+def test_docs_registry_table_gives_the_validated_days_and_settings_of_the_registry() -> None:
+    docs = (REPO / "docs" / "forecasters.md").read_text()
+    rows = re.findall(r"^\| `([\w-]+)` \| .* \| (\S+) \| \d+ \|$", docs, flags=re.M)
+    assert rows == [(e.name, "—" if e.validated_days is None else f"{e.validated_days:g}") for e in REGISTRY]
+    settings = re.findall(r"^\| `([\w-]+)` \| `(\w+)` \| (.*) \| `(\w+)` \|$", docs, flags=re.M)
+    assert settings == [(e.name, s.name, ", ".join(f"`{c}`" for c in s.choices), s.default)
+                        for e in REGISTRY for s in e.settings]

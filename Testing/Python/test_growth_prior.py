@@ -103,7 +103,7 @@ def test_prior_record_round_trip(tmp_path):
 
 
 def test_training_patient_values_recover_the_held_parameters():
-    from gliomaforecast_training.growth_population import patient_values
+    from gliomaforecast_training.cohort.growth_population import patient_values
     truth = GrowthParams(0.012, 0.06, 10.0, 0.2, 0.1, 40.0)
     days = np.array([0.0, 25.0, 35.0, 50.0, 70.0, 110.0, 160.0, 220.0, 280.0, 340.0])
     values = patient_values(days, burden(days, truth, 20.0), 20.0)

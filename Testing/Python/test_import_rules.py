@@ -135,3 +135,19 @@ def test_no_core_folder_holds_more_than_15_modules() -> None:
     for folder in [CORE, *(p for p in CORE.rglob("*") if p.is_dir() and p.name != "__pycache__")]:
         modules = [p for p in folder.glob("*.py") if p.name != "__init__.py"]
         assert len(modules) <= 15, f"{folder}: {len(modules)} modules"
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def test_no_core_function_is_longer_than_60_lines() -> None:
+    """Issue 28: every function of the core (methods and nested functions included) fits in 60 lines, counted from
+    its ``def`` (decorators left out) to its last line, docstring included."""
+    long = []
+    for path in sorted(CORE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, "functions over 60 lines:\n" + "\n".join(long)

@@ -119,3 +119,35 @@ def test_validated_horizons_and_quiet_forecasts(make_case) -> None:
     late = dataclasses.replace(fc, forecaster="evolution-field", target_day=300.0)
     assert any("horizon 180 days is beyond the 60 days evolution-field" in w for w in forecast_warnings(late))
     assert forecast_tumor_ml(fc) < BRAIN_FRACTION_WARNING * fc.case.brain_mask().sum() * fc.case.grid.voxel_volume_ml
+
+
+def test_one_warnings_pass_per_written_forecast(make_case, tmp_path: Path, monkeypatch) -> None:
+    """Issue 28: the forecast command computes the warnings once per forecast; forecast.json, the report and the
+    summary show that one list."""
+    import html
+    import importlib
+    import sys
+
+    import gliomaforecast.plausibility as plausibility
+
+    for name in ("commands.forecast", "output.writer", "output.report", "output.record"):
+        importlib.import_module(f"gliomaforecast.{name}")
+    original, calls = plausibility.forecast_warnings, []
+
+    def counted(fc) -> list[str]:
+        calls.append(fc)
+        return original(fc)
+
+    for module in [m for n, m in sys.modules.items() if n.startswith("gliomaforecast")]:
+        if getattr(module, "forecast_warnings", None) is original:
+            monkeypatch.setattr(module, "forecast_warnings", counted)
+    path, _ = make_case()
+    out, buffer = tmp_path / "out", io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert main(["forecast", str(path), "--forecaster", "evolution", "--day", "200", "--samples", "2",
+                     "--out", str(out)]) == 0
+    assert len(calls) == 1
+    warnings = json.loads((out / "forecast.json").read_text())["warnings"]
+    assert warnings == original(calls[0]) and any("horizon 80 days is beyond" in w for w in warnings)
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert all(f"<li>{html.escape(w)}</li>" in page and f"WARNING: {w}" in buffer.getvalue() for w in warnings)

@@ -255,3 +255,38 @@ def test_forecast_notes_carry_the_held_out_coverage_of_the_registry() -> None:
     entry = next(m for m in shipped if m["id"] == "recurrence-unet")
     notes = heldout_notes(entry["metrics"])
     assert len(notes) == 2 and any("enhancing 0.956 vs 0.945" in n for n in notes)
+
+
+def test_gliomaforecast_train_recurrence_unet_command(tmp_path: Path, capsys) -> None:
+    """``gliomaforecast-train recurrence-unet``: its actions are listed, ``train`` trains what the module entry
+    (``python -m ...recurrence_unet.train``) trains with the same arguments, bad input is one line (exit 2)."""
+    from gliomaforecast_training.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0 and "recurrence-unet" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as done:
+        main(["recurrence-unet", "--help"])
+    assert done.value.code == 0
+    listed = capsys.readouterr().out
+    assert all(action in listed for action in ("train", "export", "tune", "plan-metrics"))
+    with pytest.raises(SystemExit) as done:
+        main(["recurrence-unet", "train", "--help"])
+    assert done.value.code == 0 and "--synthetic" in capsys.readouterr().out
+    tiny = ["--synthetic", "4", "--steps", "2", "--width", "4", "--log-every", "1", "--seed", "3"]
+    assert main(["recurrence-unet", "train", *tiny, "--out", str(tmp_path / "cli.pt")]) == 0
+    assert train.main([*tiny, "--out", str(tmp_path / "module.pt")]) == 0
+    cli_ckpt = torch.load(tmp_path / "cli.pt", weights_only=False)
+    module_ckpt = torch.load(tmp_path / "module.pt", weights_only=False)
+    assert cli_ckpt["summary"]["steps"] == 2 and cli_ckpt["config"]["width"] == 4
+    assert all(torch.equal(v, module_ckpt["state_dict"][k]) for k, v in cli_ckpt["state_dict"].items())
+    capsys.readouterr()
+    (tmp_path / "empty").mkdir()
+    argv = ["recurrence-unet", "train", "--cohort", str(tmp_path / "empty"), "--out", str(tmp_path / "x.pt")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no patient folder with a case.json" in err
+    assert not (tmp_path / "x.pt").exists()
+    with pytest.raises(SystemExit) as done:
+        main(["recurrence-unet", "train", "--synthetic", "4", "--device", "gpu", "--out", str(tmp_path / "y.pt")])
+    assert done.value.code == 2 and "invalid choice: 'gpu'" in capsys.readouterr().err

@@ -463,3 +463,47 @@ def test_panel_message_wording():
     import tempfile
     temp = f"{tempfile.gettempdir()}/gf_case_123/case.json"
     assert tempfile.gettempdir() not in panelMessage(ValueError(f"cannot read {temp}"))
+
+
+# --- forecaster settings and the logic's methods, spelled out -----------------------------------------------------
+
+def test_parameter_node_outcome_choice_is_the_registry_declaration(module):
+    gf, _, _ = module
+    from gliomaforecast.forecasters.registry import OUTCOME
+
+    p = gf.GliomaForecastParameterNode
+    assert p.outcome == OUTCOME.default
+    assert p.__annotations__["outcome"].__metadata__ == (("Choice", OUTCOME.choices),)
+
+
+def test_panel_setting_controls_follow_the_selected_forecaster(panel):
+    gf, widget, ui, timer, charts, errors, params = panel
+    from gliomaforecast.forecasters.registry import OUTCOME, setting_help
+
+    assert ui.outcomeComboBox.toolTip == setting_help(OUTCOME)
+    assert ui.outcomeComboBox.enabled is False and widget._forecasterSettings() == {}  # persistence takes none
+    params.forecaster, params.outcome = "latent-diffusion", "both"
+    widget._updateButtons()
+    assert ui.outcomeComboBox.enabled is True and widget._forecasterSettings() == {"outcome": "both"}
+
+
+def test_slicer_logic_spells_out_every_forecast_logic_method(module):
+    gf, _, _ = module
+    from GliomaForecastLib.logic import ForecastLogic
+
+    public = sorted(n for n in vars(ForecastLogic) if not n.startswith("_"))
+    assert "__getattr__" not in vars(gf.GliomaForecastLogic)
+    assert [n for n in public if n not in vars(gf.GliomaForecastLogic)] == []
+
+    class Recorder:
+        scene = "the scene"
+
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: (name, args, kwargs)
+
+    logic = gf.GliomaForecastLogic()
+    logic._forecastLogic = Recorder()
+    assert logic.scene == "the scene"
+    for name in public:
+        if name != "scene":
+            assert getattr(logic, name)(1, key=2) == (name, (1,), {"key": 2}), name

@@ -152,3 +152,36 @@ def test_cmake_lists_every_resource():
     covered = {(MODULE / item).resolve() for item in listed} | _cmake_globbed_resources()
     on_disk = [p for p in (REPO / "Resources").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     assert sorted(str(p.relative_to(REPO)) for p in on_disk if p.resolve() not in covered) == []
+
+
+def _choice_and_default(field: str) -> tuple[str, str]:
+    """The source text of a parameter node field's Choice argument and of its default."""
+    annotation = _parameter_fields()[field]
+    match = re.fullmatch(r"Annotated\[str, Choice\((.*)\)\]", annotation)
+    assert match, annotation
+    return match.group(1), _parameter_defaults()[field]
+
+
+def test_each_forecaster_setting_is_a_parameter_choice_and_combo_box_from_the_registry():
+    """One parameter node field and one combo box per distinct forecaster setting, their choices and default read from
+    the registry's declaration (evaluated here in the registry's namespace) and the tooltip set from it at setup."""
+    from gliomaforecast.forecasters import registry
+    from GliomaForecastLib.panel import settingComboBox
+
+    widgets = _ui_widgets()
+    assert registry.distinct_settings()
+    for setting in registry.distinct_settings():
+        choices, default = _choice_and_default(setting.name)
+        assert eval(choices, vars(registry)) == list(setting.choices), setting.name
+        assert eval(default, vars(registry)) == setting.default, setting.name
+        combo = widgets[settingComboBox(setting.name)]
+        properties = {prop.get("name"): prop.find("string").text for prop in combo.findall("property")}
+        assert combo.get("class") == "QComboBox" and properties["SlicerParameterName"] == setting.name
+        assert "toolTip" not in properties  # the widget sets it from the declaration (registry.setting_help)
+
+
+def test_outcome_parameter_reads_the_registry_declaration():
+    assert _choice_and_default("outcome") == ("list(OUTCOME.choices)", "OUTCOME.default")
+    source = MODULE_PY.read_text()
+    assert re.search(r"^from gliomaforecast.forecasters.registry import \(?[^)]*\bOUTCOME\b", source, re.M)
+    assert '"outcome"' not in source and "'outcome'" not in source  # no second spelling of the setting in the module

@@ -104,7 +104,7 @@ def test_unknown_convention_lists_the_choices() -> None:
 @pytest.fixture(scope="module")
 def cohort_root(tmp_path_factory) -> Path:
     """Virtual patients delivered on 2 mm (two, folder iso2), 1 x 1 x 5 mm and 1 mm grids (one each)."""
-    from gliomaforecast_training.cohort import generate_cohort
+    from gliomaforecast_training.cohort.cohort import generate_cohort
 
     root = tmp_path_factory.mktemp("plan_cohort")
     for name, spacing, n in (("iso2", None, 2), ("aniso", (1.0, 1.0, 5.0), 1), ("iso1", (1.0, 1.0, 1.0), 1)):

@@ -15,9 +15,11 @@ import pytest
 import torch
 
 from gliomaforecast import deformation, models
-from gliomaforecast_training import evolution_data, export_evolution, train_evolution
-from gliomaforecast_training.evolution_loss import EvolutionLoss
-from gliomaforecast_training.evolution_net import EvolutionNet
+from gliomaforecast_training.evolution import data as evolution_data
+from gliomaforecast_training.evolution import export as export_evolution
+from gliomaforecast_training.evolution import train as train_evolution
+from gliomaforecast_training.evolution.loss import EvolutionLoss
+from gliomaforecast_training.evolution.net import EvolutionNet
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -129,8 +131,8 @@ def test_training_data_and_anatomy_load_without_network(tmp_path):
             "def refuse(*a, **k):\n    raise OSError('network access during training')\n"
             "socket.socket.connect = socket.socket.connect_ex = refuse\n"
             "socket.getaddrinfo = socket.create_connection = refuse\n"
-            "from gliomaforecast_training.anatomy import load_template\n"
-            "from gliomaforecast_training.train_evolution import main\n"
+            "from gliomaforecast_training.cohort.anatomy import load_template\n"
+            "from gliomaforecast_training.evolution.train import main\n"
             "assert load_template(4.0).brain.any()\n"
             f"raise SystemExit(main(['--synthetic', '8', '--steps', '1', '--batch', '4', '--size', '32', "
             f"'--channels', '4', '4', '8', '8', '--out', {str(tmp_path / 'x.pt')!r}]))\n")
@@ -143,7 +145,7 @@ def test_training_data_and_anatomy_load_without_network(tmp_path):
 def test_ddp_two_processes(tmp_path):
     out = tmp_path / "ddp.pt"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "gliomaforecast_training.train_evolution", "--synthetic", "16", "--steps", "3", "--batch", "2",
+           "-m", "gliomaforecast_training.evolution.train", "--synthetic", "16", "--steps", "3", "--batch", "2",
            "--size", "32", "--channels", "4", "4", "8", "8", "--log-every", "1", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env, cwd=REPO)
@@ -169,7 +171,7 @@ def test_export_parity_and_registration(tmp_path):
         ref = net(torch.from_numpy(phi), torch.tensor([30.0, 90.0])).numpy()
     np.testing.assert_allclose(out, ref, atol=1e-4)
     saved = json.loads((tmp_path / "models.json").read_text())["models"][0]
-    assert saved["training"]["command"].startswith("python -m gliomaforecast_training.train_evolution --synthetic 24")
+    assert saved["training"]["command"].startswith("python -m gliomaforecast_training.evolution.train --synthetic 24")
 
 
 def test_cli_reports_bad_training_input(tmp_path, capsys):

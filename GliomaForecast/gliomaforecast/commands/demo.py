@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(args.case, None, "sample patient not found")
     t0 = time.perf_counter()
     day = float(load_case(args.case).days[-1]) + HORIZON_DAYS
-    fc = forecast_to_folder(
+    fc, warnings = forecast_to_folder(
         args.case,
         day,
         args.out,
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         margin_mm=defaults.MARGIN_MM,
         existing="replace",
     )  # the demo's own folder: a re-run replaces it whole
-    print(summary(fc, args.out))
+    print(summary(fc, args.out, warnings))
     for path in sorted(args.out.iterdir()):
         print(f"  wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

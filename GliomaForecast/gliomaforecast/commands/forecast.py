@@ -15,6 +15,8 @@ from .. import defaults
 from ..errors import InputError
 from ..forecast import Forecast, case_plan_seed, forecast_tumor_ml, run_forecast
 from ..forecasters import DEFAULT_FORECASTER, FORECASTER_NAMES, dose_note
+from ..forecasters.base import ProgressFn
+from ..forecasters.registry import distinct_settings, setting_help
 from ..geometry import Grid, require_same_grid, resample_to
 from ..io.case import load_case
 from ..io.images import check_output_dir, existing_mode, read_mask
@@ -64,14 +66,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="binary barrier mask (ventricles, falx, tentorium) on the case grid: geodesic margin, "
         "both CTVs kept off it",
     )
-    p.add_argument(
-        "--outcome",
-        choices=("responder", "progressor", "unknown", "both"),
-        default=None,
-        help="latent-diffusion only: the outcome class the forecast is guided to (classifier-free "
-        "guidance); unknown (its default) samples the unconditional model; both: the unconditional "
-        "forecast plus the responder and progressor forecasts side by side in the report",
-    )
+    for setting in distinct_settings():  # e.g. --outcome; None: the forecaster's own default
+        p.add_argument(
+            f"--{setting.name.replace('_', '-')}",
+            dest=setting.name,
+            choices=setting.choices,
+            default=None,
+            help=setting_help(setting),
+        )
     p.add_argument(
         "--dicom-reference",
         type=Path,
@@ -79,6 +81,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="folder with the DICOM planning series of the case's patient: the targets are also written as "
         "RTSTRUCT and DICOM SEG on it into OUT/dicom (as export-dicom does)",
     )
+
+
+def progress_bar() -> tqdm:
+    """The forecast's progress bar on stderr, 0-100 %, drawn only on a terminal."""
+    return tqdm(
+        total=100,
+        desc="forecast",
+        file=sys.stderr,
+        leave=False,
+        disable=not sys.stderr.isatty(),
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}]",
+    )
+
+
+def bar_progress(bar: tqdm) -> ProgressFn:
+    """A ``progress(fraction, message)`` that shows ``message`` on ``bar`` and moves it to 95 % of ``fraction`` (the
+    last 5 % are the writing)."""
+
+    def progress(fraction: float, message: str) -> None:
+        bar.set_description_str(message)
+        bar.update(max(0, round(95 * fraction) - bar.n))
+
+    return progress
 
 
 def forecast_to_folder(
@@ -96,8 +121,9 @@ def forecast_to_folder(
     existing: str = "refuse",
     settings: dict | None = None,
     plan: str = AUTO,
-) -> Forecast:
-    """Run a forecast with a progress bar on stderr and write its folder; returns the forecast.
+) -> tuple[Forecast, list[str]]:
+    """Run a forecast with a progress bar on stderr and write its folder; returns the forecast and its plausibility
+    warnings (computed once: forecast.json, the report and :func:`summary` share them).
     ``resample`` puts every volume on the first FLAIR's grid (linear for images, nearest for masks), the
     ``barrier`` mask file included. ``plan``: the standard plan's convention (``standard_plan.CHOICES``).
     ``existing``: what a non-empty ``out`` gets (``io.check_output_dir``). The
@@ -108,22 +134,8 @@ def forecast_to_folder(
     if not math.isfinite(margin_mm) or margin_mm < 0:
         raise InputError("--margin-mm", None, f"must be a distance >= 0 mm, got {margin_mm}")
     check_output_dir(out, existing)
-    with (
-        output_lock(out),
-        tqdm(
-            total=100,
-            desc="forecast",
-            file=sys.stderr,
-            leave=False,
-            disable=not sys.stderr.isatty(),
-            bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}]",
-        ) as bar,
-    ):
-
-        def progress(fraction: float, message: str) -> None:
-            bar.set_description_str(message)
-            bar.update(max(0, round(95 * fraction) - bar.n))
-
+    with output_lock(out), progress_bar() as bar:
+        progress = bar_progress(bar)
         loaded = load_case(case, resample=resample)
         case_plan_seed(loaded, plan)  # a convention the planning scan cannot serve is refused before any work
         wall = None if barrier is None else read_barrier(barrier, loaded.grid, resample)
@@ -141,9 +153,10 @@ def forecast_to_folder(
             plan=plan,
         )
         progress(0.95, "writing outputs")
-        write_forecast(fc, out, existing=existing)
+        warnings = forecast_warnings(fc)
+        write_forecast(fc, out, existing=existing, warnings=warnings)
         bar.update(100 - bar.n)
-    return fc
+    return fc, warnings
 
 
 def read_barrier(path: Path, grid: Grid, resample: bool) -> np.ndarray:
@@ -162,8 +175,8 @@ def _date(fc: Forecast) -> str:
     return "" if date is None else f" ({date.isoformat()})"
 
 
-def summary(fc: Forecast, out: Path) -> str:
-    """A few lines for the terminal: what was written, volumes in mL."""
+def summary(fc: Forecast, out: Path, warnings: list[str]) -> str:
+    """A few lines for the terminal: what was written, volumes in mL, the plausibility ``warnings``."""
     ml = fc.case.grid.voxel_volume_ml
     med, lo, hi = (float(v[0]) for v in fc.growth.predict([fc.target_day]))
     return "\n".join(
@@ -175,7 +188,7 @@ def summary(fc: Forecast, out: Path) -> str:
             f"{fc.ctv_standard.sum() * ml:.2f} mL | CTV forecast {fc.ctv_forecast.sum() * ml:.2f} mL (iso-volumetric)",
             f"  both CTVs from the {fc.plan} seed, {SEED_NAMES[fc.plan]} (cavity {fc.cavity_ml:.2f} mL), holes filled; "
             f"{'geodesic margin around the barrier' if fc.barrier_used else 'Euclidean margin (no barrier given)'}",
-            *(f"  WARNING: {line}" for line in forecast_warnings(fc)),
+            *(f"  WARNING: {line}" for line in warnings),
             f"  took {fc.timings['total_s']:.1f} s; open {out / 'report.html'}",
         ]
     )
@@ -191,10 +204,16 @@ def dicom_reference(case: Path, folder: Path):
     return reference
 
 
+def chosen_settings(args: argparse.Namespace) -> dict[str, str] | None:
+    """The forecaster settings given as flags (``--outcome``...); None when none is: each forecaster's own default."""
+    given = {s.name: getattr(args, s.name) for s in distinct_settings() if getattr(args, s.name) is not None}
+    return given or None
+
+
 def run(args: argparse.Namespace) -> int:
     check_seed(args.seed)
     reference = None if args.dicom_reference is None else dicom_reference(args.case, args.dicom_reference)
-    fc = forecast_to_folder(
+    fc, warnings = forecast_to_folder(
         args.case,
         args.day,
         args.out,
@@ -206,10 +225,10 @@ def run(args: argparse.Namespace) -> int:
         resample=args.resample,
         barrier=args.barrier,
         existing=existing_mode(args.overwrite),
-        settings=None if args.outcome is None else {"outcome": args.outcome},
+        settings=chosen_settings(args),
         plan=args.plan,
     )
-    print(summary(fc, args.out))
+    print(summary(fc, args.out, warnings))
     if reference is not None:
         from ..dicom.export import export_dicom
         from .export_dicom import describe

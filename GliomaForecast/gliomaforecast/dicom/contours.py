@@ -139,7 +139,7 @@ def keyhole(polygons: Sequence[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
-def fill_even_odd(polygons: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+def fill_even_odd(polygons: Sequence[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
     """The pixels of a 2D grid of ``shape`` whose centres lie inside an odd number of the closed ``polygons`` (rows of
     (y, x) continuous indices): a scanline fill, one row at a time, linear in the number of edges. A centre exactly on
     a left edge counts as outside, on a right edge as inside; a row through a vertex counts the edges that start or

@@ -1,8 +1,9 @@
 """Find the DICOM files under a folder and group them into series (pydicom headers).
 
 A file without the DICOM preamble that pydicom cannot read is not DICOM (a README...), and a DICOMDIR is only an
-index of the others: both are skipped and listed. A file with the preamble that cannot be read, that lacks the SOP and series UIDs or the modality,
-or whose pixel data is shorter than its header says, is corrupt: an :class:`InputError` naming the file and the field.
+index of the others: both are skipped and listed. A file with the preamble that cannot be read, that lacks the SOP and
+series UIDs or the modality, or whose pixel data is shorter than its header says, is corrupt: an :class:`InputError`
+naming the file and the field.
 Every file must belong to one patient (PatientID); two patients are refused with a line naming both IDs and a file of
 each.
 """

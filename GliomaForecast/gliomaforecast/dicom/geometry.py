@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -75,7 +76,7 @@ def slice_order(headers: Sequence[Dataset], paths: Sequence[Path]) -> tuple[list
     normal = np.cross(cosines[0], cosines[1])
     spacing_yx = pixel_spacing(headers[0], paths[0])
     rows, cols = int(headers[0].Rows), int(headers[0].Columns)
-    positions = []
+    found = []
     for ds, path in zip(headers, paths):
         if np.max(np.abs(orientation(ds, path) - cosines)) > ORIENTATION_TOL:
             raise InputError(path, "ImageOrientationPatient", f"differs from that of {paths[0].name} in the series")
@@ -83,8 +84,8 @@ def slice_order(headers: Sequence[Dataset], paths: Sequence[Path]) -> tuple[list
             raise InputError(path, "Rows", f"{ds.Rows}x{ds.Columns} differs from {rows}x{cols} of {paths[0].name}")
         if np.max(np.abs(np.subtract(pixel_spacing(ds, path), spacing_yx))) > SPACING_TOL_MM:
             raise InputError(path, "PixelSpacing", f"differs from that of {paths[0].name} in the series")
-        positions.append(position(ds, path))
-    positions = np.asarray(positions)
+        found.append(position(ds, path))
+    positions = np.asarray(found)
     along = positions @ normal
     order = [int(i) for i in np.argsort(along, kind="stable")]
     along = along[order]
@@ -129,7 +130,7 @@ def slice_order(headers: Sequence[Dataset], paths: Sequence[Path]) -> tuple[list
 
 def _slice_thickness(ds: Dataset) -> float:
     """A single slice's thickness (mm) as its spacing; 1 mm when not given."""
-    value = getattr(ds, "SpacingBetweenSlices", None) or getattr(ds, "SliceThickness", None)
+    value: Any = getattr(ds, "SpacingBetweenSlices", None) or getattr(ds, "SliceThickness", None)
     try:
         thickness = float(value)
     except (TypeError, ValueError):

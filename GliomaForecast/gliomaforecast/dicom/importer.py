@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydicom.dataset import Dataset
 
 from ..errors import InputError
 from ..geometry import Grid, resample_to
@@ -42,7 +43,7 @@ from .contours import OffGridContour, rasterize
 from .dates import scan_date
 from .files import Scan, Series, scan_folder
 from .rtdose import dose_on_grid, read_dose
-from .rtstruct_read import read_rois, referenced_series, structure_set_frames
+from .rtstruct_read import Roi, read_rois, referenced_series, structure_set_frames
 from .series import IGNORE, classify, read_mapping, read_volume, series_grid
 
 DEFAULT_ROI_PATTERN = "gtv"
@@ -186,6 +187,8 @@ def _add_gtvs(
     mapping: dict[str, str],
     report: list[dict],
 ) -> None:
+    """Each timepoint's GTV from the structure sets of ``scan`` (see :func:`_add_structure_set`); ignored structure
+    sets go to ``report``."""
     by_date = {tp.date: tp for tp in timepoints}
     for series in scan.series.values():
         if series.modality != "RTSTRUCT":
@@ -194,69 +197,81 @@ def _add_gtvs(
             report.append(_record(series, scan.folder, used=False, why="ignored (mapping file)"))
             continue
         for ds, path in zip(series.headers, series.paths):
-            rois = [roi for roi in read_rois(ds, path) if pattern.search(roi.name) and roi.contours]
-            shown = shown_path(path, scan.folder)
-            if not rois:
-                report.append(
-                    _record(
-                        series,
-                        scan.folder,
-                        used=False,
-                        file=shown,
-                        why=f"no ROI with closed contours whose name matches '{pattern.pattern}'",
-                    )
-                )
-                continue
-            frames = structure_set_frames(ds)
-            if frame not in frames:
-                raise InputError(
-                    path,
-                    "ReferencedFrameOfReferenceSequence.FrameOfReferenceUID",
-                    f"{', '.join(frames) or 'missing'} differs from the MR series' {frame}",
-                )
-            for roi in rois:
-                if roi.frame_of_reference and roi.frame_of_reference != frame:
-                    raise InputError(
-                        path,
-                        f"ROI '{roi.name}' ReferencedFrameOfReferenceUID",
-                        f"{roi.frame_of_reference} differs from the MR series' {frame}",
-                    )
-            drawn_on = referenced_series(ds)
-            dated = next((scan.series[uid] for uid in drawn_on if uid in scan.series), None)
-            date = scan_date(dated.first, dated.paths[0]) if dated is not None else scan_date(ds, path)
-            tp = by_date.get(date)
-            if tp is None:
-                report.append(
-                    _record(series, scan.folder, used=False, file=shown, why=f"no MR study on {date.isoformat()}")
-                )
-                continue
-            if tp.gtv is not None:
-                raise InputError(
-                    path,
-                    "StudyDate",
-                    f"a second structure set with a GTV for {date.isoformat()} "
-                    f"(the first: {tp.gtv_source['file']}); ignore one in the "
-                    "mapping file",
-                )
-            mask = np.zeros(grid.shape, dtype=bool)
-            for roi in rois:
-                roi_mask = _rasterize_gtv(roi.contours, grid, scan, drawn_on, path, roi.name)
-                if not roi_mask.any():
-                    raise InputError(path, f"ROI '{roi.name}'", "no contour inside the case grid: the GTV is empty")
-                mask |= roi_mask
-            tp.gtv = mask
-            tp.gtv_source = {"file": shown, "rois": [roi.name for roi in rois]}
-            report.append(
-                _record(
-                    series,
-                    scan.folder,
-                    used=True,
-                    used_as="gtv",
-                    date=date.isoformat(),
-                    file=shown,
-                    rois=[roi.name for roi in rois],
-                )
+            _add_structure_set(scan, series, ds, path, by_date, grid, frame, pattern, report)
+
+
+def _add_structure_set(
+    scan: Scan,
+    series: Series,
+    ds: Dataset,
+    path: Path,
+    by_date: dict[dt.date, Timepoint],
+    grid: Grid,
+    frame: str,
+    pattern: re.Pattern,
+    report: list[dict],
+) -> None:
+    """The GTV of the timepoint of the structure set ``ds`` (file ``path`` of ``series``): the union of its ROIs with
+    closed contours whose name matches ``pattern``, rasterized on the case ``grid``; what became of it goes to
+    ``report``. InputError for another frame of reference than ``frame``, a second GTV for one date, or an empty
+    ROI."""
+    rois = [roi for roi in read_rois(ds, path) if pattern.search(roi.name) and roi.contours]
+    shown = shown_path(path, scan.folder)
+    if not rois:
+        why = f"no ROI with closed contours whose name matches '{pattern.pattern}'"
+        report.append(_record(series, scan.folder, used=False, file=shown, why=why))
+        return
+    _check_structure_set_frames(ds, path, rois, frame)
+    drawn_on = referenced_series(ds)
+    dated = next((scan.series[uid] for uid in drawn_on if uid in scan.series), None)
+    date = scan_date(dated.first, dated.paths[0]) if dated is not None else scan_date(ds, path)
+    tp = by_date.get(date)
+    if tp is None:
+        report.append(_record(series, scan.folder, used=False, file=shown, why=f"no MR study on {date.isoformat()}"))
+        return
+    if tp.gtv is not None:
+        assert tp.gtv_source is not None  # set with tp.gtv
+        raise InputError(
+            path,
+            "StudyDate",
+            f"a second structure set with a GTV for {date.isoformat()} "
+            f"(the first: {tp.gtv_source['file']}); ignore one in the "
+            "mapping file",
+        )
+    tp.gtv = _gtv_mask(rois, grid, scan, drawn_on, path)
+    tp.gtv_source = {"file": shown, "rois": [roi.name for roi in rois]}
+    names = [roi.name for roi in rois]
+    report.append(_record(series, scan.folder, used=True, used_as="gtv", date=date.isoformat(), file=shown, rois=names))
+
+
+def _check_structure_set_frames(ds: Dataset, path: Path, rois: list[Roi], frame: str) -> None:
+    """InputError unless the structure set ``ds`` and each of its ``rois`` reference the MR series' ``frame``."""
+    frames = structure_set_frames(ds)
+    if frame not in frames:
+        raise InputError(
+            path,
+            "ReferencedFrameOfReferenceSequence.FrameOfReferenceUID",
+            f"{', '.join(frames) or 'missing'} differs from the MR series' {frame}",
+        )
+    for roi in rois:
+        if roi.frame_of_reference and roi.frame_of_reference != frame:
+            raise InputError(
+                path,
+                f"ROI '{roi.name}' ReferencedFrameOfReferenceUID",
+                f"{roi.frame_of_reference} differs from the MR series' {frame}",
             )
+
+
+def _gtv_mask(rois: list[Roi], grid: Grid, scan: Scan, drawn_on: list[str], path: Path) -> np.ndarray:
+    """The union (bool, on ``grid``) of the ``rois`` rasterized (:func:`_rasterize_gtv`); InputError for a ROI with
+    no contour inside the grid."""
+    mask = np.zeros(grid.shape, dtype=bool)
+    for roi in rois:
+        roi_mask = _rasterize_gtv(roi.contours, grid, scan, drawn_on, path, roi.name)
+        if not roi_mask.any():
+            raise InputError(path, f"ROI '{roi.name}'", "no contour inside the case grid: the GTV is empty")
+        mask |= roi_mask
+    return mask
 
 
 def _dose(scan: Scan, grid: Grid, frame: str, mapping: dict[str, str], report: list[dict]) -> np.ndarray | None:
@@ -316,45 +331,17 @@ def import_dicom(
     """Write the case folder ``out`` from the DICOM files under ``dicom_dir``; returns the import report (also
     written as ``import.json``). See the module docstring for the rules."""
     dicom_dir, out = Path(dicom_dir), Path(out)
-    try:
-        pattern = re.compile(roi_pattern, re.IGNORECASE)
-    except re.error as exc:
-        raise InputError("--roi-pattern", None, f"not a regular expression ({exc})") from None
-    if rt_start_date is not None:
-        try:
-            dt.date.fromisoformat(rt_start_date)
-        except ValueError:
-            raise InputError("--rt-start-date", None, f"not an ISO date (YYYY-MM-DD): {rt_start_date!r}") from None
+    pattern = _check_options(roi_pattern, rt_start_date)
     check_output_dir(out, existing)
     series_map = read_mapping(mapping)
     scan = scan_folder(dicom_dir)
-    if not any(s.modality == "MR" for s in scan.series.values()):
-        found = sorted({s.modality or "?" for s in scan.series.values()})
-        raise InputError(dicom_dir, "Modality", f"no MR series found (found: {', '.join(found) or 'no DICOM file'})")
     report: list[dict] = []
-    timepoints = _timepoints(scan, series_map, report)
-    if not timepoints:
-        raise InputError(
-            dicom_dir,
-            "SeriesDescription",
-            "no MR series recognised as FLAIR, T1CE, T1, T2 or ADC; name them in a mapping file (--mapping)",
-        )
+    timepoints = _mr_timepoints(scan, dicom_dir, series_map, report)
     ref_kind, reference = _reference(timepoints)
     frame = _check_frames(timepoints, reference)
     _, grid = series_grid(reference)
     _add_gtvs(scan, timepoints, grid, frame, pattern, series_map, report)
-    kept = [tp for tp in timepoints if tp.gtv is not None]
-    for tp in timepoints:
-        if tp.gtv is None:
-            for series in tp.series.values():
-                record = next(r for r in report if r["series_instance_uid"] == series.uid)
-                record.update(used=False, why=f"no GTV structure set for {tp.date.isoformat()}: timepoint left out")
-    if not kept:
-        raise InputError(
-            dicom_dir,
-            "RTSTRUCT",
-            f"no structure set with a ROI matching '{roi_pattern}' on an MR study date: every timepoint needs a GTV",
-        )
+    kept = _with_gtv(timepoints, report, dicom_dir, roi_pattern)
     dose = _dose(scan, grid, frame, series_map, report)
     report += [
         _record(s, scan.folder, used=False, why=f"{s.modality or 'unknown'} objects are not imported")
@@ -362,7 +349,6 @@ def import_dicom(
         if s.modality not in ("MR", "RTSTRUCT", "RTDOSE")
     ]
     patient_id = reference.text("PatientID") or "unknown"
-    day0 = kept[0].date
     manifest: dict[str, Any] = {
         "schema": SCHEMA,
         "patient_id": patient_id,
@@ -387,22 +373,88 @@ def import_dicom(
     }
     inputs = [p for series in scan.series.values() for p in series.paths]
     with atomic_output_dir(out, inputs=inputs, existing=existing) as tmp:
-        entries = []
-        for tp in kept:
-            tag = f"d{int((tp.date - day0).days):03d}"
-            images = {}
-            for kind, series in tp.series.items():
-                array, resampled = _image_on_grid(series, grid)
-                write_image(tmp / f"{tag}_{kind}.nii.gz", array, grid)
-                images[kind] = f"{tag}_{kind}.nii.gz"
-                next(r for r in report if r["series_instance_uid"] == series.uid)["resampled"] = resampled
-            write_image(tmp / f"{tag}_gtv.nii.gz", tp.gtv.astype(np.uint8), grid)
-            entries.append({"date": tp.date.isoformat(), "images": images, "gtv": f"{tag}_gtv.nii.gz"})
-        manifest["timepoints"] = entries
-        if dose is not None:
-            write_image(tmp / "rtdose.nii.gz", dose, grid)
-            manifest["dose"] = "rtdose.nii.gz"
-        write_text_atomic(tmp / "case.json", json.dumps(manifest, indent=1) + "\n")
-        write_text_atomic(tmp / "import.json", json.dumps(summary, indent=1) + "\n")
-        load_case(tmp / "case.json")  # the written case must load: grids agree, GTVs non-empty
+        _write_case(tmp, kept, grid, dose, manifest, summary)
     return summary
+
+
+def _check_options(roi_pattern: str, rt_start_date: str | None) -> re.Pattern:
+    """The compiled ``roi_pattern`` (case-insensitive); InputError for a bad regular expression or an
+    ``rt_start_date`` that is not an ISO date."""
+    try:
+        pattern = re.compile(roi_pattern, re.IGNORECASE)
+    except re.error as exc:
+        raise InputError("--roi-pattern", None, f"not a regular expression ({exc})") from None
+    if rt_start_date is not None:
+        try:
+            dt.date.fromisoformat(rt_start_date)
+        except ValueError:
+            raise InputError("--rt-start-date", None, f"not an ISO date (YYYY-MM-DD): {rt_start_date!r}") from None
+    return pattern
+
+
+def _mr_timepoints(scan: Scan, dicom_dir: Path, mapping: dict[str, str], report: list[dict]) -> list[Timepoint]:
+    """The MR timepoints of ``scan`` (:func:`_timepoints`); InputError when the folder holds no MR series, or none
+    recognised as an image the case uses."""
+    if not any(s.modality == "MR" for s in scan.series.values()):
+        found = sorted({s.modality or "?" for s in scan.series.values()})
+        raise InputError(dicom_dir, "Modality", f"no MR series found (found: {', '.join(found) or 'no DICOM file'})")
+    timepoints = _timepoints(scan, mapping, report)
+    if not timepoints:
+        raise InputError(
+            dicom_dir,
+            "SeriesDescription",
+            "no MR series recognised as FLAIR, T1CE, T1, T2 or ADC; name them in a mapping file (--mapping)",
+        )
+    return timepoints
+
+
+def _with_gtv(timepoints: list[Timepoint], report: list[dict], dicom_dir: Path, roi_pattern: str) -> list[Timepoint]:
+    """The timepoints with a GTV; the series of the others are marked left out in ``report``. InputError when no
+    timepoint has one."""
+    kept = [tp for tp in timepoints if tp.gtv is not None]
+    for tp in timepoints:
+        if tp.gtv is None:
+            for series in tp.series.values():
+                record = next(r for r in report if r["series_instance_uid"] == series.uid)
+                record.update(used=False, why=f"no GTV structure set for {tp.date.isoformat()}: timepoint left out")
+    if not kept:
+        raise InputError(
+            dicom_dir,
+            "RTSTRUCT",
+            f"no structure set with a ROI matching '{roi_pattern}' on an MR study date: every timepoint needs a GTV",
+        )
+    return kept
+
+
+def _write_case(
+    tmp: Path,
+    kept: list[Timepoint],
+    grid: Grid,
+    dose: np.ndarray | None,
+    manifest: dict[str, Any],
+    summary: dict[str, Any],
+) -> None:
+    """Write the case into the folder ``tmp``: each ``kept`` timepoint's images and GTV on ``grid`` (files named by
+    the day, dNNN, days since the first), the dose (Gy), case.json (``manifest`` plus the files) and import.json
+    (``summary``, whose series records get ``resampled``); the written case must load."""
+    report = summary["series"]
+    day0 = kept[0].date
+    entries = []
+    for tp in kept:
+        tag = f"d{int((tp.date - day0).days):03d}"
+        images = {}
+        for kind, series in tp.series.items():
+            array, resampled = _image_on_grid(series, grid)
+            write_image(tmp / f"{tag}_{kind}.nii.gz", array, grid)
+            images[kind] = f"{tag}_{kind}.nii.gz"
+            next(r for r in report if r["series_instance_uid"] == series.uid)["resampled"] = resampled
+        assert tp.gtv is not None  # kept: the timepoints with a GTV
+        write_image(tmp / f"{tag}_gtv.nii.gz", tp.gtv.astype(np.uint8), grid)
+        entries.append({"date": tp.date.isoformat(), "images": images, "gtv": f"{tag}_gtv.nii.gz"})
+    manifest["timepoints"] = entries
+    if dose is not None:
+        write_image(tmp / "rtdose.nii.gz", dose, grid)
+        manifest["dose"] = "rtdose.nii.gz"
+    write_text_atomic(tmp / "case.json", json.dumps(manifest, indent=1) + "\n")
+    write_text_atomic(tmp / "import.json", json.dumps(summary, indent=1) + "\n")
+    load_case(tmp / "case.json")  # the written case must load: grids agree, GTVs non-empty

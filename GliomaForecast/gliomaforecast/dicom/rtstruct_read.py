@@ -89,7 +89,8 @@ def read_rois(ds: Dataset, path: Path) -> list[Roi]:
         if roi is None:
             raise InputError(path, f"{where}.ReferencedROINumber", "names no ROI of StructureSetROISequence")
         if getattr(item, "ROIDisplayColor", None) is not None and len(item.ROIDisplayColor) == 3:
-            roi.color = tuple(int(v) for v in item.ROIDisplayColor)
+            red, green, blue = (int(v) for v in item.ROIDisplayColor)
+            roi.color = (red, green, blue)
         for j, contour in enumerate(getattr(item, "ContourSequence", [])):
             kind = str(getattr(contour, "ContourGeometricType", ""))
             if kind not in CLOSED_TYPES:

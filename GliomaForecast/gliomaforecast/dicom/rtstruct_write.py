@@ -16,13 +16,13 @@ import numpy as np
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import ImplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ImplicitVRLittleEndian, generate_uid
 
 from ..geometry import Grid
 from .contours import mask_contours
 from .header import copy_patient_and_study, ds_strings, now, series_description, set_equipment
 
-RTSTRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
+RTSTRUCT_STORAGE = UID("1.2.840.10008.5.1.4.1.1.481.3")
 STUDY_COMPONENT_CLASS = "1.2.840.10008.3.1.2.3.1"  # the SOP class RTReferencedStudySequence items name (PS3.3 C.8.8.5)
 SERIES_NUMBER = 901
 
@@ -56,7 +56,7 @@ def _contour_data(points: np.ndarray) -> DataElement:
 
 
 def _roi_contours(mask: np.ndarray, grid: Grid, reference: Sequence[Dataset]) -> list[Dataset]:
-    items = []
+    items: list[Dataset] = []
     for k, polygons in mask_contours(mask, grid).items():
         for polygon in polygons:
             contour = Dataset()
@@ -87,6 +87,35 @@ def rtstruct_dataset(
     MANUAL: the input GTV); ``description`` goes into the research-use SeriesDescription."""
     if len(reference) != grid.shape[0]:
         raise ValueError(f"{len(reference)} reference slices for a grid of {grid.shape[0]} slices")
+    ds = _structure_set(reference, description, label)
+    rois, contours, observations = [], [], []
+    for number, (name, mask) in enumerate(masks.items(), start=1):
+        text = (roi_descriptions or {}).get(name)
+        roi, contour, observation = _roi_items(
+            number,
+            name,
+            mask,
+            grid,
+            reference,
+            color=colors[name],
+            interpreted_type=interpreted_types[name],
+            automatic=automatic[name],
+            generation=series_description(f"GliomaForecast {name}") if text is None else text[:64],
+        )
+        rois.append(roi)
+        contours.append(contour)
+        observations.append(observation)
+    ds.StructureSetROISequence = DicomSequence(rois)
+    ds.ROIContourSequence = DicomSequence(contours)
+    ds.RTROIObservationsSequence = DicomSequence(observations)
+    ds.ApprovalStatus = "UNAPPROVED"
+    return ds
+
+
+def _structure_set(reference: Sequence[Dataset], description: str, label: str) -> Dataset:
+    """The structure set without its ROIs: file meta, the patient and study of ``reference`` (the planning series'
+    headers), new SOP instance and series UIDs, equipment, frame of reference, the structure set's ``label`` and
+    ``description`` (research use), creation date and time (now) and the referenced slices."""
     first = reference[0]
     date, time = now()
     ds = Dataset()
@@ -112,29 +141,37 @@ def rtstruct_dataset(
     ds.StructureSetDescription = series_description(description)
     ds.StructureSetDate, ds.StructureSetTime = date, time
     ds.ReferencedFrameOfReferenceSequence = DicomSequence([_frame_reference(reference)])
-    rois, contours, observations = [], [], []
-    for number, (name, mask) in enumerate(masks.items(), start=1):
-        roi = Dataset()
-        roi.ROINumber = number
-        roi.ReferencedFrameOfReferenceUID = first.FrameOfReferenceUID
-        roi.ROIName = name
-        roi.ROIGenerationAlgorithm = "AUTOMATIC" if automatic[name] else "MANUAL"
-        text = (roi_descriptions or {}).get(name)
-        roi.ROIGenerationDescription = series_description(f"GliomaForecast {name}") if text is None else text[:64]
-        rois.append(roi)
-        contour = Dataset()
-        contour.ROIDisplayColor = [int(round(255 * float(c))) for c in colors[name]]
-        contour.ContourSequence = DicomSequence(_roi_contours(mask, grid, reference))
-        contour.ReferencedROINumber = number
-        contours.append(contour)
-        observation = Dataset()
-        observation.ObservationNumber = number
-        observation.ReferencedROINumber = number
-        observation.RTROIInterpretedType = interpreted_types[name]
-        observation.ROIInterpreter = ""
-        observations.append(observation)
-    ds.StructureSetROISequence = DicomSequence(rois)
-    ds.ROIContourSequence = DicomSequence(contours)
-    ds.RTROIObservationsSequence = DicomSequence(observations)
-    ds.ApprovalStatus = "UNAPPROVED"
     return ds
+
+
+def _roi_items(
+    number: int,
+    name: str,
+    mask: np.ndarray,
+    grid: Grid,
+    reference: Sequence[Dataset],
+    *,
+    color: Sequence[float],
+    interpreted_type: str,
+    automatic: bool,
+    generation: str,
+) -> tuple[Dataset, Dataset, Dataset]:
+    """(Structure Set ROI, ROI Contour, RT ROI Observations) items of ROI ``number`` named ``name``: ``mask`` (bool
+    on ``grid``) traced on the ``reference`` slices, displayed in ``color`` (RGB in [0, 1]), of RT ROI Interpreted
+    Type ``interpreted_type``, AUTOMATIC or MANUAL with the generation description ``generation``."""
+    roi = Dataset()
+    roi.ROINumber = number
+    roi.ReferencedFrameOfReferenceUID = reference[0].FrameOfReferenceUID
+    roi.ROIName = name
+    roi.ROIGenerationAlgorithm = "AUTOMATIC" if automatic else "MANUAL"
+    roi.ROIGenerationDescription = generation
+    contour = Dataset()
+    contour.ROIDisplayColor = [int(round(255 * float(c))) for c in color]
+    contour.ContourSequence = DicomSequence(_roi_contours(mask, grid, reference))
+    contour.ReferencedROINumber = number
+    observation = Dataset()
+    observation.ObservationNumber = number
+    observation.ReferencedROINumber = number
+    observation.RTROIInterpretedType = interpreted_type
+    observation.ROIInterpreter = ""
+    return roi, contour, observation

@@ -19,7 +19,7 @@ from ..errors import InputError
 from .guidance import StepFn, classifier_free, classifier_guidance
 from .noise import SampleNoise
 from .prediction import add_noise, prediction_type
-from .samplers import sample, sampler_name
+from .samplers import EpsHook, ModelFn, sample, sampler_name
 from .schedules import NoiseSchedule, make_schedule, sampling_timesteps
 
 #: ``grad_fn(x_t, t, cond) -> d log p(y | x_t) / d x_t`` for classifier guidance (cond None when absent).
@@ -132,6 +132,40 @@ def sample_slices(
     ``names`` (x_input, t_input, cond_input, output) go to :func:`step_function`.
     """
     schedule, ts = settings.validate()
+    n, sample_shape, x0, cond = _resolve_shapes(n, sample_shape, x0, cond)
+    keys = _check_options(n, batch_size, settings, cond, grad_fn, indices)
+    step_fn = step_function(model, **names)
+    out = np.empty((int(n), *sample_shape), dtype=np.float32)
+    n_batches = -(-int(n) // int(batch_size))
+    for b in range(n_batches):
+        lo, hi = b * int(batch_size), min(int(n), (b + 1) * int(batch_size))
+        noise = SampleNoise(seed, keys[lo:hi])
+        start_noise = noise((hi - lo, *sample_shape))
+        k = int(ts[0])
+        x_start = add_noise(x0[lo:hi], start_noise, k, schedule) if x0 is not None else start_noise
+        c = cond[lo:hi] if cond is not None else None
+        out[lo:hi] = sample(
+            _batch_model(step_fn, c, null_cond, (lo, hi), settings.cfg_scale),
+            x_start,
+            ts,
+            schedule,
+            sampler=settings.sampler,
+            prediction=settings.prediction,
+            eta=settings.eta,
+            noise_fn=noise,
+            eps_hook=_guidance_hook(grad_fn, c, settings.classifier_scale, schedule),
+            clip_x0=settings.clip_x0,
+            callback=_batch_report(progress, b, n_batches),
+        )
+    return out
+
+
+def _resolve_shapes(
+    n: int | None, sample_shape: tuple[int, ...] | None, x0: np.ndarray | None, cond: np.ndarray | None
+) -> tuple[int, tuple[int, ...], np.ndarray | None, np.ndarray | None]:
+    """(n, sample_shape, x0, cond): the number of samples and their shape, from ``x0`` (n, ...) or ``cond`` (n, ...)
+    when not given, and the arrays as numpy arrays; InputError when they disagree, are missing, or ``n`` is not a
+    whole number >= 0."""
     if x0 is not None:
         x0 = np.asarray(x0)
         n, sample_shape = (x0.shape[0], x0.shape[1:]) if n is None else (n, sample_shape or x0.shape[1:])
@@ -146,6 +180,19 @@ def sample_slices(
         raise InputError(None, "sample_shape", "give n and sample_shape, or x0")
     if int(n) != n or n < 0:
         raise InputError(None, "n", f"must be an integer >= 0, got {n}")
+    return n, sample_shape, x0, cond
+
+
+def _check_options(
+    n: int,
+    batch_size: int,
+    settings: SamplerSettings,
+    cond: np.ndarray | None,
+    grad_fn: CondGradFn | None,
+    indices: Sequence[int] | None,
+) -> list[int]:
+    """The noise keys of the ``n`` samples (``indices``, default ``0..n-1``); InputError for a ``batch_size`` below
+    1, guidance without what it needs (a condition, a gradient), or keys that are not ``n`` distinct integers."""
     if int(batch_size) != batch_size or batch_size < 1:
         raise InputError(None, "batch_size", f"must be an integer >= 1, got {batch_size}")
     if settings.cfg_scale is not None and cond is None:
@@ -157,45 +204,46 @@ def sample_slices(
         raise InputError(
             None, "indices", f"need {n} distinct sample indices, got {len(keys)} ({len(set(keys))} distinct)"
         )
-    step_fn = step_function(model, **names)
-    out = np.empty((int(n), *sample_shape), dtype=np.float32)
-    n_batches = -(-int(n) // int(batch_size))
-    for b in range(n_batches):
-        lo, hi = b * int(batch_size), min(int(n), (b + 1) * int(batch_size))
-        noise = SampleNoise(seed, keys[lo:hi])
-        start_noise = noise((hi - lo, *sample_shape))
-        k = int(ts[0])
-        x_start = add_noise(x0[lo:hi], start_noise, k, schedule) if x0 is not None else start_noise
-        c = cond[lo:hi] if cond is not None else None
-        if settings.cfg_scale is not None:
-            assert c is not None
-            nc = (
-                np.broadcast_to(np.asarray(0.0 if null_cond is None else null_cond, dtype=c.dtype), c.shape)
-                if np.ndim(null_cond) == 0
-                else np.asarray(null_cond)[lo:hi]
-            )
-            model_fn = classifier_free(step_fn, c, np.ascontiguousarray(nc), settings.cfg_scale)
-        else:
-            model_fn = lambda x, t, _c=c: step_fn(x, t, _c)
-        hook = None
-        if grad_fn is not None and settings.classifier_scale:
-            hook = classifier_guidance(lambda x, t, _c=c: grad_fn(x, t, _c), settings.classifier_scale, schedule)
+    return keys
 
-        def report(i: int, total: int, _b: int = b) -> None:
-            if progress is not None:
-                progress((_b + i / total) / n_batches, f"denoising batch {_b + 1}/{n_batches}, step {i}/{total}")
 
-        out[lo:hi] = sample(
-            model_fn,
-            x_start,
-            ts,
-            schedule,
-            sampler=settings.sampler,
-            prediction=settings.prediction,
-            eta=settings.eta,
-            noise_fn=noise,
-            eps_hook=hook,
-            clip_x0=settings.clip_x0,
-            callback=report,
+def _batch_model(
+    step_fn: StepFn,
+    c: np.ndarray | None,
+    null_cond: np.ndarray | float | None,
+    rows: tuple[int, int],
+    cfg_scale: float | None,
+) -> ModelFn:
+    """``model_fn(x, t)`` of the batch of samples ``rows`` (lo, hi) with conditions ``c``: classifier-free guidance
+    of weight ``cfg_scale`` against ``null_cond`` (an array like ``cond``, or a fill value; default 0) when given,
+    else one conditional pass."""
+    if cfg_scale is not None:
+        assert c is not None
+        lo, hi = rows
+        nc = (
+            np.broadcast_to(np.asarray(0.0 if null_cond is None else null_cond, dtype=c.dtype), c.shape)
+            if null_cond is None or np.ndim(null_cond) == 0
+            else np.asarray(null_cond)[lo:hi]
         )
-    return out
+        return classifier_free(step_fn, c, np.ascontiguousarray(nc), cfg_scale)
+    return lambda x, t: step_fn(x, t, c)
+
+
+def _guidance_hook(
+    grad_fn: CondGradFn | None, c: np.ndarray | None, scale: float, schedule: NoiseSchedule
+) -> EpsHook | None:
+    """The classifier-guidance eps hook of a batch with conditions ``c`` (None without ``grad_fn`` or ``scale``)."""
+    if grad_fn is not None and scale:
+        return classifier_guidance(lambda x, t: grad_fn(x, t, c), scale, schedule)
+    return None
+
+
+def _batch_report(progress: Progress | None, b: int, n_batches: int) -> Callable[[int, int], None]:
+    """The sampler's callback of batch ``b`` (of ``n_batches``): step ``i`` of ``total`` as the fraction of all
+    batches done (nothing without ``progress``)."""
+
+    def report(i: int, total: int) -> None:
+        if progress is not None:
+            progress((b + i / total) / n_batches, f"denoising batch {b + 1}/{n_batches}, step {i}/{total}")
+
+    return report

@@ -1,6 +1,6 @@
 """Cohort evaluation: forecast scans of every patient from earlier ones and score them.
 
-Which scans are forecast from which is the protocol's (:mod:`evaluation_protocols`): ``last-scan`` (the last
+Which scans are forecast from which is the protocol's (:mod:`.protocols`): ``last-scan`` (the last
 scan from all earlier ones), ``horizon`` (every input prefix and every later scan whose gap lies in a range) or
 ``recurrence`` (the first post-RT progression from the scans up to the RT planning scan).
 For each patient folder of a cohort (``COHORT_DIR/*/case.json``), each forecaster and each of its tasks:
@@ -45,7 +45,7 @@ import multiprocessing
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,10 +56,11 @@ from .. import defaults, evaluation, models, sdf
 from ..errors import InputError
 from ..forecast import fit_case_growth, run_forecast
 from ..forecasters import entry
+from ..growth.fit import GrowthFit
 from ..io.case import Case, Timepoint, load_case
 from ..targets.standard_plan import AUTO, plan_record
 from . import images as metrics_images
-from .protocols import GAP_BINS, Protocol, gap_bin, plan_tasks, prefix_case, scan_volumes
+from .protocols import GAP_BINS, Protocol, Task, gap_bin, plan_tasks, prefix_case, scan_volumes
 
 SCHEMA = "gliomaforecast.evaluation/1"
 DEFINITIONS = {"enhancing": "enhancing", "enhancing+necrosis": "enhancing_necrosis", "gtv": "gtv"}  # -> column
@@ -90,6 +91,24 @@ COLUMNS = (
     *IMAGE_METRICS,
 )
 _SCORING_ERRORS = (ValueError, RuntimeError)  # InputError is a ValueError; onnxruntime/SimpleITK raise RuntimeError
+UNITS = {
+    "rmse": "probability",
+    "bce": "nats",
+    "kl": "nats",
+    "ece": "probability",
+    "dice_tumor": "1",
+    "pearson_0.2": "1",
+    "hd95_mm": "mm",
+    "volume_error_ml": "mL",
+    "flair_psnr_db": "dB",
+    "flair_ssim": "1",
+    "last_flair_psnr_db": "dB",
+    "last_flair_ssim": "1",
+    "coverage": "fraction of the recurrence volume (definitions: enhancing = label 3, enhancing+necrosis = labels 1 "
+    "and 3, gtv = the whole future GTV)",
+    "gap_days": "days",
+}
+"""The units of the summary's metrics."""
 
 
 @dataclass(frozen=True)
@@ -242,6 +261,115 @@ def _reason(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
 
 
+@dataclass
+class _Patient:
+    """One patient's case and what its forecasts share: per input prefix the cut case (its derived volumes: signed
+    distances, evolution field, standard CTV...) and one growth fit, per target scan the truth (GTV, its logistic
+    map, the future tumour per recurrence definition and their source), per (prefix, target) the last input FLAIR's
+    similarity to the target FLAIR (the baseline)."""
+
+    case: Case
+    settings: EvaluationSettings
+    brain: np.ndarray | None
+    prefixes: dict[int, Case] = dataclasses.field(default_factory=dict)
+    fits: dict[int, GrowthFit] = dataclasses.field(default_factory=dict)
+    truths: dict[int, tuple] = dataclasses.field(default_factory=dict)
+    baselines: dict[tuple[int, int], dict] = dataclasses.field(default_factory=dict)
+
+    def inputs(self, n_inputs: int) -> Case:
+        """The case cut to its first ``n_inputs`` scans (:func:`prefix_case`), made once."""
+        if n_inputs not in self.prefixes:
+            self.prefixes[n_inputs] = prefix_case(self.case, n_inputs)
+        return self.prefixes[n_inputs]
+
+    def fit(self, n_inputs: int) -> GrowthFit:
+        """The growth fit of the first ``n_inputs`` scans (:func:`fit_case_growth`), made once."""
+        if n_inputs not in self.fits:
+            self.fits[n_inputs] = fit_case_growth(self.inputs(n_inputs), self.settings.n_bootstrap, self.settings.seed)
+        return self.fits[n_inputs]
+
+    def truth(self, j: int) -> tuple:
+        """Scan ``j``'s GTV, its logistic probability map, the future tumour per definition and their source."""
+        if j not in self.truths:
+            target = self.case.timepoints[j]
+            gtv = self.case.gtv(target)
+            self.truths[j] = (gtv, sdf.tumor_probability(gtv, self.case.grid.spacing), *recurrences(self.case, target))
+        return self.truths[j]
+
+    def images(self, task: Task, truth_gtv: np.ndarray, image: np.ndarray | None) -> dict[str, float]:
+        """The forecast FLAIR's and the last input FLAIR's similarity to the target FLAIR on the slices holding the
+        last input or the target GTV (NaN when a scan has no FLAIR)."""
+        inputs, target = self.inputs(task.n_inputs), self.case.timepoints[task.target]
+        last = inputs.timepoints[-1]
+        if "flair" not in target.images or "flair" not in last.images:
+            return {m: math.nan for m in IMAGE_METRICS}
+        truth, last_flair = self.case.image(target, "flair"), inputs.image(last, "flair")
+        slices = np.nonzero((truth_gtv | inputs.gtv(last)).any(axis=(1, 2)))[0]
+        key = (task.n_inputs, task.target)
+        if key not in self.baselines:
+            self.baselines[key] = score_image(last_flair, truth, slices, self.brain, "last_flair")
+        return {**score_image(image, truth, slices, self.brain), **self.baselines[key]}
+
+
+def _score_task(patient: _Patient, name: str, task: Task) -> tuple[dict, dict]:
+    """Forecast ``task`` with the forecaster ``name`` and score it: its row (:data:`COLUMNS`) and its reliability
+    sums (:func:`reliability_sums`)."""
+    case, settings, brain = patient.case, patient.settings, patient.brain
+    spacing = case.grid.spacing
+    inputs, target = patient.inputs(task.n_inputs), case.timepoints[task.target]
+    last_prior = inputs.timepoints[-1].day
+    gap = target.day - last_prior
+    truth_gtv, truth_map, future, source = patient.truth(task.target)
+    fc = run_forecast(
+        inputs,
+        target.day,
+        name,
+        samples=settings.samples,
+        seed=settings.seed,
+        device=settings.device,
+        margin_mm=settings.margin_mm,
+        n_bootstrap=settings.n_bootstrap,
+        growth=patient.fit(task.n_inputs),
+        plan=settings.plan,
+    )
+    row = {
+        "patient_id": case.patient_id,
+        "forecaster": name,
+        "pair_id": f"{case.patient_id}:{task.n_inputs}->{task.target}",
+        "target_index": task.target,
+        "n_priors": task.n_inputs,
+        "last_prior_day": last_prior,
+        "target_day": target.day,
+        "gap_days": gap,
+        "gap_bin": gap_bin(gap),
+        "recurrence_source": source,
+        **score_maps(fc.output.probability, truth_gtv, spacing, brain, truth_map),
+        "plan": fc.plan,
+        "ctv_volume_ml": evaluation.volume_ml(fc.ctv_standard, spacing),
+        **score_plans({"forecast": fc.ctv_forecast, "standard": fc.ctv_standard}, future),
+        **patient.images(task, truth_gtv, fc.output.image),
+    }
+    sums = reliability_sums(fc.output.probability, truth_gtv, spacing, brain, truth_map)
+    return {c: row[c] for c in COLUMNS}, sums
+
+
+def _patient_tasks(
+    case: Case, settings: EvaluationSettings, protocol: Protocol, volumes: Callable | None
+) -> dict[str, tuple[list[Task], str | None]]:
+    """Per forecaster the tasks of ``protocol`` for this patient, or none and the reason (with ``first-per-bin`` pairs
+    every forecaster gets the tasks of the one that needs the most scans: the same pairs for all)."""
+    need = {name: entry(name).min_scans for name in settings.forecasters}
+    if protocol.pairs == "first-per-bin":  # the same pairs for every forecaster of the run
+        need = dict.fromkeys(need, max(need.values()))
+    plans: dict[str, tuple[list[Task], str | None]] = {}
+    for name in settings.forecasters:
+        try:
+            plans[name] = plan_tasks(case, protocol, need[name], volumes)
+        except _SCORING_ERRORS as exc:
+            plans[name] = [], _reason(exc)
+    return plans
+
+
 def evaluate_patient(case_path: str | Path, settings: EvaluationSettings) -> tuple[list[dict], ...]:
     """Forecast and score one patient's tasks with every forecaster: (rows, skipped, calibration, timings)."""
     case_path = Path(case_path)
@@ -254,102 +382,29 @@ def evaluate_patient(case_path: str | Path, settings: EvaluationSettings) -> tup
         volumes = scan_volumes(case) if protocol.name == "recurrence" else None
     except _SCORING_ERRORS as exc:
         return [], [{"patient_id": pid, "forecaster": None, "reason": _reason(exc)}], [], []
-    spacing = case.grid.spacing
-    rows, skipped, calibration, timings = [], [], [], []
-    truths: dict[int, tuple] = {}
-    # per input prefix, shared by every forecaster and target: the cut case (its derived volumes: signed distances,
-    # evolution field, standard CTV...) and one growth fit
-    prefixes: dict[int, Case] = {}
-    fits: dict[int, object] = {}
-    plans = {}
-    need = {name: entry(name).min_scans for name in settings.forecasters}
-    if protocol.pairs == "first-per-bin":  # the same pairs for every forecaster of the run
-        need = dict.fromkeys(need, max(need.values()))
-    for name in settings.forecasters:
-        try:
-            plans[name] = plan_tasks(case, protocol, need[name], volumes)
-        except _SCORING_ERRORS as exc:
-            plans[name] = [], _reason(exc)
+    plans = _patient_tasks(case, settings, protocol, volumes)
     reasons = {why for tasks, why in plans.values() if not tasks}
     if len(reasons) == 1 and not any(tasks for tasks, _ in plans.values()):  # the patient serves no forecaster
         return [], [{"patient_id": pid, "forecaster": None, "reason": f"{case_path}: {reasons.pop()}"}], [], []
-    baselines: dict[tuple[int, int], dict] = {}
-
-    def images(
-        n_inputs: int, j: int, inputs: Case, target: Timepoint, truth_gtv: np.ndarray, image: np.ndarray | None
-    ) -> dict[str, float]:
-        """The forecast FLAIR's and the last input FLAIR's similarity to the target FLAIR on the slices holding the
-        last input or the target GTV (NaN when a scan has no FLAIR)."""
-        last = inputs.timepoints[-1]
-        if "flair" not in target.images or "flair" not in last.images:
-            return {m: math.nan for m in IMAGE_METRICS}
-        truth, last_flair = case.image(target, "flair"), inputs.image(last, "flair")
-        slices = np.nonzero((truth_gtv | inputs.gtv(last)).any(axis=(1, 2)))[0]
-        if (n_inputs, j) not in baselines:
-            baselines[(n_inputs, j)] = score_image(last_flair, truth, slices, brain, "last_flair")
-        return {**score_image(image, truth, slices, brain), **baselines[(n_inputs, j)]}
-
+    patient = _Patient(case, settings, brain)
+    rows, skipped, calibration, timings = [], [], [], []
     for name, (tasks, why) in plans.items():
         if not tasks:
             skipped.append({"patient_id": pid, "forecaster": name, "reason": why})
             continue
         for task in tasks:
             start, cpu_start = time.perf_counter(), time.process_time()
-            inputs = prefixes.setdefault(task.n_inputs, prefix_case(case, task.n_inputs))
-            target = case.timepoints[task.target]
             pair = f"{pid}:{task.n_inputs}->{task.target}"
-            last_prior = inputs.timepoints[-1].day
-            gap = target.day - last_prior
             try:
-                if task.target not in truths:
-                    gtv_j = case.gtv(target)
-                    truths[task.target] = (gtv_j, sdf.tumor_probability(gtv_j, spacing), *recurrences(case, target))
-                truth_gtv, truth_map, future, source = truths[task.target]
-                if task.n_inputs not in fits:
-                    fits[task.n_inputs] = fit_case_growth(inputs, settings.n_bootstrap, settings.seed)
-                fc = run_forecast(
-                    inputs,
-                    target.day,
-                    name,
-                    samples=settings.samples,
-                    seed=settings.seed,
-                    device=settings.device,
-                    margin_mm=settings.margin_mm,
-                    n_bootstrap=settings.n_bootstrap,
-                    growth=fits[task.n_inputs],
-                    plan=settings.plan,
-                )
-                row = {
-                    "patient_id": pid,
-                    "forecaster": name,
-                    "pair_id": pair,
-                    "target_index": task.target,
-                    "n_priors": task.n_inputs,
-                    "last_prior_day": last_prior,
-                    "target_day": target.day,
-                    "gap_days": gap,
-                    "gap_bin": gap_bin(gap),
-                    "recurrence_source": source,
-                    **score_maps(fc.output.probability, truth_gtv, spacing, brain, truth_map),
-                    "plan": fc.plan,
-                    "ctv_volume_ml": evaluation.volume_ml(fc.ctv_standard, spacing),
-                    **score_plans({"forecast": fc.ctv_forecast, "standard": fc.ctv_standard}, future),
-                    **images(task.n_inputs, task.target, inputs, target, truth_gtv, fc.output.image),
-                }
-                sums = reliability_sums(fc.output.probability, truth_gtv, spacing, brain, truth_map)
+                row, sums = _score_task(patient, name, task)
             except _SCORING_ERRORS as exc:
                 skipped.append({"patient_id": pair, "forecaster": name, "reason": _reason(exc)})
                 continue
-            rows.append({c: row[c] for c in COLUMNS})
+            rows.append(row)
             calibration.append({"patient_id": pid, "pair_id": pair, "forecaster": name, **sums})
+            seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
             timings.append(
-                {
-                    "patient_id": pid,
-                    "pair_id": pair,
-                    "forecaster": name,
-                    "seconds": time.perf_counter() - start,
-                    "cpu_seconds": time.process_time() - cpu_start,
-                }
+                {"patient_id": pid, "pair_id": pair, "forecaster": name, "seconds": seconds, "cpu_seconds": cpu_seconds}
             )
     return rows, skipped, calibration, timings
 
@@ -377,12 +432,9 @@ def _share_cores(workers: int) -> None:
     os.environ.setdefault(models.THREADS_VAR, str(max(1, (os.cpu_count() or 1) // workers)))
 
 
-def evaluate_cohort(
-    cohort_dir: str | Path, settings: EvaluationSettings, jobs: int = 1, progress: Callable[[str], None] | None = None
-) -> CohortResult:
-    """Evaluate every patient of ``cohort_dir`` with ``jobs`` worker processes (1: in this process).
-    Unknown forecasters and a folder without cases are InputErrors; results are sorted, so they do not
-    depend on ``jobs``."""
+def _cohort_cases(cohort_dir: str | Path, settings: EvaluationSettings, jobs: int) -> list[Path]:
+    """The case manifests of ``cohort_dir`` after the settings are checked: known forecasters (at least one), a valid
+    protocol, at least one job, at least one case."""
     for name in settings.forecasters:
         entry(name)
     settings.protocol_spec()
@@ -393,42 +445,40 @@ def evaluate_cohort(
     paths = find_cases(cohort_dir)
     if not paths:
         raise InputError(cohort_dir, None, "no patient folder with a case.json in the cohort folder")
-    say = progress or (lambda _msg: None)
-    start, load = time.perf_counter(), os.getloadavg()[0]
-    rows: list[dict] = []
-    skipped: list[dict] = []
-    calibration: list[dict] = []
-    timings: list[dict] = []
+    return paths
 
-    def collect(path: Path, result: tuple[list[dict], ...]) -> None:
-        rows.extend(result[0])
-        skipped.extend(result[1])
-        calibration.extend(result[2])
-        timings.extend(result[3])
-        say(f"{path.parent.name}: {len(result[0])} scored, {len(result[1])} skipped")
 
+def _patient_results(
+    paths: Sequence[Path], settings: EvaluationSettings, jobs: int
+) -> Iterator[tuple[Path, tuple[list[dict], ...]]]:
+    """(case path, :func:`evaluate_patient` result) per patient, as each finishes: in this process (``jobs`` 1 or a
+    single patient) or in ``jobs`` worker processes; a patient whose evaluation fails gets :func:`_failed_patient`."""
     if jobs == 1 or len(paths) == 1:
         for path in paths:
             try:
                 result = evaluate_patient(path, settings)
             except Exception as exc:  # noqa: BLE001 - one patient's failure must not lose the others' scores
                 result = _failed_patient(path, exc)
-            collect(path, result)
-    else:
-        context = multiprocessing.get_context("spawn")  # no fork of a process holding library threads
-        workers = min(jobs, len(paths))
-        with ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_share_cores, initargs=(workers,)
-        ) as pool:
-            futures = {pool.submit(evaluate_patient, str(p), settings): p for p in paths}
-            for future in as_completed(futures):
-                try:
-                    result = future.result()
-                except Exception as exc:  # noqa: BLE001 - a worker's failure (even its death) skips one patient
-                    result = _failed_patient(futures[future], exc)
-                collect(futures[future], result)
-    key = _order(settings)
-    run = {
+            yield path, result
+        return
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding library threads
+    workers = min(jobs, len(paths))
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_share_cores, initargs=(workers,)
+    ) as pool:
+        futures = {pool.submit(evaluate_patient, str(p), settings): p for p in paths}
+        for future in as_completed(futures):
+            try:
+                result = future.result()
+            except Exception as exc:  # noqa: BLE001 - a worker's failure (even its death) skips one patient
+                result = _failed_patient(futures[future], exc)
+            yield futures[future], result
+
+
+def _run_record(start: float, load: float, jobs: int, timings: Sequence[dict]) -> dict:
+    """The whole run: wall seconds since ``start``, jobs, CPUs, load average at the start (``load``) and at the end,
+    and the CPU seconds of the forecasts."""
+    return {
         "wall_seconds": time.perf_counter() - start,
         "jobs": jobs,
         "cpus": os.cpu_count(),
@@ -436,6 +486,24 @@ def evaluate_cohort(
         "load_average_at_end": os.getloadavg()[0],
         "cpu_seconds_of_forecasts": float(sum(t["cpu_seconds"] for t in timings)),
     }
+
+
+def evaluate_cohort(
+    cohort_dir: str | Path, settings: EvaluationSettings, jobs: int = 1, progress: Callable[[str], None] | None = None
+) -> CohortResult:
+    """Evaluate every patient of ``cohort_dir`` with ``jobs`` worker processes (1: in this process).
+    Unknown forecasters and a folder without cases are InputErrors; results are sorted, so they do not
+    depend on ``jobs``."""
+    paths = _cohort_cases(cohort_dir, settings, jobs)
+    say = progress or (lambda _msg: None)
+    start, load = time.perf_counter(), os.getloadavg()[0]
+    collected: tuple[list[dict], ...] = ([], [], [], [])  # rows, skipped, calibration, timings
+    for path, result in _patient_results(paths, settings, jobs):
+        for into, part in zip(collected, result):
+            into.extend(part)
+        say(f"{path.parent.name}: {len(result[0])} scored, {len(result[1])} skipped")
+    rows, skipped, calibration, timings = collected
+    key = _order(settings)
     return CohortResult(
         Path(cohort_dir),
         settings,
@@ -444,7 +512,7 @@ def evaluate_cohort(
         sorted(skipped, key=key),
         sorted(calibration, key=key),
         sorted(timings, key=key),
-        run,
+        _run_record(start, load, jobs, timings),
     )
 
 
@@ -523,58 +591,70 @@ def plan_summary(result: CohortResult) -> dict:
     return {**single, "requested": s.plan, "margin_mm": float(s.margin_mm), "forecasts": used}
 
 
-def summarize(result: CohortResult) -> dict:
-    """The summary (JSON-ready, NaN as null): per forecaster the metric statistics, coverage of both plans
-    per recurrence definition with the Wilcoxon test of forecast vs standard, per time-gap bin, and the
-    pooled reliability diagram (voxels of all patients); then
-    forecaster-vs-forecaster tests on the forecast plan's coverage (patients scored by both)."""
-    s = result.settings
-    per: dict[str, dict] = {}
-    by_name = {name: [r for r in result.rows if r["forecaster"] == name] for name in s.forecasters}
-    scored = [{r["pair_id"] for r in rows} for rows in by_name.values() if rows]
-    common = set.intersection(*scored) if scored else set()  # per-bin tables: the forecasts every forecaster scored
-    for name, rows in by_name.items():
-        coverage = {}
-        for d, suffix in DEFINITIONS.items():
-            outside = [r for r in rows if r[f"coverage_standard_{suffix}"] < 1.0]  # NaN compares False
-            coverage[d] = {
-                **_coverage_summary(rows, suffix),
-                "outside_margin": {
-                    "n": len(outside),
-                    "n_defined": sum(math.isfinite(r[f"coverage_standard_{suffix}"]) for r in rows),
-                    **_coverage_summary(outside, suffix),
-                },
-            }
-        bins = {}
-        matched = [r for r in rows if r["pair_id"] in common]
-        for label, _ in GAP_BINS:
-            in_bin = [r for r in matched if r["gap_bin"] == label]
-            bins[label] = {
-                "n": len(in_bin),
-                **{m: _stats(r[m] for r in in_bin)["mean"] for m in (*MAP_METRICS, *COVERAGE_COLUMNS, *IMAGE_METRICS)},
-                "n_images": sum(math.isfinite(r["flair_ssim"]) for r in in_bin),
-            }
-        entries = [c for c in result.calibration if c["forecaster"] == name]
-        pooled = pooled_reliability(entries) if entries else None
-        per[name] = {
-            "n_scored": len(rows),
-            "n_patients": len({r["patient_id"] for r in rows}),
-            "metrics": {m: _stats(r[m] for r in rows) for m in (*MAP_METRICS, *IMAGE_METRICS)},
-            "coverage": coverage,
-            "gap_bins": bins,
-            "calibration": None
-            if pooled is None
-            else {
-                "pooled_ece": pooled.ece,
-                "bin_edges": pooled.bin_edges.tolist(),
-                "confidence": pooled.confidence.tolist(),
-                "frequency": pooled.frequency.tolist(),
-                "counts": pooled.counts.tolist(),
+def _coverage_by_definition(rows: Sequence[dict]) -> dict[str, dict]:
+    """Per recurrence definition: coverage of both plans with the Wilcoxon test (:func:`_coverage_summary`), also on
+    the forecasts whose recurrence leaves the standard CTV (``outside_margin``)."""
+    coverage = {}
+    for d, suffix in DEFINITIONS.items():
+        outside = [r for r in rows if r[f"coverage_standard_{suffix}"] < 1.0]  # NaN compares False
+        coverage[d] = {
+            **_coverage_summary(rows, suffix),
+            "outside_margin": {
+                "n": len(outside),
+                "n_defined": sum(math.isfinite(r[f"coverage_standard_{suffix}"]) for r in rows),
+                **_coverage_summary(outside, suffix),
             },
         }
-    pairs = {}
-    for i, a in enumerate(s.forecasters):
-        for b in s.forecasters[i + 1 :]:
+    return coverage
+
+
+def _gap_bins(rows: Sequence[dict], common: set[str]) -> dict[str, dict]:
+    """Per time-gap bin the count and the mean of every metric over the forecasts of ``rows`` in ``common`` (those
+    every forecaster scored), and how many had images."""
+    bins = {}
+    matched = [r for r in rows if r["pair_id"] in common]
+    for label, _ in GAP_BINS:
+        in_bin = [r for r in matched if r["gap_bin"] == label]
+        bins[label] = {
+            "n": len(in_bin),
+            **{m: _stats(r[m] for r in in_bin)["mean"] for m in (*MAP_METRICS, *COVERAGE_COLUMNS, *IMAGE_METRICS)},
+            "n_images": sum(math.isfinite(r["flair_ssim"]) for r in in_bin),
+        }
+    return bins
+
+
+def _calibration_summary(entries: Sequence[dict]) -> dict | None:
+    """The pooled reliability diagram of ``entries`` (:func:`pooled_reliability`) with its ECE; None without any."""
+    if not entries:
+        return None
+    pooled = pooled_reliability(entries)
+    return {
+        "pooled_ece": pooled.ece,
+        "bin_edges": pooled.bin_edges.tolist(),
+        "confidence": pooled.confidence.tolist(),
+        "frequency": pooled.frequency.tolist(),
+        "counts": pooled.counts.tolist(),
+    }
+
+
+def _forecaster_summary(name: str, rows: Sequence[dict], common: set[str], result: CohortResult) -> dict:
+    """One forecaster's summary: counts, metric statistics, coverage, time-gap bins and pooled calibration."""
+    return {
+        "n_scored": len(rows),
+        "n_patients": len({r["patient_id"] for r in rows}),
+        "metrics": {m: _stats(r[m] for r in rows) for m in (*MAP_METRICS, *IMAGE_METRICS)},
+        "coverage": _coverage_by_definition(rows),
+        "gap_bins": _gap_bins(rows, common),
+        "calibration": _calibration_summary([c for c in result.calibration if c["forecaster"] == name]),
+    }
+
+
+def _forecaster_comparisons(names: Sequence[str], by_name: dict[str, list[dict]]) -> dict[str, dict]:
+    """Per pair of forecasters and recurrence definition, the Wilcoxon test of their forecast plans' coverage on the
+    forecasts both scored (one value per patient)."""
+    pairs: dict[str, dict] = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
             rows_b = {r["pair_id"]: r for r in by_name[b]}
             both = [r for r in by_name[a] if r["pair_id"] in rows_b]
             pairs[f"{a} vs {b}"] = {}
@@ -583,46 +663,48 @@ def summarize(result: CohortResult) -> dict:
                 va, ids = _per_patient(both, col)
                 vb, _ = _per_patient([rows_b[r["pair_id"]] for r in both], col)
                 pairs[f"{a} vs {b}"][d] = _wilcoxon(va, vb, ids)
-    baseline = {}  # every forecaster's maps against persistence's on the pairs both scored, one value per patient
-    if "persistence" in by_name:
-        ref_rows = {r["pair_id"]: r for r in by_name["persistence"]}
-        for name in s.forecasters:
-            both = [r for r in by_name[name] if r["pair_id"] in ref_rows] if name != "persistence" else []
-            if both:
-                baseline[name] = {}
-                for metric in BASELINE_METRICS:
-                    va, ids = _per_patient(both, metric)
-                    vb, _ = _per_patient([ref_rows[r["pair_id"]] for r in both], metric)
-                    baseline[name][metric] = {"n_forecasts": len(both), **_wilcoxon(va, vb, ids)}
+    return pairs
+
+
+def _versus_persistence(names: Sequence[str], by_name: dict[str, list[dict]]) -> dict[str, dict]:
+    """Every forecaster's :data:`BASELINE_METRICS` against persistence's on the forecasts both scored, one value per
+    patient (empty without persistence)."""
+    baseline: dict[str, dict] = {}
+    if "persistence" not in by_name:
+        return baseline
+    ref_rows = {r["pair_id"]: r for r in by_name["persistence"]}
+    for name in names:
+        both = [r for r in by_name[name] if r["pair_id"] in ref_rows] if name != "persistence" else []
+        if both:
+            baseline[name] = {}
+            for metric in BASELINE_METRICS:
+                va, ids = _per_patient(both, metric)
+                vb, _ = _per_patient([ref_rows[r["pair_id"]] for r in both], metric)
+                baseline[name][metric] = {"n_forecasts": len(both), **_wilcoxon(va, vb, ids)}
+    return baseline
+
+
+def summarize(result: CohortResult) -> dict:
+    """The summary (JSON-ready, NaN as null): per forecaster the metric statistics, coverage of both plans
+    per recurrence definition with the Wilcoxon test of forecast vs standard, per time-gap bin, and the
+    pooled reliability diagram (voxels of all patients); then
+    forecaster-vs-forecaster tests on the forecast plan's coverage (patients scored by both)."""
+    s = result.settings
+    by_name = {name: [r for r in result.rows if r["forecaster"] == name] for name in s.forecasters}
+    scored = [{r["pair_id"] for r in rows} for rows in by_name.values() if rows]
+    common = set.intersection(*scored) if scored else set()  # per-bin tables: the forecasts every forecaster scored
     summary = {
         "schema": SCHEMA,
         "cohort": str(result.cohort_dir),
         "settings": dataclasses.asdict(s),
         "n_cases": result.n_cases,
         "protocol": s.protocol,
-        "units": {
-            "rmse": "probability",
-            "bce": "nats",
-            "kl": "nats",
-            "ece": "probability",
-            "dice_tumor": "1",
-            "pearson_0.2": "1",
-            "hd95_mm": "mm",
-            "volume_error_ml": "mL",
-            "flair_psnr_db": "dB",
-            "flair_ssim": "1",
-            "last_flair_psnr_db": "dB",
-            "last_flair_ssim": "1",
-            "coverage": "fraction of the "
-            "recurrence volume (definitions: enhancing = label 3, enhancing+necrosis = labels 1 and 3, gtv = the "
-            "whole future GTV)",
-            "gap_days": "days",
-        },
+        "units": UNITS,
         "standard_plan": plan_summary(result),
         "gap_bins": [label for label, _ in GAP_BINS],
-        "forecasters": per,
-        "forecaster_comparisons": pairs,
-        "versus_persistence": baseline,
+        "forecasters": {name: _forecaster_summary(name, rows, common, result) for name, rows in by_name.items()},
+        "forecaster_comparisons": _forecaster_comparisons(s.forecasters, by_name),
+        "versus_persistence": _versus_persistence(s.forecasters, by_name),
         "skipped": result.skipped,
     }
     return _json_ready(summary)

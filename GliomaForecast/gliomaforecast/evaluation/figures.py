@@ -37,8 +37,8 @@ def _p_text(test: dict) -> str:
 
 
 def plot_boxplots(path: Path, rows: Sequence[dict], forecasters: Sequence[str], summary: dict) -> Path:
-    """Write the box-plot figure of the per-patient ``rows`` (columns of ``cohort_evaluation.COLUMNS``)
-    to ``path``; ``summary`` (``cohort_evaluation.summarize``) gives the Wilcoxon p-values."""
+    """Write the box-plot figure of the per-patient ``rows`` (columns of ``evaluation.cohort.COLUMNS``)
+    to ``path``; ``summary`` (``evaluation.cohort.summarize``) gives the Wilcoxon p-values."""
     fig = Figure(figsize=(10.5, 9.0), layout="constrained")
     axes = fig.subplots(3, 3).ravel()
     by_name = {n: [r for r in rows if r["forecaster"] == n] for n in forecasters}

@@ -3,11 +3,11 @@
 Tables: per forecaster and time-gap bin (days from the last input scan to the target) the number of scored
 forecasts and the mean RMSE, BCE (nats), ECE, Dice of the tumor (phi <= 0) and HD95 (mm); for the forecasters that give
 a FLAIR, its mean PSNR (dB) and SSIM against the target FLAIR beside the last FLAIR's (the baseline); then per
-forecaster and recurrence definition the mean coverage of the forecast and the standard CTV with the paired Wilcoxon p (one value per
-patient), and the same on the forecasts whose recurrence leaves the standard CTV; every forecaster's HD95, RMSE and
-Dice against persistence's (paired Wilcoxon, one value per patient). With the run's timings.json: per
-forecaster the forecasts timed, CPU seconds per forecast, wall seconds per patient and CPU minutes in all, and the
-whole run's wall time.
+forecaster and recurrence definition the mean coverage of the forecast and the standard CTV with the paired Wilcoxon
+p (one value per patient), and the same on the forecasts whose recurrence leaves the standard CTV; every
+forecaster's HD95, RMSE and Dice against persistence's (paired Wilcoxon, one value per patient). With the run's
+timings.json: per forecaster the forecasts timed, CPU seconds per forecast, wall seconds per patient and CPU minutes
+in all, and the whole run's wall time.
 """
 
 from __future__ import annotations
@@ -49,21 +49,24 @@ def plan_sentence(summary: dict) -> str:
     return f"standard plan `{plan['requested']}` + {margin:g} mm ({used})"
 
 
-def leaderboard_markdown(summary: dict) -> str:
-    """Markdown tables of ``summary`` (the dict of an evaluation's summary.json)."""
+def _run_sentence(summary: dict) -> str:
+    """The run in one sentence: patients, protocol (gap range and pair rule for ``horizon``), seed, samples,
+    bootstrap refits and the standard plan."""
     s = summary["settings"]
     horizon = s.get("horizon_days")
     protocol = summary.get("protocol", s.get("protocol", "last-scan"))
     what = f"protocol `{protocol}`" + (f", gaps {horizon[0]:g}-{horizon[1]:g} days" if protocol == "horizon" else "")
     if protocol == "horizon" and s.get("pairs", "all") != "all":
         what += f", pairs `{s['pairs']}` (one per patient and gap bin: the fewest inputs, then the earliest target)"
-    lines = [
+    return (
         f"{summary['n_cases']} patients, {what}, seed {s['seed']}, {s['samples']} samples, "
-        f"{s['n_bootstrap']} bootstrap refits, {plan_sentence(summary)}.",
-        "",
-    ]
-    bins = [b for b in summary["gap_bins"] if any(f["gap_bins"][b]["n"] for f in summary["forecasters"].values())]
-    lines += [
+        f"{s['n_bootstrap']} bootstrap refits, {plan_sentence(summary)}."
+    )
+
+
+def _bin_table(summary: dict, bins: list[str]) -> list[str]:
+    """Per gap bin and forecaster: the number of forecasts and the mean of :data:`BIN_METRICS`."""
+    lines = [
         "| forecaster | gap bin (days) | n | " + " | ".join(h for _, h, _ in BIN_METRICS) + " |",
         "|---|---|---|" + "---|" * len(BIN_METRICS),
     ]
@@ -73,24 +76,35 @@ def leaderboard_markdown(summary: dict) -> str:
             lines.append(
                 f"| {name} | {b} | {row['n']} | " + " | ".join(_f(row[m], d) for m, _, d in BIN_METRICS) + " |"
             )
+    return lines
+
+
+def _image_table(summary: dict, bins: list[str]) -> list[str]:
+    """Per gap bin and forecaster that gives a FLAIR: its mean PSNR (dB) and SSIM beside the last FLAIR's; no lines
+    when no forecaster gives one."""
     imaged = [
         (b, name, f["gap_bins"][b])
         for b in bins
         for name, f in summary["forecasters"].items()
         if f["gap_bins"][b].get("n_images")
     ]
-    if imaged:
-        lines += [
-            "",
-            "| forecaster | gap bin (days) | n | FLAIR PSNR dB | last FLAIR PSNR dB | FLAIR SSIM | last FLAIR SSIM |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        lines += [
-            f"| {name} | {b} | {row['n_images']} | {_f(row['flair_psnr_db'], 2)} | "
-            f"{_f(row['last_flair_psnr_db'], 2)} | {_f(row['flair_ssim'], 3)} | {_f(row['last_flair_ssim'], 3)} |"
-            for b, name, row in imaged
-        ]
-    lines += [
+    if not imaged:
+        return []
+    return [
+        "",
+        "| forecaster | gap bin (days) | n | FLAIR PSNR dB | last FLAIR PSNR dB | FLAIR SSIM | last FLAIR SSIM |",
+        "|---|---|---|---|---|---|---|",
+    ] + [
+        f"| {name} | {b} | {row['n_images']} | {_f(row['flair_psnr_db'], 2)} | "
+        f"{_f(row['last_flair_psnr_db'], 2)} | {_f(row['flair_ssim'], 3)} | {_f(row['last_flair_ssim'], 3)} |"
+        for b, name, row in imaged
+    ]
+
+
+def _coverage_table(summary: dict) -> list[str]:
+    """Per forecaster and recurrence definition: the mean coverage of both CTVs with the Wilcoxon p, on all forecasts
+    and on those whose recurrence leaves the standard CTV."""
+    lines = [
         "",
         "| forecaster | recurrence | n (patients) | coverage forecast CTV | coverage standard CTV | "
         "Wilcoxon p | outside margin: n | forecast | standard | p |",
@@ -106,22 +120,43 @@ def leaderboard_markdown(summary: dict) -> str:
                 f"{_f(o['forecast']['mean'], 3)} | {_f(o['standard']['mean'], 3)} | "
                 f"{_p(o['wilcoxon']['p_value'])} |"
             )
+    return lines
+
+
+def _versus_table(summary: dict) -> list[str]:
+    """Every forecaster's metrics against persistence's (paired Wilcoxon, one value per patient); no lines without
+    that comparison."""
     versus = summary.get("versus_persistence") or {}
-    if versus:
-        lines += [
-            "",
-            "Against the last scan (persistence) on the same forecasts, one value per patient (the mean of its "
-            "forecasts), paired Wilcoxon; difference = forecaster - persistence:",
-            "",
-            "| forecaster | metric | forecasts | patients | median difference | p |",
-            "|---|---|---|---|---|---|",
-        ]
-        for name, metrics in versus.items():
-            for metric, w in metrics.items():
-                lines.append(
-                    f"| {name} | {metric} | {w['n_forecasts']} | {w['n']} | "
-                    f"{_f(w['median_difference'], 3)} | {_p(w['p_value'])} |"
-                )
+    if not versus:
+        return []
+    lines = [
+        "",
+        "Against the last scan (persistence) on the same forecasts, one value per patient (the mean of its "
+        "forecasts), paired Wilcoxon; difference = forecaster - persistence:",
+        "",
+        "| forecaster | metric | forecasts | patients | median difference | p |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, metrics in versus.items():
+        for metric, w in metrics.items():
+            lines.append(
+                f"| {name} | {metric} | {w['n_forecasts']} | {w['n']} | "
+                f"{_f(w['median_difference'], 3)} | {_p(w['p_value'])} |"
+            )
+    return lines
+
+
+def leaderboard_markdown(summary: dict) -> str:
+    """Markdown tables of ``summary`` (the dict of an evaluation's summary.json)."""
+    bins = [b for b in summary["gap_bins"] if any(f["gap_bins"][b]["n"] for f in summary["forecasters"].values())]
+    lines = [
+        _run_sentence(summary),
+        "",
+        *_bin_table(summary, bins),
+        *_image_table(summary, bins),
+        *_coverage_table(summary),
+        *_versus_table(summary),
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -151,6 +151,8 @@ def plan_tasks(
                 f"and at least {min_scans} input scans (scan days {', '.join(f'{d:g}' for d in days)})"
             )
         return tasks, None
+    if volumes_ml is None:
+        raise TypeError("the recurrence protocol needs volumes_ml")
     found = progression_scan(case, volumes_ml)
     if isinstance(found, str):
         return [], found
@@ -160,7 +162,7 @@ def plan_tasks(
     return [Task(plan + 1, target)], None
 
 
-def first_per_bin(tasks: list[Task], days: Sequence[float]) -> list[Task]:
+def first_per_bin(tasks: list[Task], days: Sequence[float] | np.ndarray) -> list[Task]:
     """Per time-gap bin, the task with the fewest input scans, then the earliest target (``days``: scan days)."""
     chosen: dict[str, Task] = {}
     for task in sorted(tasks, key=lambda t: (t.n_inputs, t.target)):

@@ -83,7 +83,7 @@ class CaseVolumes:
     cond: np.ndarray
     scale_2: float
     center_yx_mm: tuple[float, float]
-    spacing: tuple[float, float, float]
+    spacing: tuple[float, ...]
 
 
 def case_volumes(
@@ -133,7 +133,7 @@ def crop_box(
 
 def crop_slices(
     volume: np.ndarray,
-    z: Sequence[int],
+    z: Sequence[int] | np.ndarray,
     spacing_yx: Sequence[float],
     center_yx_mm: Sequence[float],
     crop: int = CROP,
@@ -148,7 +148,7 @@ def crop_slices(
     return out
 
 
-def cond_slices(volumes: CaseVolumes, z: Sequence[int], crop: int = CROP) -> np.ndarray:
+def cond_slices(volumes: CaseVolumes, z: Sequence[int] | np.ndarray, crop: int = CROP) -> np.ndarray:
     """Condition crops (len(z), C, crop, crop) of slices ``z``."""
     sp = volumes.spacing[1:]
     return np.stack([crop_slices(ch, z, sp, volumes.center_yx_mm, crop) for ch in volumes.cond], axis=1)
@@ -157,7 +157,7 @@ def cond_slices(volumes: CaseVolumes, z: Sequence[int], crop: int = CROP) -> np.
 def paste_slices(
     base: np.ndarray,
     crops: np.ndarray,
-    z: Sequence[int],
+    z: Sequence[int] | np.ndarray,
     spacing_yx: Sequence[float],
     center_yx_mm: Sequence[float],
     pixel_mm: float = PIXEL_MM,

@@ -59,11 +59,11 @@ class EvolutionForecaster:
         draws = request.growth.bootstrap_curves([request.target_day])[:, 0]
         rng = np.random.default_rng(request.seed)
         relative = rng.choice(draws, size=request.samples, replace=True) / max(median, 1e-9)
-        maps = []
+        samples = []
         for i, r in enumerate(relative):
             progress(0.5 + 0.45 * i / len(relative), f"uncertainty: sample {i + 1} of {len(relative)}")
-            maps.append(probability_for_volume(phi, volume * r, spacing, brain))
-        maps = np.stack(maps)
+            samples.append(probability_for_volume(phi, volume * r, spacing, brain))
+        maps = np.stack(samples)
         uncertainty = maps.std(axis=0).astype(np.float32)
 
         image = warp(case.image(last, "flair"), moved, spacing) if "flair" in last.images else None

@@ -51,7 +51,7 @@ def parameter_bounds(fit: GrowthFit) -> dict[str, tuple[float, float]]:
     bounds = dict(BOUNDS)
     if fit.model == "exponential":
         bounds["growth_rate"] = EXP_GROWTH_BOUNDS
-    # initial_burden is bounded relative to the largest observation at the first scan (growth_fit._Problem)
+    # initial_burden is bounded relative to the largest observation at the first scan (fit._Problem)
     scale = float(np.max(fit.burdens)) * float(np.exp(-float(fit.params.growth_rate) * float(fit.days[0])))
     lo, hi = BOUNDS["initial_burden"]
     bounds["initial_burden"] = (lo * scale, hi * scale)
@@ -90,7 +90,8 @@ def unobserved_bump(fit: GrowthFit, until_day: float, n: int = 2001) -> tuple[fl
     """(day, burden, reference) of the highest local peak of the median curve between the first scan and ``until_day``
     (days) that no scan saw: it lies strictly between two consecutive scans (or the last scan and ``until_day``)
     and exceeds :data:`BUMP_FACTOR` times both the burdens observed there and the curve at both ends of that
-    interval (``reference``: the largest of those). None when there is none (a curve that rises to ``until_day`` has no bump)."""
+    interval (``reference``: the largest of those). None when there is none (a curve that rises to ``until_day`` has
+    no bump)."""
     days = np.asarray(fit.days, dtype=float)
     start, end = float(days[0]), max(float(until_day), float(days[-1]))
     if end <= start:

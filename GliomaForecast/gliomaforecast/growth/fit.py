@@ -1,4 +1,4 @@
-"""Fit the growth model (``growth_model``) to a burden series with lmfit, with bootstrap uncertainty.
+"""Fit the growth model (:mod:`.model`) to a burden series with lmfit, with bootstrap uncertainty.
 
 Method (Mechanistic Learning, section "Mechanistic modeling"): lmfit least squares (``least_squares``,
 trust-region reflective with native bounds: it converges in fewer steps than ``leastsq``'s bound
@@ -348,8 +348,8 @@ def fit_growth(
     ``rt_start_day`` (days, same axis) or None; ``n_bootstrap`` refits with multiplicative Gaussian noise
     of relative size ``noise``; ``seed`` makes the bootstrap reproducible. ``prior``: the population prior for
     scans around the RT start (``"population"``: the shipped one, :func:`growth_prior.population_prior`; None: none,
-    the exponential model for two scans and ``DEFAULTS`` for more); ``prior_frees``: see :func:`choose_model`. Bad input raises InputError
-    (naming ``source`` when given). See the module docstring for the model choice and bounds.
+    the exponential model for two scans and ``DEFAULTS`` for more); ``prior_frees``: see :func:`choose_model`. Bad
+    input raises InputError (naming ``source`` when given). See the module docstring for the model choice and bounds.
     """
     t, y = _validate(days, burdens, rt_start_day, n_bootstrap, noise, source)
     rt = None if rt_start_day is None else float(rt_start_day)
@@ -357,31 +357,12 @@ def fit_growth(
     if prior_frees not in ("scans", "burden"):
         raise InputError(source, "prior_frees", f"must be 'scans' or 'burden', got {prior_frees!r}")
     model, free, note = choose_model(t, rt, prior, prior_frees)
-    with_prior = model == "radiotherapy" and prior is not None
-    fixed = {
-        n: (prior.values[n] if with_prior and n in HELD else DEFAULTS[n])
-        for n in RT_ORDER
-        if n not in free and n != "initial_burden"
-    }
-    if model == "exponential":
-        fixed.update({"decay_rate": 0.0, "delay": 0.0, "slope": 1.0, "surviving_fraction": 1.0})
+    held_prior = prior if model == "radiotherapy" else None
+    fixed = _held_values(model, free, held_prior)
     problem = _Problem(t, y, rt if model == "radiotherapy" else None, free, fixed)
     central = problem.solve(problem.y, problem.start())
     params = problem.to_data_units(central)
-
-    boot = None
-    if n_bootstrap:
-        rng = np.random.default_rng(seed)
-        noisy = problem.y * (1.0 + noise * rng.standard_normal((int(n_bootstrap), len(t))))
-        problems = (
-            [
-                _Problem(t, y, rt, free, {**fixed, **{k: v for k, v in held.items() if k in fixed}})
-                for held in prior.draw(rng, int(n_bootstrap))
-            ]
-            if with_prior
-            else [problem] * int(n_bootstrap)
-        )
-        boot = GrowthParams.stack(p.to_data_units(p.solve_direct(yb, central)) for p, yb in zip(problems, noisy))
+    boot = _bootstrap(problem, central, (t, y, rt), free, fixed, held_prior, n_bootstrap, noise, seed)
     fit = GrowthFit(
         days=t,
         burdens=y,
@@ -396,10 +377,60 @@ def fit_growth(
         noise=float(noise),
         seed=int(seed),
     )
-    median = fit.predict(t)[0]
-    ss_tot = float(((y - y.mean()) ** 2).sum())
-    fit.r_squared = 1.0 - float(((y - median) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan")
+    fit.r_squared = _r_squared(y, fit.predict(t)[0])
     return fit
+
+
+def _held_values(model: str, free: tuple[str, ...], prior: GrowthPrior | None) -> dict[str, float]:
+    """The values (1/day, days, fraction) at which the parameters that are not ``free`` are held: the population
+    ``prior``'s medians when given (the radiotherapy model), else ``DEFAULTS``; the exponential model has no RT
+    response (no decay, no delay, slope 1, every cell surviving)."""
+    fixed = {
+        n: (prior.values[n] if prior is not None and n in HELD else DEFAULTS[n])
+        for n in RT_ORDER
+        if n not in free and n != "initial_burden"
+    }
+    if model == "exponential":
+        fixed.update({"decay_rate": 0.0, "delay": 0.0, "slope": 1.0, "surviving_fraction": 1.0})
+    return fixed
+
+
+def _bootstrap(
+    problem: _Problem,
+    central: dict[str, float],
+    data: tuple[np.ndarray, np.ndarray, float | None],
+    free: tuple[str, ...],
+    fixed: dict[str, float],
+    prior: GrowthPrior | None,
+    n_bootstrap: int,
+    noise: float,
+    seed: int,
+) -> GrowthParams | None:
+    """``n_bootstrap`` refits (None for none) of ``problem`` from its ``central`` fit on its burdens times
+    (1 + ``noise`` N(0, 1)) drawn from ``seed``; with a ``prior`` each refit holds the ``fixed`` parameters at one
+    training patient's values (drawn after the noise, from the same generator) on ``data`` (days, burdens, RT
+    start day)."""
+    if not n_bootstrap:
+        return None
+    t, y, rt = data
+    rng = np.random.default_rng(seed)
+    noisy = problem.y * (1.0 + noise * rng.standard_normal((int(n_bootstrap), len(t))))
+    problems = (
+        [
+            _Problem(t, y, rt, free, {**fixed, **{k: v for k, v in held.items() if k in fixed}})
+            for held in prior.draw(rng, int(n_bootstrap))
+        ]
+        if prior is not None
+        else [problem] * int(n_bootstrap)
+    )
+    return GrowthParams.stack(p.to_data_units(p.solve_direct(yb, central)) for p, yb in zip(problems, noisy))
+
+
+def _r_squared(y: np.ndarray, median: np.ndarray) -> float:
+    """The coefficient of determination of the ``median`` curve at the observed burdens ``y`` (NaN when they are
+    all equal)."""
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    return 1.0 - float(((y - median) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan")
 
 
 def constant_fit(

@@ -114,7 +114,7 @@ def burden_jacobian(
     a0 = float(params.initial_burden)
     _, pre, e1, e2, g, u = _parts(t, params, rt_start_day)
     cols: dict[str, np.ndarray] = {}
-    if e2 is None:
+    if rt_start_day is None:  # the no-RT parts of _parts: e2 is None
         cols["initial_burden"] = e1
         cols["growth_rate"] = a0 * t * e1
         zero = np.zeros_like(t)

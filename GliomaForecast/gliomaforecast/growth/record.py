@@ -39,7 +39,7 @@ def growth_record(fit: GrowthFit, days: np.ndarray, unit: str = "mL") -> dict:
         "bootstrap": {"n": fit.n_bootstrap, "noise": fit.noise, "seed": fit.seed, "band": [2.5, 97.5]},
         "cap": fit.cap,
         "predictions": [
-            {"day": float(d), "median": _num(m), "lower_2.5": _num(l), "upper_97.5": _num(h)}
-            for d, m, l, h in zip(days, med, lo, hi)
+            {"day": float(d), "median": _num(m), "lower_2.5": _num(low), "upper_97.5": _num(high)}
+            for d, m, low, high in zip(days, med, lo, hi)
         ],
     }

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -193,11 +193,11 @@ class Case:
         """The BraTS label map of ``tp`` (int16) on the case grid, or None when not given."""
         if tp.labels is None:
             return None
-        name = f"timepoints[{tp.index}].labels"
+        name, path = f"timepoints[{tp.index}].labels", tp.labels
 
         def load() -> np.ndarray:
-            array, grid = read_labels(tp.labels, name, allowed=BRATS_LABELS + self.gtv_labels)
-            return self._on_grid(array, grid, tp.labels, name, label=True)
+            array, grid = read_labels(path, name, allowed=BRATS_LABELS + self.gtv_labels)
+            return self._on_grid(array, grid, path, name, label=True)
 
         return self._cached(("labels", tp.index), load)
 
@@ -206,13 +206,14 @@ class Case:
         choice). An empty GTV is an error naming the file."""
 
         def load() -> np.ndarray:
+            path: Path | None
             if tp.gtv is not None:
                 name, path = f"timepoints[{tp.index}].gtv", tp.gtv
                 array, grid = read_mask(path, name)
                 mask = self._on_grid(array, grid, path, name, label=True).astype(bool)
             else:
                 name, path = f"timepoints[{tp.index}].labels", tp.labels
-                mask = np.isin(self.labels(tp), self.gtv_labels)
+                mask = np.isin(cast(np.ndarray, self.labels(tp)), self.gtv_labels)  # a timepoint has gtv or labels
             if not mask.any():
                 raise InputError(path, name, "GTV is empty")
             if mask.all():
@@ -225,12 +226,13 @@ class Case:
         """The RT dose (Gy, float32) on the case grid, or None. Negative dose is an error."""
         if self.dose_path is None:
             return None
+        path = self.dose_path
 
         def load() -> np.ndarray:
-            array, grid = read_image(self.dose_path, "dose")
+            array, grid = read_image(path, "dose")
             if array.size and array.min() < 0:
-                raise InputError(self.dose_path, "dose", f"negative dose ({float(array.min()):.3g} Gy)")
-            return self._on_grid(as_float32(array, self.dose_path, "dose"), grid, self.dose_path, "dose", label=False)
+                raise InputError(path, "dose", f"negative dose ({float(array.min()):.3g} Gy)")
+            return self._on_grid(as_float32(array, path, "dose"), grid, path, "dose", label=False)
 
         return self._cached(("dose",), load)
 
@@ -238,10 +240,11 @@ class Case:
         """The brain mask (bool) on the case grid, or None."""
         if self.brain_mask_path is None:
             return None
+        path = self.brain_mask_path
 
         def load() -> np.ndarray:
-            array, grid = read_mask(self.brain_mask_path, "brain_mask")
-            return self._on_grid(array, grid, self.brain_mask_path, "brain_mask", label=True).astype(bool)
+            array, grid = read_mask(path, "brain_mask")
+            return self._on_grid(array, grid, path, "brain_mask", label=True).astype(bool)
 
         return self._cached(("brain_mask",), load)
 
@@ -317,45 +320,11 @@ class Case:
                 "timepoints",
                 f"{len(days)} days, {len(gtvs)} GTVs, {len(images)} image sets and {len(labels)} label maps",
             )
-        arrays: dict[tuple, np.ndarray] = {}
-
-        def put(key: tuple, name: str, array: np.ndarray, dtype: type) -> Path:
-            array = np.asarray(array)
-            if array.shape != tuple(grid.shape):
-                raise InputError(base / name, name, f"shape {array.shape} differs from the grid {tuple(grid.shape)}")
-            arrays[key] = array.astype(dtype, copy=True)
-            return base / name
-
+        files = _MemoryFiles(base, grid)
         timepoints: list[Timepoint] = []
         for i, (day, gtv, imgs, label_map) in enumerate(zip(days, gtvs, images, labels)):
-            where = f"timepoints[{i}]"
-            day = _number(day, base, f"{where}.day")
-            if timepoints and day <= timepoints[-1].day:
-                raise InputError(
-                    base, f"{where}.day", f"out of order: day {day:g} is not after day {timepoints[-1].day:g}"
-                )
-            unknown = sorted(set(imgs) - set(IMAGE_NAMES))
-            if unknown:
-                raise InputError(base, f"{where}.images.{unknown[0]}", "unknown modality")
-            paths = {m: put(("image", i, m), f"{where}.images.{m}", a, np.float32) for m, a in imgs.items()}
-            gtv_path = put(("gtv", i), f"{where}.gtv", gtv, bool)
-            if not arrays[("gtv", i)].any() or arrays[("gtv", i)].all():
-                raise InputError(
-                    gtv_path,
-                    f"{where}.gtv",
-                    "GTV is empty" if not arrays[("gtv", i)].any() else "GTV fills the whole image",
-                )
-            labels_path = None
-            if label_map is not None:
-                labels_path = put(("labels", i), f"{where}.labels", label_map, np.int16)
-                values = np.unique(arrays[("labels", i)])
-                if not np.all(np.isin(values, BRATS_LABELS)):
-                    raise InputError(
-                        labels_path,
-                        f"{where}.labels",
-                        f"values {', '.join(str(int(v)) for v in values)}: BraTS labels are 0-4",
-                    )
-            timepoints.append(Timepoint(day, paths, gtv_path, labels_path, i))
+            previous = timepoints[-1] if timepoints else None
+            timepoints.append(_memory_timepoint(files, i, day, gtv, imgs, label_map, previous))
         if dose is not None and np.asarray(dose).size and np.min(dose) < 0:
             raise InputError(base / "dose", "dose", f"negative dose ({float(np.min(dose)):.3g} Gy)")
         tissue = dict(tissue or {})
@@ -367,14 +336,76 @@ class Case:
             patient_id=patient_id,
             timepoints=timepoints,
             rt_start_day=None if rt_start_day is None else _number(rt_start_day, base, "rt_start_day"),
-            dose_path=None if dose is None else put(("dose",), "dose", dose, np.float32),
-            brain_mask_path=None if brain_mask is None else put(("brain_mask",), "brain_mask", brain_mask, bool),
-            tissue_paths={k: put(("tissue", k), f"tissue.{k}", v, np.float32) for k, v in tissue.items()},
+            dose_path=None if dose is None else files.put(("dose",), "dose", dose, np.float32),
+            brain_mask_path=None if brain_mask is None else files.put(("brain_mask",), "brain_mask", brain_mask, bool),
+            tissue_paths={k: files.put(("tissue", k), f"tissue.{k}", v, np.float32) for k, v in tissue.items()},
         )
         case.__dict__["grid"] = grid  # the cached_property, set: there is no file header to read
         case.__dict__["reference"] = ("grid", base)
-        case._cache.update(arrays)
+        case._cache.update(files.arrays)
         return case
+
+
+@dataclass
+class _MemoryFiles:
+    """The arrays of a case held in memory (:meth:`Case.from_arrays`) by cache key, each named by a pseudo path
+    ``<memory>/patient_id/field`` (``base / field``) in errors; every array lies on ``grid``."""
+
+    base: Path
+    grid: Grid
+    arrays: dict[tuple, np.ndarray] = field(default_factory=dict)
+
+    def put(self, key: tuple, name: str, array: np.ndarray, dtype: type) -> Path:
+        """Keep a copy of ``array`` as ``dtype`` under ``key``; a shape other than the grid's is an InputError."""
+        array = np.asarray(array)
+        if array.shape != tuple(self.grid.shape):
+            raise InputError(
+                self.base / name, name, f"shape {array.shape} differs from the grid {tuple(self.grid.shape)}"
+            )
+        self.arrays[key] = array.astype(dtype, copy=True)
+        return self.base / name
+
+
+def _memory_labels(files: _MemoryFiles, i: int, label_map: np.ndarray) -> Path:
+    """Keep the BraTS label map of timepoint ``i`` (int16); values other than 0-4 are an InputError."""
+    where = f"timepoints[{i}]"
+    labels_path = files.put(("labels", i), f"{where}.labels", label_map, np.int16)
+    values = np.unique(files.arrays[("labels", i)])
+    if not np.all(np.isin(values, BRATS_LABELS)):
+        raise InputError(
+            labels_path,
+            f"{where}.labels",
+            f"values {', '.join(str(int(v)) for v in values)}: BraTS labels are 0-4",
+        )
+    return labels_path
+
+
+def _memory_timepoint(
+    files: _MemoryFiles,
+    i: int,
+    day: float,
+    gtv: np.ndarray,
+    images: Mapping[str, np.ndarray],
+    label_map: np.ndarray | None,
+    previous: Timepoint | None,
+) -> Timepoint:
+    """Timepoint ``i`` of a case held in memory: its day (days, after the ``previous`` one's), images (known
+    modalities), GTV (neither empty nor full) and optional BraTS labels, kept in ``files``."""
+    where = f"timepoints[{i}]"
+    base = files.base
+    day = _number(day, base, f"{where}.day")
+    if previous is not None and day <= previous.day:
+        raise InputError(base, f"{where}.day", f"out of order: day {day:g} is not after day {previous.day:g}")
+    unknown = sorted(set(images) - set(IMAGE_NAMES))
+    if unknown:
+        raise InputError(base, f"{where}.images.{unknown[0]}", "unknown modality")
+    paths = {m: files.put(("image", i, m), f"{where}.images.{m}", a, np.float32) for m, a in images.items()}
+    gtv_path = files.put(("gtv", i), f"{where}.gtv", gtv, bool)
+    mask = files.arrays[("gtv", i)]
+    if not mask.any() or mask.all():
+        raise InputError(gtv_path, f"{where}.gtv", "GTV is empty" if not mask.any() else "GTV fills the whole image")
+    labels_path = None if label_map is None else _memory_labels(files, i, label_map)
+    return Timepoint(day, paths, gtv_path, labels_path, i)
 
 
 def _header_grid(path: Path, name: str) -> Grid:
@@ -426,13 +457,8 @@ def _unknown(keys: set, allowed: set, src: Path, where: str) -> None:
         raise InputError(src, f"{where}{extra[0]}", f"unknown field{hint_s}")
 
 
-def load_case(path: str | Path, *, resample: bool = False, check_grids: bool = True) -> Case:
-    """Parse and validate a case manifest. Errors are InputErrors naming the manifest and the field.
-
-    ``resample=True`` resamples every volume onto the reference grid (the first FLAIR) instead of
-    refusing a grid mismatch.
-    """
-    src = Path(path)
+def _read_manifest(src: Path) -> dict:
+    """The manifest file parsed as a JSON object."""
     if not src.is_file():
         raise InputError(src, None, "case manifest not found")
     try:
@@ -447,6 +473,11 @@ def load_case(path: str | Path, *, resample: bool = False, check_grids: bool = T
         raise InputError(src, None, "not a case manifest (JSON nested too deeply)") from None
     if not isinstance(data, dict):
         raise InputError(src, None, "manifest must be a JSON object")
+    return data
+
+
+def _manifest_header(data: dict, src: Path) -> tuple[str, list]:
+    """The patient id and the raw timepoint list, after the manifest's fields and schema are checked."""
     _unknown(set(data), _CASE_KEYS, src, "")
     if data.get("schema") != SCHEMA:
         raise InputError(src, "schema", f"must be '{SCHEMA}', got {data.get('schema')!r}")
@@ -456,65 +487,93 @@ def load_case(path: str | Path, *, resample: bool = False, check_grids: bool = T
     tps_raw = data.get("timepoints")
     if not isinstance(tps_raw, list) or not tps_raw:
         raise InputError(src, "timepoints", "missing or empty list")
-    base = src.parent
+    return pid, tps_raw
 
+
+def _day0(tps_raw: list, src: Path) -> tuple[_dt.date | None, bool]:
+    """The calendar date of day 0 (the earliest timepoint date; None when no timepoint gives a date) and whether every
+    timepoint gives a date."""
     uses_date = ["date" in t for t in tps_raw if isinstance(t, dict)]
-    first_date = None
-    if any(uses_date):
-        dates = [
-            _parse_date(t["date"], src, f"timepoints[{i}].date")
-            for i, t in enumerate(tps_raw)
-            if isinstance(t, dict) and "date" in t
-        ]
-        first_date = min(dates)
+    if not any(uses_date):
+        return None, all(uses_date)
+    dates = [
+        _parse_date(t["date"], src, f"timepoints[{i}].date")
+        for i, t in enumerate(tps_raw)
+        if isinstance(t, dict) and "date" in t
+    ]
+    return min(dates), all(uses_date)
 
+
+def _timepoint(t: Any, i: int, src: Path, first_date: _dt.date | None, all_dates: bool) -> Timepoint:
+    """Timepoint ``i`` of the manifest ``src``: its day (days; from its date when the case gives dates), images by
+    modality and GTV source (a ``gtv`` mask and/or a ``labels`` map), paths checked."""
+    where, base = f"timepoints[{i}]", src.parent
+    if not isinstance(t, dict):
+        raise InputError(src, where, "must be an object")
+    _unknown(set(t), _TP_KEYS, src, f"{where}.")
+    if ("day" in t) == ("date" in t):
+        raise InputError(src, where, "give exactly one of 'day' or 'date'")
+    if "date" in t and not all_dates:
+        raise InputError(src, f"{where}.date", "mixes 'date' and 'day' across timepoints")
+    day = (
+        float((_parse_date(t["date"], src, f"{where}.date") - cast(_dt.date, first_date)).days)  # all_dates: set
+        if "date" in t
+        else _number(t["day"], src, f"{where}.day")
+    )
+    images_raw = t.get("images", {})
+    if not isinstance(images_raw, dict):
+        raise InputError(src, f"{where}.images", "must be an object of modality -> file")
+    _unknown(set(images_raw), set(IMAGE_NAMES), src, f"{where}.images.")
+    images = {k: _path(base, v, src, f"{where}.images.{k}") for k, v in images_raw.items()}
+    gtv = _path(base, t["gtv"], src, f"{where}.gtv") if "gtv" in t else None
+    labels = _path(base, t["labels"], src, f"{where}.labels") if "labels" in t else None
+    if gtv is None and labels is None:
+        raise InputError(src, where, "needs a 'gtv' mask or a 'labels' map")
+    return Timepoint(day, images, gtv, labels, i)
+
+
+def _timepoints(tps_raw: list, src: Path, first_date: _dt.date | None, all_dates: bool) -> list[Timepoint]:
+    """Every timepoint of the manifest (:func:`_timepoint`), which must be in chronological order with distinct
+    days."""
     timepoints: list[Timepoint] = []
     for i, t in enumerate(tps_raw):
-        where = f"timepoints[{i}]"
-        if not isinstance(t, dict):
-            raise InputError(src, where, "must be an object")
-        _unknown(set(t), _TP_KEYS, src, f"{where}.")
-        if ("day" in t) == ("date" in t):
-            raise InputError(src, where, "give exactly one of 'day' or 'date'")
-        if "date" in t and not all(uses_date):
-            raise InputError(src, f"{where}.date", "mixes 'date' and 'day' across timepoints")
-        day = (
-            float((_parse_date(t["date"], src, f"{where}.date") - first_date).days)
-            if "date" in t
-            else _number(t["day"], src, f"{where}.day")
-        )
-        images_raw = t.get("images", {})
-        if not isinstance(images_raw, dict):
-            raise InputError(src, f"{where}.images", "must be an object of modality -> file")
-        _unknown(set(images_raw), set(IMAGE_NAMES), src, f"{where}.images.")
-        images = {k: _path(base, v, src, f"{where}.images.{k}") for k, v in images_raw.items()}
-        gtv = _path(base, t["gtv"], src, f"{where}.gtv") if "gtv" in t else None
-        labels = _path(base, t["labels"], src, f"{where}.labels") if "labels" in t else None
-        if gtv is None and labels is None:
-            raise InputError(src, where, "needs a 'gtv' mask or a 'labels' map")
-        if timepoints and day <= timepoints[-1].day:
+        tp = _timepoint(t, i, src, first_date, all_dates)
+        if timepoints and tp.day <= timepoints[-1].day:
             what = "date" if "date" in t else "day"
             raise InputError(
                 src,
-                f"{where}.{what}",
-                f"out of order: day {day:g} is not after day {timepoints[-1].day:g} of timepoints[{i - 1}]",
+                f"timepoints[{i}].{what}",
+                f"out of order: day {tp.day:g} is not after day {timepoints[-1].day:g} of timepoints[{i - 1}]",
             )
-        timepoints.append(Timepoint(day, images, gtv, labels, i))
+        timepoints.append(tp)
+    return timepoints
 
-    rt = None
+
+def _rt_start(data: dict, src: Path, first_date: _dt.date | None) -> float | None:
+    """The RT start day (days) from ``rt_start_day`` or ``rt_start_date`` (when the timepoints give dates), or None."""
     if "rt_start_day" in data and "rt_start_date" in data:
         raise InputError(src, "rt_start_day", "give rt_start_day or rt_start_date, not both")
     if data.get("rt_start_day") is not None:
-        rt = _number(data["rt_start_day"], src, "rt_start_day")
-    elif data.get("rt_start_date") is not None:
+        return _number(data["rt_start_day"], src, "rt_start_day")
+    if data.get("rt_start_date") is not None:
         if first_date is None:
             raise InputError(src, "rt_start_date", "needs timepoints given by 'date'")
-        rt = float((_parse_date(data["rt_start_date"], src, "rt_start_date") - first_date).days)
+        return float((_parse_date(data["rt_start_date"], src, "rt_start_date") - first_date).days)
+    return None
 
+
+def _tissue_fields(data: dict, src: Path) -> dict:
+    """The raw ``tissue`` object (``wm``, ``gm``, ``csf`` -> file), empty when not given."""
     tissue_raw = data.get("tissue") or {}
     if not isinstance(tissue_raw, dict):
         raise InputError(src, "tissue", "must be an object with wm, gm, csf")
     _unknown(set(tissue_raw), set(TISSUE_NAMES), src, "tissue.")
+    return tissue_raw
+
+
+def _gtv_labels(data: dict, src: Path) -> tuple[int, ...]:
+    """The labels whose union is the GTV of a timepoint given by ``labels`` only (default
+    :data:`DEFAULT_GTV_LABELS`)."""
     gtv_labels = data.get("gtv_labels", list(DEFAULT_GTV_LABELS))
     if (
         not isinstance(gtv_labels, list)
@@ -522,7 +581,24 @@ def load_case(path: str | Path, *, resample: bool = False, check_grids: bool = T
         or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in gtv_labels)
     ):
         raise InputError(src, "gtv_labels", "must be a non-empty list of positive integer labels")
+    return tuple(gtv_labels)
 
+
+def load_case(path: str | Path, *, resample: bool = False, check_grids: bool = True) -> Case:
+    """Parse and validate a case manifest. Errors are InputErrors naming the manifest and the field.
+
+    ``resample=True`` resamples every volume onto the reference grid (the first FLAIR) instead of
+    refusing a grid mismatch.
+    """
+    src = Path(path)
+    data = _read_manifest(src)
+    pid, tps_raw = _manifest_header(data, src)
+    base = src.parent
+    first_date, all_dates = _day0(tps_raw, src)
+    timepoints = _timepoints(tps_raw, src, first_date, all_dates)
+    rt = _rt_start(data, src, first_date)
+    tissue_raw = _tissue_fields(data, src)
+    gtv_labels = _gtv_labels(data, src)
     case = Case(
         path=src,
         patient_id=pid,
@@ -533,7 +609,7 @@ def load_case(path: str | Path, *, resample: bool = False, check_grids: bool = T
             _path(base, data["brain_mask"], src, "brain_mask") if data.get("brain_mask") is not None else None
         ),
         tissue_paths={k: _path(base, v, src, f"tissue.{k}") for k, v in tissue_raw.items()},
-        gtv_labels=tuple(gtv_labels),
+        gtv_labels=gtv_labels,
         resample=resample,
         day0=first_date,
     )

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import math
 import os
 import zlib
 from pathlib import Path
-from typing import BinaryIO
 
 import nibabel as nib
 import nrrd
@@ -27,7 +27,7 @@ _CHUNK = 1 << 20
 _STREAM_ERRORS = (EOFError, OSError, zlib.error, ValueError)  # gzip.BadGzipFile is an OSError
 
 
-def _stream_length(stream: BinaryIO) -> int:
+def _stream_length(stream: io.BufferedIOBase) -> int:
     """Bytes a (decompressing) stream yields when read to its end; raises on a short or corrupt stream."""
     total = 0
     while True:
@@ -178,9 +178,8 @@ def verify_nrrd(path: Path, field: str) -> None:
         if encoding == "raw":
             _check_length(max(0, source.stat().st_size - start), need, path, field, "the data")
             return
-        opener = gzip.GzipFile if encoding in ("gzip", "gz") else bz2.BZ2File
         try:
-            length = _stream_length(opener(fileobj=fh))
+            length = _stream_length(gzip.GzipFile(fileobj=fh) if encoding in ("gzip", "gz") else bz2.BZ2File(fh))
         except _STREAM_ERRORS as exc:
             raise InputError(path, field, f"cannot read image: damaged {encoding} stream ({exc})") from None
     _check_length(length, need, path, field, "the decompressed data")

@@ -11,11 +11,16 @@ right on the left of the image (see :func:`display_flips`), with orientation let
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
@@ -28,7 +33,7 @@ PROBABILITY_MAX_ALPHA = 0.7
 UNCERTAINTY_SHOWN_FROM = 0.01
 """Uncertainty (SD of the probability) below this is transparent in the overlays."""
 _LPS_LETTERS = (("R", "L"), ("A", "P"), ("I", "S"))  # (negative, positive) end of the LPS x, y, z axes
-CONTOURS = (
+CONTOURS: tuple[tuple[str, str, Literal["solid", "dashed"]], ...] = (
     ("GTV (last scan)", "lime", "solid"),
     ("CTV standard", "tab:cyan", "solid"),
     ("CTV forecast", "tab:orange", "dashed"),
@@ -64,7 +69,7 @@ def display_flips(direction: Sequence[float]) -> tuple[bool, bool]:
     return bool(d[1, 1] < 0), bool(d[0, 0] < 0)
 
 
-def axis_letter(vector_lps: Sequence[float]) -> str:
+def axis_letter(vector_lps: Sequence[float] | np.ndarray) -> str:
     """The patient direction a physical vector (LPS) points to most: R, L, A, P, I or S."""
     v = np.asarray(vector_lps, dtype=float)
     axis = int(np.argmax(np.abs(v)))
@@ -111,6 +116,131 @@ def _window(image: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi if hi > lo else lo + 1.0)
 
 
+@dataclass(frozen=True)
+class _SliceView:
+    """How an axial slice is drawn: the radiological ``flips`` of its (y, x) array axes, its pixel size (``dy``,
+    ``dx``, mm) and size (``ny``, ``nx``), its ``extent`` in mm and the patient direction at each edge (``letters``)."""
+
+    flips: tuple[bool, bool]
+    dy: float
+    dx: float
+    ny: int
+    nx: int
+    letters: dict[str, str]
+
+    @property
+    def extent(self) -> tuple[float, float, float, float]:
+        """The image extent (mm) for ``imshow``: left, right, bottom, top."""
+        return (-0.5 * self.dx, (self.nx - 0.5) * self.dx, (self.ny - 0.5) * self.dy, -0.5 * self.dy)
+
+    def cut(self, volume: np.ndarray, z: int) -> np.ndarray:
+        """Axial slice ``z`` of ``volume`` (z, y, x) with the flips applied."""
+        axes_flipped = tuple(a for a, f in zip((0, 1), self.flips) if f)
+        return np.flip(volume[z], axis=axes_flipped) if axes_flipped else volume[z]
+
+
+def _slice_view(grid: Grid, shape: Sequence[int]) -> _SliceView:
+    """The :class:`_SliceView` of volumes of ``shape`` (z, y, x) on ``grid``."""
+    flips = display_flips(grid.direction)
+    ny, nx = shape[1:]
+    return _SliceView(
+        flips, float(grid.spacing[1]), float(grid.spacing[2]), ny, nx, edge_letters(grid.direction, flips)
+    )
+
+
+def _draw_background(
+    ax: Axes, view: _SliceView, background: np.ndarray | None, z: int, window: tuple[float, float]
+) -> None:
+    """Slice ``z`` of ``background`` in grey within ``window`` (its display range), or a black slice without one."""
+    if background is not None:
+        lo, hi = window
+        ax.imshow(view.cut(background, z), cmap="gray", vmin=lo, vmax=hi, extent=view.extent, interpolation="nearest")
+    else:
+        ax.imshow(np.zeros((view.ny, view.nx)), cmap="gray", vmin=0, vmax=1, extent=view.extent)
+
+
+def _draw_probability(ax: Axes, view: _SliceView, probability: np.ndarray, z: int) -> AxesImage:
+    """Slice ``z`` of the tumour probability, transparent below :data:`PROBABILITY_SHOWN_FROM`."""
+    p = view.cut(probability, z).astype(float)
+    alpha = probability_alpha(p)
+    shown = np.where(alpha > 0, p, np.nan)
+    return ax.imshow(shown, cmap="inferno", vmin=0, vmax=1, alpha=alpha, extent=view.extent, interpolation="nearest")
+
+
+def _draw_uncertainty(ax: Axes, view: _SliceView, uncertainty: np.ndarray, z: int) -> AxesImage:
+    """Slice ``z`` of the uncertainty (SD of the probability), transparent below :data:`UNCERTAINTY_SHOWN_FROM`, on
+    the colour range of the whole volume."""
+    u = view.cut(uncertainty, z)
+    shown = np.where(u >= UNCERTAINTY_SHOWN_FROM, u, np.nan)
+    return ax.imshow(
+        shown,
+        cmap="viridis",
+        vmin=0,
+        vmax=max(float(np.max(uncertainty)), 1e-6),
+        alpha=0.7,
+        extent=view.extent,
+        interpolation="nearest",
+    )
+
+
+def _draw_contours(ax: Axes, view: _SliceView, masks: Sequence[np.ndarray], z: int) -> None:
+    """The contours of ``masks`` on slice ``z``, in the colours and line styles of :data:`CONTOURS`."""
+    for mask, (_, colour, style) in zip(masks, CONTOURS):
+        m = view.cut(mask, z)
+        if m.any() and not m.all():
+            ax.contour(
+                np.arange(view.nx) * view.dx,
+                np.arange(view.ny) * view.dy,
+                m.astype(np.float32),
+                levels=[0.5],
+                colors=[colour],
+                linestyles=style,
+                linewidths=1.2,
+            )
+
+
+def _draw_letters(ax: Axes, view: _SliceView) -> None:
+    """No ticks; the patient direction at each edge of the slice."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for where, (x, y, ha, va) in {
+        "left": (0.02, 0.5, "left", "center"),
+        "right": (0.98, 0.5, "right", "center"),
+        "top": (0.5, 0.98, "center", "top"),
+        "bottom": (0.5, 0.02, "center", "bottom"),
+    }.items():
+        ax.text(
+            x,
+            y,
+            view.letters[where],
+            transform=ax.transAxes,
+            ha=ha,
+            va=va,
+            color="yellow",
+            fontsize="small",
+            fontweight="bold",
+        )
+
+
+def _overlay_legend(fig: Figure, masks: Sequence[np.ndarray], show_uncertainty: bool) -> None:
+    """The legend of the overlays: the contours drawn and what is transparent."""
+    handles: list[Artist] = [
+        Line2D([], [], color=c, linestyle=ls, label=name) for (name, c, ls), _ in zip(CONTOURS, masks)
+    ]
+    handles.append(
+        Patch(
+            facecolor="none",
+            edgecolor="0.5",
+            label=f"transparent: P < {PROBABILITY_SHOWN_FROM:g} (opacity grows with P)",
+        )
+    )
+    if show_uncertainty:
+        handles.append(
+            Patch(facecolor="none", edgecolor="0.5", label=f"transparent (bottom row): SD < {UNCERTAINTY_SHOWN_FROM:g}")
+        )
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize="small", frameon=False)
+
+
 def plot_overlays(
     path: Path,
     background: np.ndarray | None,
@@ -127,104 +257,34 @@ def plot_overlays(
     FLAIR, grey) with the contours of ``masks`` (GTV, CTV standard, CTV forecast; colours and line styles of
     :data:`CONTOURS`); a second row shows ``uncertainty`` (standard deviation of the probability; transparent
     below :data:`UNCERTAINTY_SHOWN_FROM`) when it is not all zero. The legend says what is transparent."""
-    spacing = grid.spacing
-    flips = display_flips(grid.direction)
-    letters = edge_letters(grid.direction, flips)
-    axes_flipped = tuple(a for a, f in zip((0, 1), flips) if f)
-
-    def cut(volume: np.ndarray, z: int) -> np.ndarray:
-        return np.flip(volume[z], axis=axes_flipped) if axes_flipped else volume[z]
-
+    view = _slice_view(grid, probability.shape)
     show_unc = uncertainty is not None and float(np.max(uncertainty)) > 0
     rows, cols = (2 if show_unc else 1), len(levels)
-    dy, dx = float(spacing[1]), float(spacing[2])
-    ny, nx = probability.shape[1:]
-    extent = (-0.5 * dx, (nx - 0.5) * dx, (ny - 0.5) * dy, -0.5 * dy)
     fig = Figure(figsize=(2.6 * cols + 0.9, 2.7 * rows + 0.6), layout="constrained")
     axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
-    lo, hi = _window(background) if background is not None else (0.0, 1.0)
+    window = _window(background) if background is not None else (0.0, 1.0)
     prob_im = unc_im = None
     for j, z in enumerate(levels):
         for i in range(rows):
             ax = axes[i, j]
-            if background is not None:
-                ax.imshow(cut(background, z), cmap="gray", vmin=lo, vmax=hi, extent=extent, interpolation="nearest")
-            else:
-                ax.imshow(np.zeros((ny, nx)), cmap="gray", vmin=0, vmax=1, extent=extent)
+            _draw_background(ax, view, background, z, window)
             if i == 0:
-                p = cut(probability, z).astype(float)
-                alpha = probability_alpha(p)
-                shown = np.where(alpha > 0, p, np.nan)
-                prob_im = ax.imshow(
-                    shown, cmap="inferno", vmin=0, vmax=1, alpha=alpha, extent=extent, interpolation="nearest"
-                )
+                prob_im = _draw_probability(ax, view, probability, z)
                 ax.set_title(slice_position(grid, z), fontsize="small")
-            else:
-                u = cut(uncertainty, z)
-                shown = np.where(u >= UNCERTAINTY_SHOWN_FROM, u, np.nan)
-                unc_im = ax.imshow(
-                    shown,
-                    cmap="viridis",
-                    vmin=0,
-                    vmax=max(float(np.max(uncertainty)), 1e-6),
-                    alpha=0.7,
-                    extent=extent,
-                    interpolation="nearest",
-                )
-            for mask, (_, colour, style) in zip(masks, CONTOURS):
-                m = cut(mask, z)
-                if m.any() and not m.all():
-                    ax.contour(
-                        np.arange(nx) * dx,
-                        np.arange(ny) * dy,
-                        m.astype(np.float32),
-                        levels=[0.5],
-                        colors=[colour],
-                        linestyles=style,
-                        linewidths=1.2,
-                    )
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for where, (x, y, ha, va) in {
-                "left": (0.02, 0.5, "left", "center"),
-                "right": (0.98, 0.5, "right", "center"),
-                "top": (0.5, 0.98, "center", "top"),
-                "bottom": (0.5, 0.02, "center", "bottom"),
-            }.items():
-                ax.text(
-                    x,
-                    y,
-                    letters[where],
-                    transform=ax.transAxes,
-                    ha=ha,
-                    va=va,
-                    color="yellow",
-                    fontsize="small",
-                    fontweight="bold",
-                )
+            elif uncertainty is not None:
+                unc_im = _draw_uncertainty(ax, view, uncertainty, z)
+            _draw_contours(ax, view, masks, z)
+            _draw_letters(ax, view)
+    assert prob_im is not None  # levels is never empty
     fig.colorbar(prob_im, ax=axes[0, :].tolist(), shrink=0.8, label="tumor probability")
     if unc_im is not None:
         fig.colorbar(unc_im, ax=axes[1, :].tolist(), shrink=0.8, label="uncertainty (SD)")
-    handles = [Line2D([], [], color=c, linestyle=ls, label=name) for (name, c, ls), _ in zip(CONTOURS, masks)]
-    handles.append(
-        Patch(
-            facecolor="none",
-            edgecolor="0.5",
-            label=f"transparent: P < {PROBABILITY_SHOWN_FROM:g} (opacity grows with P)",
-        )
-    )
-    if unc_im is not None:
-        handles.append(
-            Patch(facecolor="none", edgecolor="0.5", label=f"transparent (bottom row): SD < {UNCERTAINTY_SHOWN_FROM:g}")
-        )
-    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize="small", frameon=False)
+    _overlay_legend(fig, masks, unc_im is not None)
     fig.suptitle(title, fontsize="medium")
     return save_png(fig, path)
 
 
-def plot_volumes(
-    path: Path, volumes_ml: Mapping[str, float], band_ml: tuple[float, float, float] | None, title: str
-) -> Path:
+def plot_volumes(path: Path, volumes_ml: Mapping[str, float], band_ml: tuple[float, ...] | None, title: str) -> Path:
     """Bar chart of the volumes (mL) in ``volumes_ml`` (name -> mL, in order); ``band_ml`` (median,
     lower 2.5 %, upper 97.5 %) of the growth model at the target day is drawn as a bar with error bars."""
     names = [n.replace(" (", "\n(") for n in volumes_ml]

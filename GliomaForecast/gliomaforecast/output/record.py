@@ -22,7 +22,6 @@ from ..forecast import Forecast, forecast_tumor_ml, scenario_tumor_ml
 from ..forecasters import dose_note, entry
 from ..io.shown_paths import shown_path
 from ..models import sha256_of
-from ..plausibility import forecast_warnings
 from ..targets.standard_plan import SEED_NAMES, plan_record
 
 SCHEMA = "gliomaforecast.forecast/1"
@@ -69,38 +68,84 @@ def dose_record(fc: Forecast) -> dict:
     return {"dose_used": bool(used), "dose_note": note}
 
 
-def forecast_record(fc: Forecast) -> dict:
-    """The JSON-ready provenance of a forecast: inputs with sha256, models, parameters, seed, provider,
-    volumes (mL) and timings (s)."""
+def inputs_record(fc: Forecast) -> dict:
+    """The inputs of ``fc``: scan days (days), RT start day, every file (shown path and sha256), whether the RT dose
+    was read, and the grid (shape, spacing in mm, origin in LPS mm, direction)."""
     case, grid = fc.case, fc.case.grid
-    ml = grid.voxel_volume_ml
-    models = fc.output.models
-    providers = sorted({m["provider"] for m in models}) or ["none (no network)"]
     case_dir = case.path.parent if case.path else None
     files = [
         {"field": name, "path": shown_path(path, case_dir), "sha256": sha256_of(path)} for name, path in case.files()
     ]
+    return {
+        "days": case.days.tolist(),
+        "rt_start_day": case.rt_start_day,
+        "files": files,
+        **dose_record(fc),
+        "grid": {
+            "shape_zyx": list(grid.shape),
+            "spacing_mm_zyx": list(grid.spacing),
+            "origin_mm_lps": list(grid.origin),
+            "direction": list(grid.direction),
+        },
+    }
+
+
+def volumes_record(fc: Forecast) -> dict[str, float]:
+    """The volumes (mL) of the last GTV, the forecast tumour (phi <= 0), the region P > 0.5 and both CTVs."""
+    ml = fc.case.grid.voxel_volume_ml
+    return {
+        "gtv_last_scan": float(fc.gtv.sum() * ml),
+        "forecast_tumor": forecast_tumor_ml(fc),
+        "forecast_p_gt_0.5": float((fc.output.probability > 0.5).sum() * ml),
+        "ctv_standard": float(fc.ctv_standard.sum() * ml),
+        "ctv_forecast": float(fc.ctv_forecast.sum() * ml),
+    }
+
+
+def targets_record(fc: Forecast) -> dict:
+    """How both CTVs were built: the rule, the cavity (mL), whether a barrier was used and the forecast CTV's
+    shortfall (voxels)."""
+    return {
+        "rule": f"CTVs from the seed of the {fc.plan} convention on the last scan "
+        f"({SEED_NAMES[fc.plan]}, resection cavity = label 4) with holes filled; standard: margin "
+        "(geodesic around the barrier when given) inside the brain; forecast: as many voxels, "
+        "highest probability first; no interior holes except barrier / outside-brain voxels",
+        "cavity_ml": fc.cavity_ml,
+        "barrier": fc.barrier_used,
+        "forecast_shortfall_voxels": fc.forecast_shortfall,
+    }
+
+
+def scenarios_record(fc: Forecast) -> dict[str, dict]:
+    """Per alternative forecast (``scenarios``): its label, tumour volume (mL, phi <= 0) and files."""
+    tag = day_tag(fc.target_day)
+    return {
+        name: {
+            "label": sc.label,
+            "tumor_ml": scenario_tumor_ml(fc, sc.probability),
+            "files": [f"probability_{name}_{tag}.nii.gz"]
+            + ([f"flair_{name}_{tag}.nii.gz"] if sc.image is not None else []),
+        }
+        for name, sc in fc.output.scenarios.items()
+    }
+
+
+def forecast_record(fc: Forecast, warnings: list[str]) -> dict:
+    """The JSON-ready provenance of a forecast: inputs with sha256, models, parameters, seed, provider,
+    volumes (mL), its plausibility ``warnings`` (:func:`plausibility.forecast_warnings`) and timings (s)."""
+    case = fc.case
+    models = fc.output.models
+    providers = sorted({m["provider"] for m in models}) or ["none (no network)"]
     return {
         "schema": SCHEMA,
         "gliomaforecast_version": __version__,
         "patient_id": case.patient_id,
         "case": shown_path(case.path),
         "target_day": fc.target_day,
-        "target_date": None if case.date_of(fc.target_day) is None else case.date_of(fc.target_day).isoformat(),
+        "target_date": None if (date := case.date_of(fc.target_day)) is None else date.isoformat(),
         "last_scan_day": case.timepoints[-1].day,
         "forecaster": fc.forecaster,
-        "inputs": {
-            "days": case.days.tolist(),
-            "rt_start_day": case.rt_start_day,
-            "files": files,
-            **dose_record(fc),
-            "grid": {
-                "shape_zyx": list(grid.shape),
-                "spacing_mm_zyx": list(grid.spacing),
-                "origin_mm_lps": list(grid.origin),
-                "direction": list(grid.direction),
-            },
-        },
+        "inputs": inputs_record(fc),
         "models": models,
         "provider": ", ".join(providers),
         "parameters": {
@@ -112,33 +157,11 @@ def forecast_record(fc: Forecast) -> dict:
             "growth_model": fc.growth.model,
         },
         "seed": fc.seed,
-        "volumes_ml": {
-            "gtv_last_scan": float(fc.gtv.sum() * ml),
-            "forecast_tumor": forecast_tumor_ml(fc),
-            "forecast_p_gt_0.5": float((fc.output.probability > 0.5).sum() * ml),
-            "ctv_standard": float(fc.ctv_standard.sum() * ml),
-            "ctv_forecast": float(fc.ctv_forecast.sum() * ml),
-        },
-        "standard_plan": plan_record(fc.plan, fc.margin_mm, float(fc.ctv_standard.sum() * ml)),
-        "targets": {
-            "rule": f"CTVs from the seed of the {fc.plan} convention on the last scan "
-            f"({SEED_NAMES[fc.plan]}, resection cavity = label 4) with holes filled; standard: margin "
-            "(geodesic around the barrier when given) inside the brain; forecast: as many voxels, "
-            "highest probability first; no interior holes except barrier / outside-brain voxels",
-            "cavity_ml": fc.cavity_ml,
-            "barrier": fc.barrier_used,
-            "forecast_shortfall_voxels": fc.forecast_shortfall,
-        },
-        "scenarios": {
-            name: {
-                "label": sc.label,
-                "tumor_ml": scenario_tumor_ml(fc, sc.probability),
-                "files": [f"probability_{name}_{day_tag(fc.target_day)}.nii.gz"]
-                + ([f"flair_{name}_{day_tag(fc.target_day)}.nii.gz"] if sc.image is not None else []),
-            }
-            for name, sc in fc.output.scenarios.items()
-        },
-        "warnings": forecast_warnings(fc),
+        "volumes_ml": volumes_record(fc),
+        "standard_plan": plan_record(fc.plan, fc.margin_mm, float(fc.ctv_standard.sum() * case.grid.voxel_volume_ml)),
+        "targets": targets_record(fc),
+        "scenarios": scenarios_record(fc),
+        "warnings": warnings,
         "notes": [fc.growth.note, *fc.output.notes],
         "machine": platform.machine(),
         "timings": {k: round(v, 3) for k, v in fc.timings.items()},

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Container
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from .. import __version__
 from ..errors import InputError
 from ..evaluation import dice, volume_ml
 from ..forecast import Forecast, forecast_tumor_ml, scenario_tumor_ml
+from ..geometry import Grid
 from ..growth import PARAM_UNITS
 from ..growth.checks import parameters_at_bounds
 from ..io.shown_paths import shown_path
@@ -76,7 +78,7 @@ def _num(value: float, digits: int = 4) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}g}"
 
 
-def _table(header: list[str], rows: list[list[object]], numeric: set[int] = frozenset()) -> str:
+def _table(header: list[str], rows: list[list[object]], numeric: Container[int] = frozenset()) -> str:
     head = "".join(f"<th>{_esc(h)}</th>" for h in header)
     body = "".join(
         "<tr>"
@@ -98,7 +100,7 @@ def _inputs_rows(forecast: Forecast) -> list[list[object]]:
     case = forecast.case
     folder = case.path.parent if case.path else None
 
-    def shown(path: object) -> str:
+    def shown(path: str | Path | None) -> str:
         return shown_path(path, folder)
 
     rows: list[list[object]] = []
@@ -143,7 +145,9 @@ def _scenarios_html(forecast: Forecast, figures: dict[str, Path]) -> str:
         f"{_img(figures[f'scenario {name}'], f'{name} forecast')}</td>"
         for name, sc in scenarios.items()
     )
-    rows = [[sc.label, f"{scenario_tumor_ml(forecast, sc.probability):.2f}"] for sc in scenarios.values()]
+    rows: list[list[object]] = [
+        [sc.label, f"{scenario_tumor_ml(forecast, sc.probability):.2f}"] for sc in scenarios.values()
+    ]
     rows.insert(0, ["main forecast (drives the targets)", f"{forecast_tumor_ml(forecast):.2f}"])
     return (
         "<h2>Outcome scenarios side by side</h2><p>Alternative forecasts for the same day; the target volumes "
@@ -153,16 +157,36 @@ def _scenarios_html(forecast: Forecast, figures: dict[str, Path]) -> str:
     )
 
 
-def render_html(forecast: Forecast, figures: dict[str, Path]) -> str:
-    """The report page for ``forecast`` with the PNG ``figures`` (name -> file) embedded."""
-    case, out, fit = forecast.case, forecast.output, forecast.growth
-    grid = case.grid
+def _image_rows(forecast: Forecast) -> list[list[object]]:
+    """The summary row of the forecaster's FLAIR: synthesized, or the last FLAIR warped; none without an image."""
+    out = forecast.output
+    if out.image is not None and out.image_kind == "synthesized":
+        return [
+            [
+                "predicted FLAIR",
+                f"{flair_file_name(forecast)}: synthesized by the {forecast.forecaster} "
+                f"forecaster (its model card gives the held-out PSNR/SSIM against the last FLAIR)",
+            ]
+        ]
+    if out.image is not None:
+        return [
+            [
+                "warped FLAIR",
+                f"flair_warped_{day_tag(forecast.target_day)}.nii.gz: the last FLAIR warped by the "
+                f"forecaster's displacement, a registration aid, not a forecast of the FLAIR (on unseen virtual "
+                f"patients it was further from the future FLAIR than the last FLAIR itself)",
+            ]
+        ]
+    return []
+
+
+def _summary_rows(forecast: Forecast) -> list[list[object]]:
+    """The report's summary table: patient, target day (days), forecaster, seed, both CTVs, the growth model at the
+    target day (mL, 95% band), the CTVs' Dice, the RT dose and the forecaster's FLAIR."""
+    case, day = forecast.case, forecast.target_day
     last = case.timepoints[-1]
-    day = forecast.target_day
-    med, lo, hi = (float(v[0]) for v in fit.predict([day]))
-    volumes = report_volumes(forecast)
-    std, fc = forecast.ctv_standard, forecast.ctv_forecast
-    summary = [
+    med, lo, hi = (float(v[0]) for v in forecast.growth.predict([day]))
+    return [
         ["patient", case.patient_id],
         ["case manifest", shown_path(case.path)],
         ["target day", f"{day:g} ({day - last.day:g} days after the last scan, day {last.day:g})"],
@@ -181,43 +205,55 @@ def render_html(forecast: Forecast, figures: dict[str, Path]) -> str:
             f"forecast probability",
         ],
         ["growth model at target day", f"{med:.2f} mL (95% band {lo:.2f}-{hi:.2f} mL)"],
-        ["Dice(CTV standard, CTV forecast)", _num(dice(std, fc), 3)],
+        ["Dice(CTV standard, CTV forecast)", _num(dice(forecast.ctv_standard, forecast.ctv_forecast), 3)],
         ["RT dose", dose_record(forecast)["dose_note"]],
+        *_image_rows(forecast),
     ]
-    if out.image is not None and out.image_kind == "synthesized":
-        summary.append(
-            [
-                "predicted FLAIR",
-                f"{flair_file_name(forecast)}: synthesized by the {forecast.forecaster} "
-                f"forecaster (its model card gives the held-out PSNR/SSIM against the last FLAIR)",
-            ]
-        )
-    elif out.image is not None:
-        summary.append(
-            [
-                "warped FLAIR",
-                f"flair_warped_{day_tag(day)}.nii.gz: the last FLAIR warped by the "
-                f"forecaster's displacement, a registration aid, not a forecast of the FLAIR (on unseen virtual "
-                f"patients it was further from the future FLAIR than the last FLAIR itself)",
-            ]
-        )
-    warnings = forecast_warnings(forecast)
-    grid_rows = [
+
+
+def _grid_rows(grid: Grid) -> list[list[object]]:
+    """The case grid: shape, spacing (mm), origin (LPS mm), direction and voxel volume (mm^3)."""
+    return [
         ["shape (z, y, x)", " x ".join(str(s) for s in grid.shape)],
         ["spacing (z, y, x)", " x ".join(f"{s:g}" for s in grid.spacing) + " mm"],
         ["origin (x, y, z, LPS)", ", ".join(f"{o:g}" for o in grid.origin) + " mm"],
         ["direction", ", ".join(f"{d:g}" for d in grid.direction)],
         ["voxel volume", f"{grid.voxel_volume_ml * 1000:g} mm^3"],
     ]
+
+
+def _models_html(forecast: Forecast) -> str:
+    """The forecaster's models (id, version, file, sha256, execution provider), or a line saying it runs none."""
     models = [
         [m.get("id", ""), m.get("version", ""), m.get("file", ""), m.get("sha256", ""), m.get("provider", "")]
-        for m in out.models
+        for m in forecast.output.models
     ]
-    notes = list(out.notes) + [
+    if models:
+        return _table(["id", "version", "file", "sha256", "provider"], models)
+    return f"<p>The {_esc(forecast.forecaster)} forecaster runs no model.</p>"
+
+
+def _notes_html(forecast: Forecast) -> str:
+    """The forecaster's notes and the growth fit's (R^2, bootstrap refits, noise, seed) as a list."""
+    fit = forecast.growth
+    notes = list(forecast.output.notes) + [
         f"growth: {fit.note}; R^2 {_num(fit.r_squared, 3)}; {fit.n_bootstrap} bootstrap "
         f"refits, noise {fit.noise:g}, seed {fit.seed}"
     ]
-    title = f"GliomaForecast report: {case.patient_id}, day {day:g}"
+    return "<h2>Notes</h2><ul>" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>"
+
+
+def _warnings_html(warnings: list[str]) -> str:
+    """The plausibility warnings as a list, or a line saying there is none."""
+    if warnings:
+        return '<h2>Warnings</h2><ul class="warnings">' + "".join(f"<li>{_esc(w)}</li>" for w in warnings) + "</ul>"
+    return "<p>No plausibility warning (docs/architecture.md lists the checks).</p>"
+
+
+def render_html(forecast: Forecast, figures: dict[str, Path], warnings: list[str]) -> str:
+    """The report page for ``forecast`` with the PNG ``figures`` (name -> file) embedded and its plausibility
+    ``warnings`` (:func:`plausibility.forecast_warnings`)."""
+    title = f"GliomaForecast report: {forecast.case.patient_id}, day {forecast.target_day:g}"
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -225,14 +261,10 @@ def render_html(forecast: Forecast, figures: dict[str, Path]) -> str:
         f"<style>{_STYLE}</style></head><body>",
         f"<h1>{_esc(title)}</h1>",
         f'<p class="notice">{_esc(NOTICE)}</p>',
-        (
-            '<h2>Warnings</h2><ul class="warnings">' + "".join(f"<li>{_esc(w)}</li>" for w in warnings) + "</ul>"
-            if warnings
-            else "<p>No plausibility warning (docs/architecture.md lists the checks).</p>"
-        ),
-        _table(["item", "value"], summary),
+        _warnings_html(warnings),
+        _table(["item", "value"], _summary_rows(forecast)),
         "<h2>Volumes (mL)</h2>",
-        _table(["volume", "mL"], [[k, f"{v:.2f}"] for k, v in volumes.items()], numeric={1}),
+        _table(["volume", "mL"], [[k, f"{v:.2f}"] for k, v in report_volumes(forecast).items()], numeric={1}),
         "<h2>Forecast on the last FLAIR</h2>",
         _img(figures["overlays"], "axial overlays"),
         _scenarios_html(forecast, figures),
@@ -248,14 +280,10 @@ def render_html(forecast: Forecast, figures: dict[str, Path]) -> str:
         "<h2>Inputs</h2>",
         _table(["input", "day", "files"], _inputs_rows(forecast)),
         "<h3>Grid</h3>",
-        _table(["", "value"], grid_rows),
+        _table(["", "value"], _grid_rows(forecast.case.grid)),
         "<h2>Models</h2>",
-        (
-            _table(["id", "version", "file", "sha256", "provider"], models)
-            if models
-            else f"<p>The {_esc(forecast.forecaster)} forecaster runs no model.</p>"
-        ),
-        "<h2>Notes</h2><ul>" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>",
+        _models_html(forecast),
+        _notes_html(forecast),
         f"<p><small>gliomaforecast {_esc(__version__)}</small></p>",
         "</body></html>",
         "",
@@ -263,24 +291,23 @@ def render_html(forecast: Forecast, figures: dict[str, Path]) -> str:
     return "\n".join(parts)
 
 
-def write_report(forecast: Forecast, out_dir: Path) -> list[Path]:
-    """Write growth.png, overlays.png, volumes.png and report.html into the existing folder ``out_dir``;
-    return their paths (in that order)."""
+def _background(forecast: Forecast) -> tuple[np.ndarray | None, str | None]:
+    """The image the overlays are drawn on and its modality: the last scan's FLAIR, else its T1ce, T2 or T1; (None,
+    None) when it has none (a blank background)."""
+    last = forecast.case.timepoints[-1]
+    modality = next((m for m in ("flair", "t1ce", "t2", "t1") if m in last.images), None)
+    return (None if modality is None else forecast.case.image(last, modality)), modality
+
+
+def _main_figures(
+    forecast: Forecast, out_dir: Path, background: np.ndarray | None, modality: str | None, levels: list[int]
+) -> dict[str, Path]:
+    """growth.png (the growth curve, 95% band, target day), overlays.png (the forecast on the ``background`` at the
+    axial ``levels``) and volumes.png (the target volumes, mL)."""
     from ..growth.plot import plot_growth
 
-    out_dir = Path(out_dir)
-    if not out_dir.is_dir():
-        raise InputError(out_dir, "output", "report folder does not exist")
-    case = forecast.case
-    last = case.timepoints[-1]
-    background = None
-    modality = next((m for m in ("flair", "t1ce", "t2", "t1") if m in last.images), None)
-    if modality is not None:
-        background = case.image(last, modality)
-    day = forecast.target_day
-    masks = (forecast.gtv, forecast.ctv_standard, forecast.ctv_forecast)
-    levels = axial_levels(forecast.ctv_forecast | forecast.gtv, N_LEVELS)
-    figures = {
+    case, day = forecast.case, forecast.target_day
+    return {
         "growth": plot_growth(
             forecast.growth,
             out_dir / "growth.png",
@@ -292,11 +319,11 @@ def write_report(forecast: Forecast, out_dir: Path) -> list[Path]:
             background,
             forecast.output.probability,
             forecast.output.uncertainty,
-            masks,
+            (forecast.gtv, forecast.ctv_standard, forecast.ctv_forecast),
             case.grid,
             levels,
             f"{case.patient_id}: {forecast.forecaster} forecast for day {day:g} "
-            f"on the {modality or 'blank'} of day {last.day:g}",
+            f"on the {modality or 'blank'} of day {case.timepoints[-1].day:g}",
         ),
         "volumes": plot_volumes(
             out_dir / "volumes.png",
@@ -309,20 +336,43 @@ def write_report(forecast: Forecast, out_dir: Path) -> list[Path]:
             f"{case.patient_id}: volumes at day {day:g}",
         ),
     }
-    for name, scenario in forecast.output.scenarios.items():
-        figures[f"scenario {name}"] = plot_overlays(
+
+
+def _scenario_figures(
+    forecast: Forecast, out_dir: Path, background: np.ndarray | None, modality: str | None, levels: list[int]
+) -> dict[str, Path]:
+    """scenario_<name>.png per alternative forecast: its probability on its synthesized FLAIR (else on the
+    ``background``) with the last GTV, at the axial ``levels``."""
+    return {
+        f"scenario {name}": plot_overlays(
             out_dir / f"scenario_{name}.png",
             background if scenario.image is None else scenario.image,
             scenario.probability,
             None,
             (forecast.gtv,),
-            case.grid,
+            forecast.case.grid,
             levels,
-            f"{scenario.label}: forecast for day {day:g} on its "
+            f"{scenario.label}: forecast for day {forecast.target_day:g} on its "
             f"{'synthesized FLAIR' if scenario.image is not None else modality or 'blank'}",
         )
+        for name, scenario in forecast.output.scenarios.items()
+    }
+
+
+def write_report(forecast: Forecast, out_dir: Path, warnings: list[str] | None = None) -> list[Path]:
+    """Write growth.png, overlays.png, volumes.png, scenario_<name>.png and report.html into the existing folder
+    ``out_dir``; return their paths (in that order). ``warnings``: the forecast's plausibility warnings when computed
+    already (None: computed here)."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        raise InputError(out_dir, "output", "report folder does not exist")
+    background, modality = _background(forecast)
+    levels = axial_levels(forecast.ctv_forecast | forecast.gtv, N_LEVELS)
+    figures = _main_figures(forecast, out_dir, background, modality, levels)
+    figures.update(_scenario_figures(forecast, out_dir, background, modality, levels))
     page = out_dir / "report.html"
-    page.write_text(render_html(forecast, figures), encoding="utf-8")
+    warnings = forecast_warnings(forecast) if warnings is None else warnings
+    page.write_text(render_html(forecast, figures, warnings), encoding="utf-8")
     return [
         figures["growth"],
         figures["overlays"],

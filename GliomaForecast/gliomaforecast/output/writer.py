@@ -13,13 +13,19 @@ from ..forecast import Forecast
 from ..growth.record import growth_record
 from ..io.images import atomic_output_dir, write_image, write_segmentation
 from ..io.shown_paths import shown_path
+from ..plausibility import forecast_warnings
 from .record import SEGMENT_COLORS, SEGMENT_TERMS, day_tag, flair_file_name, forecast_record
 from .report import write_report
 
 
-def write_forecast(fc: Forecast, out_dir: str | Path, existing: str = "merge") -> list[Path]:
-    """Write every output of ``fc`` into ``out_dir`` atomically; returns the written file paths."""
+def write_forecast(
+    fc: Forecast, out_dir: str | Path, existing: str = "merge", warnings: list[str] | None = None
+) -> list[Path]:
+    """Write every output of ``fc`` into ``out_dir`` atomically; returns the written file paths. ``warnings``: the
+    forecast's plausibility warnings when computed already (None: computed here, once for the report and
+    forecast.json)."""
 
+    warnings = forecast_warnings(fc) if warnings is None else warnings
     grid = fc.case.grid
     tag = day_tag(fc.target_day)
     inputs = [p for _, p in fc.case.files()] + [fc.case.path]
@@ -47,7 +53,7 @@ def write_forecast(fc: Forecast, out_dir: str | Path, existing: str = "merge") -
             **growth_record(fc.growth, np.array([fc.target_day])),
         }
         (tmp / "growth.json").write_text(json.dumps(growth, indent=2) + "\n")
-        write_report(fc, tmp)
-        (tmp / "forecast.json").write_text(json.dumps(forecast_record(fc), indent=2) + "\n")
+        write_report(fc, tmp, warnings)
+        (tmp / "forecast.json").write_text(json.dumps(forecast_record(fc, warnings), indent=2) + "\n")
         names = sorted(p.name for p in tmp.iterdir())
     return [Path(out_dir) / n for n in names]

@@ -74,7 +74,7 @@ def standard_ctv(
     Only the GTV's bounding box grown by the margin is computed: any voxel outside it is more than
     ``margin_mm`` away (geodesic distances are never shorter than Euclidean ones).
     """
-    gtv = _mask(gtv, None, "gtv")
+    gtv = check_mask(gtv, "gtv")
     spacing = check_spacing(spacing, gtv.ndim)
     margin = float(margin_mm)
     if not (math.isfinite(margin) and margin >= 0):
@@ -161,31 +161,14 @@ def isovolumetric_ctv(
     if values.ndim not in (2, 3) or not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
         raise ValueError(f"score must be a real-valued 2D or 3D map, got {values.ndim}D {values.dtype}")
     spacing = check_spacing(spacing, values.ndim)
-    whole = isinstance(n_voxels, (int, np.integer)) or (
-        isinstance(n_voxels, (float, np.floating)) and float(n_voxels).is_integer()
-    )
-    if isinstance(n_voxels, (bool, np.bool_)) or not whole or n_voxels < 0:
-        raise ValueError(f"n_voxels must be a whole number >= 0, got {n_voxels}")
-    n_voxels = int(n_voxels)
+    n_voxels = _voxel_count(n_voxels)
     tumor = _mask(gtv, values.shape, "gtv")
     brain = _mask(brain_mask, values.shape, "brain mask")
     if tumor is not None:
         _check_gtv(tumor, brain)
 
-    out = np.zeros(values.shape, dtype=bool)
-    n_gtv = 0
-    if tumor is not None:
-        n_gtv = int(np.count_nonzero(tumor))
-        if n_voxels < n_gtv:
-            raise ValueError(
-                f"n_voxels ({n_voxels}) is smaller than the GTV ({n_gtv} voxels), which the target always includes"
-            )
-        out |= tumor
-    candidates = np.ones(values.shape, dtype=bool) if brain is None else brain.copy()
-    if tumor is not None:
-        candidates &= ~tumor
-    rest = np.flatnonzero(candidates)  # ascending flat index
-    k = n_voxels - n_gtv
+    out, rest = _gtv_and_candidates(values.shape, tumor, brain, n_voxels)
+    k = n_voxels - int(np.count_nonzero(out))
     if k >= rest.size:
         out.flat[rest] = True
         return out
@@ -197,20 +180,62 @@ def isovolumetric_ctv(
     n_pos = int(np.count_nonzero(positive))
     if n_pos >= k:
         chosen = rest[positive]
-
-        def gtv_distance(positions: np.ndarray) -> np.ndarray:
-            return -_distance_from(tumor, spacing).ravel()[chosen[positions]]
-
-        out.flat[chosen[_largest(s[positive], k, gtv_distance if tumor is not None else None)]] = True
+        tie = None if tumor is None else _nearer_to(tumor, chosen, spacing)
+        out.flat[chosen[_largest(s[positive], k, tie)]] = True
         return out
-
     out.flat[rest[positive]] = True
     if not out.any():
         raise ValueError("no voxel scores above zero and there is no GTV: nothing to grow the target from")
+    return _add_nearest(out, rest[~positive], s[~positive], k - n_pos, spacing)
+
+
+def _voxel_count(n_voxels: int) -> int:
+    """``n_voxels`` as an int; ``ValueError`` unless it is a whole number >= 0 (a bool is not)."""
+    whole = isinstance(n_voxels, (int, np.integer)) or (
+        isinstance(n_voxels, (float, np.floating)) and float(n_voxels).is_integer()
+    )
+    if isinstance(n_voxels, (bool, np.bool_)) or not whole or n_voxels < 0:
+        raise ValueError(f"n_voxels must be a whole number >= 0, got {n_voxels}")
+    return int(n_voxels)
+
+
+def _gtv_and_candidates(
+    shape: tuple[int, ...], tumor: np.ndarray | None, brain: np.ndarray | None, n_voxels: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(the target so far: the GTV, or nothing; the flat indices, ascending, of the other candidates: the
+    brain-mask voxels, or every voxel, outside the GTV). ``ValueError`` when ``n_voxels`` cannot hold the GTV."""
+    out = np.zeros(shape, dtype=bool)
+    if tumor is not None:
+        n_gtv = int(np.count_nonzero(tumor))
+        if n_voxels < n_gtv:
+            raise ValueError(
+                f"n_voxels ({n_voxels}) is smaller than the GTV ({n_gtv} voxels), which the target always includes"
+            )
+        out |= tumor
+    candidates = np.ones(shape, dtype=bool) if brain is None else brain.copy()
+    if tumor is not None:
+        candidates &= ~tumor
+    return out, np.flatnonzero(candidates)
+
+
+def _nearer_to(tumor: np.ndarray, chosen: np.ndarray, spacing: tuple[float, ...]) -> Callable[[np.ndarray], np.ndarray]:
+    """The tie key of :func:`_largest` for the voxels ``chosen`` (flat indices): minus the distance (mm) of
+    ``chosen[positions]`` to ``tumor``, computed only when a tie asks for it."""
+
+    def key(positions: np.ndarray) -> np.ndarray:
+        return -_distance_from(tumor, spacing).ravel()[chosen[positions]]
+
+    return key
+
+
+def _add_nearest(
+    out: np.ndarray, others: np.ndarray, scores: np.ndarray, need: int, spacing: tuple[float, ...]
+) -> np.ndarray:
+    """``out`` (modified, not empty) plus ``need`` voxels of ``others`` (flat indices, ascending; ``scores`` theirs)
+    by increasing distance (mm) from ``out``: first those with a score, then the NaN ones; equal distances go to the
+    lower index."""
     distance = _distance_from(out, spacing).ravel()
-    need = k - n_pos
-    others = rest[~positive]
-    has_score = ~np.isnan(s[~positive])
+    has_score = ~np.isnan(scores)
     for group in (others[has_score], others[~has_score]):
         take = min(need, group.size)
         out.flat[group[_largest(-distance[group], take)]] = True

@@ -12,7 +12,7 @@ Conventions (docs/targets.md):
 
 ``auto`` (the default everywhere) chooses ``estro-eano`` when the planning scan has BraTS labels holding a core or a
 cavity, and ``flair`` otherwise, with a warning that says so. Both CTVs of a forecast, the standard plan and the
-iso-volumetric forecast plan of the same voxel count, start from the chosen seed (:mod:`target_volumes`).
+iso-volumetric forecast plan of the same voxel count, start from the chosen seed (:mod:`.volumes`).
 
 Functions are pure: masks are bool arrays in (z, y, x) order on one grid; they are never modified.
 """

@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def parse_scan_days(text: str) -> tuple[int, ...]:
     """``--scan-days`` text -> days (InputError naming the flag on bad input)."""
-    from ..cohort import check_scan_days
+    from ..cohort.cohort import check_scan_days
 
     parts = [t.strip() for t in str(text).split(",")]
     if not any(parts):
@@ -60,7 +60,7 @@ def parse_scan_days(text: str) -> tuple[int, ...]:
 
 def follow_up_from_args(args: argparse.Namespace):
     """The validated FollowUp of ``--follow-up``, ``--scan-days`` and ``--realism`` (InputError otherwise)."""
-    from ..cohort import FOLLOW_UP_MODES, REALISM_VERSIONS, make_follow_up
+    from ..cohort.cohort import FOLLOW_UP_MODES, REALISM_VERSIONS, make_follow_up
 
     if args.follow_up not in FOLLOW_UP_MODES:
         raise InputError("--follow-up", None,
@@ -83,7 +83,7 @@ def follow_up_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cohort import generate_cohort
+    from ..cohort.cohort import generate_cohort
 
     if args.n < 1:
         raise InputError("--n", None, f"must be at least 1, got {args.n}")

@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cohort import measure_cohort_realism
+    from ..cohort.cohort import measure_cohort_realism
 
     index = args.cohort / "cohort.json"
     if not index.is_file():

@@ -18,12 +18,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gliomaforecast.evaluation.cohort import find_cases
     from gliomaforecast.errors import InputError
+    from gliomaforecast.evaluation.cohort import find_cases
     from gliomaforecast.growth.prior import prior_record
     from gliomaforecast.io.images import write_text_atomic
 
-    from ..growth_population import fit_population
+    from ..cohort.growth_population import fit_population
 
     cases = find_cases(args.cohort)
     start = time.perf_counter()

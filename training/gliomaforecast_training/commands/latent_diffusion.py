@@ -4,38 +4,20 @@ GTV VQ-VAEs (``vqvae``), the latent denoiser (``diffusion``), ONNX export with p
 
 from __future__ import annotations
 
-import argparse
+from ..common.command import Action, family_command
 
 NAME = "latent-diffusion"
 HELP = "single-scan latent diffusion: prepare | vqvae | diffusion | export | evaluate"
 
+ACTIONS = (
+    Action("prepare", "scan pairs of a cohort (.npz)", "train:add_prepare_arguments", "train:prepare"),
+    Action("vqvae", "train the image or the GTV VQ-VAE", "train:add_vqvae_arguments", "train:fit_vqvae",
+           describe=True),
+    Action("diffusion", "train the latent denoiser (CFG class dropout)", "train:add_diffusion_arguments",
+           "train:fit_diffusion", describe=True),
+    Action("export", "ONNX export, parity, registry family", "export:add_arguments", "export:export", describe=True),
+    Action("evaluate", "PSNR/SSIM/MSE vs the identity baseline, w and class", "evaluate:add_arguments",
+           "evaluate:evaluate", describe=True),
+)
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..latent import evaluate, export, train
-
-    sub = p.add_subparsers(dest="action", required=True, parser_class=type(p))
-    train.add_prepare_arguments(sub.add_parser("prepare", help="scan pairs of a cohort (.npz)"))
-    train.add_vqvae_arguments(sub.add_parser("vqvae", help="train the image or the GTV VQ-VAE",
-                                             description=train.__doc__))
-    train.add_diffusion_arguments(sub.add_parser("diffusion", help="train the latent denoiser (CFG class dropout)",
-                                                 description=train.__doc__))
-    export.add_arguments(sub.add_parser("export", help="ONNX export, parity, registry family",
-                                        description=export.__doc__))
-    evaluate.add_arguments(sub.add_parser("evaluate", help="PSNR/SSIM/MSE vs the identity baseline, w and class",
-                                          description=evaluate.__doc__))
-
-
-def run(args: argparse.Namespace) -> int:
-    from ..latent import evaluate, export, train
-
-    if args.action == "prepare":
-        train.prepare(args)
-    elif args.action == "vqvae":
-        train.fit_vqvae(args)
-    elif args.action == "diffusion":
-        train.fit_diffusion(args)
-    elif args.action == "export":
-        export.export(args)
-    else:
-        evaluate.evaluate(args)
-    return 0
+add_arguments, run = family_command("gliomaforecast_training.latent", ACTIONS)

@@ -16,18 +16,17 @@ Opset 17, TorchScript exporter, dynamic batch (H = W = 64 fixed by training, any
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from gliomaforecast.forecasters.guided import inputs as gi
-from gliomaforecast.model_registry_writer import family_entry, file_entry, write_registry_entry
+from gliomaforecast.model_registry_writer import family_entry, file_entry
 
-from ..module_main import module_main
+from ..common.command import module_main
+from ..common.export import cpu_session, export_graph, export_record, megabytes, read_metrics, register
 from .loss import NUM_TRAIN_TIMESTEPS, SCHEDULE
 from .train import load_checkpoint
 
@@ -49,9 +48,7 @@ def example_inputs(batch: int = 3, size: int = gi.CROP, seed: int = 0) -> tuple[
 def export_onnx(net: torch.nn.Module, member: str, path: str | Path) -> Path:
     """Write ``net`` as ONNX with a dynamic batch."""
     dyn = {n: {0: "batch"} for n in INPUTS + OUTPUTS[member]}
-    torch.onnx.export(net.eval(), example_inputs(2), str(path), input_names=INPUTS, output_names=OUTPUTS[member],
-                      dynamic_axes=dyn, opset_version=17, dynamo=False)
-    return Path(path)
+    return export_graph(net.eval(), example_inputs(2), path, INPUTS, OUTPUTS[member], dyn)
 
 
 def onnx_parity(net: torch.nn.Module, member: str, onnx_path: str | Path) -> dict[str, float]:
@@ -60,8 +57,7 @@ def onnx_parity(net: torch.nn.Module, member: str, onnx_path: str | Path) -> dic
     with torch.no_grad():
         ref = net.eval()(*inputs)
     ref = [ref] if isinstance(ref, torch.Tensor) else list(ref)
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    out = sess.run(OUTPUTS[member], {n: t.numpy() for n, t in zip(INPUTS, inputs)})
+    out = cpu_session(onnx_path).run(OUTPUTS[member], {n: t.numpy() for n, t in zip(INPUTS, inputs)})
     return {name: float(np.abs(a - b.numpy()).max()) for name, a, b in zip(OUTPUTS[member], out, ref)}
 
 
@@ -118,7 +114,7 @@ def registry_entry(models_dir: Path, ckpts: dict[str, dict], parity: dict, metri
                          "slices": ck["summary"]["slices"], "final_loss": ck["summary"]["final"],
                          "max_step": ck["config"]["max_step"]} for m, ck in ckpts.items()},
                   "patients": ckpts["denoiser"]["summary"]["patients"]},
-        export={"opset": 17, "parity_max_abs": parity, "onnxruntime": ort.__version__},
+        export=export_record(parity_max_abs=parity),
         metrics=metrics or {})
 
 
@@ -139,16 +135,14 @@ def export(args: argparse.Namespace) -> dict:
     for member, net in nets.items():
         path = export_onnx(net, member, args.models_dir / FILES[member])
         diff = onnx_parity(net, member, path)
-        print(f"exported {path} ({path.stat().st_size / 1e6:.2f} MB), parity max |ort - torch| {diff}")
+        print(f"exported {megabytes(path)}, parity max |ort - torch| {diff}")
         parity.update({f"{member}/{k}": v for k, v in diff.items()})
     parity["regressor/grad_vs_autograd_relative"] = gradient_parity(nets["regressor"])
     bad = {k: v for k, v in parity.items() if v > PARITY_LIMIT}
     if bad:
         raise SystemExit(f"parity {bad} exceeds {PARITY_LIMIT}")
-    metrics = json.loads(args.metrics.read_text()) if args.metrics else None
-    entry = registry_entry(args.models_dir, ckpts, parity, metrics)
-    print(f"registered in {write_registry_entry(args.models_dir, entry)}")
-    return entry
+    metrics = read_metrics(args.metrics)
+    return register(args.models_dir, registry_entry(args.models_dir, ckpts, parity, metrics))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,17 +12,15 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from ..multitask import loss as multitask_loss
+from ..common import schedule
+from ..common.schedule import NUM_TRAIN_TIMESTEPS, SCHEDULE, alphas_cumprod  # noqa: F401 (alpha_bar_t of the core)
 
-NUM_TRAIN_TIMESTEPS = multitask_loss.NUM_TRAIN_TIMESTEPS
-SCHEDULE = multitask_loss.SCHEDULE
-alphas_cumprod = multitask_loss.alphas_cumprod  # alpha_bar_t (float32, (T,)) of the core's schedule
 BURDEN_GAIN = 10.0
 
 
 def noised(x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-    """x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps for steps ``t`` (B,) (the multi-task loss's forward noising)."""
-    return multitask_loss.noised(x0, t, eps, ab)[0]
+    """x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps for steps ``t`` (B,) (``common.schedule``'s forward noising)."""
+    return schedule.noised(x0, t, eps, ab)[0]
 
 
 def ddpm_loss(eps_hat: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:

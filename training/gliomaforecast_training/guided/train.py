@@ -15,7 +15,6 @@ config, the loss history and a summary. Same arguments and seed -> same weights 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,10 +24,10 @@ import torch
 
 from gliomaforecast.errors import InputError
 
-from ..module_main import module_main
-from ..training_progress import training_progress
+from ..common.cases import cohort_cases
+from ..common.command import Action, add_actions, module_main, run_action
+from ..common.loop import cosine_lr, cpu_state, log_step, run_config, save_checkpoint, set_lr, training_progress
 from .data import SliceData, cohort_slices
-from ..multitask.train import cohort_cases
 from .loss import alphas_cumprod, burden_loss, ddpm_loss, noised
 from .net import BurdenRegressor, make_ddpm
 
@@ -117,8 +116,7 @@ def fit(args: argparse.Namespace) -> dict:
         order = torch.randperm(n, generator=gen)
         for b in range(0, n - args.batch + 1, args.batch):
             idx = order[b:b + args.batch]
-            for group in opt.param_groups:
-                group["lr"] = args.lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * progress)))
+            set_lr(opt, cosine_lr(args.lr, progress))
             x0 = augment(images[idx], gen)
             t = torch.randint(0, max_t, (len(idx),), generator=gen)
             eps = torch.randn(x0.shape, generator=gen)
@@ -134,19 +132,15 @@ def fit(args: argparse.Namespace) -> dict:
             step += 1
             progress = training_progress(step, args, time.time() - start, False)
             if step % args.log_every == 0 or progress >= 1.0:
-                history.append({"step": step, "loss": round(float(loss.detach()), 5),
-                                "seconds": round(time.time() - start, 1)})
-                print(json.dumps(history[-1]), flush=True)
+                log_step(history, step, {"loss": float(loss.detach())}, time.time() - start)
             if progress >= 1.0:
                 break
     summary = {"network": args.network, "steps": step, "device": str(device),
                "seconds": round(time.time() - start, 1), "slices": n,
                "patients": sorted(set(str(p) for p in data.patient)), "final": history[-1] if history else {}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if not callable(v)}
+    config = run_config(args)
     config["channels"] = list(channels)
-    torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "config": config,
-                "history": history, "summary": summary}, args.out)
+    save_checkpoint(args.out, cpu_state(model), config, history, summary)
     return summary
 
 
@@ -158,15 +152,16 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
     return model.eval(), ckpt
 
 
+STAGES = (Action("prepare", None, add_prepare_arguments, prepare), Action("fit", None, add_fit_arguments, fit))
+
+
 def _add_stages(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="stage", required=True)
-    add_prepare_arguments(sub.add_parser("prepare"))
-    add_fit_arguments(sub.add_parser("fit"))
+    add_actions(parser, __package__, STAGES, dest="stage")
 
 
 def main(argv: list[str] | None = None) -> int:
     return module_main("guided.train", __doc__, _add_stages,
-                       lambda args: prepare(args) if args.stage == "prepare" else fit(args), argv)
+                       lambda args: run_action(args, __package__, STAGES, dest="stage"), argv)
 
 
 if __name__ == "__main__":

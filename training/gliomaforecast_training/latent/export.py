@@ -21,17 +21,16 @@ SD), schedule, prediction type, sampler, the guidance weight chosen on the valid
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from gliomaforecast.forecasters.latent import inputs as li
-from gliomaforecast.model_registry_writer import family_entry, file_entry, write_registry_entry
+from gliomaforecast.model_registry_writer import family_entry, file_entry
 
-from ..multitask.loss import NUM_TRAIN_TIMESTEPS, SCHEDULE
+from ..common.export import cpu_session, export_graph, export_record, megabytes, read_metrics, register
+from ..common.schedule import NUM_TRAIN_TIMESTEPS, SCHEDULE
 from .data import MAX_GAP_DAYS, MIN_GAP_DAYS
 from .net import LATENT_CHANNELS, LATENT_SIZE, NUM_CLASSES, Decoder, Encoder, cond_channels
 from .train import load_denoiser, load_vqvae
@@ -101,15 +100,13 @@ def example_inputs(member: str, channels: int, batch: int, seed: int = 0, dose: 
 def export_member(module: torch.nn.Module, member: str, channels: int, path: Path, dose: bool = False) -> dict[str, float]:
     """Write one member as ONNX and return max |onnxruntime - torch| per output on another batch size."""
     names_in, names_out, dyn, _, _ = member_io(channels, dose)[member]
-    torch.onnx.export(module.eval(), example_inputs(member, channels, 2, dose=dose), str(path), input_names=names_in,
-                      output_names=names_out, dynamic_axes=dyn, opset_version=17, dynamo=False,
-                      do_constant_folding=not member.endswith("encoder"))  # keeps the codebook a graph output
+    export_graph(module.eval(), example_inputs(member, channels, 2, dose=dose), path, names_in, names_out, dyn,
+                 do_constant_folding=not member.endswith("encoder"))  # keeps the codebook a graph output
     inputs = example_inputs(member, channels, 5, seed=1, dose=dose)
     with torch.no_grad():
         ref = module(*inputs)
     ref = ref if isinstance(ref, tuple) else (ref,)
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    out = sess.run(names_out, {n: t.numpy() for n, t in zip(names_in, inputs)})
+    out = cpu_session(path).run(names_out, {n: t.numpy() for n, t in zip(names_in, inputs)})
     return {n: float(np.abs(a - b.numpy()).max()) for n, a, b in zip(names_out, out, ref)}
 
 
@@ -160,12 +157,12 @@ def export(args: argparse.Namespace) -> dict:
     for member, module in modules.items():
         path = args.models_dir / FILES[member]
         parity[member] = export_member(module, member, channels, path, dose)
-        print(f"{member}: {path} ({path.stat().st_size / 1e6:.2f} MB), parity {parity[member]}", flush=True)
+        print(f"{member}: {megabytes(path)}, parity {parity[member]}", flush=True)
         if max(parity[member].values()) > PARITY_LIMIT:
             raise SystemExit(f"ONNX parity of {member} {parity[member]} exceeds {PARITY_LIMIT}")
         files[member] = file_entry(path, io[member][3], io[member][4])
     ckpts = {"image_vq": ck_i, "mask_vq": ck_m, "denoiser": ck_d}
-    metrics = json.loads(args.metrics.read_text()) if args.metrics else {}
+    metrics = read_metrics(args.metrics, {})
     entry = family_entry(
         MODEL_ID, VERSION, files,
         task="single-scan forecast: post-treatment T1CE, FLAIR and GTV probability at 60-200 days from ONE scan "
@@ -189,7 +186,6 @@ def export(args: argparse.Namespace) -> dict:
                   **{k: {"steps": c["summary"]["steps"], "seconds": c["summary"]["seconds"],
                          "device": c["summary"]["device"], "final_loss": c["summary"].get("final", {})}
                      for k, c in ckpts.items()}, "torch": torch.__version__},
-        export={"opset": 17, "parity_max_abs": parity, "onnxruntime": ort.__version__},
+        export=export_record(parity_max_abs=parity),
         metrics=metrics)
-    print(f"registered in {write_registry_entry(args.models_dir, entry)}")
-    return entry
+    return register(args.models_dir, entry)

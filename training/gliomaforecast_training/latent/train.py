@@ -19,7 +19,6 @@ a uniform step of the core's linear schedule, the outcome class replaced by the 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -30,8 +29,9 @@ from torch.nn import functional as F
 from gliomaforecast.errors import InputError
 from gliomaforecast.forecasters.latent import inputs as li
 
-from ..multitask.loss import alphas_cumprod, noised
-from ..multitask.train import cohort_cases
+from ..common.cases import cohort_cases
+from ..common.loop import cosine_lr, cpu_state, log_step, run_config, save_checkpoint, set_lr
+from ..common.schedule import alphas_cumprod, noised
 from .data import PairData, cohort_pairs
 from .net import LATENT_CHANNELS, Denoiser, make_denoiser, make_vqvae, quantize
 
@@ -107,14 +107,6 @@ def _device(name: str) -> torch.device:
     return device
 
 
-def _lr(args: argparse.Namespace, progress: float) -> float:
-    return args.lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(progress, 1.0))))
-
-
-def _config(args: argparse.Namespace) -> dict:
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if not callable(v)}
-
-
 def _loop(args: argparse.Namespace, params, step_fn) -> tuple[list[dict], dict]:
     """Adam + cosine schedule over max(step, wall-time) progress; ``step_fn(step) -> dict`` of loss terms."""
     opt = torch.optim.Adam(params, lr=args.lr)
@@ -122,8 +114,7 @@ def _loop(args: argparse.Namespace, params, step_fn) -> tuple[list[dict], dict]:
     start, step, progress = time.time(), 0, 0.0
     limit = args.max_minutes * 60.0
     while progress < 1.0:
-        for group in opt.param_groups:
-            group["lr"] = _lr(args, progress)
+        set_lr(opt, cosine_lr(args.lr, min(progress, 1.0)))
         loss, terms = step_fn(step)
         opt.zero_grad()
         loss.backward()
@@ -132,8 +123,7 @@ def _loop(args: argparse.Namespace, params, step_fn) -> tuple[list[dict], dict]:
         elapsed = time.time() - start
         progress = max(step / args.steps, elapsed / limit if limit > 0 else 0.0)
         if step % args.log_every == 0 or progress >= 1.0:
-            history.append({"step": step, **{k: round(v, 5) for k, v in terms.items()}, "seconds": round(elapsed, 1)})
-            print(json.dumps(history[-1]), flush=True)
+            log_step(history, step, terms, elapsed)
     return history, {"steps": step, "seconds": round(time.time() - start, 1), "final": history[-1] if history else {}}
 
 
@@ -169,9 +159,7 @@ def fit_vqvae(args: argparse.Namespace) -> dict:
     history, summary = _loop(args, vq.parameters(), step_fn)
     summary.update({"device": str(device), "data": {"examples": str(args.data), "crops": len(x_all),
                                                     "patients": sorted({p for p, _, _ in data.pairs})}})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": {k: v.cpu() for k, v in vq.state_dict().items()}, "config": _config(args),
-                "history": history, "summary": summary}, args.out)
+    save_checkpoint(args.out, cpu_state(vq), run_config(args), history, summary)
     return summary
 
 
@@ -265,10 +253,8 @@ def fit_diffusion(args: argparse.Namespace) -> dict:
                                                     "pairs": len(data.pairs),
                                                     "responder_fraction": round(float((data.outcome == li.RESPONDER).mean()), 4),
                                                     "patients": sorted({p for p, _, _ in data.pairs})}})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": {k: v.cpu() for k, v in net.unet.state_dict().items()}, "config": _config(args),
-                "latent_mean": mean.flatten().tolist(), "latent_std": std.flatten().tolist(),
-                "history": history, "summary": summary}, args.out)
+    save_checkpoint(args.out, cpu_state(net.unet), run_config(args), history, summary,
+                    latent_mean=mean.flatten().tolist(), latent_std=std.flatten().tolist())
     return summary
 
 

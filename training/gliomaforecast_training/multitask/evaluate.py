@@ -25,16 +25,16 @@ import numpy as np
 from scipy.stats import wilcoxon
 
 from gliomaforecast import evaluation
-from gliomaforecast.targets import ctv
-from gliomaforecast.io.case import load_case
 from gliomaforecast.evaluation.cohort import find_cases, score_maps
+from gliomaforecast.evaluation.images import slice_similarity
 from gliomaforecast.evaluation.protocols import Protocol, gap_bin, parse_horizon, plan_tasks, prefix_case
 from gliomaforecast.forecast import fit_case_growth
 from gliomaforecast.forecasters.base import ForecastRequest
 from gliomaforecast.forecasters.registry import get_forecaster
-from gliomaforecast.evaluation.images import slice_similarity
+from gliomaforecast.io.case import load_case
+from gliomaforecast.targets import ctv
 
-from ..module_main import module_main
+from ..common.command import module_main
 
 FORECASTERS = ("multitask-diffusion", "persistence", "evolution-field")
 COVERAGE = ("coverage_forecast_gtv", "coverage_standard_gtv")

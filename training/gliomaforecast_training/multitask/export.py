@@ -16,18 +16,17 @@ schedule, prediction type, sampler, trained gap range).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from gliomaforecast.forecasters import crops as mi
-from gliomaforecast.model_registry_writer import family_entry, file_entry, write_registry_entry
+from gliomaforecast.model_registry_writer import family_entry, file_entry
 
-from ..module_main import module_main
+from ..common.command import module_main
+from ..common.export import cpu_session, export_graph, export_record, read_metrics, register
 from .data import MAX_GAP_DAYS, MIN_AREA_MM2
 from .loss import NUM_TRAIN_TIMESTEPS, SCHEDULE
 from .net import COND_SCALES, POOL, SIZE_MULTIPLE, MultiTaskNet
@@ -98,8 +97,7 @@ def export_onnx(net: MultiTaskNet, models_dir: str | Path) -> dict[str, Path]:
         dyn = {n: ({0: "batch"} if n in ("timesteps", "gaps", "e_gap") else {0: "batch", 2: f"{n}_h", 3: f"{n}_w"})
                for n in names_in + names_out}
         paths[member] = Path(models_dir) / FILES[member]
-        torch.onnx.export(module, inputs, str(paths[member]), input_names=names_in, output_names=names_out,
-                          dynamic_axes=dyn, opset_version=17, dynamo=False)
+        export_graph(module, inputs, paths[member], names_in, names_out, dyn)
     return paths
 
 
@@ -117,8 +115,7 @@ def parity(net: MultiTaskNet, models_dir: str | Path, size: int = 48) -> dict[st
     inputs = example_inputs(5, size, seed=1)
     with torch.no_grad():
         ref = [t.numpy() for t in net.eval()(*inputs)]
-    sessions = {m: ort.InferenceSession(str(Path(models_dir) / f), providers=["CPUExecutionProvider"])
-                for m, f in FILES.items()}
+    sessions = {m: cpu_session(Path(models_dir) / f) for m, f in FILES.items()}
     out = run_family(sessions, *(t.numpy() for t in inputs))
     return {name: float(np.abs(a - b).max()) for name, a, b in zip(("prediction", "probability"), out, ref)}
 
@@ -186,7 +183,7 @@ def registry_entry(models_dir: Path, ckpt: dict, parity_max_abs: dict, metrics: 
                   "processes": summary.get("processes"), "device": summary.get("device"),
                   "seconds": summary.get("seconds"), "final_loss": summary.get("final", {}),
                   "lambda_rt": cfg["lambda_rt"], "gamma": cfg["gamma"], "torch": torch.__version__},
-        export={"opset": 17, "parity_max_abs": parity_max_abs, "onnxruntime": ort.__version__},
+        export=export_record(parity_max_abs=parity_max_abs),
         metrics=metrics or {})
 
 
@@ -208,10 +205,8 @@ def export(args: argparse.Namespace) -> dict:
     print(f"exported {sizes}; parity max |ort - torch| {diff}")
     if max(diff.values()) > PARITY_LIMIT:
         raise SystemExit(f"ONNX parity {diff} exceeds {PARITY_LIMIT}")
-    metrics = json.loads(args.metrics.read_text()) if args.metrics else None
-    entry = registry_entry(args.models_dir, ckpt, diff, metrics, args.outside_correction)
-    print(f"registered in {write_registry_entry(args.models_dir, entry)}")
-    return entry
+    metrics = read_metrics(args.metrics)
+    return register(args.models_dir, registry_entry(args.models_dir, ckpt, diff, metrics, args.outside_correction))
 
 
 def main(argv: list[str] | None = None) -> int:

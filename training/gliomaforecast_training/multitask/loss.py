@@ -2,7 +2,7 @@
 
 * L_diff: mean squared error of the generative decoder's v-prediction, v = sqrt(ab_t) eps - sqrt(1 - ab_t) x0,
   at a uniformly drawn step t of the core's linear schedule (T = 1000, ``gliomaforecast.diffusion``, the
-  schedule the sampler uses at run time);
+  schedule the sampler uses at run time; ``common.schedule``);
 * L_RT = mean over pixels of (1 + R^gamma) BCE(P, P_hat), R the dose normalised to [0, 1] per patient, P the
   target probability map (soft labels), P_hat the predictive decoder's probability; lambda_RT = 0.1.
   gamma > 0: a larger gamma concentrates the extra weight on the high-dose region (R = 1 gets weight 2 for
@@ -14,23 +14,13 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from gliomaforecast.diffusion import make_schedule
+from ..common.schedule import NUM_TRAIN_TIMESTEPS, SCHEDULE, alphas_cumprod, noised
 
 LAMBDA_RT = 0.1
 GAMMA = 2.0
-NUM_TRAIN_TIMESTEPS = 1000
-SCHEDULE = "linear"
 
-
-def alphas_cumprod(schedule: str = SCHEDULE, steps: int = NUM_TRAIN_TIMESTEPS) -> torch.Tensor:
-    """alpha_bar_t (float32, (T,)) of the core's schedule."""
-    return torch.as_tensor(make_schedule(schedule, steps).alphas_cumprod, dtype=torch.float32)
-
-
-def noised(x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x_t, v target) for clean ``x0``, steps ``t`` (B,), noise ``eps`` and alpha_bar table ``ab``."""
-    a = ab[t].reshape(-1, 1, 1, 1)
-    return a.sqrt() * x0 + (1 - a).sqrt() * eps, a.sqrt() * eps - (1 - a).sqrt() * x0
+__all__ = ["LAMBDA_RT", "GAMMA", "NUM_TRAIN_TIMESTEPS", "SCHEDULE", "alphas_cumprod", "noised", "rt_weighted_bce",
+           "multitask_loss"]
 
 
 def rt_weighted_bce(p_hat: torch.Tensor, p: torch.Tensor, r: torch.Tensor, gamma: float = GAMMA) -> torch.Tensor:

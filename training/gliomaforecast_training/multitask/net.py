@@ -31,7 +31,7 @@ from torch.nn import functional as F
 
 from gliomaforecast.forecasters.crops import COND_CHANNELS, COND_NAMES, GEN_POOL, PHI2_CHANNEL
 
-from ..evolution_net import FiLM
+from ..common.layers import FiLM
 
 BETA_PER_MM = 0.1
 MU_MM = 15.0

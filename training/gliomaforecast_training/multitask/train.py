@@ -16,15 +16,12 @@ arguments and seed -> same weights (single process, CPU).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.distributed as dist
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
@@ -32,10 +29,22 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from gliomaforecast.errors import InputError
 from gliomaforecast.forecasters.crops import COND_NAMES
 
-from ..module_main import module_main
-from ..training_progress import training_progress
+from ..common.cases import cohort_cases
+from ..common.command import Action, add_actions, module_main, run_action
+from ..common.loop import (
+    cosine_lr,
+    cpu_state,
+    end_processes,
+    log_step,
+    run_config,
+    save_checkpoint,
+    set_lr,
+    start_processes,
+    training_progress,
+)
+from ..common.schedule import alphas_cumprod, noised
 from .data import TripletData, cohort_triplets
-from .loss import GAMMA, LAMBDA_RT, alphas_cumprod, multitask_loss, noised
+from .loss import GAMMA, LAMBDA_RT, multitask_loss
 from .net import POOL, SIZE_MULTIPLE, MultiTaskNet
 
 DISP_Y, DISP_X = COND_NAMES.index("disp_y"), COND_NAMES.index("disp_x")
@@ -70,23 +79,7 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="stage", required=True, parser_class=type(p))
-    add_prepare_arguments(sub.add_parser("prepare", help="build the triplet examples of a cohort (.npz)"))
-    add_fit_arguments(sub.add_parser("fit", help="train (DDP under torchrun, --device cuda)"))
-
-
-def cohort_cases(folder: Path, patients: str = "") -> list[Path]:
-    """Patient folders with a case.json, in name order (``patients`` "FIRST-LAST", 1-based, when given)."""
-    cases = sorted(p.parent for p in Path(folder).glob("*/case.json"))
-    if not cases:
-        raise InputError(folder, "--cohort", "no patient folder with a case.json")
-    if patients:
-        try:
-            first, last = (int(v) for v in patients.split("-"))
-        except ValueError:
-            raise InputError(None, "--patients", f"expected FIRST-LAST, got {patients!r}") from None
-        cases = cases[first - 1:last]
-    return cases
+    add_actions(p, __package__, STAGES, dest="stage")
 
 
 def prepare(args: argparse.Namespace) -> TripletData:
@@ -116,11 +109,8 @@ def augment(cond: torch.Tensor, target: torch.Tensor, gen: torch.Generator) -> t
 
 def fit(args: argparse.Namespace) -> dict:
     """Run the training described by ``args`` (see :func:`add_fit_arguments`); returns the summary."""
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if distributed:
-        dist.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")
-    rank = dist.get_rank() if distributed else 0
-    world = dist.get_world_size() if distributed else 1
+    procs = start_processes("nccl" if args.device.startswith("cuda") else "gloo")
+    distributed, rank, world = procs.distributed, procs.rank, procs.world
     device = torch.device(args.device)
     if device.type == "cuda":
         if not torch.cuda.is_available():
@@ -157,8 +147,7 @@ def fit(args: argparse.Namespace) -> dict:
     while progress < 1.0:
         sampler.set_epoch(epoch)
         for cond, target, gaps in loader:
-            for group in opt.param_groups:
-                group["lr"] = args.lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * progress)))
+            set_lr(opt, cosine_lr(args.lr, progress))
             cond, target = augment(cond.float(), target.float(), gen)
             gaps = gaps.clone()
             gaps[:, :2] += (torch.rand((gaps.shape[0], 2), generator=gen) * 2 - 1) * args.gap_noise
@@ -176,28 +165,25 @@ def fit(args: argparse.Namespace) -> dict:
             step += 1
             progress = training_progress(step, args, time.time() - start, distributed)
             if rank == 0 and (step % args.log_every == 0 or progress >= 1.0):
-                history.append({"step": step, **{k: round(v_, 5) for k, v_ in terms.items()},
-                                "seconds": round(time.time() - start, 1)})
-                print(json.dumps(history[-1]), flush=True)
+                log_step(history, step, terms, time.time() - start)
             if progress >= 1.0:
                 break
         epoch += 1
     summary = {"steps": step, "processes": world, "device": str(device), "seconds": round(time.time() - start, 1),
                "data": desc, "final": history[-1] if history else {}}
     if rank == 0:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if not callable(v)}
-        torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "config": config,
-                    "history": history, "summary": summary}, args.out)
-    if distributed:
-        dist.barrier()
-        dist.destroy_process_group()
+        save_checkpoint(args.out, cpu_state(model), run_config(args), history, summary)
+    end_processes(procs)
     return summary
+
+
+STAGES = (Action("prepare", "build the triplet examples of a cohort (.npz)", add_prepare_arguments, prepare),
+          Action("fit", "train (DDP under torchrun, --device cuda)", add_fit_arguments, fit))
 
 
 def run(args: argparse.Namespace) -> object:
     """Dispatch ``prepare`` or ``fit``."""
-    return prepare(args) if args.stage == "prepare" else fit(args)
+    return run_action(args, __package__, STAGES, dest="stage")
 
 
 def main(argv: list[str] | None = None) -> int:

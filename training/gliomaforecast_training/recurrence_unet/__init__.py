@@ -4,5 +4,8 @@ scan (labels, tissue maps, T1CE, FLAIR, ADC) to the probability of recurrence, t
 
 Modules: ``data`` (samples from a cohort or synthetic blobs, augmentation, edge softening), ``net`` (the U-Net),
 ``loss`` (masked BCE + per-patient Tversky "progression coverage coefficient"), ``train`` (one member; DDP under
-``torchrun``), ``export`` (ONNX + parity + registry family), ``tune`` (blend weight on a validation cohort).
+``torchrun``), ``export`` (ONNX + parity + registry family), ``tune`` (post-processing on a validation cohort),
+``plan_metrics`` (plan-level figures); ``gliomaforecast-train recurrence-unet`` runs them.
+
+May import the core (``gliomaforecast``), torch, MONAI and ``..common``; never another family or ``..cohort``.
 """

@@ -18,14 +18,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from gliomaforecast.errors import InputError
-from gliomaforecast.model_registry_writer import family_entry, file_entry, write_registry_entry
 from gliomaforecast.forecasters.recurrence.inputs import CHANNELS, CROP_VOXELS, PIXEL_MM
+from gliomaforecast.model_registry_writer import family_entry, file_entry
 
-from ..module_main import module_main
+from ..common.command import module_main
+from ..common.export import cpu_session, export_graph, export_record, megabytes, read_metrics, register
 from .net import SIZE_MULTIPLE, ProbabilityNet, build_unet
 
 MODEL_ID = "recurrence-unet"
@@ -45,9 +45,7 @@ def export_onnx(net: ProbabilityNet, path: str | Path) -> Path:
     """Write ``net`` as ONNX with dynamic batch and spatial sizes."""
     x = torch.randn(1, len(CHANNELS), *(s // 2 for s in CROP_VOXELS))
     axes = {0: "batch", 2: "depth", 3: "height", 4: "width"}
-    torch.onnx.export(net.eval(), (x,), str(path), input_names=["channels"], output_names=["probability"],
-                      dynamic_axes={"channels": axes, "probability": axes}, opset_version=17, dynamo=False)
-    return Path(path)
+    return export_graph(net.eval(), (x,), path, ["channels"], ["probability"], {"channels": axes, "probability": axes})
 
 
 def parity(net: ProbabilityNet, onnx_path: str | Path, seed: int = 0) -> float:
@@ -56,8 +54,7 @@ def parity(net: ProbabilityNet, onnx_path: str | Path, seed: int = 0) -> float:
     x = torch.randn(1, len(CHANNELS), *CROP_VOXELS, generator=gen)
     with torch.no_grad():
         ref = net(x).numpy()
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    return float(np.abs(sess.run(["probability"], {"channels": x.numpy()})[0] - ref).max())
+    return float(np.abs(cpu_session(onnx_path).run(["probability"], {"channels": x.numpy()})[0] - ref).max())
 
 
 def tensors() -> tuple[list[dict], list[dict]]:
@@ -102,7 +99,7 @@ def export(args: argparse.Namespace) -> dict:
         net, ckpt = load_checkpoint(path)
         onnx_path = export_onnx(net, args.models_dir / f"recurrence_unet_m{i}.onnx")
         diff = parity(net, onnx_path)
-        print(f"exported {onnx_path} ({onnx_path.stat().st_size / 1e6:.2f} MB), parity {diff:.2e}")
+        print(f"exported {megabytes(onnx_path)}, parity {diff:.2e}")
         if diff > PARITY_LIMIT:
             raise SystemExit(f"ONNX parity {diff:.2e} exceeds {PARITY_LIMIT:g} for {path}")
         members[f"m{i}"] = file_entry(onnx_path, inputs, outputs)
@@ -114,7 +111,7 @@ def export(args: argparse.Namespace) -> dict:
     post = post.get("chosen", post)  # a tune output, or the settings themselves
     if post is None:
         raise InputError(args.postprocess, "chosen", "no admissible post-processing (tune chose none): nothing exported")
-    metrics = json.loads(args.metrics.read_text()) if args.metrics else {}
+    metrics = read_metrics(args.metrics, {})
     entry = family_entry(
         MODEL_ID, VERSION, members,
         task="recurrence probability after RT from the planning scan (3D U-Net deep ensemble, PREDICT-GBM)",
@@ -123,10 +120,9 @@ def export(args: argparse.Namespace) -> dict:
         architecture={"net": "monai.networks.nets.UNet", "channels": [width * 2 ** k for k in range(4)],
                       "strides": [2, 2, 2], "num_res_units": 1, "norm": "instance", "act": "PReLU"},
         training={"data": data, "members": trainings, "torch": torch.__version__},
-        export={"opset": 17, "parity_max_abs": max(parities), "onnxruntime": ort.__version__},
+        export=export_record(parity_max_abs=max(parities)),
         metrics=metrics)
-    print(f"registered in {write_registry_entry(args.models_dir, entry)}")
-    return entry
+    return register(args.models_dir, entry)
 
 
 def main(argv: list[str] | None = None) -> int:

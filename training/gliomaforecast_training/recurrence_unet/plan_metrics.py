@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from gliomaforecast import evaluation
-from gliomaforecast.io.case import load_case
 from gliomaforecast.evaluation.protocols import Protocol, plan_tasks, prefix_case, scan_volumes
 from gliomaforecast.forecast import run_forecast
+from gliomaforecast.io.case import load_case
 
 DEFINITIONS = ("enhancing", "enhancing+necrosis")
 
@@ -79,15 +79,24 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="recurrence_unet.plan_metrics", description=__doc__.splitlines()[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cohort", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
-    args = p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Score every patient of ``args.cohort``, write ``args.out`` (JSON) and print the summary; returns it."""
     rows = [r for c in sorted(args.cohort.glob("*/case.json")) for r in patient_rows(c)]
     summary = summarize(rows)
     args.out.write_text(json.dumps({"cohort": str(args.cohort), "summary": summary, "rows": rows}, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="recurrence_unet.plan_metrics", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    run(p.parse_args(argv))
     return 0
 
 

@@ -2,6 +2,7 @@
 
     python -m gliomaforecast_training.recurrence_unet.train --cohort /work/data/train_dense --seed 0 \
         --max-minutes 15 --out /tmp/recurrence_m0.pt
+    gliomaforecast-train recurrence-unet train --cohort /work/data/train_dense --seed 0 --max-minutes 15 --out m0.pt
     torchrun --nproc_per_node 4 -m gliomaforecast_training.recurrence_unet.train --cohort ... --device cuda --out ...
 
 Every patient of ``--cohort`` that the ``recurrence`` protocol scores is one sample (``data.case_sample``); the
@@ -15,7 +16,6 @@ Training stops after ``--steps`` or ``--max-minutes``, whichever comes first. Ra
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pickle
 import sys
@@ -24,13 +24,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from gliomaforecast.errors import InputError
 
-from ..module_main import module_main
-from ..training_progress import training_progress
+from ..common.command import module_main
+from ..common.loop import (
+    cosine_lr,
+    cpu_state,
+    end_processes,
+    log_step,
+    run_config,
+    save_checkpoint,
+    set_lr,
+    start_processes,
+    training_progress,
+)
 from .data import TARGETS, Sample, cohort_samples, draw_batch, synthetic_samples
 from .loss import recurrence_loss
 from .net import build_unet
@@ -81,13 +90,10 @@ def load_samples(args: argparse.Namespace) -> tuple[list[Sample], dict]:
 
 def train(args: argparse.Namespace) -> dict:
     """Run the training described by ``args`` (see :func:`add_arguments`); returns the summary."""
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if args.device == "cuda" and not torch.cuda.is_available():
         raise InputError(None, "--device", "cuda was requested but torch sees no CUDA device")
-    if distributed:
-        dist.init_process_group("nccl" if args.device == "cuda" else "gloo")
-    rank = dist.get_rank() if distributed else 0
-    world = dist.get_world_size() if distributed else 1
+    procs = start_processes("nccl" if args.device == "cuda" else "gloo")
+    distributed, rank, world = procs.distributed, procs.rank, procs.world
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if args.device == "cuda" else "cpu")
     torch.set_num_threads(max(args.threads, 1))
     torch.manual_seed(args.seed)
@@ -112,8 +118,7 @@ def train(args: argparse.Namespace) -> dict:
             x, y, w, ml = (torch.from_numpy(a).to(device) for a in
                            draw_batch(samples, mine, aug_rng, args.edema_weight, channel_dropout=args.channel_dropout,
                                       target=args.target))
-            for group in opt.param_groups:
-                group["lr"] = args.lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * progress)))
+            set_lr(opt, cosine_lr(args.lr, progress))
             loss, terms = recurrence_loss(net(x), y, w, ml, args.bce_weight)
             opt.zero_grad()
             loss.backward()
@@ -121,22 +126,15 @@ def train(args: argparse.Namespace) -> dict:
             step += 1
             progress = training_progress(step, args, time.time() - start, distributed)
             if rank == 0 and (step % args.log_every == 0 or progress >= 1.0):
-                history.append({"step": step, "epoch": epoch, **{k: round(v, 5) for k, v in terms.items()},
-                                "seconds": round(time.time() - start, 1)})
-                print(json.dumps(history[-1]), flush=True)
+                log_step(history, step, terms, time.time() - start, epoch=epoch)
             if progress >= 1.0:
                 break
         epoch += 1
     summary = {"steps": step, "epochs": epoch, "processes": world, "device": args.device,
                "seconds": round(time.time() - start, 1), "data": data_desc, "final": history[-1] if history else {}}
     if rank == 0:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if not callable(v)}
-        torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "config": config,
-                    "history": history, "summary": summary}, args.out)
-    if distributed:
-        dist.barrier()
-        dist.destroy_process_group()
+        save_checkpoint(args.out, cpu_state(model), run_config(args), history, summary)
+    end_processes(procs)
     return summary
 
 

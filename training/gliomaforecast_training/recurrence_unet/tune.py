@@ -5,7 +5,7 @@
 
 For every patient the ``recurrence`` protocol scores, the exported ensemble runs once through the core
 (``forecasters.recurrence_unet.ensemble_maps``); then each candidate (smooth_mm, prior_weight, floor, window_mm) gives the
-score map (``score_map``) and the forecast CTV exactly as the forecast does (``target_volumes.build_targets`` from the
+score map (``score_map``) and the forecast CTV exactly as the forecast does (``targets.volumes.build_targets`` from the
 seed of the planning convention ``--plan``, ``forecast.case_plan_seed``: the standard plan's voxel count, the seed,
 tumour core or GTV, and the cavity always in, holes filled). A candidate is admissible
 when its mean coverage of the whole recurrent GTV is at most ``--max-gtv-loss`` below the standard plan's and no
@@ -29,16 +29,16 @@ from pathlib import Path
 import numpy as np
 
 from gliomaforecast import evaluation
-from gliomaforecast.io.case import load_case
 from gliomaforecast.evaluation.protocols import recurrence_task
 from gliomaforecast.forecast import case_plan_seed
-from gliomaforecast.forecasters.recurrence.unet import MODEL_ID, ensemble_maps, score_map
-from gliomaforecast.models import load_family
 from gliomaforecast.forecasters.recurrence.inputs import PIXEL_MM, paste_crop, planning_inputs, to_case_grid
+from gliomaforecast.forecasters.recurrence.unet import MODEL_ID, ensemble_maps, score_map
+from gliomaforecast.io.case import load_case
+from gliomaforecast.models import load_family
 from gliomaforecast.targets.standard_plan import AUTO, CHOICES
 from gliomaforecast.targets.volumes import build_targets
 
-from ..module_main import module_main
+from ..common.command import module_main
 
 
 def patient_maps(case_json: Path, family, plan: str = AUTO) -> dict | None:

@@ -131,9 +131,7 @@ def fit_velocity(
     earlier = np.asarray(earlier, dtype=bool)
     later = np.asarray(later, dtype=bool)
     tau_max = V_MAX * gap_days / (2.0 * length_mm)
-    near = crop_box(earlier | later, spacing, max(spacing))
-    reach_mm = float(np.max(sdf.signed_distance(earlier[near], spacing)[later[near]], initial=0.0))
-    box = crop_box(earlier | later, spacing, reach_mm + 4.0 * length_mm + 2.0 * max(spacing))
+    box = _fit_box(earlier, later, spacing, length_mm)
     earlier, later = earlier[box], later[box]
     f = np.asarray(relative_d, dtype=np.float32)[box]
     phi_earlier = sdf.signed_distance(earlier, spacing)
@@ -142,24 +140,7 @@ def fit_velocity(
     target = later & (domain | earlier)
     u = seeded_density(earlier, phi_earlier, domain, length_mm, u_c)
     run = Integrator(u, (length_mm**2 * f).astype(np.float32), spacing, 1.0, dt_max=TAU_STEP)
-    n_target = int(np.count_nonzero(target))
-    previous_tau, previous_n = 0.0, int(np.count_nonzero(u >= u_c))
-    visible = u >= u_c
-    tau_fit, clipped = 0.0, n_target <= previous_n
-    tau = 0.0
-    while not clipped and tau < tau_max:
-        step = min(run.dt, tau_max - tau)
-        u = run.advance(step)
-        tau += step
-        now = u >= u_c
-        n = int(np.count_nonzero(now))
-        if n >= n_target or tau >= tau_max:
-            frac = min((n_target - previous_n) / max(n - previous_n, 1), 1.0)
-            tau_fit = previous_tau + frac * (tau - previous_tau)
-            if frac >= 0.5:  # the region at the step nearer the fitted time
-                visible = now
-            break
-        previous_tau, previous_n, visible = tau, n, now
+    tau_fit, visible, clipped = _grow_to(run, u, int(np.count_nonzero(target)), tau_max, u_c)
     inter = np.count_nonzero(visible & later)
     dice = 2.0 * inter / max(np.count_nonzero(visible) + np.count_nonzero(later), 1)
     shift = mean_boundary_shift(earlier, phi_earlier, phi_later)
@@ -180,6 +161,41 @@ def fit_velocity(
         model_shift_mm=model_shift,
         clipped=clipped,
     )
+
+
+def _fit_box(earlier: np.ndarray, later: np.ndarray, spacing: Sequence[float], length_mm: float) -> tuple[slice, ...]:
+    """The crop of a fit: both GTVs grown by the farthest reach (mm) of the later one beyond the earlier one, four
+    infiltration lengths ``length_mm`` (mm) and two voxels."""
+    near = crop_box(earlier | later, spacing, max(spacing))
+    reach_mm = float(np.max(sdf.signed_distance(earlier[near], spacing)[later[near]], initial=0.0))
+    return crop_box(earlier | later, spacing, reach_mm + 4.0 * length_mm + 2.0 * max(spacing))
+
+
+def _grow_to(
+    run: Integrator, u: np.ndarray, n_target: int, tau_max: float, u_c: float
+) -> tuple[float, np.ndarray, bool]:
+    """(tau, visible region, clipped): ``run`` (from the density ``u``) is stepped until its visible region
+    {u >= u_c} holds ``n_target`` voxels or tau (dimensionless time rho t) reaches ``tau_max``; tau is
+    interpolated linearly between the last two steps and the region is that of the step nearer it. ``clipped``
+    (tau 0, the initial region) when the initial region already holds ``n_target`` voxels."""
+    previous_tau, previous_n = 0.0, int(np.count_nonzero(u >= u_c))
+    visible = u >= u_c
+    tau_fit, clipped = 0.0, n_target <= previous_n
+    tau = 0.0
+    while not clipped and tau < tau_max:
+        step = min(run.dt, tau_max - tau)
+        u = run.advance(step)
+        tau += step
+        now = u >= u_c
+        n = int(np.count_nonzero(now))
+        if n >= n_target or tau >= tau_max:
+            frac = min((n_target - previous_n) / max(n - previous_n, 1), 1.0)
+            tau_fit = previous_tau + frac * (tau - previous_tau)
+            if frac >= 0.5:  # the region at the step nearer the fitted time
+                visible = now
+            break
+        previous_tau, previous_n, visible = tau, n, now
+    return tau_fit, visible, clipped
 
 
 @dataclass(frozen=True)

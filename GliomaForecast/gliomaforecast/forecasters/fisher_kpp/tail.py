@@ -1,7 +1,8 @@
 """The ``fisher-kpp-tail`` forecaster: from the last (planning) scan alone, the tumour-cell density the Fisher-KPP
-model puts beyond the visible tumour, along white and grey matter (:mod:`gliomaforecast.forecasters.fisher_kpp.infiltration`,
-Unkelbach et al. 2014). The biophysical baseline of the ``recurrence`` protocol: its map ranks the iso-volumetric
-forecast CTV, which then reaches farther into white matter than into grey matter and not across CSF.
+model puts beyond the visible tumour, along white and grey matter
+(:mod:`gliomaforecast.forecasters.fisher_kpp.infiltration`, Unkelbach et al. 2014). The biophysical baseline of the
+``recurrence`` protocol: its map ranks the iso-volumetric forecast CTV, which then reaches farther into white matter
+than into grey matter and not across CSF.
 
 1. Anatomy: f = D / D_w from the case's tissue maps (white matter 1, grey matter 0.1, 0 where wm + gm < 0.3), as the
    ``fisher-kpp`` forecaster (:func:`fisher_kpp.relative_diffusivity`; without tissue maps: homogeneous inside the
@@ -49,7 +50,8 @@ class FisherKppTailForecaster:
         progress(0.8, "infiltration density")
         density = tail_density(travel, LENGTH_PRIOR, U_VISIBLE)
         rng = np.random.default_rng(request.seed)
-        lengths = np.exp(rng.uniform(*np.log(LENGTH_RANGE_MM), size=request.samples))
+        log_lo, log_hi = np.log(LENGTH_RANGE_MM)
+        lengths = np.exp(rng.uniform(log_lo, log_hi, size=request.samples))
         draws = np.stack([tail_density(travel, float(length), U_VISIBLE) for length in lengths])
         uncertainty = draws.std(axis=0).astype(np.float32)
         progress(1.0, "done")

@@ -104,7 +104,8 @@ def generate(
     def step_fn(x: np.ndarray, t: np.ndarray, _c) -> np.ndarray:
         return den.run({"x": np.ascontiguousarray(x, np.float32), "timesteps": np.asarray(t, np.int64)})["eps"]
 
-    def grad_fn(x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
+    def grad_fn(x: np.ndarray, t: np.ndarray, c: np.ndarray | None) -> np.ndarray:
+        assert c is not None  # the targets, passed as cond
         r, g = regressor(x, t)
         return (c.reshape(-1) - r).reshape(-1, 1, 1, 1) * g
 
@@ -151,6 +152,32 @@ def in_band(burden: np.ndarray, targets: BurdenTargets) -> float:
     return float(np.mean(((burden >= lo) & (burden <= hi))[tumour]))
 
 
+def generation_maps(
+    request: ForecastRequest, crops: gi.ScanCrops, gens: Generations, volumes: np.ndarray, growth_mm: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(probability, uncertainty, growth map) on the case grid from the ``request.samples`` generations: per
+    generation, the Otsu growth and shrinkage of its crops against the last scan's (within reach of the last GTV)
+    and its growth-model volume ``volumes[g]`` (mL) placed nearest the last GTV, growing voxels ``growth_mm`` (mm)
+    nearer; the mean of those maps (clipped to [0, 1]), their per-voxel SD and the mean growth map."""
+    case, spacing, k = request.case, request.spacing, request.samples
+    sp_yx, center = spacing[1:], crops.center_yx_mm
+    phi_last = case.gtv_distance(request.last)
+    near = near_tumour(phi_last)
+    brain = case.brain_mask()
+    zeros = np.zeros(case.grid.shape, np.float32)
+    maps = []
+    growth_sum = np.zeros_like(zeros)
+    for g in range(k):
+        change = gens.x[g] - crops.image
+        grow = near * gi.paste(zeros, otsu_change(change, crops.brain), crops.z, sp_yx, center)
+        shrink = near * gi.paste(zeros, otsu_change(-change, crops.brain), crops.z, sp_yx, center)
+        growth_sum += grow
+        maps.append(generation_probability(phi_last, grow, shrink, float(volumes[g]), spacing, brain, growth_mm))
+    stack = np.stack(maps)
+    probability = np.clip(stack.mean(axis=0), 0.0, 1.0).astype(np.float32)
+    return probability, stack.std(axis=0).astype(np.float32), growth_sum / k
+
+
 class GuidedDDIMForecaster:
     """``nl`` SDEdit noise level (of 1000), ``steps`` DDIM network calls, ``s_ct`` guidance constant (0: unguided);
     ``growth_mm`` how much nearer (mm) a growing voxel ranks when the volume is placed (0: the diffusion does not
@@ -172,7 +199,7 @@ class GuidedDDIMForecaster:
 
     def predict(self, request: ForecastRequest, progress: ProgressFn) -> ForecasterOutput:
         check_case(request, self.name)
-        case, last, spacing = request.case, request.last, request.spacing
+        case, last = request.case, request.last
         check_growth(request.growth, request.target_day, case.path)  # before any model is loaded
         family = load_family(
             MODEL_ID, self.models_dir, prefer_gpu=request.device != "cpu", require=("denoiser", "regressor")
@@ -185,7 +212,6 @@ class GuidedDDIMForecaster:
         targets = slice_targets(
             case, crops.z, crops.burden, request.growth, request.target_day, request.samples, request.seed
         )
-        n, k = len(crops.z), request.samples
         gens = generate(
             family,
             crops.image,
@@ -198,47 +224,20 @@ class GuidedDDIMForecaster:
             progress=lambda f, m: progress(0.1 + 0.8 * f, m),
         )
         progress(0.9, "growth probability maps")
-        sp_yx, center = spacing[1:], crops.center_yx_mm
-        phi_last = case.gtv_distance(last)
-        near = near_tumour(phi_last)
-        brain = case.brain_mask()
         volumes = targets.volume_ratio * float(request.growth.burdens[-1])
-        zeros = np.zeros(case.grid.shape, np.float32)
-        maps = []
-        growth_sum = np.zeros_like(zeros)
-        for g in range(k):
-            change = gens.x[g] - crops.image
-            grow = near * gi.paste(zeros, otsu_change(change, crops.brain), crops.z, sp_yx, center)
-            shrink = near * gi.paste(zeros, otsu_change(-change, crops.brain), crops.z, sp_yx, center)
-            growth_sum += grow
-            maps.append(
-                generation_probability(phi_last, grow, shrink, float(volumes[g]), spacing, brain, self.growth_mm)
-            )
-        stack = np.stack(maps)
-        probability = np.clip(stack.mean(axis=0), 0.0, 1.0).astype(np.float32)
-        uncertainty = stack.std(axis=0).astype(np.float32)
-        flair_last = case.image(last, "flair")
+        probability, uncertainty, growth_map = generation_maps(request, crops, gens, volumes, self.growth_mm)
         median = gi.from_model_units(np.median(gens.x, axis=0), crops.scale)
-        image = gi.paste(flair_last, median, crops.z, sp_yx, center)
+        image = gi.paste(case.image(last, "flair"), median, crops.z, request.spacing[1:], crops.center_yx_mm)
         band = in_band(gens.burden, targets)
         self.last_run = {
             "in_band": band,
             "burden": gens.burden,
             "targets": targets,
             "crops": crops,
-            "growth_map": growth_sum / k,
+            "growth_map": growth_map,
             "volumes_ml": volumes,
         }
-        notes = [
-            f"{self.name}: {n} axial slices (z {int(crops.z[0])}-{int(crops.z[-1])}), {k} generations, SDEdit "
-            f"from NL {self.nl}, {self.steps} DDIM steps, guidance s_ct {self.s_ct:g}; targets from "
-            f"{int(targets.per_slice.sum())} per-slice growth fits, the volume fit scaled on the other "
-            f"{n - int(targets.per_slice.sum())}"
-            + (f" ({targets.failed} slice fits failed)" if targets.failed else "")
-            + f"; {100 * band:.0f} % of generated tumour slices have their burden in the growth model's 95 % band; "
-            f"probability = mean over generations of the growth model's volume draw ({np.median(volumes):.1f} mL "
-            f"in median) placed nearest the last GTV, Otsu growth {self.growth_mm:g} mm nearer, shrinkage farther"
-        ]
+        notes = [self._note(crops, targets, request.samples, band, volumes)]
         progress(1.0, "done")
         return ForecasterOutput(
             probability=probability,
@@ -248,4 +247,19 @@ class GuidedDDIMForecaster:
             models=family.provenance(),
             notes=notes,
             image_kind="synthesized",
+        )
+
+    def _note(self, crops: gi.ScanCrops, targets: BurdenTargets, k: int, band: float, volumes: np.ndarray) -> str:
+        """The forecast's note: the slices, the sampling of the ``k`` generations, where the targets came from, the
+        fraction ``band`` of generated tumour slices in the growth model's 95 % band and the ``volumes`` (mL)."""
+        n = len(crops.z)
+        return (
+            f"{self.name}: {n} axial slices (z {int(crops.z[0])}-{int(crops.z[-1])}), {k} generations, SDEdit "
+            f"from NL {self.nl}, {self.steps} DDIM steps, guidance s_ct {self.s_ct:g}; targets from "
+            f"{int(targets.per_slice.sum())} per-slice growth fits, the volume fit scaled on the other "
+            f"{n - int(targets.per_slice.sum())}"
+            + (f" ({targets.failed} slice fits failed)" if targets.failed else "")
+            + f"; {100 * band:.0f} % of generated tumour slices have their burden in the growth model's 95 % band; "
+            f"probability = mean over generations of the growth model's volume draw ({np.median(volumes):.1f} mL "
+            f"in median) placed nearest the last GTV, Otsu growth {self.growth_mm:g} mm nearer, shrinkage farther"
         )

@@ -6,7 +6,7 @@ centre of mass of the union of two scans' GTVs (the last two at forecast time), 
 (training) or ``FORECAST_REACH_MM`` (forecast) of either GTV along z.
 
 * image units: ``2 FLAIR / scale - 1``, scale = the FLAIR's 99th percentile in the brain
-  (``multitask_inputs.intensity_scale``);
+  (``crops.intensity_scale``);
 * burden: GTV area / brain area inside the crop (dimensionless; both counted on the crop's 2 mm pixels, the GTV
   and brain masks interpolated linearly, so a partial pixel counts partly). Without a brain mask the brain is
   FLAIR > 0.
@@ -45,7 +45,7 @@ class ScanCrops:
     brain: np.ndarray
     burden: np.ndarray
     scale: float
-    center_yx_mm: tuple[float, float]
+    center_yx_mm: tuple[float, ...]
 
 
 def to_model_units(flair: np.ndarray, scale: float) -> np.ndarray:
@@ -90,5 +90,5 @@ def scan_crops(case: Case, first: int, second: int, crop: int = CROP, reach_mm: 
 
 def paste(base: np.ndarray, crops: np.ndarray, z: np.ndarray, spacing_yx, center_yx_mm) -> np.ndarray:
     """Crops (n, crop, crop) at ``PIXEL_MM`` back onto a copy of ``base`` (case grid) on slices ``z``
-    (``multitask_inputs.paste_slices``)."""
+    (``crops.paste_slices``)."""
     return mi.paste_slices(base, crops, z, spacing_yx, center_yx_mm, PIXEL_MM)

@@ -6,7 +6,8 @@ generation.
 
 * A slice with enough tumour history (GTV area >= ``MIN_SLICE_AREA_MM2`` on at least ``MIN_SLICE_SCANS`` scans,
   the last one included) gets its own fit of its GTV area (mm^2) over the scan days (``burden.fit_case_slices``'s
-  model, lmfit + ``SLICE_BOOTSTRAP`` bootstrap refits, same RT start and noise); every other slice follows the whole-tumour volume fit (mL), scaled.
+  model, lmfit + ``SLICE_BOOTSTRAP`` bootstrap refits, same RT start and noise); every other slice follows the
+  whole-tumour volume fit (mL), scaled.
 * Both become a ratio to the last observed value (slice area or volume): target burden = burden of the last
   scan's crop x ratio, so the target is in the regressor's units (GTV area / brain area in the crop). The 95 %
   band is the last burden x the 2.5 / 97.5 percentiles of the same bootstrap ratios (all of them). A burden

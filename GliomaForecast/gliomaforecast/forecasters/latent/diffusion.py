@@ -22,15 +22,17 @@ in :mod:`.latent_inputs` and the model card (Resources/Models/latent-diffusion.m
    resolution, plus the decoded change, decoded post - decoded pre, interpolated onto the case grid, so that the
    autoencoder's reconstruction error cancels where nothing changes; "gated", chosen on the validation cohort: that
    change only near the scan's or the forecast GTV, ``latent_inputs.change_gate``) and the GTV (sigmoid of the
-   decoded logits), pasted back onto the case grid inside the crops; elsewhere the images are the scan's own. Each sample's decoded GTV (probability >= 0.5) becomes
-   the project's tumour-presence map, the logistic of its signed distance (``sdf.tumor_probability``, beta 0.1 /mm,
-   mu 15 mm; 0 everywhere for a sample whose tumour vanished), as every forecaster's map and the truth of
+   decoded logits), pasted back onto the case grid inside the crops; elsewhere the images are the scan's own. Each
+   sample's decoded GTV (probability >= 0.5) becomes the project's tumour-presence map, the logistic of its signed
+   distance (``sdf.tumor_probability``, beta 0.1 /mm, mu 15 mm; 0 everywhere for a sample whose tumour vanished), as
+   every forecaster's map and the truth of
    ``gliomaforecast evaluate`` are; the probability is their mean over samples and the uncertainty their SD.
 6. A target outside the trained gap range (60-200 days after the scan) is forecast with a warning; never silently.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,9 +40,11 @@ import numpy as np
 from ... import sdf
 from ...diffusion import SamplerSettings, sample_slices
 from ...errors import InputError
+from ...io.case import Case, Timepoint
 from ...models import ModelFamily, load_family
 from ..base import ForecasterOutput, ForecastRequest, ProgressFn, Scenario
 from ..crops import paste_slices
+from ..registry import OUTCOME
 from . import inputs as li
 from .codebook import quantize
 
@@ -48,7 +52,6 @@ MODEL_ID = "latent-diffusion"
 MEMBERS = ("image_encoder", "image_decoder", "mask_encoder", "mask_decoder", "denoiser")
 BATCH = 64
 SAMPLE_KEY = 100_000  # noise key of sample k of slice z: k * SAMPLE_KEY + z
-OUTCOME_CHOICES = (*li.OUTCOMES, "both")
 CLASS_NAMES = {li.NULL: "unknown", li.RESPONDER: "responder", li.PROGRESSOR: "progressor"}
 IMAGE_MODES = {
     "direct": "mean decoded images",
@@ -160,6 +163,59 @@ def sample_latents(
     )
 
 
+def conditions(lat: np.ndarray, gap_days: float, dose: np.ndarray | None, k: int) -> np.ndarray:
+    """The denoiser's conditions (k n, C, h, w) of the normalised latents ``lat`` (n, 2 D, h, w): the latents, the
+    gap feature of ``gap_days`` (days) and, when given, the ``dose`` crops (n, H, W; / 60 Gy) mean-pooled to the
+    latent grid, tiled for the ``k`` samples."""
+    n, _, h, w = lat.shape
+    parts = [lat, np.full((n, 1, h, w), li.gap_feature(gap_days), np.float32)]
+    if dose is not None:
+        parts.append(li.pooled(dose, h))
+    return np.ascontiguousarray(np.tile(np.concatenate(parts, axis=1), (k, 1, 1, 1)))
+
+
+def presence_maps(
+    prob: np.ndarray, shape: tuple[int, ...], z: np.ndarray, spacing: tuple[float, ...], center_yx_mm
+) -> tuple[np.ndarray, np.ndarray]:
+    """(probability, uncertainty) on the case grid (``shape``, ``spacing`` mm): the mean (clipped to [0, 1]) and the
+    per-voxel SD over samples of the tumour-presence map of each sample's decoded GTV, its probabilities ``prob``
+    (k, n, H, W) on the slices ``z`` pasted around ``center_yx_mm`` (mm) and thresholded at 0.5."""
+    zeros = np.zeros(shape, np.float32)
+    maps = np.stack([_presence(paste_slices(zeros, p, z, spacing[1:], center_yx_mm) >= 0.5, spacing) for p in prob])
+    return np.clip(maps.mean(axis=0), 0.0, 1.0).astype(np.float32), maps.std(axis=0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How the forecast T1CE and FLAIR are made of the decoded crops: ``mode`` one of :data:`IMAGE_MODES`;
+    ``gate_mm`` and ``feather_mm`` (mm) the gate of ``gated``; ``pre_decoded`` (n, 2, H, W) the decoded scan
+    (None for ``direct``)."""
+
+    mode: str
+    gate_mm: float
+    feather_mm: float
+    pre_decoded: np.ndarray | None
+
+    def images(
+        self, case: Case, scan: Timepoint, vol: li.ScanVolumes, z: np.ndarray, images: np.ndarray, prob: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """T1CE and FLAIR (the scan's units, case grid) from the mean decoded ``images`` (n, 2, H, W) and the decoded
+        GTV probabilities ``prob`` (k, n, H, W) of the slices ``z``; elsewhere the scan's own images."""
+        sp, out = case.grid.spacing[1:], {}
+        if self.mode == "direct":
+            for c, m in enumerate(li.MODALITIES):
+                out[m] = paste_slices(case.image(scan, m), images[:, c] * vol.scales[c], z, sp, vol.center_yx_mm)
+            return out
+        change = images - self.pre_decoded  # the scan at its own resolution plus the decoded change
+        if self.mode == "gated":
+            region = (li.mask_slices(vol, z)[:, 0] > 0.5) | (prob.mean(axis=0) >= 0.5)
+            change *= li.change_gate(region, li.PIXEL_MM, self.gate_mm, self.feather_mm)[:, None]
+        zeros = np.zeros(case.grid.shape, np.float32)
+        for c, m in enumerate(li.MODALITIES):
+            out[m] = case.image(scan, m) + paste_slices(zeros, change[:, c] * vol.scales[c], z, sp, vol.center_yx_mm)
+        return out
+
+
 class LatentDiffusionForecaster:
     """``outcome``: responder, progressor, unknown (unconditional) or both (unconditional + both classes beside
     it); ``steps``: DDIM steps (None: the registry's);
@@ -170,13 +226,13 @@ class LatentDiffusionForecaster:
 
     def __init__(
         self,
-        outcome: str = "unknown",
+        outcome: str = OUTCOME.default,
         steps: int | None = None,
         guidance_weight: float | None = None,
         models_dir: str | None = None,
     ) -> None:
-        if outcome not in OUTCOME_CHOICES:
-            raise InputError(None, "outcome", f"must be one of {', '.join(OUTCOME_CHOICES)}, got {outcome!r}")
+        if outcome not in OUTCOME.choices:  # declared once in the registry
+            raise InputError(None, "outcome", f"must be one of {', '.join(OUTCOME.choices)}, got {outcome!r}")
         self.outcome = outcome
         self.steps = steps
         self.guidance_weight = guidance_weight
@@ -190,24 +246,62 @@ class LatentDiffusionForecaster:
         if request.device == "cuda" and family["denoiser"].provider != "CUDAExecutionProvider":
             raise InputError(None, "device", "cuda was requested but onnxruntime's CUDA provider does not load here")
         extra: dict[str, Any] = family["denoiser"].spec.extra
-        spacing = request.spacing
-        gap = request.horizon_days
-        z = li.forecast_slices(vol.gtv, spacing[0], float(extra.get("reach_mm", li.REACH_MM)))
+        z = li.forecast_slices(vol.gtv, request.spacing[0], float(extra.get("reach_mm", li.REACH_MM)))
         n, k = len(z), int(request.samples)
         progress(0.0, f"encoding {n} slices")
         codec = LatentCodec(family)
         lat = codec.encode(li.image_slices(vol, z), li.mask_slices(vol, z))
-        h, w = lat.shape[2:]
-        parts = [lat, np.full((n, 1, h, w), li.gap_feature(gap), np.float32)]
         dosed = bool(extra.get("dose_conditioning", False))
-        if dosed:
-            parts.append(li.pooled(li.dose_slices(case, vol, z), h))
-        cond = np.ascontiguousarray(np.tile(np.concatenate(parts, axis=1), (k, 1, 1, 1)))
+        cond = conditions(lat, request.horizon_days, li.dose_slices(case, vol, z) if dosed else None, k)
         keys = [s * SAMPLE_KEY + int(zz) for s in range(k) for zz in z]
+        settings = self._settings(extra)
+        mode = str(extra.get("image_mode", "direct"))
+        decoding = Decoding(
+            mode,
+            float(extra.get("gate_margin_mm", 0.0)),
+            float(extra.get("gate_feather_mm", 0.0)),
+            codec.decode(lat)[0] if mode != "direct" else None,
+        )
+        runs = [li.NULL, li.RESPONDER, li.PROGRESSOR] if self.outcome == "both" else [li.OUTCOMES[self.outcome]]
+
+        def draw(label: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+            """(probability, uncertainty, images by modality) of the forecast for class ``label``."""
+            progress(lo, f"sampling {k} x {n} slices, {settings.steps} {settings.sampler} steps, {CLASS_NAMES[label]}")
+            latents = sample_latents(
+                family, cond, label, settings, request.seed, keys, progress=lambda f, m: progress(lo + (hi - lo) * f, m)
+            )
+            images, prob = codec.decode(latents)
+            images = images.reshape(k, n, *images.shape[1:]).mean(axis=0)
+            prob = prob.reshape(k, n, *prob.shape[2:])
+            probability, uncertainty = presence_maps(prob, case.grid.shape, z, request.spacing, vol.center_yx_mm)
+            return probability, uncertainty, decoding.images(case, scan, vol, z, images, prob)
+
+        span = 0.9 / len(runs)
+        drawn = [draw(label, 0.05 + i * span, 0.05 + (i + 1) * span) for i, label in enumerate(runs)]
+        probability, uncertainty, out_images = drawn[0]
+        scenarios = {
+            CLASS_NAMES[lab]: Scenario(p, im["flair"], f"outcome {CLASS_NAMES[lab]} (CFG w = {settings.cfg_scale:g})")
+            for lab, (p, _, im) in zip(runs[1:], drawn[1:])
+        }
+        notes = self._notes(request, z, settings, decoding, runs, dosed, extra)
+        progress(1.0, "done")
+        return ForecasterOutput(
+            probability=probability,
+            uncertainty=uncertainty,
+            image=out_images["flair"],
+            models=family.provenance(),
+            notes=notes,
+            image_kind="synthesized",
+            extra_images={"t1ce": out_images["t1ce"]},
+            scenarios=scenarios,
+        )
+
+    def _settings(self, extra: dict[str, Any]) -> SamplerSettings:
+        """The registry's sampler (``extra``), with this forecaster's ``steps`` and ``guidance_weight`` when given."""
         sampler = extra.get("sampler", {})
         w_cfg = float(self.guidance_weight if self.guidance_weight is not None else extra.get("guidance_weight", 1.0))
         steps = int(self.steps if self.steps is not None else sampler.get("steps", 50))
-        settings = SamplerSettings(
+        return SamplerSettings(
             sampler=str(sampler.get("name", "ddim")),
             steps=steps,
             eta=float(sampler.get("eta", 0.0)),
@@ -216,64 +310,32 @@ class LatentDiffusionForecaster:
             num_train_timesteps=int(extra.get("num_train_timesteps", 1000)),
             cfg_scale=w_cfg,
         )
-        mode = str(extra.get("image_mode", "direct"))
-        gate_mm, feather_mm = float(extra.get("gate_margin_mm", 0.0)), float(extra.get("gate_feather_mm", 0.0))
-        sp = spacing[1:]
-        zeros = np.zeros(case.grid.shape, np.float32)
-        pre_decoded = codec.decode(lat)[0] if mode != "direct" else None
-        runs = [li.NULL, li.RESPONDER, li.PROGRESSOR] if self.outcome == "both" else [li.OUTCOMES[self.outcome]]
 
-        def draw(label: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-            """(probability, uncertainty, images by modality) of the forecast for class ``label``."""
-            progress(lo, f"sampling {k} x {n} slices, {steps} {settings.sampler} steps, {CLASS_NAMES[label]}")
-            latents = sample_latents(
-                family, cond, label, settings, request.seed, keys, progress=lambda f, m: progress(lo + (hi - lo) * f, m)
-            )
-            images, prob = codec.decode(latents)
-            images = images.reshape(k, n, *images.shape[1:]).mean(axis=0)
-            prob = prob.reshape(k, n, *prob.shape[2:])
-            maps = np.stack([_presence(paste_slices(zeros, p, z, sp, vol.center_yx_mm) >= 0.5, spacing) for p in prob])
-            out_images = {}
-            if mode == "direct":
-                for c, m in enumerate(li.MODALITIES):
-                    out_images[m] = paste_slices(
-                        case.image(scan, m), images[:, c] * vol.scales[c], z, sp, vol.center_yx_mm
-                    )
-            else:  # the scan at its own resolution plus the decoded change interpolated onto the case grid
-                change = images - pre_decoded
-                if mode == "gated":
-                    region = (li.mask_slices(vol, z)[:, 0] > 0.5) | (prob.mean(axis=0) >= 0.5)
-                    change *= li.change_gate(region, li.PIXEL_MM, gate_mm, feather_mm)[:, None]
-                for c, m in enumerate(li.MODALITIES):
-                    out_images[m] = case.image(scan, m) + paste_slices(
-                        zeros, change[:, c] * vol.scales[c], z, sp, vol.center_yx_mm
-                    )
-            return (
-                np.clip(maps.mean(axis=0), 0.0, 1.0).astype(np.float32),
-                maps.std(axis=0).astype(np.float32),
-                out_images,
-            )
-
-        span = 0.9 / len(runs)
-        drawn = [draw(label, 0.05 + i * span, 0.05 + (i + 1) * span) for i, label in enumerate(runs)]
-        probability, uncertainty, out_images = drawn[0]
-        label = runs[0]
-        scenarios = {
-            CLASS_NAMES[lab]: Scenario(p, im["flair"], f"outcome {CLASS_NAMES[lab]} (CFG w = {w_cfg:g})")
-            for lab, (p, _, im) in zip(runs[1:], drawn[1:])
-        }
+    def _notes(
+        self,
+        request: ForecastRequest,
+        z: np.ndarray,
+        settings: SamplerSettings,
+        decoding: Decoding,
+        runs: list[int],
+        dosed: bool,
+        extra: dict[str, Any],
+    ) -> list[str]:
+        """The forecast's notes: the slices ``z``, the sampling of the classes ``runs`` and the images; the dose
+        condition of a ``dosed`` family; a warning for a target outside the trained gap range (days)."""
+        case, scan, gap, w_cfg = request.case, request.last, request.horizon_days, settings.cfg_scale
         lo_gap, hi_gap = (float(v) for v in extra.get("trained_gap_days", (60.0, 200.0)))
-        guidance = "unconditional (null class)" if label == li.NULL else f"class {self.outcome}, CFG w = {w_cfg:g}"
-        if scenarios:
+        guidance = "unconditional (null class)" if runs[0] == li.NULL else f"class {self.outcome}, CFG w = {w_cfg:g}"
+        if len(runs) > 1:
             guidance += (
                 f"; the responder and progressor forecasts beside it (CFG w = {w_cfg:g}; not used for the targets)"
             )
+        images = IMAGE_MODES[decoding.mode].format(gate_mm=decoding.gate_mm, feather_mm=decoding.feather_mm)
         notes = [
-            f"{self.name}: single-scan forecast from the scan of day {scan.day:g}; {n} axial slices (z "
-            f"{int(z[0])}-{int(z[-1])}) of {li.CROP} x {li.CROP} pixels at {li.PIXEL_MM:g} mm; {k} samples, "
-            f"{steps} {settings.sampler} steps, {guidance}; probability = mean over samples of the decoded GTV's "
-            f"logistic map, uncertainty their SD; "
-            f"T1CE and FLAIR = {IMAGE_MODES[mode].format(gate_mm=gate_mm, feather_mm=feather_mm)}"
+            f"{self.name}: single-scan forecast from the scan of day {scan.day:g}; {len(z)} axial slices (z "
+            f"{int(z[0])}-{int(z[-1])}) of {li.CROP} x {li.CROP} pixels at {li.PIXEL_MM:g} mm; {int(request.samples)} "
+            f"samples, {settings.steps} {settings.sampler} steps, {guidance}; probability = mean over samples of the "
+            f"decoded GTV's logistic map, uncertainty their SD; T1CE and FLAIR = {images}"
         ]
         if dosed:
             notes.append(
@@ -287,14 +349,4 @@ class LatentDiffusionForecaster:
                 f"warning: {self.name}: the target is {gap:g} days after the scan, outside the trained range "
                 f"{lo_gap:g}-{hi_gap:g} days; the forecast is an extrapolation"
             )
-        progress(1.0, "done")
-        return ForecasterOutput(
-            probability=probability,
-            uncertainty=uncertainty,
-            image=out_images["flair"],
-            models=family.provenance(),
-            notes=notes,
-            image_kind="synthesized",
-            extra_images={"t1ce": out_images["t1ce"]},
-            scenarios=scenarios,
-        )
+        return notes

@@ -75,7 +75,7 @@ class ScanVolumes:
     scales: tuple[float, ...]
     gtv: np.ndarray
     center_yx_mm: tuple[float, float]
-    spacing: tuple[float, float, float]
+    spacing: tuple[float, ...]
 
 
 def check_modalities(case: Case, tp: Timepoint, forecaster: str = "latent-diffusion") -> None:
@@ -108,7 +108,7 @@ def scan_volumes(
         center_yx_mm = (float(com[0]), float(com[1]))
     return ScanVolumes(
         images, tuple(float(s) for s in scales), gtv, (float(center_yx_mm[0]), float(center_yx_mm[1])), spacing
-    )  # type: ignore[arg-type]
+    )
 
 
 def forecast_slices(gtv: np.ndarray, spacing_z: float, reach_mm: float = REACH_MM) -> np.ndarray:
@@ -120,13 +120,13 @@ def forecast_slices(gtv: np.ndarray, spacing_z: float, reach_mm: float = REACH_M
     return np.arange(max(0, has.min() - reach), min(gtv.shape[0] - 1, has.max() + reach) + 1)
 
 
-def image_slices(vol: ScanVolumes, z: Sequence[int], crop: int = CROP) -> np.ndarray:
+def image_slices(vol: ScanVolumes, z: Sequence[int] | np.ndarray, crop: int = CROP) -> np.ndarray:
     """Image crops (len(z), len(MODALITIES), crop, crop) float32 of slices ``z``."""
     sp = vol.spacing[1:]
     return np.stack([crop_slices(ch, z, sp, vol.center_yx_mm, crop) for ch in vol.images], axis=1)
 
 
-def mask_slices(vol: ScanVolumes, z: Sequence[int], crop: int = CROP) -> np.ndarray:
+def mask_slices(vol: ScanVolumes, z: Sequence[int] | np.ndarray, crop: int = CROP) -> np.ndarray:
     """GTV crops (len(z), 1, crop, crop) float32 0/1 of slices ``z``."""
     m = crop_slices(vol.gtv.astype(np.float32), z, vol.spacing[1:], vol.center_yx_mm, crop)
     return (m > 0.5).astype(np.float32)[:, None]
@@ -157,7 +157,7 @@ def change_gate(region: np.ndarray, pixel_mm: float, margin_mm: float, feather_m
     return gate
 
 
-def dose_slices(case: Case, vol: ScanVolumes, z: Sequence[int], crop: int = CROP) -> np.ndarray:
+def dose_slices(case: Case, vol: ScanVolumes, z: Sequence[int] | np.ndarray, crop: int = CROP) -> np.ndarray:
     """The planned RT dose on the crops of slices ``z`` (len(z), 1, crop, crop) float32, in units of
     ``DOSE_SCALE_GY`` (60 Gy); zeros for a case without a dose map (the network's "no dose" condition)."""
     dose = case.dose()

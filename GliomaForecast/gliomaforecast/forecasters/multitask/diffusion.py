@@ -1,7 +1,7 @@
 """The multi-task diffusion forecaster: future tumour probability map and future FLAIR at the target day.
 
 Method: Multi-task diffusion paper (shared/papers/multitask-diffusion-glioma-progression.txt), section 4.3; the
-network, its inputs and units are described in :mod:`.multitask_inputs` and in the model card
+network, its inputs and units are described in :mod:`gliomaforecast.forecasters.crops` and in the model card
 (Resources/Models/multitask-diffusion.md). Everything here is numpy + onnxruntime (no torch).
 
 1. The evolution field between the last two GTVs (``deformation.case_evolution_field``) and the condition
@@ -35,7 +35,8 @@ from ... import sdf
 from ...deformation import case_evolution_field
 from ...diffusion import SamplerSettings, sample_slices
 from ...errors import InputError
-from ...models import load_family
+from ...io.case import Case
+from ...models import OnnxModel, load_family
 from .. import crops as mi
 from ..base import ForecasterOutput, ForecastRequest, ProgressFn
 
@@ -110,6 +111,126 @@ def _augment(planes: np.ndarray, k: int, inverse: bool = False) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
+def check_case(case: Case, name: str) -> None:
+    """One-line InputErrors: fewer than two prior scans; a missing modality."""
+    if len(case.timepoints) < 2:
+        raise InputError(
+            case.path,
+            "timepoints",
+            f"the {name} forecaster needs two prior scans; the case has {len(case.timepoints)}: use --forecaster "
+            "persistence",
+        )
+    mi.check_modalities(case)
+
+
+def logit_corrections(
+    encoder: OnnxModel, cond: np.ndarray, gaps: np.ndarray, samples: int, seed: int
+) -> list[np.ndarray]:
+    """The network's logit corrections (n, H, W) of the last GTV's logistic map on the condition crops ``cond``
+    (n, 10, H, W), one per pass (``samples``): pass k > 0 jitters the two scan gaps (``gaps``, days) by up to
+    +-``GAP_JITTER_DAYS`` (uniform, from ``seed``; at least 1 day), and pass k sees the crops in flip / transpose
+    variant k % 8."""
+    n = len(cond)
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+    base_crops = _base_logit(cond[:, mi.PHI2_CHANNEL])
+    maps = []
+    for k in range(samples):
+        g = np.repeat(gaps[None], n, axis=0)
+        if k:
+            g[:, :2] += rng.uniform(-GAP_JITTER_DAYS, GAP_JITTER_DAYS, size=2).astype(np.float32)
+            g[:, :2] = np.maximum(g[:, :2], 1.0)
+        variant = k % 8
+        c = _augment(cond, variant)
+        p = _encode(encoder, c, g)["probability"]
+        maps.append(_logit(_augment(p, variant, inverse=True)[:, 0]) - base_crops)
+    return maps
+
+
+def probability_maps(
+    corrections: list[np.ndarray],
+    phi_last: np.ndarray,
+    z: np.ndarray,
+    spacing_yx: tuple[float, ...],
+    center_yx_mm: tuple[float, float],
+    outside: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(probability, uncertainty) on the case grid: the mean (clipped to [0, 1]) and the per-voxel SD over passes of
+    the sigmoid of the last GTV's logit (``phi_last``, mm; full resolution) plus the pass's ``corrections`` (the
+    network's, smooth) pasted onto the slices ``z``, with the ``outside`` rule beyond the crops."""
+    base = _base_logit(phi_last)
+    full = np.stack(
+        [
+            _sigmoid(base + mi.paste_slices(_outside(base.shape, m, z, outside), m, z, spacing_yx, center_yx_mm))
+            for m in corrections
+        ]
+    )
+    return np.clip(full.mean(axis=0), 0.0, 1.0).astype(np.float32), full.std(axis=0).astype(np.float32)
+
+
+def sample_changes(
+    generator: OnnxModel,
+    features: dict[str, np.ndarray],
+    z_img: np.ndarray,
+    k_img: int,
+    half: int,
+    settings: SamplerSettings,
+    seed: int,
+    progress: ProgressFn,
+) -> np.ndarray:
+    """The mean over ``k_img`` samples of the FLAIR change (len(z_img), half, half; model units, generative pixels)
+    of each slice of ``z_img``, drawn by the generative decoder on the slice's encoder ``features``; the noise of
+    sample k of slice z is keyed k * SAMPLE_KEY + z (from ``seed``)."""
+    m = len(z_img)
+    index = np.tile(np.arange(m, dtype=np.float32), k_img)[:, None]  # the slice of each draw
+    keys = [k * SAMPLE_KEY + int(s) for k in range(k_img) for s in z_img]
+
+    def step_fn(x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
+        rows_of = np.rint(c[:, 0]).astype(np.int64)
+        return generator.run(
+            {
+                "x_t": x.astype(np.float32),
+                "timesteps": np.asarray(t, np.int64),
+                **{f: features[f][rows_of] for f in FEATURES},
+            }
+        )["prediction"]
+
+    draws = sample_slices(
+        step_fn,
+        m * k_img,
+        (1, half, half),
+        cond=index,
+        settings=settings,
+        seed=seed,
+        batch_size=BATCH,
+        indices=keys,
+        progress=progress,
+    )
+    return draws.reshape(k_img, m, half, half).mean(axis=0)
+
+
+def flair_image(
+    flair_last: np.ndarray,
+    change: np.ndarray,
+    z_img: np.ndarray,
+    spacing_yx: tuple[float, ...],
+    volumes: mi.CaseVolumes,
+    extra: dict[str, Any],
+) -> np.ndarray:
+    """The forecast FLAIR (the input scan's units, float32): ``flair_last`` plus the mean sampled ``change`` (model
+    units) times the last FLAIR's scale / the residual gain, interpolated from the generative pixels (mm) onto the
+    slices ``z_img`` of the case grid (pixel ``spacing_yx``, mm)."""
+    gain = float(extra.get("residual_gain", mi.RESIDUAL_GAIN))
+    delta = mi.paste_slices(
+        np.zeros_like(flair_last),
+        change * (volumes.scale_2 / gain),
+        z_img,
+        spacing_yx,
+        volumes.center_yx_mm,
+        float(extra.get("generative_pixel_mm", mi.GEN_PIXEL_MM)),
+    )
+    return (flair_last + delta).astype(np.float32)
+
+
 class MultiTaskDiffusionForecaster:
     """``steps``: network calls of the FLAIR sampler (DPM-Solver++(2M)); ``image_samples``: the most FLAIR samples
     averaged per slice; ``models_dir``: the registry folder (None: the default)."""
@@ -123,14 +244,7 @@ class MultiTaskDiffusionForecaster:
 
     def predict(self, request: ForecastRequest, progress: ProgressFn) -> ForecasterOutput:
         case, last = request.case, request.last
-        if len(case.timepoints) < 2:
-            raise InputError(
-                case.path,
-                "timepoints",
-                f"the {self.name} forecaster needs two prior scans; the case "
-                f"has {len(case.timepoints)}: use --forecaster persistence",
-            )
-        mi.check_modalities(case)
+        check_case(case, self.name)
         family = load_family(MODEL_ID, self.models_dir, prefer_gpu=request.device != "cpu", require=MEMBERS)
         encoder, generator = (family[m] for m in MEMBERS)
         if request.device == "cuda" and encoder.provider != "CUDAExecutionProvider":
@@ -141,108 +255,36 @@ class MultiTaskDiffusionForecaster:
         field, _ = case_evolution_field(case, -2, -1)
         phis = [case.gtv_distance(tp) for tp in case.timepoints[-2:]]
         volumes = mi.case_volumes(case, field, -2, -1, phis=phis)
-        first = case.timepoints[-2]
-        gaps = mi.gaps(first.day, last.day, request.target_day, case.rt_start_day)
+        gaps = mi.gaps(case.timepoints[-2].day, last.day, request.target_day, case.rt_start_day)
         z = mi.forecast_slices(phis[1], phis[0], spacing[0])
         crop = int(extra.get("crop", mi.CROP))
         cond = mi.cond_slices(volumes, z, crop)
-        n = len(z)
 
-        progress(0.1, f"probability map on {n} slices, {request.samples} augmented passes")
-        rng = np.random.default_rng(np.random.SeedSequence(request.seed, spawn_key=(1,)))
-        half = crop // mi.GEN_POOL
-        base_crops = _base_logit(cond[:, mi.PHI2_CHANNEL])
-        maps = []
-        for k in range(request.samples):
-            g = np.repeat(gaps[None], n, axis=0)
-            if k:
-                g[:, :2] += rng.uniform(-GAP_JITTER_DAYS, GAP_JITTER_DAYS, size=2).astype(np.float32)
-                g[:, :2] = np.maximum(g[:, :2], 1.0)
-            variant = k % 8
-            c = _augment(cond, variant)
-            p = _encode(encoder, c, g)["probability"]
-            maps.append(_logit(_augment(p, variant, inverse=True)[:, 0]) - base_crops)
-        # the network's logit correction (smooth) is pasted; the last GTV's logistic map stays at full resolution
-        base = _base_logit(phis[1])
-        sp_yx = spacing[1:]
+        progress(0.1, f"probability map on {len(z)} slices, {request.samples} augmented passes")
+        corrections = logit_corrections(encoder, cond, gaps, request.samples, request.seed)
         outside = str(extra.get("outside_correction", "none"))
-        full = np.stack(
-            [
-                _sigmoid(base + mi.paste_slices(_outside(base.shape, m, z, outside), m, z, sp_yx, volumes.center_yx_mm))
-                for m in maps
-            ]
-        )
-        probability = np.clip(full.mean(axis=0), 0.0, 1.0).astype(np.float32)
-        uncertainty = full.std(axis=0).astype(np.float32)
+        probability, uncertainty = probability_maps(corrections, phis[1], z, spacing[1:], volumes.center_yx_mm, outside)
 
         k_img = min(request.samples, self.image_samples)
         z_img = mi.forecast_slices(phis[1], phis[0], spacing[0], IMAGE_REACH_MM)
-        rows = np.searchsorted(z, z_img)
-        m = len(z_img)
-        progress(0.3, f"FLAIR: {k_img} samples x {m} slices, {self.steps} DPM-Solver++(2M) steps")
-        settings = SamplerSettings(
-            sampler=str(extra.get("sampler", {}).get("name", "dpmpp_2m")),
-            steps=self.steps,
-            prediction=str(extra.get("prediction", "v_prediction")),
-            schedule=str(extra.get("schedule", "linear")),
-            num_train_timesteps=int(extra.get("num_train_timesteps", 1000)),
-        )
+        progress(0.3, f"FLAIR: {k_img} samples x {len(z_img)} slices, {self.steps} DPM-Solver++(2M) steps")
+        settings = self._settings(extra)
         # the encoder runs once per slice; each sampler step runs the generative decoder on its features
-        features = _encode(encoder, np.ascontiguousarray(cond[rows]), np.repeat(gaps[None], m, axis=0))
-        index = np.tile(np.arange(m, dtype=np.float32), k_img)[:, None]  # the slice of each draw
-        keys = [k * SAMPLE_KEY + int(s) for k in range(k_img) for s in z_img]
-
-        def step_fn(x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
-            rows_of = np.rint(c[:, 0]).astype(np.int64)
-            return generator.run(
-                {
-                    "x_t": x.astype(np.float32),
-                    "timesteps": np.asarray(t, np.int64),
-                    **{f: features[f][rows_of] for f in FEATURES},
-                }
-            )["prediction"]
-
-        draws = sample_slices(
-            step_fn,
-            m * k_img,
-            (1, half, half),
-            cond=index,
-            settings=settings,
-            seed=request.seed,
-            batch_size=BATCH,
-            indices=keys,
-            progress=lambda f, m: progress(0.3 + 0.65 * f, m),
+        features = _encode(
+            encoder, np.ascontiguousarray(cond[np.searchsorted(z, z_img)]), np.repeat(gaps[None], len(z_img), axis=0)
         )
-        change = draws.reshape(k_img, m, half, half).mean(axis=0)
-        gain = float(extra.get("residual_gain", mi.RESIDUAL_GAIN))
-        flair_last = case.image(last, "flair")
-        delta = mi.paste_slices(
-            np.zeros_like(flair_last),
-            change * (volumes.scale_2 / gain),
+        change = sample_changes(
+            generator,
+            features,
             z_img,
-            sp_yx,
-            volumes.center_yx_mm,
-            float(extra.get("generative_pixel_mm", mi.GEN_PIXEL_MM)),
+            k_img,
+            crop // mi.GEN_POOL,
+            settings,
+            request.seed,
+            lambda f, m: progress(0.3 + 0.65 * f, m),
         )
-        image = (flair_last + delta).astype(np.float32)
-
-        lo_gap, hi_gap = (float(v) for v in extra.get("trained_gap_days", (1.0, 400.0)))
-        notes = (
-            [
-                f"{self.name}: {n} axial slices (z {int(z[0])}-{int(z[-1])}) of {crop} x {crop} pixels at "
-                f"{mi.PIXEL_MM:g} mm; probability = mean of {request.samples} passes (gap jitter +-"
-                f"{GAP_JITTER_DAYS:g} days, flips), uncertainty their SD; FLAIR = last FLAIR + mean of "
-                f"{k_img} sampled changes on {m} slices ({settings.sampler}, {self.steps} steps, 4 mm pixels)"
-            ]
-            if n
-            else [f"{self.name}: no tumour slice; the last GTV's map unchanged"]
-        )
-        horizon = float(gaps[1])
-        if not lo_gap <= horizon <= hi_gap:
-            notes.append(
-                f"warning: {self.name}: the target is {horizon:g} days after the last scan, outside the "
-                f"trained range {lo_gap:g}-{hi_gap:g} days; the forecast is an extrapolation"
-            )
+        image = flair_image(case.image(last, "flair"), change, z_img, spacing[1:], volumes, extra)
+        notes = self._notes(z, z_img, crop, request.samples, k_img, settings, float(gaps[1]), extra)
         progress(1.0, "done")
         return ForecasterOutput(
             probability=probability,
@@ -253,3 +295,46 @@ class MultiTaskDiffusionForecaster:
             notes=notes,
             image_kind="synthesized",
         )
+
+    def _settings(self, extra: dict[str, Any]) -> SamplerSettings:
+        """The FLAIR sampler: the registry's (``extra``), with this forecaster's ``steps``."""
+        return SamplerSettings(
+            sampler=str(extra.get("sampler", {}).get("name", "dpmpp_2m")),
+            steps=self.steps,
+            prediction=str(extra.get("prediction", "v_prediction")),
+            schedule=str(extra.get("schedule", "linear")),
+            num_train_timesteps=int(extra.get("num_train_timesteps", 1000)),
+        )
+
+    def _notes(
+        self,
+        z: np.ndarray,
+        z_img: np.ndarray,
+        crop: int,
+        samples: int,
+        k_img: int,
+        settings: SamplerSettings,
+        horizon: float,
+        extra: dict[str, Any],
+    ) -> list[str]:
+        """The forecast's notes: the probability map's slices ``z`` and ``samples`` passes, the FLAIR's ``k_img``
+        samples on the slices ``z_img``; a warning for a ``horizon`` (days after the last scan) outside the trained
+        range."""
+        n, m = len(z), len(z_img)
+        lo_gap, hi_gap = (float(v) for v in extra.get("trained_gap_days", (1.0, 400.0)))
+        notes = (
+            [
+                f"{self.name}: {n} axial slices (z {int(z[0])}-{int(z[-1])}) of {crop} x {crop} pixels at "
+                f"{mi.PIXEL_MM:g} mm; probability = mean of {samples} passes (gap jitter +-"
+                f"{GAP_JITTER_DAYS:g} days, flips), uncertainty their SD; FLAIR = last FLAIR + mean of "
+                f"{k_img} sampled changes on {m} slices ({settings.sampler}, {self.steps} steps, 4 mm pixels)"
+            ]
+            if n
+            else [f"{self.name}: no tumour slice; the last GTV's map unchanged"]
+        )
+        if not lo_gap <= horizon <= hi_gap:
+            notes.append(
+                f"warning: {self.name}: the target is {horizon:g} days after the last scan, outside the "
+                f"trained range {lo_gap:g}-{hi_gap:g} days; the forecast is an extrapolation"
+            )
+        return notes

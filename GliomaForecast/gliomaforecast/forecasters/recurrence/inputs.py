@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import EllipsisType
+from typing import cast
 
 import numpy as np
 from scipy import ndimage
@@ -94,6 +96,7 @@ def tissue_maps(case: Case, brain: np.ndarray | None) -> tuple[dict[str, np.ndar
             "the recurrence-unet forecaster needs the white- and grey-matter "
             f"probability maps; missing: {', '.join(missing)}",
         )
+    wm, gm = cast(np.ndarray, maps["wm"]), cast(np.ndarray, maps["gm"])  # present: checked above
     notes = []
     if maps["csf"] is None:
         if brain is None:
@@ -102,9 +105,9 @@ def tissue_maps(case: Case, brain: np.ndarray | None) -> tuple[dict[str, np.ndar
                 "tissue.csf",
                 "the recurrence-unet forecaster needs a csf map, or a brain_mask to derive it (brain - wm - gm)",
             )
-        maps["csf"] = np.clip(brain.astype(np.float32) - maps["wm"] - maps["gm"], 0.0, 1.0)
+        maps["csf"] = np.clip(brain.astype(np.float32) - wm - gm, 0.0, 1.0)
         notes.append("recurrence-unet: csf derived as brain mask - wm - gm (no tissue.csf map)")
-    return maps, notes
+    return cast(dict[str, np.ndarray], maps), notes
 
 
 def planning_inputs(case: Case, tp: Timepoint | None = None) -> PlanningInputs:
@@ -175,7 +178,9 @@ def take_crop(array: np.ndarray, box: Sequence[slice]) -> np.ndarray:
             return out
         src.append(slice(lo, hi))
         dst.append(slice(lo - b.start, hi - b.start))
-    out[(Ellipsis, *dst)] = array[(Ellipsis, *src)]
+    at_dst: tuple[EllipsisType | slice, ...] = (Ellipsis, *dst)
+    at_src: tuple[EllipsisType | slice, ...] = (Ellipsis, *src)
+    out[at_dst] = array[at_src]
     return out
 
 

@@ -1,8 +1,8 @@
 """The recurrence U-Net forecaster (PREDICT-GBM's deep ensemble): where the tumour will recur after RT.
 
-1. Inputs (:mod:`gliomaforecast.forecasters.recurrence.inputs`): the case's LAST scan is the RT planning scan; its labels,
-   the wm/gm/csf maps, T1CE, FLAIR and ADC (zero channel when absent) on 2 mm voxels, a 128 mm cube centred on
-   the planning GTV.
+1. Inputs (:mod:`gliomaforecast.forecasters.recurrence.inputs`): the case's LAST scan is the RT planning scan; its
+   labels, the wm/gm/csf maps, T1CE, FLAIR and ADC (zero channel when absent) on 2 mm voxels, a 128 mm cube centred
+   on the planning GTV.
 2. Every member of the ``recurrence-unet`` model family (ONNX, registry) gives a recurrence probability; the
    map is their mean, the uncertainty their per-voxel standard deviation (the deep-ensemble spread).
 3. Post-processing (constants in the registry entry, chosen on the validation cohort): Gaussian smoothing of
@@ -81,9 +81,11 @@ def score_map(
         p = ndimage.gaussian_filter(p, [smooth_mm / s for s in spacing])
     d = np.maximum(sdf.signed_distance(gtv, spacing), 0.0) if prior_weight > 0 or window_mm else None
     if prior_weight > 0:
+        assert d is not None
         p = (1.0 - prior_weight) * p + prior_weight * np.clip(1.0 - d / prior_mm, 0.0, 1.0)
     p = np.where(brain & (p >= floor), p, 0.0)
     if window_mm:
+        assert d is not None
         p = np.where(d <= window_mm, p, 0.0)
     return np.clip(p, 0.0, 1.0).astype(np.float32)
 
@@ -126,7 +128,8 @@ class RecurrenceUNetForecaster:
             f"recurrence-unet: {len(family.members)} members on the planning scan (day {last.day:g}) in a "
             f"{CROP_VOXELS[0] * PIXEL_MM:g} mm cube at {PIXEL_MM:g} mm; map = member mean (smoothed "
             f"{post['smooth_mm']:g} mm, distance prior weight {post['prior_weight']:g} over "
-            f"{post['prior_mm']:g} mm, floor {post['floor']:g}, window {post['window_mm'] or 'none'} mm); uncertainty = member standard deviation; "
+            f"{post['prior_mm']:g} mm, floor {post['floor']:g}, window {post['window_mm'] or 'none'} mm); "
+            "uncertainty = member standard deviation; "
             f"predicts the first post-RT progression (the target day {request.target_day:g} does not enter)"
         ]
         notes += inputs.notes

@@ -22,22 +22,10 @@ from monai.networks.blocks import Convolution, ResidualUnit
 from monai.networks.nets.diffusion_model_unet import get_timestep_embedding
 from torch import nn
 
+from ..common.layers import FiLM
+
 PHI_SCALE_MM = 50.0
 SIZE_MULTIPLE = 16
-
-
-class FiLM(nn.Module):
-    """Feature-wise linear modulation of a (B, C, H, W) map by a (B, E) embedding."""
-
-    def __init__(self, embed_dim: int, channels: int) -> None:
-        super().__init__()
-        self.proj = nn.Linear(embed_dim, 2 * channels)
-        nn.init.zeros_(self.proj.weight)
-        nn.init.zeros_(self.proj.bias)
-
-    def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        scale, shift = self.proj(emb).chunk(2, dim=1)
-        return h * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
 
 
 def _unit(cin: int, cout: int, strides: int = 1) -> ResidualUnit:

@@ -1,12 +1,12 @@
 """Train the tumor-evolution network (single process, or several with ``torchrun``: DDP, gloo backend).
 
-    python -m gliomaforecast_training.train_evolution --cohort /tmp/cohort_train --holdout 6 \
+    python -m gliomaforecast_training.evolution.train --cohort /tmp/cohort_train --holdout 6 \
         --steps 1500 --out /tmp/evolution.pt
-    torchrun --nproc_per_node 2 -m gliomaforecast_training.train_evolution --synthetic 256 --steps 20 --out x.pt
+    torchrun --nproc_per_node 2 -m gliomaforecast_training.evolution.train --synthetic 256 --steps 20 --out x.pt
 
 Data: slice pairs from the virtual cohort (``--cohort``, every patient folder with a case.json, the last
 ``--holdout`` patients in name order left out) or synthetic blobs (``--synthetic N``); see
-``evolution_data``. Each step draws a batch of random pairs (a ``DistributedSampler`` splits them across
+``data``. Each step draws a batch of random pairs (a ``DistributedSampler`` splits them across
 processes), adds uniform +-``gap_noise`` days to the gaps (the paper's +-5 days) and random flips /
 transposes of the slices. Adam, cosine learning-rate decay. Rank 0 writes the checkpoint
 (state_dict, config, loss history). Same arguments and seed -> same weights (single process).
@@ -15,25 +15,30 @@ transposes of the slices. Adam, cosine learning-rate decay. Rank 0 writes the ch
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from gliomaforecast.errors import InputError
 
-from .evolution_data import PIXEL_MM, cohort_pairs, synthetic_pairs
-from .evolution_loss import EvolutionLoss
-from .evolution_net import EvolutionNet
-from .module_main import module_main
-from .training_progress import training_progress
+from ..common.command import module_main
+from ..common.loop import (
+    cosine_lr,
+    end_processes,
+    log_step,
+    run_config,
+    save_checkpoint,
+    set_lr,
+    start_processes,
+    training_progress,
+)
+from .data import PIXEL_MM, cohort_pairs, synthetic_pairs
+from .loss import EvolutionLoss
+from .net import EvolutionNet
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -76,11 +81,8 @@ def _augment(phi: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 def train(args: argparse.Namespace) -> dict:
     """Run the training described by ``args`` (see :func:`add_arguments`); returns the summary."""
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if distributed:
-        dist.init_process_group("gloo")
-    rank = dist.get_rank() if distributed else 0
-    world = dist.get_world_size() if distributed else 1
+    procs = start_processes("gloo")
+    distributed, rank, world = procs.distributed, procs.rank, procs.world
     torch.manual_seed(args.seed)
     torch.set_flush_denormal(True)  # denormal activations slow CPU convolutions many-fold
     if args.size % 16 or args.size < 16:
@@ -113,8 +115,7 @@ def train(args: argparse.Namespace) -> dict:
     while progress < 1.0:
         sampler.set_epoch(epoch)
         for phi, gap in loader:
-            for group in opt.param_groups:  # cosine decay to 5% of --lr
-                group["lr"] = args.lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * progress)))
+            set_lr(opt, cosine_lr(args.lr, progress))  # cosine decay to 5% of --lr
             phi = _augment(phi, gen)
             gap = gap + (torch.rand(gap.shape, generator=gen) * 2 - 1) * args.gap_noise
             loss, terms = loss_fn(phi, net(phi, gap.clamp(min=1.0)))
@@ -124,27 +125,20 @@ def train(args: argparse.Namespace) -> dict:
             step += 1
             progress = training_progress(step, args, time.time() - start, distributed)
             if rank == 0 and (step % args.log_every == 0 or progress >= 1.0):
-                history.append({"step": step, **{k: round(v, 5) for k, v in terms.items()},
-                                "seconds": round(time.time() - start, 1)})
-                print(json.dumps(history[-1]), flush=True)
+                log_step(history, step, terms, time.time() - start)
             if progress >= 1.0:
                 break
         epoch += 1
     summary = {"steps": step, "processes": world, "seconds": round(time.time() - start, 1), "data": data_desc,
                "final": history[-1] if history else {}}
     if rank == 0:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if not callable(v)}
-        torch.save({"state_dict": model.state_dict(), "config": config, "history": history, "summary": summary},
-                   args.out)
-    if distributed:
-        dist.barrier()
-        dist.destroy_process_group()
+        save_checkpoint(args.out, model.state_dict(), run_config(args), history, summary)
+    end_processes(procs)
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    return module_main("train_evolution", __doc__, add_arguments, train, argv)
+    return module_main("evolution.train", __doc__, add_arguments, train, argv)
 
 
 if __name__ == "__main__":

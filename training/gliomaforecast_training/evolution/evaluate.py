@@ -17,11 +17,11 @@ from typing import Sequence
 
 import numpy as np
 
-from gliomaforecast.io.case import load_case
 from gliomaforecast.deformation import evolution_field, jacobian_determinant, tumor_slices, warp
+from gliomaforecast.io.case import load_case
 from gliomaforecast.models import OnnxModel
 
-from .evolution_data import PIXEL_MM, case_phis, synthetic_pairs
+from .data import PIXEL_MM, case_phis, synthetic_pairs
 
 BAND_MM = 20.0
 

@@ -16,7 +16,7 @@ from monai.losses import DiffusionLoss
 from monai.networks.blocks import Warp
 from torch import nn
 
-from .evolution_net import PHI_SCALE_MM
+from .net import PHI_SCALE_MM
 
 
 class EvolutionLoss(nn.Module):

@@ -30,15 +30,16 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from gliomaforecast.targets.ctv import standard_ctv
+from gliomaforecast.evaluation.protocols import GAP_BINS, gap_bin
 from gliomaforecast.geometry import Grid, resample_to
+from gliomaforecast.io.case import SCHEMA as SCHEMA_CASE
 from gliomaforecast.io.images import atomic_output_dir, write_image
+from gliomaforecast.targets.ctv import standard_ctv
 
 from . import imaging, treatment
 from .anatomy import Anatomy, deform, load_template
 from .tumor_growth import FisherKolmogorov
 
-SCHEMA_CASE = "gliomaforecast.case/1"
 SCHEMA_COHORT = "gliomaforecast.cohort/1"
 GENERATOR_VERSION = 2
 
@@ -640,27 +641,19 @@ def generate_cohort(n: int, seed: int, out_dir: str | Path, spacing: float = 2.0
     return Path(out_dir) / "cohort.json"
 
 
-GAP_BINS = ((0, 60), (61, 120), (121, 180), (181, 280), (281, 365), (366, None))
-
-
-def _bin_name(lo: int, hi: int | None) -> str:
-    return f"{lo}-{hi}" if hi is not None else f">{lo - 1}"
-
-
 def horizon_pair_counts(patients: Sequence[dict], min_prefix: int = 2) -> dict[str, int]:
     """Scored forecasts the horizon protocol can make, per gap bin (days): for every prefix of the first
     i >= ``min_prefix`` scans and every later scan j, one pair with gap t_j - t_i. ``patients`` are
-    cohort-index entries (each with ``scans``: rows with ``day``)."""
-    counts = {_bin_name(lo, hi): 0 for lo, hi in GAP_BINS}
+    cohort-index entries (each with ``scans``: rows with ``day``). The bins are the core's evaluation bins
+    (``gliomaforecast.evaluation.protocols.GAP_BINS``)."""
+    counts = {label: 0 for label, _ in GAP_BINS}
     for entry in patients:
         days = [int(r["day"]) for r in entry["scans"]]
         for i in range(min_prefix - 1, len(days)):
             for j in range(i + 1, len(days)):
                 gap = days[j] - days[i]
-                for lo, hi in GAP_BINS:
-                    if gap >= lo and (hi is None or gap <= hi):
-                        counts[_bin_name(lo, hi)] += 1
-                        break
+                if gap >= 0:
+                    counts[gap_bin(gap)] += 1
     return counts
 
 

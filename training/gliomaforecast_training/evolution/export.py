@@ -1,6 +1,6 @@
 """Export a trained evolution checkpoint to ONNX, check parity with torch, and register it in models.json.
 
-    python -m gliomaforecast_training.export_evolution --checkpoint /tmp/evolution.pt \
+    python -m gliomaforecast_training.evolution.export --checkpoint /tmp/evolution.pt \
         --models-dir Resources/Models [--eval-cohort /tmp/cohort_eval]
 
 The ONNX graph (opset 17, TorchScript exporter) takes ``phi`` (batch, 2, height, width; signed distances
@@ -18,15 +18,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from gliomaforecast import models as registry
 from gliomaforecast.model_registry_writer import write_registry_entry
 
-from .evolution_data import PIXEL_MM
-from .evolution_net import PHI_SCALE_MM, SIZE_MULTIPLE, EvolutionNet
-from .module_main import module_main
+from ..common.command import module_main
+from ..common.export import cpu_session, export_graph, export_record, megabytes, register
+from .data import PIXEL_MM
+from .net import PHI_SCALE_MM, SIZE_MULTIPLE, EvolutionNet
 
 MODEL_ID = "evolution"
 FILE = "evolution.onnx"
@@ -34,7 +34,7 @@ VERSION = "1.1.0"
 
 
 def load_checkpoint(path: str | Path) -> tuple[EvolutionNet, dict]:
-    """The network (eval mode) and the checkpoint dict saved by ``train_evolution``."""
+    """The network (eval mode) and the checkpoint dict saved by ``train``."""
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     net = EvolutionNet(ckpt["config"]["channels"])
     net.load_state_dict(ckpt["state_dict"])
@@ -46,11 +46,9 @@ def export_onnx(net: EvolutionNet, path: str | Path, size: int = 96) -> Path:
     net = net.eval()
     phi = torch.randn(2, 2, size, size) * 20
     gap = torch.tensor([60.0, 200.0])
-    torch.onnx.export(net, (phi, gap), str(path), input_names=["phi", "gap_days"], output_names=["displacement"],
-                      dynamic_axes={"phi": {0: "batch", 2: "height", 3: "width"}, "gap_days": {0: "batch"},
-                                    "displacement": {0: "batch", 2: "height", 3: "width"}},
-                      opset_version=17, dynamo=False)
-    return Path(path)
+    return export_graph(net, (phi, gap), path, ["phi", "gap_days"], ["displacement"],
+                        {"phi": {0: "batch", 2: "height", 3: "width"}, "gap_days": {0: "batch"},
+                         "displacement": {0: "batch", 2: "height", 3: "width"}})
 
 
 def parity(net: EvolutionNet, onnx_path: str | Path, shape: tuple[int, int, int, int] = (3, 2, 112, 80),
@@ -61,8 +59,7 @@ def parity(net: EvolutionNet, onnx_path: str | Path, shape: tuple[int, int, int,
     gap = torch.rand(shape[0], generator=gen) * 360 + 5
     with torch.no_grad():
         ref = net.eval()(phi, gap).numpy()
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    out = sess.run(["displacement"], {"phi": phi.numpy(), "gap_days": gap.numpy()})[0]
+    out = cpu_session(onnx_path).run(["displacement"], {"phi": phi.numpy(), "gap_days": gap.numpy()})[0]
     return float(np.abs(out - ref).max())
 
 
@@ -70,7 +67,7 @@ def registry_entry(onnx_path: Path, ckpt: dict, parity_max_abs: float, metrics: 
     """The models.json entry of the exported evolution model."""
     cfg = ckpt["config"]
     summary = ckpt.get("summary", {})
-    train_cmd = ("python -m gliomaforecast_training.train_evolution "
+    train_cmd = ("python -m gliomaforecast_training.evolution.train "
                  + (f"--cohort {cfg['cohort']} --holdout {cfg['holdout']}" if cfg.get("cohort")
                     else f"--synthetic {cfg['synthetic']}")
                  + f" --steps {cfg['steps']}"
@@ -92,12 +89,12 @@ def registry_entry(onnx_path: Path, ckpt: dict, parity_max_abs: float, metrics: 
             {"name": "displacement", "shape": ["batch", 2, "height", "width"], "dtype": "float32", "units": "mm",
              "normalization": "(d_y, d_x) backward map: phi2(p) ~= phi1(p + d(p))"}],
         "pixel_spacing_mm": PIXEL_MM, "size_multiple": SIZE_MULTIPLE, "phi_scale_mm": PHI_SCALE_MM,
-        "architecture": {"net": "gliomaforecast_training.evolution_net.EvolutionNet", "channels": cfg["channels"],
+        "architecture": {"net": "gliomaforecast_training.evolution.net.EvolutionNet", "channels": cfg["channels"],
                          "levels": 4, "blocks": "MONAI ResidualUnit / Convolution, FiLM time conditioning"},
         "training": {"data": summary.get("data", {}), "command": train_cmd, "steps": summary.get("steps"),
                      "processes": summary.get("processes"), "seconds": summary.get("seconds"),
                      "final_loss": summary.get("final", {}), "torch": torch.__version__},
-        "export": {"opset": 17, "parity_max_abs_mm": parity_max_abs, "onnxruntime": ort.__version__},
+        "export": export_record(parity_max_abs_mm=parity_max_abs),
         "metrics": metrics or {},
     }
 
@@ -108,7 +105,7 @@ def write_registry(models_dir: Path, entry: dict) -> Path:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint written by train_evolution")
+    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint written by evolution train")
     p.add_argument("--models-dir", type=Path, required=True, help="folder of models.json (Resources/Models)")
     p.add_argument("--eval-cohort", type=Path, help="held-out patient folders to evaluate on (case.json each)")
     p.add_argument("--holdout", type=int, default=0,
@@ -118,13 +115,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def export(args: argparse.Namespace) -> dict:
     """Export, check parity (< 1e-4 mm), evaluate, and register; returns the registry entry."""
-    from .evaluate_evolution import evaluate_cases, evaluate_synthetic
+    from .evaluate import evaluate_cases, evaluate_synthetic
 
     net, ckpt = load_checkpoint(args.checkpoint)
     args.models_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = export_onnx(net, args.models_dir / FILE, ckpt["config"]["size"])
     diff = parity(net, onnx_path)
-    print(f"exported {onnx_path} ({onnx_path.stat().st_size / 1e6:.2f} MB), parity max |ort - torch| {diff:.2e} mm")
+    print(f"exported {megabytes(onnx_path)}, parity max |ort - torch| {diff:.2e} mm")
     if diff > 1e-4:
         raise SystemExit(f"ONNX parity {diff:.2e} mm exceeds 1e-4")
     entry = registry_entry(onnx_path, ckpt, diff, None)
@@ -137,12 +134,11 @@ def export(args: argparse.Namespace) -> dict:
         metrics = evaluate_synthetic(args.eval_synthetic, registry.OnnxModel(spec, prefer_gpu=False))
     entry["metrics"] = metrics or {}
     print(json.dumps(entry["metrics"], indent=1))
-    print(f"registered in {write_registry(args.models_dir, entry)}")
-    return entry
+    return register(args.models_dir, entry)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return module_main("export_evolution", __doc__, add_arguments, export, argv)
+    return module_main("evolution.export", __doc__, add_arguments, export, argv)
 
 
 if __name__ == "__main__":
