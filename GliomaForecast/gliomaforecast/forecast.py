@@ -119,6 +119,7 @@ def _check_request(samples: int, device: str) -> None:
     """``samples`` (at least 1) and ``device`` (one of ``defaults.DEVICES``), refused before any work."""
     if samples < 1:
         raise InputError(None, "samples", f"must be at least 1, got {samples}")
+    defaults.check_limit(samples, "samples", None, "samples", "samples")
     if device not in defaults.DEVICES:
         raise InputError(None, "device", f"must be auto, cpu or cuda, got {device!r}")
 
@@ -157,6 +158,10 @@ def _load_inputs(
     the target day (:func:`check_target_day`), the planning convention, the barrier's shape and a brain mask that
     overlaps the last GTV."""
     case = case if isinstance(case, Case) else load_case(case)
+    if case.grid.ndim != 3:
+        raise InputError(
+            case.reference[1], case.reference[0], f"forecasts need 3D volumes; this case is {case.grid.ndim}D"
+        )
     _check_scan_count(case, registered)
     day = check_target_day(case, day)
     last = case.timepoints[-1]

@@ -44,7 +44,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from .errors import InputError
+from .errors import InputError, parse_json
+from .io.write_guard import remember_inputs
 from .resources import default_models_dir
 
 SCHEMA = "gliomaforecast.models/1"
@@ -130,6 +131,8 @@ def _model_path(folder: str | Path, value: Any, source: str | Path, where: str) 
     """A model file named in the registry: a relative path inside the models folder (no absolute path, no ``..``
     out of it), else an InputError naming the registry and the field."""
     name = str(value)
+    if "\x00" in name:
+        raise InputError(source, where, f"{name!r} holds a NUL byte: not a file name")
     inside = os.path.realpath(folder)
     path = os.path.realpath(os.path.join(inside, name))
     if not name or os.path.isabs(name) or os.path.commonpath([inside, path]) != inside or path == inside:
@@ -205,7 +208,7 @@ def _read_entries(models_dir: str | Path | None) -> tuple[Path, Path, list]:
     if not manifest.is_file():
         raise InputError(manifest, "models.json", "model registry not found")
     try:
-        data = json.loads(manifest.read_text())
+        data = parse_json(manifest.read_text(), manifest)
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(manifest, "models.json", f"not valid JSON ({exc})") from None
     except RecursionError:
@@ -215,6 +218,7 @@ def _read_entries(models_dir: str | Path | None) -> tuple[Path, Path, list]:
     entries = data.get("models")
     if not isinstance(entries, list):
         raise InputError(manifest, "models", "must be a list")
+    remember_inputs([folder])  # the models folder: never replaced by an output (--overwrite)
     return folder, manifest, entries
 
 

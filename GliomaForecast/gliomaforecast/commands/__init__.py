@@ -27,6 +27,14 @@ def add_case_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def output_path(text: str) -> Path:
+    """The ``--out`` type: a path; an empty one (an unset shell variable) is refused, not taken as the current
+    folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty (an unset shell variable?); give a folder name")
+    return Path(text)
+
+
 def check_seed(seed: int) -> int:
     """``--seed``: a random seed must be a non-negative integer (numpy refuses negative seeds)."""
     if seed < 0:

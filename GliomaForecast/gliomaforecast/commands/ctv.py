@@ -36,7 +36,7 @@ from ..io.images import (
 from ..targets import ctv
 from ..targets.standard_plan import CAVITY_LABEL, PlanError, PlanSeed, plan_record, plan_seed
 from ..targets.volumes import Targets, build_targets
-from . import add_overwrite_argument, add_plan_argument
+from . import add_overwrite_argument, add_plan_argument, output_path
 
 NAME = "ctv"
 TARGETS_SCHEMA = "gliomaforecast.targets/1"
@@ -65,7 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--barrier", type=Path, help="binary barrier mask (ventricles, falx, ...): geodesic margin")
     p.add_argument("--margin-mm", type=float, default=ctv.DEFAULT_MARGIN_MM, help="CTV margin, mm (default 15)")
     add_plan_argument(p)
-    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--out", required=True, type=output_path, help="output folder")
     add_overwrite_argument(p)
 
 

@@ -14,6 +14,7 @@ from ..errors import InputError
 from ..forecasters import DEFAULT_FORECASTER, FORECASTER_NAMES
 from ..io.case import load_case
 from ..resources import resources_dir
+from . import output_path
 from .forecast import forecast_to_folder, summary
 
 NAME = "demo"
@@ -23,7 +24,7 @@ HORIZON_DAYS = 120.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (default demo_output)")
+    p.add_argument("--out", type=output_path, default=Path("demo_output"), help="output folder (default demo_output)")
     p.add_argument(
         "--forecaster",
         default=DEFAULT_FORECASTER,

@@ -11,6 +11,7 @@ boxplots.png and timings.json into --out, atomically. See docs/evaluation.md for
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import time
@@ -21,8 +22,9 @@ from ..errors import InputError
 from ..evaluation.cohort import EvaluationSettings, evaluate_cohort, find_cases, write_results
 from ..evaluation.protocols import PROTOCOLS, parse_horizon
 from ..forecasters import FORECASTER_NAMES
+from ..io.case import load_case
 from ..io.images import atomic_output_dir, existing_mode
-from . import add_overwrite_argument, add_plan_argument, check_seed
+from . import add_overwrite_argument, add_plan_argument, check_seed, output_path
 
 NAME = "evaluate"
 HELP = "score forecasters on a cohort under a protocol (last-scan, horizon, recurrence); CSV + JSON + box plots"
@@ -30,7 +32,7 @@ HELP = "score forecasters on a cohort under a protocol (last-scan, horizon, recu
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("cohort", type=Path, help="cohort folder (one sub-folder with a case.json per patient)")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--out", required=True, type=output_path, help="output folder")
     add_overwrite_argument(p)
     p.add_argument(
         "--forecaster",
@@ -90,13 +92,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def cohort_inputs(cohort: Path, cases: list[Path]) -> list[Path]:
+    """What an evaluation reads: the cohort folder, its case manifests and every file they list (parsed here, in
+    this process; a manifest that cannot be read is skipped by the evaluation itself): no --overwrite replaces a
+    folder that holds one or lies inside one."""
+    for case in cases:
+        with contextlib.suppress(InputError, OSError, ValueError):
+            load_case(case, check_grids=False)  # remembers the listed files (io.images.remember_inputs)
+    return [cohort, *cases]
+
+
 def run(args: argparse.Namespace) -> int:
     names = tuple(dict.fromkeys(args.forecaster or FORECASTER_NAMES))
     check_seed(args.seed)
     if args.samples < 1:
         raise InputError("--samples", None, f"must be at least 1, got {args.samples}")
+    defaults.check_limit(args.samples, "samples", "--samples", None, "samples")
     if args.n_bootstrap < 0:
         raise InputError("--n-bootstrap", None, f"must be at least 0, got {args.n_bootstrap}")
+    defaults.check_limit(args.n_bootstrap, "bootstrap", "--n-bootstrap", None, "bootstrap refits")
     if not args.margin_mm > 0:
         raise InputError("--margin-mm", None, f"must be a positive distance in mm, got {args.margin_mm}")
     if args.protocol == "horizon" and args.horizon_days is None:
@@ -121,7 +135,9 @@ def run(args: argparse.Namespace) -> int:
     settings.protocol_spec()
     cases = find_cases(args.cohort)
     start = time.perf_counter()
-    with atomic_output_dir(args.out, inputs=cases, existing=existing_mode(args.overwrite)) as tmp:
+    with atomic_output_dir(
+        args.out, inputs=cohort_inputs(args.cohort, cases), existing=existing_mode(args.overwrite)
+    ) as tmp:
         result = evaluate_cohort(args.cohort, settings, args.jobs, progress=lambda msg: print(msg, flush=True))
         empty = [n for n in names if not any(r["forecaster"] == n for r in result.rows)]
         if empty:

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from ..io.images import existing_mode
-from . import add_overwrite_argument
+from . import add_overwrite_argument, output_path
 
 NAME = "export-dicom"
 HELP = "write the targets as DICOM RTSTRUCT and SEG on a planning series"
@@ -23,7 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         help="folder with the DICOM planning series (one image series) the targets are drawn on",
     )
-    p.add_argument("--out", required=True, type=Path, help="output folder for targets_rtstruct.dcm and targets_seg.dcm")
+    p.add_argument(
+        "--out", required=True, type=output_path, help="output folder for targets_rtstruct.dcm and targets_seg.dcm"
+    )
     add_overwrite_argument(p)
 
 

@@ -23,7 +23,7 @@ from ..io.images import check_output_dir, existing_mode, read_mask
 from ..io.write_guard import output_lock
 from ..plausibility import forecast_warnings
 from ..targets.standard_plan import AUTO, SEED_NAMES
-from . import add_case_arguments, add_overwrite_argument, add_plan_argument, check_seed
+from . import add_case_arguments, add_overwrite_argument, add_plan_argument, check_seed, output_path
 
 NAME = "forecast"
 HELP = "forecast a case at a target day and build the target volumes"
@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="target day (days, on the case's day axis) or, when the case gives dates, an ISO date; at most "
         "3650 days (10 years) after the last scan",
     )
-    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--out", required=True, type=output_path, help="output folder")
     p.add_argument(
         "--forecaster",
         default=DEFAULT_FORECASTER,
@@ -212,6 +212,7 @@ def chosen_settings(args: argparse.Namespace) -> dict[str, str] | None:
 
 def run(args: argparse.Namespace) -> int:
     check_seed(args.seed)
+    defaults.check_limit(args.samples, "samples", "--samples", None, "samples")
     reference = None if args.dicom_reference is None else dicom_reference(args.case, args.dicom_reference)
     fc, warnings = forecast_to_folder(
         args.case,

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from ..io.images import existing_mode
-from . import add_overwrite_argument
+from . import add_overwrite_argument, output_path
 
 NAME = "import-dicom"
 HELP = "make a case folder (case.json) from DICOM MR series, RTSTRUCT GTVs and RTDOSE"
@@ -17,7 +17,7 @@ HELP = "make a case folder (case.json) from DICOM MR series, RTSTRUCT GTVs and R
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dicom_dir", type=Path, help="folder with the patient's DICOM files (searched recursively)")
-    p.add_argument("--out", required=True, type=Path, help="case folder to write")
+    p.add_argument("--out", required=True, type=output_path, help="case folder to write")
     p.add_argument(
         "--mapping",
         type=Path,
@@ -59,4 +59,6 @@ def run(args: argparse.Namespace) -> int:
     for s in summary["series"]:
         if not s.get("used"):
             print(f"  not used: {s['modality']} '{s['series_description']}' ({s['first_file']}): {s['why']}")
+    for entry in summary["not_regular_files"]:
+        print(f"  skipped, not a regular file (never opened): {entry['file']} ({entry['kind']})")
     return 0

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, parse_json
 from ..evaluation.leaderboard import leaderboard_markdown, replace_block, timing_markdown
 from ..io.images import write_text_atomic
 
@@ -31,7 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _render(path: Path, render, what: str) -> str:
     """``render(json of path)``; unreadable, invalid or malformed files are InputErrors naming the file (and field)."""
     try:
-        return render(json.loads(path.read_text()))
+        return render(parse_json(path.read_text(encoding="utf-8"), path))
+    except InputError as exc:  # a too-long integer (names the file) or a string where a number belongs (does not)
+        raise InputError(exc.source or path, exc.field, exc.message) from None
     except OSError as exc:
         raise InputError(path, None, f"cannot read ({exc.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -49,14 +52,26 @@ def run(args: argparse.Namespace) -> int:
     if args.update is None:
         print(table, end="")
         return 0
-    try:
-        text = args.update.read_text()
-    except OSError as exc:
-        raise InputError(args.update, None, f"cannot read ({exc.strerror})") from None
-    try:
-        updated = replace_block(text, table, args.name)
-    except ValueError as exc:
-        raise InputError(args.update, None, str(exc)) from None
-    write_text_atomic(args.update, updated)
-    print(f"updated the leaderboard{' ' + args.name if args.name else ''} in {args.update}")
+    target = Path(os.path.realpath(args.update))  # a symbolic link: its target is updated, the link kept
+    updated = updated_text(args.update, target, table, args.name)
+    write_text_atomic(target, updated)
+    shown = args.update if target == Path(os.path.abspath(args.update)) else f"{args.update} (link to {target})"
+    print(f"updated the leaderboard{' ' + args.name if args.name else ''} in {shown}")
     return 0
+
+
+def updated_text(path: Path, target: Path, table: str, name: str) -> str:
+    """The markdown file ``path`` (read at ``target``, its real path) with its leaderboard block ``name`` replaced
+    by ``table``; unreadable or non-UTF-8 files and missing markers are InputErrors naming ``path``."""
+    try:
+        text = target.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(path, None, f"cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            path, None, f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); save it as UTF-8"
+        ) from None
+    try:
+        return replace_block(text, table, name)
+    except ValueError as exc:
+        raise InputError(path, None, str(exc)) from None

@@ -10,6 +10,7 @@ import numpy as np
 from .. import sdf
 from ..errors import InputError
 from ..io.images import read_mask, write_image
+from . import output_path
 
 NAME = "sdf"
 HELP = "tumor probability map (or signed distance, mm) from a GTV mask"
@@ -17,7 +18,7 @@ HELP = "tumor probability map (or signed distance, mm) from a GTV mask"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mask", required=True, type=Path, help="binary GTV mask (.nii, .nii.gz, .nrrd, .seg.nrrd)")
-    p.add_argument("--out", required=True, type=Path, help="output image (probability in [0, 1])")
+    p.add_argument("--out", required=True, type=output_path, help="output image (probability in [0, 1])")
     p.add_argument("--beta", type=float, default=sdf.DEFAULT_BETA, help="logistic slope, 1/mm (default 0.1)")
     p.add_argument("--mu", type=float, default=sdf.DEFAULT_MU, help="distance with P = 0.5, mm (default 15)")
     p.add_argument("--distance", action="store_true", help="write the signed distance in mm instead")

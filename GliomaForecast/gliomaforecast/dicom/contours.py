@@ -23,6 +23,7 @@ from ..geometry import Grid
 from .geometry import physical_to_index
 
 PLANE_TOL_VOXELS = 1e-3  # how far (in slices) a contour may lie from a slice's plane
+MIN_OUTSIDE_TOL_MM = 100.0  # a vertex may lie outside the grid by its largest extent, and at least this (mm)
 
 
 class OffGridContour(ValueError):
@@ -173,6 +174,25 @@ def mask_contours(mask: np.ndarray, grid: Grid) -> dict[int, list[np.ndarray]]:
         polygons = keyhole(slice_contours(mask[k]))
         out[int(k)] = [grid.index_to_physical(np.column_stack([np.full(len(p), k, float), p])) for p in polygons]
     return out
+
+
+def far_vertex(contours: Sequence[np.ndarray], grid: Grid) -> str | None:
+    """None when every vertex of ``contours`` ((N, 3) physical LPS points, mm) lies within ``grid``'s box widened by
+    its largest extent (at least ``MIN_OUTSIDE_TOL_MM``) on every side; else a description of the first that does
+    not (a vertex at 1e30 mm would stretch a polygon edge across the slice and inflate the mask)."""
+    shape, spacing = np.asarray(grid.shape, dtype=float), np.asarray(grid.spacing, dtype=float)
+    tol = max(float(np.max(shape * spacing)), MIN_OUTSIDE_TOL_MM)
+    for i, points in enumerate(contours):
+        index = physical_to_index(grid, np.asarray(points, dtype=float).reshape(-1, 3))
+        outside = np.maximum(np.maximum(-0.5 - index, index - (shape - 0.5)), 0.0) * spacing
+        distance = np.linalg.norm(outside, axis=1)
+        if distance.size and not float(distance.max()) <= tol:
+            j = int(np.argmax(distance))
+            return (
+                f"contour {i} vertex {j} lies {float(distance[j]):.3g} mm outside the case grid "
+                f"(more than {tol:g} mm): not a point of this image"
+            )
+    return None
 
 
 def rasterize(contours: Sequence[np.ndarray], grid: Grid) -> np.ndarray:

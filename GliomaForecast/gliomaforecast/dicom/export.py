@@ -23,6 +23,7 @@ from pydicom.dataset import Dataset
 from ..errors import InputError
 from ..geometry import Grid, resample_to
 from ..io.images import atomic_output_dir, check_output_dir, read_segmentation
+from ..io.write_guard import remember_inputs
 from ..output.record import SEGMENT_TERMS
 from ..targets.standard_plan import SEED_NAMES
 from .files import scan_folder
@@ -102,6 +103,7 @@ def read_reference(folder: str | Path) -> Reference:
     if not series.text("FrameOfReferenceUID"):
         raise InputError(series.paths[0], "FrameOfReferenceUID", "missing")
     order, grid = slice_order(series.headers, series.paths)
+    remember_inputs([folder, *series.paths])  # an --overwrite never replaces the folder holding the series
     return Reference([series.headers[i] for i in order], [series.paths[i] for i in order], grid)
 
 

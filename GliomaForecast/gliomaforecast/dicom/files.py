@@ -1,9 +1,10 @@
 """Find the DICOM files under a folder and group them into series (pydicom headers).
 
 A file without the DICOM preamble that pydicom cannot read is not DICOM (a README...), and a DICOMDIR is only an
-index of the others: both are skipped and listed. A file with the preamble that cannot be read, that lacks the SOP and
-series UIDs or the modality, or whose pixel data is shorter than its header says, is corrupt: an :class:`InputError`
-naming the file and the field.
+index of the others: both are skipped and listed. Only regular files are opened: a FIFO, a device, a socket or a
+dangling link is skipped (never opened: a FIFO would block the read) and listed with its kind. A file with the
+preamble that cannot be read, that lacks the SOP and series UIDs or the modality, or whose pixel data is shorter than
+its header says, is corrupt: an :class:`InputError` naming the file and the field.
 Every file must belong to one patient (PatientID); two patients are refused with a line naming both IDs and a file of
 each.
 """
@@ -11,6 +12,7 @@ each.
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,11 +48,31 @@ class Series:
 
 @dataclass
 class Scan:
-    """What a folder holds: series by SeriesInstanceUID and the files that are not DICOM."""
+    """What a folder holds: series by SeriesInstanceUID, the files that are not DICOM, and the entries that are not
+    regular files (path, kind), which were never opened."""
 
     folder: Path
     series: dict[str, Series]
     not_dicom: list[Path]
+    not_regular: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def not_regular_kind(path: Path) -> str | None:
+    """None for a regular file (or a link to one); else what ``path`` is: "FIFO", "device", "socket", "dangling
+    link"... (decided from its status, without opening it)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return "dangling link" if os.path.islink(path) else f"unreadable ({exc.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "not a regular file"
 
 
 def _has_preamble(path: Path) -> bool:
@@ -108,12 +130,17 @@ def scan_folder(folder: str | Path) -> Scan:
         raise InputError(folder, "folder", "not found or not a folder")
     series: dict[str, Series] = {}
     not_dicom: list[Path] = []
+    not_regular: list[tuple[Path, str]] = []
     patient: tuple[str, Path] | None = None
     for root, dirs, files in os.walk(folder):
         dirs.sort()
         for name in sorted(files):
             path = Path(root) / name
             if name.startswith("."):
+                continue
+            kind = not_regular_kind(path)
+            if kind is not None:
+                not_regular.append((path, kind))
                 continue
             ds = read_header(path)
             if ds is None:
@@ -134,4 +161,4 @@ def scan_folder(folder: str | Path) -> Scan:
                 raise InputError(path, "Modality", f"'{modality}' in a series of modality '{entry.modality}'")
             entry.headers.append(ds)
             entry.paths.append(path)
-    return Scan(folder, series, not_dicom)
+    return Scan(folder, series, not_dicom, not_regular)

@@ -36,10 +36,10 @@ from pydicom.dataset import Dataset
 
 from ..errors import InputError
 from ..geometry import Grid, resample_to
-from ..io.case import IMAGE_NAMES, SCHEMA, load_case
+from ..io.case import IMAGE_NAMES, MAX_DAY, SCHEMA, load_case
 from ..io.images import atomic_output_dir, check_output_dir, write_image, write_text_atomic
 from ..io.shown_paths import shown_path
-from .contours import OffGridContour, rasterize
+from .contours import OffGridContour, far_vertex, rasterize
 from .dates import scan_date
 from .files import Scan, Series, scan_folder
 from .rtdose import dose_on_grid, read_dose
@@ -264,9 +264,12 @@ def _check_structure_set_frames(ds: Dataset, path: Path, rois: list[Roi], frame:
 
 def _gtv_mask(rois: list[Roi], grid: Grid, scan: Scan, drawn_on: list[str], path: Path) -> np.ndarray:
     """The union (bool, on ``grid``) of the ``rois`` rasterized (:func:`_rasterize_gtv`); InputError for a ROI with
-    no contour inside the grid."""
+    no contour inside the grid or a vertex absurdly far from it (:func:`far_vertex`)."""
     mask = np.zeros(grid.shape, dtype=bool)
     for roi in rois:
+        far = far_vertex(roi.contours, grid)
+        if far is not None:
+            raise InputError(path, f"ROI '{roi.name}' ContourData", far)
         roi_mask = _rasterize_gtv(roi.contours, grid, scan, drawn_on, path, roi.name)
         if not roi_mask.any():
             raise InputError(path, f"ROI '{roi.name}'", "no contour inside the case grid: the GTV is empty")
@@ -342,6 +345,7 @@ def import_dicom(
     _, grid = series_grid(reference)
     _add_gtvs(scan, timepoints, grid, frame, pattern, series_map, report)
     kept = _with_gtv(timepoints, report, dicom_dir, roi_pattern)
+    _check_dates(kept, rt_start_date)
     dose = _dose(scan, grid, frame, series_map, report)
     report += [
         _record(s, scan.folder, used=False, why=f"{s.modality or 'unknown'} objects are not imported")
@@ -369,9 +373,10 @@ def import_dicom(
         },
         "timepoints_without_gtv": [tp.date.isoformat() for tp in timepoints if tp.gtv is None],
         "not_dicom": [shown_path(p, dicom_dir) for p in scan.not_dicom],
+        "not_regular_files": [{"file": shown_path(p, dicom_dir), "kind": kind} for p, kind in scan.not_regular],
         "series": report,
     }
-    inputs = [p for series in scan.series.values() for p in series.paths]
+    inputs = [dicom_dir, *(p for series in scan.series.values() for p in series.paths)]  # never replaced
     with atomic_output_dir(out, inputs=inputs, existing=existing) as tmp:
         _write_case(tmp, kept, grid, dose, manifest, summary)
     return summary
@@ -386,10 +391,37 @@ def _check_options(roi_pattern: str, rt_start_date: str | None) -> re.Pattern:
         raise InputError("--roi-pattern", None, f"not a regular expression ({exc})") from None
     if rt_start_date is not None:
         try:
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", rt_start_date):
+                raise ValueError
             dt.date.fromisoformat(rt_start_date)
         except ValueError:
             raise InputError("--rt-start-date", None, f"not an ISO date (YYYY-MM-DD): {rt_start_date!r}") from None
     return pattern
+
+
+def _check_dates(kept: list[Timepoint], rt_start_date: str | None) -> None:
+    """InputError when a study date of ``kept`` or ``rt_start_date`` lies more than ``MAX_DAY`` days (200 years)
+    from the first study, day 0 (the range in which a case's days are read, :mod:`..io.case`)."""
+    day0 = kept[0].date
+    for tp in kept[1:]:
+        days = (tp.date - day0).days
+        if days > MAX_DAY:
+            first = next(iter(tp.series.values())).paths[0]
+            raise InputError(
+                first,
+                "StudyDate",
+                f"{tp.date.isoformat()} is {days} days after the first study ({day0.isoformat()}): study dates lie "
+                f"within {MAX_DAY:g} days (200 years) of day 0",
+            )
+    if rt_start_date is not None:
+        days = (dt.date.fromisoformat(rt_start_date) - day0).days
+        if abs(days) > MAX_DAY:
+            raise InputError(
+                "--rt-start-date",
+                None,
+                f"{rt_start_date} is {days} days from the first study ({day0.isoformat()}): the RT start lies "
+                f"within {MAX_DAY:g} days (200 years) of day 0",
+            )
 
 
 def _mr_timepoints(scan: Scan, dicom_dir: Path, mapping: dict[str, str], report: list[dict]) -> list[Timepoint]:

@@ -3,6 +3,7 @@
 The dose in Gy is the stored value times DoseGridScaling (DoseUnits must be GY; a RELATIVE dose is refused). Frames
 lie at Grid Frame Offset Vector (mm) along the slice normal from Image Position (Patient): offsets that start at 0
 are relative; offsets that start elsewhere are absolute z positions, which the standard allows for axial frames only.
+A DoseGridScaling that makes a dose non-finite in float32 (1e38 gives inf) or above ``MAX_DOSE_GY`` is refused.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pydicom.dataset import Dataset
 from ..errors import InputError
 from ..geometry import Grid, resample_to
 from .geometry import orientation, pixel_spacing, position, stack_tolerance
+
+MAX_DOSE_GY = 10000.0  # Gy: no treatment delivers more; a larger dose is a wrong DoseGridScaling
 
 
 def _offsets(ds: Dataset, path: Path, n_frames: int, cosines: np.ndarray, ipp: np.ndarray) -> np.ndarray:
@@ -69,10 +72,17 @@ def read_dose(ds: Dataset, path: Path) -> tuple[np.ndarray, Grid]:
     direction = np.column_stack([cosines[0], cosines[1], normal])
     row, col = pixel_spacing(ds, path)
     grid = Grid(frames[order].shape, (dz, row, col), tuple(origin), tuple(direction.ravel()))
-    dose = (frames[order].astype(np.float64) * scaling).astype(np.float32)
-    if dose.size and dose.min() < 0:
-        raise InputError(path, "PixelData", f"negative dose ({float(dose.min()):.3g} Gy)")
-    return dose, grid
+    dose64 = frames[order].astype(np.float64) * scaling
+    if dose64.size and dose64.min() < 0:
+        raise InputError(path, "PixelData", f"negative dose ({float(dose64.min()):.3g} Gy)")
+    if dose64.size and not float(dose64.max()) <= MAX_DOSE_GY:
+        raise InputError(
+            path,
+            "DoseGridScaling",
+            f"{scaling:g} gives a maximum dose of {float(dose64.max()):.3g} Gy, above {MAX_DOSE_GY:g} Gy: "
+            "a wrong scaling",
+        )
+    return dose64.astype(np.float32), grid
 
 
 def dose_on_grid(dose: np.ndarray, dose_grid: Grid, grid: Grid) -> np.ndarray:

@@ -60,6 +60,7 @@ from ..growth.fit import GrowthFit
 from ..io.case import Case, Timepoint, load_case
 from ..targets.standard_plan import AUTO, plan_record
 from . import images as metrics_images
+from .cohort_folder import check_distinct_patients, scan_cohort, shown_reason
 from .protocols import GAP_BINS, Protocol, Task, gap_bin, plan_tasks, prefix_case, scan_volumes
 
 SCHEMA = "gliomaforecast.evaluation/1"
@@ -152,11 +153,9 @@ class CohortResult:
 
 
 def find_cases(cohort_dir: str | Path) -> list[Path]:
-    """The case manifests of a cohort folder: every ``*/case.json``, sorted by folder name."""
-    cohort_dir = Path(cohort_dir)
-    if not cohort_dir.is_dir():
-        raise InputError(cohort_dir, None, "cohort folder not found")
-    return sorted(p for p in cohort_dir.glob("*/case.json") if p.is_file())
+    """The readable case manifests of a cohort folder: every ``*/case.json`` that is a file, sorted by folder name
+    (:func:`.cohort_folder.scan_cohort`)."""
+    return scan_cohort(cohort_dir)[0]
 
 
 def recurrences(case: Case, target: Timepoint) -> tuple[dict[str, np.ndarray], str]:
@@ -432,9 +431,10 @@ def _share_cores(workers: int) -> None:
     os.environ.setdefault(models.THREADS_VAR, str(max(1, (os.cpu_count() or 1) // workers)))
 
 
-def _cohort_cases(cohort_dir: str | Path, settings: EvaluationSettings, jobs: int) -> list[Path]:
-    """The case manifests of ``cohort_dir`` after the settings are checked: known forecasters (at least one), a valid
-    protocol, at least one job, at least one case."""
+def _cohort_cases(cohort_dir: str | Path, settings: EvaluationSettings, jobs: int) -> tuple[list[Path], list[dict]]:
+    """The readable case manifests of ``cohort_dir`` and the skipped entries of the patients that cannot be read
+    (:func:`.cohort_folder.scan_cohort`), after the settings are checked: known forecasters (at least one), a valid
+    protocol, at least one job, at least one readable case, no patient_id given twice."""
     for name in settings.forecasters:
         entry(name)
     settings.protocol_spec()
@@ -442,10 +442,12 @@ def _cohort_cases(cohort_dir: str | Path, settings: EvaluationSettings, jobs: in
         raise InputError(None, "forecaster", "no forecaster given")
     if jobs < 1:
         raise InputError(None, "jobs", f"must be at least 1, got {jobs}")
-    paths = find_cases(cohort_dir)
+    paths, unreadable = scan_cohort(cohort_dir)
     if not paths:
-        raise InputError(cohort_dir, None, "no patient folder with a case.json in the cohort folder")
-    return paths
+        first = f" ({len(unreadable)} unreadable; first: {unreadable[0]['reason']})" if unreadable else ""
+        raise InputError(cohort_dir, None, f"no patient folder with a case.json in the cohort folder{first}")
+    check_distinct_patients(paths)
+    return paths, unreadable
 
 
 def _patient_results(
@@ -494,15 +496,16 @@ def evaluate_cohort(
     """Evaluate every patient of ``cohort_dir`` with ``jobs`` worker processes (1: in this process).
     Unknown forecasters and a folder without cases are InputErrors; results are sorted, so they do not
     depend on ``jobs``."""
-    paths = _cohort_cases(cohort_dir, settings, jobs)
+    paths, unreadable = _cohort_cases(cohort_dir, settings, jobs)
     say = progress or (lambda _msg: None)
     start, load = time.perf_counter(), os.getloadavg()[0]
-    collected: tuple[list[dict], ...] = ([], [], [], [])  # rows, skipped, calibration, timings
+    collected: tuple[list[dict], ...] = ([], list(unreadable), [], [])  # rows, skipped, calibration, timings
     for path, result in _patient_results(paths, settings, jobs):
         for into, part in zip(collected, result):
             into.extend(part)
         say(f"{path.parent.name}: {len(result[0])} scored, {len(result[1])} skipped")
     rows, skipped, calibration, timings = collected
+    skipped = [{**r, "reason": shown_reason(r["reason"], cohort_dir)} for r in skipped]
     key = _order(settings)
     return CohortResult(
         Path(cohort_dir),
@@ -695,7 +698,7 @@ def summarize(result: CohortResult) -> dict:
     common = set.intersection(*scored) if scored else set()  # per-bin tables: the forecasts every forecaster scored
     summary = {
         "schema": SCHEMA,
-        "cohort": str(result.cohort_dir),
+        "cohort": result.cohort_dir.resolve().name,  # its name only: no output holds an absolute path
         "settings": dataclasses.asdict(s),
         "n_cases": result.n_cases,
         "protocol": s.protocol,

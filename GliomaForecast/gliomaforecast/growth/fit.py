@@ -164,8 +164,11 @@ def _validate(days, burdens, rt_start_day, n_bootstrap, noise, source) -> tuple[
         raise InputError(source, "rt_start_day", f"must be a finite day, got {rt_start_day}")
     if isinstance(n_bootstrap, bool) or int(n_bootstrap) != n_bootstrap or n_bootstrap < 0:
         raise InputError(source, "n_bootstrap", f"must be a non-negative integer, got {n_bootstrap}")
+    defaults.check_limit(int(n_bootstrap), "bootstrap", source, "n_bootstrap", "bootstrap refits")
     if not (np.isfinite(noise) and noise >= 0):
         raise InputError(source, "noise", f"must be a non-negative fraction, got {noise}")
+    if noise > defaults.MAX_NOISE:
+        raise InputError(source, "noise", f"{noise:g} is over the limit of {defaults.MAX_NOISE:g} (a fraction)")
     return t, y
 
 

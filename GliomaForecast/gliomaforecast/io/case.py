@@ -31,10 +31,12 @@ from typing import Any, cast
 
 import numpy as np
 
-from ..errors import InputError
+from ..defaults import check_limit
+from ..errors import InputError, parse_json
 from ..geometry import Grid, require_same_grid, resample_to
 from ..sdf import signed_distance
 from .images import as_float32, header_grid, read_image, read_labels, read_mask, suffix_of
+from .write_guard import remember_inputs
 
 SCHEMA = "gliomaforecast.case/1"
 DEFAULT_GTV_LABELS = (1, 2, 3)
@@ -425,6 +427,19 @@ def _parse_date(value: Any, src: Path, name: str) -> _dt.date:
         raise InputError(src, name, f"not an ISO date (YYYY-MM-DD): {value!r}") from None
 
 
+def _date_day(value: Any, src: Path, name: str, day0: _dt.date) -> float:
+    """A manifest date as a day (days since ``day0``), within ``MAX_DAY`` of day 0 like a day given as a number."""
+    days = (_parse_date(value, src, name) - day0).days
+    if abs(days) > MAX_DAY:
+        raise InputError(
+            src,
+            name,
+            f"{value} is {days} days from day 0 ({day0.isoformat()}): dates lie within {MAX_DAY:g} days "
+            "(200 years) of day 0",
+        )
+    return float(days)
+
+
 def _number(value: Any, src: Path, name: str) -> float:
     """A manifest day: a finite number of days within ``MAX_DAY`` of day 0."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
@@ -466,7 +481,7 @@ def _read_manifest(src: Path) -> dict:
     except OSError as exc:
         raise InputError(src, None, f"cannot read the manifest ({exc.strerror})") from None
     try:
-        data = json.loads(text)
+        data = parse_json(text, src)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(src, None, f"not valid JSON ({exc})") from None
     except RecursionError:
@@ -487,6 +502,7 @@ def _manifest_header(data: dict, src: Path) -> tuple[str, list]:
     tps_raw = data.get("timepoints")
     if not isinstance(tps_raw, list) or not tps_raw:
         raise InputError(src, "timepoints", "missing or empty list")
+    check_limit(len(tps_raw), "timepoints", src, "timepoints", "timepoints")
     return pid, tps_raw
 
 
@@ -516,7 +532,7 @@ def _timepoint(t: Any, i: int, src: Path, first_date: _dt.date | None, all_dates
     if "date" in t and not all_dates:
         raise InputError(src, f"{where}.date", "mixes 'date' and 'day' across timepoints")
     day = (
-        float((_parse_date(t["date"], src, f"{where}.date") - cast(_dt.date, first_date)).days)  # all_dates: set
+        _date_day(t["date"], src, f"{where}.date", cast(_dt.date, first_date))  # all_dates: set
         if "date" in t
         else _number(t["day"], src, f"{where}.day")
     )
@@ -558,7 +574,7 @@ def _rt_start(data: dict, src: Path, first_date: _dt.date | None) -> float | Non
     if data.get("rt_start_date") is not None:
         if first_date is None:
             raise InputError(src, "rt_start_date", "needs timepoints given by 'date'")
-        return float((_parse_date(data["rt_start_date"], src, "rt_start_date") - first_date).days)
+        return _date_day(data["rt_start_date"], src, "rt_start_date", first_date)
     return None
 
 
@@ -613,6 +629,7 @@ def load_case(path: str | Path, *, resample: bool = False, check_grids: bool = T
         resample=resample,
         day0=first_date,
     )
+    remember_inputs([src, *(path for _, path in case.files())])  # never replaced by an output (--overwrite)
     if check_grids:
         case.check_grids()
     return case

@@ -33,7 +33,9 @@ import SimpleITK as sitk
 from ..errors import InputError
 from ..geometry import Grid, to_sitk
 from .integrity import verify_image_file
+from .write_guard import READ_PATHS as _READ_PATHS
 from .write_guard import (
+    check_replaceable,
     exchange,
     is_write_error,
     output_lock,
@@ -44,7 +46,6 @@ from .write_guard import (
 )
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".seg.nrrd", ".nrrd")
-_READ_PATHS: set[str] = set()
 
 
 def suffix_of(path: str | Path) -> str:
@@ -171,17 +172,31 @@ def _exact_grid(tag: str | None, header_grid: Grid) -> Grid:
     return exact if exact.same_as(header_grid, rtol=1e-9, atol=1e-9) else header_grid
 
 
+def _count_nonfinite(array: np.ndarray) -> int:
+    if not np.issubdtype(array.dtype, np.floating):
+        return 0
+    return int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+
+
 def _require_finite(array: np.ndarray, path: Path, field: str) -> None:
-    """Refuse NaN/inf voxels. ITK's NIfTI reader silently turns them into 0, so float NIfTI voxel data
-    is checked on the raw values read by nibabel."""
-    if suffix_of(path) in (".nii", ".nii.gz"):
-        raw: Any = nib.load(str(path))  # a NIfTI image; its array proxy's slope/inter are untyped
-        if raw.get_data_dtype().kind == "f" or raw.dataobj.slope != 1 or raw.dataobj.inter != 0:
-            array = np.asanyarray(raw.dataobj)
-    if np.issubdtype(array.dtype, np.floating):
-        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+    """Refuse NaN/inf voxels, checked on the values used: ``array`` as read (after the header's scaling, in ITK's
+    float32 for a scaled NIfTI, so a ``scl_slope``/``scl_inter`` that overflows float32 is refused naming them)
+    and, for a float NIfTI, on the stored values too (ITK's NIfTI reader silently turns NaN into 0). The scaling
+    fields themselves were checked finite before the read (:mod:`gliomaforecast.io.headers`)."""
+    raw: Any = nib.load(str(path)) if suffix_of(path) in (".nii", ".nii.gz") else None
+    if raw is not None and raw.get_data_dtype().kind == "f":
+        bad = _count_nonfinite(np.asanyarray(raw.dataobj.get_unscaled()))
         if bad:
             raise InputError(path, field, f"{bad} voxels are NaN or infinite")
+    bad = _count_nonfinite(array)
+    if not bad:
+        return
+    slope, inter = (float(raw.dataobj.slope), float(raw.dataobj.inter)) if raw is not None else (1.0, 0.0)
+    if slope != 1 or inter != 0:
+        raise InputError(
+            path, field, f"scl_slope {slope:g} and scl_inter {inter:g} make {bad} voxels overflow {array.dtype}"
+        )
+    raise InputError(path, field, f"{bad} voxels are NaN or infinite")
 
 
 def read_image(path: str | Path, field: str = "image") -> tuple[np.ndarray, Grid]:
@@ -640,10 +655,19 @@ def check_output_dir(out_dir: str | Path, existing: str = "merge") -> Path:
     exists and is writable, and it is not a file. ``existing`` says what an existing non-empty folder gets:
     ``merge`` (new files added, same names replaced), ``refuse`` (an InputError: the commands without
     ``--overwrite``, so no stale file of an earlier run sits beside the new ones) or ``replace`` (the whole
-    folder replaced atomically)."""
+    folder replaced atomically). An empty path, a symbolic link, and (see
+    :func:`gliomaforecast.io.write_guard.check_replaceable`) a folder to be replaced that is a root, the current or
+    home folder or holds or lies inside an input are refused."""
     if existing not in EXISTING:
         raise ValueError(f"existing must be one of {EXISTING}, got {existing!r}")
+    if not str(out_dir).strip():
+        raise InputError("--out", None, "is empty (an unset shell variable?); give a folder name")
     out_dir = Path(out_dir)
+    if os.path.islink(out_dir):
+        raise InputError(
+            out_dir, "output", f"is a symbolic link (to {os.readlink(out_dir)}); give the folder itself as --out"
+        )
+    _check_removal(out_dir, existing, _READ_PATHS)
     parent = out_dir.resolve().parent
     if not parent.is_dir():
         raise InputError(out_dir, "output", f"folder {parent} does not exist")
@@ -654,6 +678,17 @@ def check_output_dir(out_dir: str | Path, existing: str = "merge") -> Path:
     if existing == "refuse" and out_dir.is_dir() and any(out_dir.iterdir()):
         raise InputError(out_dir, "output", "folder exists and is not empty; give --overwrite to replace it whole")
     return out_dir
+
+
+def _check_removal(out_dir: Path, existing: str, protected: Iterable[str]) -> None:
+    """An existing ``out_dir`` that the write would remove (``replace``; or an empty one, renamed over) must be
+    replaceable (:func:`gliomaforecast.io.write_guard.check_replaceable`; inputs only with ``replace``)."""
+    if not out_dir.is_dir():
+        return
+    if existing == "replace":
+        check_replaceable(out_dir, protected)
+    elif not any(out_dir.iterdir()):
+        check_replaceable(out_dir)
 
 
 @contextlib.contextmanager
@@ -667,16 +702,13 @@ def atomic_output_dir(
     again at the end), or gets the new files moved in with ``existing="merge"``. The folder's lock
     (:func:`gliomaforecast.io.write_guard.output_lock`) is held throughout, so a concurrent writer is refused; stale
     temporaries of dead writers beside it are removed first. On any error the temporary folder is removed and
-    ``out_dir`` is left as it was; a failed write (full disk, ...) is an InputError. A folder that holds an input
+    ``out_dir`` is left as it was; a failed write (full disk, ...) is an InputError. A folder that holds or lies
+    inside an input (``inputs``, or read or remembered by :func:`~.write_guard.remember_inputs` in this process)
     is never replaced."""
     out_dir = check_output_dir(out_dir, existing)
     target = Path(os.path.abspath(out_dir))
     protected = set(_READ_PATHS) | {os.path.realpath(p) for p in inputs}
-    if existing == "replace" and out_dir.is_dir():
-        inside = os.path.realpath(out_dir) + os.sep
-        held = sorted(p for p in protected if p.startswith(inside))
-        if held:
-            raise InputError(out_dir, "output", f"holds an input ({held[0]}); refusing to replace it")
+    _check_removal(out_dir, existing, protected)
     with output_lock(target):
         if remove_stale_temporaries(target.parent):
             check_output_dir(out_dir, existing)  # a dead writer's old folder may have been put back

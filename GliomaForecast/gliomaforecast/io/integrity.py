@@ -1,7 +1,8 @@
 """Whole-file checks of NIfTI (.nii, .nii.gz) and NRRD (.nrrd, .seg.nrrd) images, run before a file is read and
 after a file is written (before it is renamed into place).
 
-A file passes when its header parses, its spacing (mm) is positive and finite on every spatial axis, every
+A file passes when its header parses and passes the header rules of :mod:`gliomaforecast.io.headers` (voxel
+count limit, checked before anything is decompressed; spacing; NIfTI scaling and sform/qform fields), every
 gzip/bzip2 stream decompresses to its end with a matching CRC and length, and the data hold at least the
 voxel count the header promises (shape x bytes per voxel). ITK and nibabel read a truncated or corrupt file
 without complaint (a truncated mask reads as a partly empty mask), so nothing is read before this check.
@@ -22,6 +23,7 @@ import nrrd
 import numpy as np
 
 from ..errors import InputError
+from .headers import check_nifti_geometry, check_nifti_scaling, check_spacing, check_voxel_count
 
 _CHUNK = 1 << 20
 _STREAM_ERRORS = (EOFError, OSError, zlib.error, ValueError)  # gzip.BadGzipFile is an OSError
@@ -37,13 +39,6 @@ def _stream_length(stream: io.BufferedIOBase) -> int:
         total += len(chunk)
 
 
-def _check_spacing(spacing, path: Path, field: str) -> None:
-    bad = [float(s) for s in spacing if not (math.isfinite(float(s)) and float(s) > 0)]
-    if bad:
-        shown = " x ".join(f"{float(s):g}" for s in spacing)
-        raise InputError(path, field, f"voxel spacing {shown} mm: every spacing must be positive and finite")
-
-
 def _check_length(have: int, need: int, path: Path, field: str, what: str) -> None:
     if have < need:
         raise InputError(
@@ -54,8 +49,17 @@ def _check_length(have: int, need: int, path: Path, field: str, what: str) -> No
 
 
 def verify_nifti(path: Path, field: str) -> None:
-    """Check a .nii/.nii.gz: header, spatial spacing (pixdim), the whole gzip stream and the voxel byte count."""
+    """Check a .nii/.nii.gz: header (voxel count, spacing, scaling and geometry rules of
+    :mod:`gliomaforecast.io.headers`, all before anything is decompressed), then the whole gzip stream and the
+    voxel byte count."""
     gz = path.name.lower().endswith(".gz")
+    header = _read_nifti_header(path, field, gz)
+    shape = header.get_data_shape()
+    check_voxel_count(shape, path, field)
+    spatial = min(len(shape), 3)
+    check_spacing(np.asarray(header["pixdim"], dtype=float)[1 : 1 + spatial], path, field)
+    check_nifti_scaling(header, path, field)
+    check_nifti_geometry(header, spatial, path, field)
     if gz:
         try:
             with gzip.open(path, "rb") as stream:
@@ -64,22 +68,29 @@ def verify_nifti(path: Path, field: str) -> None:
             raise InputError(path, field, f"cannot read image: damaged gzip stream ({exc})") from None
     else:
         length = path.stat().st_size
+    need = int(header.get_data_offset()) + math.prod(int(n) for n in shape) * header.get_data_dtype().itemsize
+    _check_length(length, need, path, field, "the decompressed image" if gz else "the file")
+
+
+def _read_nifti_header(path: Path, field: str, gz: bool) -> nib.Nifti1Header:
+    """The raw NIfTI header of ``path``, read from the first 540 bytes only (of the decompressed stream)."""
     try:
         with gzip.open(path, "rb") if gz else open(path, "rb") as fh:
             block = fh.read(540)
+    except _STREAM_ERRORS as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, gzip.BadGzipFile) and exc.errno is not None:
+            raise  # not readable at all: reported by verify_image_file
+        raise InputError(path, field, f"cannot read image: damaged gzip stream ({exc})") from None
+    try:
         header = _raw_nifti_header(block)
-        shape = header.get_data_shape()
-        itemsize = header.get_data_dtype().itemsize
-        offset = int(header.get_data_offset())
-        pixdim = np.asarray(header["pixdim"], dtype=float)
+        header.get_data_shape()
+        header.get_data_dtype()
+        header.get_data_offset()
     except Exception as exc:  # nibabel raises several types for a corrupt header
         raise InputError(
             path, field, f"cannot read image: corrupt NIfTI header ({type(exc).__name__}: {exc})"
         ) from None
-    spatial = min(len(shape), 3)
-    _check_spacing(pixdim[1 : 1 + spatial], path, field)
-    need = offset + int(np.prod(shape, dtype=np.int64)) * itemsize
-    _check_length(length, need, path, field, "the decompressed image" if gz else "the file")
+    return header
 
 
 def _raw_nifti_header(block: bytes) -> nib.Nifti1Header:
@@ -142,9 +153,9 @@ _NRRD_TYPES = {
 def _nrrd_spacing(header: dict, path: Path, field: str) -> None:
     if "space directions" in header:
         dirs = [row for row in np.asarray(header["space directions"], dtype=float) if not np.all(np.isnan(row))]
-        _check_spacing([float(np.linalg.norm(row)) for row in dirs], path, field)
+        check_spacing([float(np.linalg.norm(row)) for row in dirs], path, field)
     elif "spacings" in header:
-        _check_spacing([s for s in np.asarray(header["spacings"], dtype=float) if not np.isnan(s)], path, field)
+        check_spacing([s for s in np.asarray(header["spacings"], dtype=float) if not np.isnan(s)], path, field)
 
 
 def verify_nrrd(path: Path, field: str) -> None:
@@ -162,6 +173,7 @@ def verify_nrrd(path: Path, field: str) -> None:
         kind = _NRRD_TYPES[str(header["type"]).strip().lower()]
     except (KeyError, TypeError, ValueError):
         raise InputError(path, field, "NRRD header lacks a valid 'sizes' or 'type'") from None
+    check_voxel_count(sizes, path, field)
     encoding = str(header.get("encoding", "raw")).strip().lower()
     if kind is None or encoding not in ("raw", "gzip", "gz", "bzip2", "bz2"):
         return  # block types and text encodings: the reader's own parse is the check
@@ -172,7 +184,7 @@ def verify_nrrd(path: Path, field: str) -> None:
             raise InputError(path, field, f"detached data file {source} not found")
     else:
         source, start = path, data_start
-    need = int(np.prod(sizes, dtype=np.int64)) * np.dtype(kind).itemsize
+    need = math.prod(sizes) * np.dtype(kind).itemsize
     with open(source, "rb") as fh:
         fh.seek(start)
         if encoding == "raw":

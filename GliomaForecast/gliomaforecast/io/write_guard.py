@@ -20,7 +20,7 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import InputError
@@ -52,6 +52,7 @@ WRITE_ERRNOS = frozenset(
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-[^/]*$")
 _HELD: dict[str, tuple[int, int]] = {}  # lock path -> (thread ident, depth): re-entrant within one thread
 _HELD_LOCK = threading.Lock()
+READ_PATHS: set[str] = set()  # real paths of the files and folders this process reads (see remember_inputs)
 
 
 def write_error(exc: OSError, destination: str | Path) -> InputError:
@@ -148,6 +149,36 @@ def exchange(a: Path, b: Path) -> bool:
     if err in (errno.EINVAL, errno.ENOSYS, getattr(errno, "ENOTSUP", -1), getattr(errno, "EOPNOTSUPP", -1)):
         return False
     raise OSError(err, os.strerror(err), str(b))
+
+
+def remember_inputs(paths: Iterable[str | Path]) -> None:
+    """Mark files and folders as read by this process: no output folder that holds one of them, or lies inside
+    one, is replaced, and no output file is written onto one (the case's listed files, DICOM folders, models)."""
+    READ_PATHS.update(os.path.realpath(p) for p in paths)
+
+
+def _within(path: str, folder: str) -> bool:
+    """True when ``path`` is ``folder`` or lies inside it (both real, absolute paths)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_replaceable(out_dir: Path, protected: Iterable[str] = ()) -> None:
+    """Refuse to replace (``--overwrite``) the folder ``out_dir``: a filesystem root or mount point, the current
+    folder or the home folder (or a folder holding either), or a folder that holds or lies inside any of the
+    ``protected`` real paths (the files and folders the command reads). An InputError naming what it would remove."""
+    real = os.path.realpath(out_dir)
+    if real == os.path.dirname(real) or os.path.ismount(real):
+        raise InputError(out_dir, "output", "is a filesystem root; refusing to replace it")
+    home = os.path.expanduser("~")
+    places = [("the current folder", os.getcwd())] + ([("the home folder", home)] if os.path.isabs(home) else [])
+    for what, place in places:
+        if _within(os.path.realpath(place), real):
+            raise InputError(out_dir, "output", f"is or holds {what}; refusing to replace it, choose another --out")
+    for path in sorted(protected):
+        if _within(path, real):
+            raise InputError(out_dir, "output", f"holds an input ({path}); refusing to replace it")
+        if _within(real, path):
+            raise InputError(out_dir, "output", f"lies inside an input folder ({path}); refusing to replace it")
 
 
 def lock_path(out_dir: Path) -> Path:
