@@ -83,6 +83,21 @@ def test_import_dicom_skips_a_fifo_lists_it_and_does_not_block(dicom: Path, tmp_
     assert len(load_case(out / "case.json").timepoints) == 2
 
 
+def test_import_dicom_refuses_a_fifo_as_mapping_without_blocking(dicom: Path, tmp_path: Path) -> None:
+    """A FIFO given as --mapping would block the read (no writer): refused at once, one line, nothing written."""
+    pipe = tmp_path / "mapping.json"
+    os.mkfifo(pipe)
+    out = tmp_path / "case"
+    done = subprocess.run(
+        [sys.executable, "-m", "gliomaforecast", "import-dicom", str(dicom), "--mapping", str(pipe), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "mapping: is not a regular file" in done.stderr and not out.exists()
+
+
 def test_import_dicom_lists_a_dangling_link(dicom: Path, tmp_path: Path, capsys) -> None:
     (dicom / "gone.dcm").symlink_to(tmp_path / "nowhere.dcm")
     out = tmp_path / "case"

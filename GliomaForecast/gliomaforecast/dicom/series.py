@@ -40,6 +40,8 @@ def read_mapping(path: str | Path | None) -> dict[str, str]:
     if path is None:
         return {}
     path = Path(path)
+    if path.exists() and not path.is_file():  # a FIFO or a device would block the read; a folder is no file
+        raise InputError(path, "mapping", "is not a regular file")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
