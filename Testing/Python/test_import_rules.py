@@ -100,7 +100,7 @@ def test_cycle_finder_finds_a_cycle() -> None:
 # The core's layers (docs/architecture.md): a module imports only modules of its own layer or below.
 LAYERS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (0, ("gliomaforecast", "errors", "defaults", "checks", "geometry", "resources")),
-    (1, ("io", "sdf", "models", "model_registry_writer")),
+    (1, ("io", "sdf", "models", "model_registry_writer", "scheduling")),
     (2, ("targets", "growth", "deformation", "diffusion")),
     (3, ("forecasters",)),
     (4, ("forecast", "plausibility")),

@@ -5,7 +5,8 @@ earlier ones), ``horizon`` (every input prefix and every later scan whose gap li
 
 COHORT_DIR holds one folder per patient with a case.json. Writes patients.csv (one row per patient and
 forecaster), skipped.csv (with reasons), summary.json (statistics, Wilcoxon tests, time-gap bins),
-boxplots.png and timings.json into --out, atomically. See docs/evaluation.md for the metrics.
+boxplots.png and timings.json into --out, atomically. See docs/evaluation.md for the metrics. With --scheduler the
+patients run as tasks on a dask.distributed cluster (docs/scaling.md); the outputs are the same.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import time
 from pathlib import Path
 
-from .. import defaults
+from .. import defaults, scheduling
 from ..errors import InputError
 from ..evaluation.cohort import EvaluationSettings, evaluate_cohort, find_cases, write_results
 from ..evaluation.protocols import PROTOCOLS, parse_horizon
@@ -28,6 +29,24 @@ from . import add_overwrite_argument, add_plan_argument, check_seed, output_path
 
 NAME = "evaluate"
 HELP = "score forecasters on a cohort under a protocol (last-scan, horizon, recurrence); CSV + JSON + box plots"
+
+
+def _add_parallel_arguments(p: argparse.ArgumentParser) -> None:
+    """``--jobs`` and ``--scheduler`` (the results depend on neither)."""
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="patients evaluated in parallel (default: the number of CPUs)",
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS|local[:N]",
+        help="run the patients as tasks on a dask.distributed scheduler (tcp://host:8786) or on a cluster of N local "
+        'worker processes (local: one per CPU); not with --jobs; needs pip install "gliomaforecast[distributed]" and '
+        "a cohort folder every worker sees (docs/scaling.md)",
+    )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -61,12 +80,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "patient and gap bin, the first (first-per-bin: fewest inputs, then earliest target; the "
         "same pairs for every forecaster; the standing benchmark's rule)",
     )
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="patients evaluated in parallel (default: the number of CPUs)",
-    )
+    _add_parallel_arguments(p)
     p.add_argument("--seed", type=int, default=defaults.SEED, help=f"seed of every forecast (default {defaults.SEED})")
     p.add_argument(
         "--samples",
@@ -102,8 +116,19 @@ def cohort_inputs(cohort: Path, cases: list[Path]) -> list[Path]:
     return [cohort, *cases]
 
 
+def _jobs(args: argparse.Namespace) -> int:
+    """The local worker processes: --jobs (default: the CPUs), 1 with --scheduler (checked; not with --jobs)."""
+    if args.scheduler is None:
+        return args.jobs if args.jobs is not None else os.cpu_count() or 1
+    if args.jobs is not None:
+        raise InputError("--scheduler", None, "cannot be combined with --jobs (the scheduler's workers are the jobs)")
+    scheduling.parse_scheduler(args.scheduler)
+    return 1
+
+
 def run(args: argparse.Namespace) -> int:
     names = tuple(dict.fromkeys(args.forecaster or FORECASTER_NAMES))
+    jobs = _jobs(args)
     check_seed(args.seed)
     if args.samples < 1:
         raise InputError("--samples", None, f"must be at least 1, got {args.samples}")
@@ -138,7 +163,9 @@ def run(args: argparse.Namespace) -> int:
     with atomic_output_dir(
         args.out, inputs=cohort_inputs(args.cohort, cases), existing=existing_mode(args.overwrite)
     ) as tmp:
-        result = evaluate_cohort(args.cohort, settings, args.jobs, progress=lambda msg: print(msg, flush=True))
+        result = evaluate_cohort(
+            args.cohort, settings, jobs, progress=lambda msg: print(msg, flush=True), scheduler=args.scheduler
+        )
         empty = [n for n in names if not any(r["forecaster"] == n for r in result.rows)]
         if empty:
             reason = next((s["reason"] for s in result.skipped if s["forecaster"] in (empty[0], None)), "")
@@ -149,8 +176,9 @@ def run(args: argparse.Namespace) -> int:
             )
         write_results(result, tmp)
     seconds = time.perf_counter() - start
+    where = f"{jobs} jobs" if args.scheduler is None else f"{result.run['workers']} workers of {args.scheduler}"
     print(
         f"evaluated {result.n_cases} cases ({len(result.skipped)} skipped entries) with {', '.join(names)} "
-        f"on {args.jobs} jobs in {seconds:.1f} s; wrote {args.out}/summary.json, patients.csv, boxplots.png"
+        f"on {where} in {seconds:.1f} s; wrote {args.out}/summary.json, patients.csv, boxplots.png"
     )
     return 0

@@ -31,11 +31,13 @@ A patient with several scored forecasts (``horizon``) enters the Wilcoxon tests 
 forecasts, so the tested pairs stay independent; the per-bin tables count forecasts and hold only the forecasts
 that every forecaster with results scored (the same pairs for all: a one-scan forecaster gets more prefixes).
 Patients (or patient/forecaster pairs) that cannot be scored are skipped with the reason recorded.
-Results do not depend on the number of parallel jobs: rows are sorted by patient id and forecaster.
+Results do not depend on the number of parallel jobs, nor on a dask.distributed scheduler running the patients as
+tasks (``scheduler``, :mod:`..scheduling`): rows are sorted by patient id and forecaster.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -52,7 +54,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import defaults, evaluation, models, sdf
+from .. import defaults, evaluation, models, scheduling, sdf
 from ..errors import InputError
 from ..forecast import fit_case_growth, run_forecast
 from ..forecasters import entry
@@ -149,7 +151,7 @@ class CohortResult:
     skipped: list[dict]
     calibration: list[dict]
     timings: list[dict]
-    run: dict = dataclasses.field(default_factory=dict)  # the whole run: wall and CPU seconds, jobs, CPUs, load
+    run: dict = dataclasses.field(default_factory=dict)  # the whole run: wall and CPU seconds, jobs (scheduler), CPUs
 
 
 def find_cases(cohort_dir: str | Path) -> list[Path]:
@@ -431,10 +433,13 @@ def _share_cores(workers: int) -> None:
     os.environ.setdefault(models.THREADS_VAR, str(max(1, (os.cpu_count() or 1) // workers)))
 
 
-def _cohort_cases(cohort_dir: str | Path, settings: EvaluationSettings, jobs: int) -> tuple[list[Path], list[dict]]:
+def _cohort_cases(
+    cohort_dir: str | Path, settings: EvaluationSettings, jobs: int, scheduler: str | None = None
+) -> tuple[list[Path], list[dict]]:
     """The readable case manifests of ``cohort_dir`` and the skipped entries of the patients that cannot be read
     (:func:`.cohort_folder.scan_cohort`), after the settings are checked: known forecasters (at least one), a valid
-    protocol, at least one job, at least one readable case, no patient_id given twice."""
+    protocol, at least one job (only one with a ``scheduler``, a valid one), at least one readable case, no
+    patient_id given twice."""
     for name in settings.forecasters:
         entry(name)
     settings.protocol_spec()
@@ -442,6 +447,12 @@ def _cohort_cases(cohort_dir: str | Path, settings: EvaluationSettings, jobs: in
         raise InputError(None, "forecaster", "no forecaster given")
     if jobs < 1:
         raise InputError(None, "jobs", f"must be at least 1, got {jobs}")
+    if scheduler is not None:
+        scheduling.parse_scheduler(scheduler)
+        if jobs != 1:
+            raise InputError(
+                None, "jobs", f"cannot be combined with a scheduler (its workers are the jobs), got {jobs}"
+            )
     paths, unreadable = scan_cohort(cohort_dir)
     if not paths:
         first = f" ({len(unreadable)} unreadable; first: {unreadable[0]['reason']})" if unreadable else ""
@@ -450,11 +461,27 @@ def _cohort_cases(cohort_dir: str | Path, settings: EvaluationSettings, jobs: in
     return paths, unreadable
 
 
-def _patient_results(
-    paths: Sequence[Path], settings: EvaluationSettings, jobs: int
+def _scheduled_results(
+    paths: Sequence[Path], settings: EvaluationSettings, client: object
 ) -> Iterator[tuple[Path, tuple[list[dict], ...]]]:
-    """(case path, :func:`evaluate_patient` result) per patient, as each finishes: in this process (``jobs`` 1 or a
-    single patient) or in ``jobs`` worker processes; a patient whose evaluation fails gets :func:`_failed_patient`."""
+    """(case path, :func:`evaluate_patient` result) per patient as each finishes on the workers of a dask.distributed
+    ``client`` (:func:`scheduling.as_completed_tasks`: the patients of a worker that dies are rerun on another), which
+    read the case by its absolute path (the workers' working folder may differ); a failed patient (also one whose
+    workers kept dying) gets :func:`_failed_patient`."""
+    by_task = {os.path.abspath(path): path for path in paths}
+    for task, result, exc in scheduling.as_completed_tasks(client, evaluate_patient, list(by_task), settings):
+        yield by_task[task], result if exc is None else _failed_patient(by_task[task], exc)
+
+
+def _patient_results(
+    paths: Sequence[Path], settings: EvaluationSettings, jobs: int, client: object = None
+) -> Iterator[tuple[Path, tuple[list[dict], ...]]]:
+    """(case path, :func:`evaluate_patient` result) per patient, as each finishes: on the workers of a dask
+    ``client`` (:func:`_scheduled_results`), in this process (``jobs`` 1 or a single patient) or in ``jobs`` worker
+    processes; a patient whose evaluation fails gets :func:`_failed_patient`."""
+    if client is not None:
+        yield from _scheduled_results(paths, settings, client)
+        return
     if jobs == 1 or len(paths) == 1:
         for path in paths:
             try:
@@ -477,12 +504,16 @@ def _patient_results(
             yield futures[future], result
 
 
-def _run_record(start: float, load: float, jobs: int, timings: Sequence[dict]) -> dict:
-    """The whole run: wall seconds since ``start``, jobs, CPUs, load average at the start (``load``) and at the end,
-    and the CPU seconds of the forecasts."""
+def _run_record(
+    start: float, load: float, jobs: int, timings: Sequence[dict], scheduler: str | None, workers: tuple[int, int]
+) -> dict:
+    """The whole run: wall seconds since ``start``, jobs (with a ``scheduler``: its spec and its ``workers`` at the
+    start, with their threads, the patients run at once, as the jobs), CPUs of this machine, load average at the
+    start (``load``) and at the end, and the CPU seconds of the forecasts."""
     return {
         "wall_seconds": time.perf_counter() - start,
-        "jobs": jobs,
+        "jobs": jobs if scheduler is None else workers[1],
+        **({} if scheduler is None else {"scheduler": scheduler, "workers": workers[0]}),
         "cpus": os.cpu_count(),
         "load_average_at_start": load,
         "load_average_at_end": os.getloadavg()[0],
@@ -490,20 +521,40 @@ def _run_record(start: float, load: float, jobs: int, timings: Sequence[dict]) -
     }
 
 
+@contextlib.contextmanager
+def _cluster(scheduler: str | None, cohort_dir: str | Path) -> Iterator[object]:
+    """The dask.distributed client of ``scheduler`` (:func:`scheduling.open_client`) once every worker sees
+    ``cohort_dir``, closed on exit; None without a scheduler."""
+    if scheduler is None:
+        yield None
+        return
+    with scheduling.open_client(scheduler) as client:
+        scheduling.check_workers_see(client, Path(cohort_dir))
+        yield client
+
+
 def evaluate_cohort(
-    cohort_dir: str | Path, settings: EvaluationSettings, jobs: int = 1, progress: Callable[[str], None] | None = None
+    cohort_dir: str | Path,
+    settings: EvaluationSettings,
+    jobs: int = 1,
+    progress: Callable[[str], None] | None = None,
+    scheduler: str | None = None,
 ) -> CohortResult:
-    """Evaluate every patient of ``cohort_dir`` with ``jobs`` worker processes (1: in this process).
-    Unknown forecasters and a folder without cases are InputErrors; results are sorted, so they do not
-    depend on ``jobs``."""
-    paths, unreadable = _cohort_cases(cohort_dir, settings, jobs)
+    """Evaluate every patient of ``cohort_dir`` with ``jobs`` worker processes (1: in this process) or as tasks on
+    the workers of a dask.distributed ``scheduler`` (``local``, ``local:N`` or an address: :mod:`..scheduling`).
+    Unknown forecasters, a folder without cases and a bad or unreachable scheduler are InputErrors; results are
+    sorted, so they depend on neither."""
+    paths, unreadable = _cohort_cases(cohort_dir, settings, jobs, scheduler)
     say = progress or (lambda _msg: None)
-    start, load = time.perf_counter(), os.getloadavg()[0]
     collected: tuple[list[dict], ...] = ([], list(unreadable), [], [])  # rows, skipped, calibration, timings
-    for path, result in _patient_results(paths, settings, jobs):
-        for into, part in zip(collected, result):
-            into.extend(part)
-        say(f"{path.parent.name}: {len(result[0])} scored, {len(result[1])} skipped")
+    with _cluster(scheduler, cohort_dir) as client:
+        workers = (0, 0) if client is None else scheduling.worker_count(client)
+        start, load = time.perf_counter(), os.getloadavg()[0]
+        for path, result in _patient_results(paths, settings, jobs, client):
+            for into, part in zip(collected, result):
+                into.extend(part)
+            say(f"{path.parent.name}: {len(result[0])} scored, {len(result[1])} skipped")
+        run = _run_record(start, load, jobs, collected[3], scheduler, workers)
     rows, skipped, calibration, timings = collected
     skipped = [{**r, "reason": shown_reason(r["reason"], cohort_dir)} for r in skipped]
     key = _order(settings)
@@ -515,7 +566,7 @@ def evaluate_cohort(
         sorted(skipped, key=key),
         sorted(calibration, key=key),
         sorted(timings, key=key),
-        _run_record(start, load, jobs, timings),
+        run,
     )
 
 

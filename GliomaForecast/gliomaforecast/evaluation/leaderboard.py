@@ -212,6 +212,13 @@ def leaderboard_markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _scheduler(run: dict) -> str:
+    """`` (N workers of SPEC)`` for a run on a dask.distributed scheduler (``evaluate --scheduler``), else nothing."""
+    if not run.get("scheduler"):
+        return ""
+    return f" ({run.get('workers')} workers of {_cell(str(run['scheduler']))})"
+
+
 def timing_markdown(timings: dict) -> str:
     """Markdown time table of an evaluation's timings.json (``per_forecaster`` and, when present, ``run``); a string
     where a number belongs is an InputError naming the field."""
@@ -230,7 +237,7 @@ def timing_markdown(timings: dict) -> str:
     if run:
         lines += [
             "",
-            f"Whole run: **{run['wall_seconds'] / 60:.1f} min** wall with {run['jobs']} jobs on "
+            f"Whole run: **{run['wall_seconds'] / 60:.1f} min** wall with {run['jobs']} jobs{_scheduler(run)} on "
             f"{run['cpus']} CPUs ({run['cpu_seconds_of_forecasts'] / 60:.1f} CPU-min in the forecasts; "
             f"load average {run['load_average_at_start']:.1f} at the start, "
             f"{run['load_average_at_end']:.1f} at the end).",

@@ -22,6 +22,7 @@ import csv
 import io as _io
 import json
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -33,7 +34,7 @@ from scipy import ndimage
 from gliomaforecast.evaluation.protocols import GAP_BINS, gap_bin
 from gliomaforecast.geometry import Grid, resample_to
 from gliomaforecast.io.case import SCHEMA as SCHEMA_CASE
-from gliomaforecast.io.images import atomic_output_dir, write_image
+from gliomaforecast.io.images import atomic_output_dir, check_output_dir, write_image
 from gliomaforecast.targets.ctv import standard_ctv
 
 from . import imaging, treatment
@@ -590,21 +591,102 @@ def _cohort_patient(seed: int, folder: Path, spacing: float, pid: str,
     return row
 
 
+_STAGING = ".staging"  # inside the cohort's temporary folder: where dask workers build their patients
+
+
+def _distributed_patient(seed: int, folder: Path, spacing: float, pid: str,
+                         clinical_spacing: tuple[float, float, float] | None, follow_up: FollowUp) -> dict:
+    """One patient of :func:`generate_cohort` as a dask task (``--scheduler``): built in a folder of its own under
+    ``<cohort temporary>/.staging`` (so that no other task, on this host or another, touches its temporaries),
+    then renamed to ``folder``. A rerun of the task (its first worker died) replaces whatever the first run left
+    there whole; the client renames the cohort's temporary folder into place only when every task has finished."""
+    import shutil
+    import socket
+    import uuid
+
+    folder = Path(folder)
+    staging = folder.parent / _STAGING
+    staging.mkdir(exist_ok=True)  # not parents=True: a stray rerun after the cohort was committed recreates nothing
+    own = staging / f"{pid}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    own.mkdir()
+    try:
+        row = _cohort_patient(seed, own / pid, spacing, pid, clinical_spacing, follow_up)
+        for _attempt in range(5):
+            try:
+                os.rename(own / pid, folder)  # onto nothing (or an empty folder): one rename
+                break
+            except OSError:
+                if not folder.exists():
+                    raise
+                os.rename(folder, own / "replaced")  # an earlier run's patient: set aside, then removed below
+                shutil.rmtree(own / "replaced")
+        else:
+            raise RuntimeError(f"{pid}: could not put the patient folder in place")
+    finally:
+        shutil.rmtree(own, ignore_errors=True)
+    return row
+
+
+def _run_on_client(client, args: list[tuple], rows: dict[int, dict], bar) -> None:
+    """Every patient of ``args`` as a task on the dask ``client`` (keys unique to this cohort); ``rows[i]`` as each
+    finishes. Each future is released as soon as its row is here, so a worker that dies later holding a finished
+    result does not make the scheduler rerun that patient; a task lost with its worker before finishing is rerun
+    by the scheduler and waited for. A patient's exception is raised (the rest cancelled)."""
+    import uuid
+
+    from distributed import as_completed
+
+    prefix = f"cohort-patient-{uuid.uuid4().hex[:12]}"
+    futures = {client.submit(_distributed_patient, *a, key=f"{prefix}-{i}", pure=False): i
+               for i, a in enumerate(args)}
+    try:
+        for future in as_completed(list(futures)):
+            i = futures.pop(future)
+            rows[i] = future.result()
+            future.release()
+            if bar is not None:
+                bar.update()
+    finally:
+        if futures:
+            client.cancel(list(futures))
+
+
+def _check_workers_import(client, out_dir: str | Path) -> None:
+    """Every worker can import the generator (the training package installed there), else an InputError naming
+    the first worker that cannot. Runs the builtin ``exec`` there: nothing of this package has to unpickle."""
+    from gliomaforecast.errors import InputError
+
+    answers = client.run(exec, f"import {__name__}", on_error="return")
+    failed = sorted((worker, exc) for worker, exc in answers.items() if isinstance(exc, BaseException))
+    if failed:
+        worker, exc = failed[0]
+        raise InputError(out_dir, None, f"worker {worker} cannot import the cohort generator ({type(exc).__name__}: "
+                                        f"{exc}); install gliomaforecast and its training package on every worker")
+
+
 def generate_cohort(n: int, seed: int, out_dir: str | Path, spacing: float = 2.0, *,
                     clinical_spacing: tuple[float, float, float] | None = None, progress: bool = False,
                     follow_up: str = "default", scan_days: Sequence[int] | None = None,
-                    realism: int | None = None, jobs: int = 1) -> Path:
+                    realism: int | None = None, jobs: int = 1, client=None) -> Path:
     """Generate ``n`` patients (``VP-0001``...) from ``seed`` into ``out_dir`` (atomically, with a tqdm
     bar when ``progress``) plus the index ``cohort.json`` and ``cohort.csv``. Returns the index path.
     Patient i's seed is drawn from ``numpy.random.SeedSequence(seed)``, so a patient does not depend
-    on ``n``, nor on ``jobs`` (worker processes, each making whole patients). ``follow_up``, ``scan_days`` and
-    ``realism``: see :func:`generate_patient`."""
+    on ``n``, nor on ``jobs`` (worker processes, each making whole patients), nor on ``client`` (a
+    dask.distributed Client, ``--scheduler``: patients as tasks on its workers, which must see ``out_dir``'s parent
+    folder, a shared filesystem; see docs/scaling.md). ``follow_up``, ``scan_days`` and ``realism``: see
+    :func:`generate_patient`."""
     if int(n) < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     if int(jobs) < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     fu = make_follow_up(follow_up, scan_days, realism)
     seeds = patient_seeds(n, seed)
+    if client is not None:
+        from gliomaforecast.scheduling import check_workers_see
+
+        check_output_dir(out_dir)
+        _check_workers_import(client, out_dir)
+        check_workers_see(client, Path(out_dir).resolve().parent)  # before any work: workers write under it
     with atomic_output_dir(out_dir) as tmp:
         pids = [f"VP-{i + 1:04d}" for i in range(int(n))]
         args = [(seeds[i], tmp / pid, spacing, pid, clinical_spacing, fu) for i, pid in enumerate(pids)]
@@ -613,7 +695,14 @@ def generate_cohort(n: int, seed: int, out_dir: str | Path, spacing: float = 2.0
             from tqdm import tqdm
             bar = tqdm(total=len(pids), desc="virtual patients", unit="patient")
         rows: dict[int, dict] = {}
-        if int(jobs) == 1:
+        if client is not None:
+            try:
+                _run_on_client(client, args, rows, bar)
+            finally:
+                import shutil
+
+                shutil.rmtree(tmp / _STAGING, ignore_errors=True)  # what killed workers left
+        elif int(jobs) == 1:
             for i, a in enumerate(args):
                 rows[i] = _cohort_patient(*a)
                 if bar is not None:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from gliomaforecast.errors import InputError
 
+from .cohort import add_parallel_arguments, parallel_from_args, run_generation
+
 NAME = "benchmark-cohort"
 HELP = "generate the held-out benchmark cohort (fixed seed, 24 patients or --n 96 for recurrence, dense follow-up)"
 
@@ -22,22 +24,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder (one sub-folder per patient)")
     p.add_argument("--n", type=int, default=None, metavar="N",
                    help="patients (default 24, the long-horizon benchmark; 96: the recurrence benchmark)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes (the files do not depend on it)")
+    add_parallel_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..cohort import cohort_seeds as cs
-    from ..cohort.cohort import generate_cohort
 
     n = cs.BENCHMARK_SIZE if args.n is None else args.n
     if n < cs.BENCHMARK_SIZE:
         raise InputError("--n", None, f"at least {cs.BENCHMARK_SIZE} (the long-horizon benchmark), got {n}")
-    if args.jobs < 1:
-        raise InputError("--jobs", None, f"must be at least 1, got {args.jobs}")
+    jobs = parallel_from_args(args)
     t = time.perf_counter()
-    index_path = generate_cohort(n, cs.BENCHMARK_SEED, args.out, cs.BENCHMARK_SPACING_MM,
-                                 progress=not args.no_progress, follow_up=cs.BENCHMARK_FOLLOW_UP, jobs=args.jobs)
+    index_path = run_generation(args, jobs, n=n, seed=cs.BENCHMARK_SEED, out_dir=args.out,
+                                spacing=cs.BENCHMARK_SPACING_MM, progress=not args.no_progress,
+                                follow_up=cs.BENCHMARK_FOLLOW_UP)
     seconds = time.perf_counter() - t
     index = json.loads(Path(index_path).read_text())
     pairs = ", ".join(f"{k}: {v}" for k, v in index["horizon_pairs"].items())

@@ -38,7 +38,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--realism", default=None, metavar="N",
                    help="physics version: 1 (as shipped; the only one for the default follow-up) or 2 "
                         "(+ subclinical distant foci; the default for dense and scheduled follow-up)")
+    add_parallel_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_parallel_arguments(p: argparse.ArgumentParser) -> None:
+    """``--jobs`` and ``--scheduler`` (the files depend on neither)."""
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="worker processes on this machine (default 1; the files do not depend on it)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS|local[:N]",
+                   help="patients as tasks on a dask.distributed cluster: a scheduler address (tcp://host:8786) or "
+                        "local[:N] worker processes; workers must see --out's parent folder (docs/scaling.md)")
+
+
+def parallel_from_args(args: argparse.Namespace) -> int:
+    """The validated worker count of ``--jobs`` (1 when not given); an explicit ``--jobs`` with ``--scheduler``
+    is an InputError."""
+    if args.jobs is not None and args.scheduler is not None:
+        raise InputError("--jobs", None, "cannot be combined with --scheduler (the scheduler's workers do the work)")
+    jobs = 1 if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise InputError("--jobs", None, f"must be at least 1, got {jobs}")
+    return jobs
+
+
+def run_generation(args: argparse.Namespace, jobs: int, **kwargs) -> Path:
+    """``generate_cohort(**kwargs)`` with ``jobs`` local processes, or on the dask client of ``--scheduler``."""
+    from ..cohort.cohort import generate_cohort
+
+    if args.scheduler is None:
+        return generate_cohort(**kwargs, jobs=jobs)
+    from gliomaforecast.scheduling import open_client, parse_scheduler
+
+    parse_scheduler(args.scheduler)  # a bad value before anything starts
+    with open_client(args.scheduler) as client:
+        return generate_cohort(**kwargs, client=client)
 
 
 def parse_scan_days(text: str) -> tuple[int, ...]:
@@ -83,8 +117,6 @@ def follow_up_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cohort.cohort import generate_cohort
-
     if args.n < 1:
         raise InputError("--n", None, f"must be at least 1, got {args.n}")
     if args.seed < 0:
@@ -92,8 +124,10 @@ def run(args: argparse.Namespace) -> int:
     if not (1.0 <= args.spacing <= 4.0):
         raise InputError("--spacing", None, f"must be between 1 and 4 mm, got {args.spacing}")
     fu = follow_up_from_args(args)
-    index = generate_cohort(args.n, args.seed, args.out, args.spacing, clinical_spacing=args.clinical_spacing,
-                            progress=not args.no_progress, follow_up=fu.mode if fu.mode != "scheduled" else "default",
-                            scan_days=fu.scan_days or None, realism=fu.realism)
+    jobs = parallel_from_args(args)
+    index = run_generation(args, jobs, n=args.n, seed=args.seed, out_dir=args.out, spacing=args.spacing,
+                           clinical_spacing=args.clinical_spacing, progress=not args.no_progress,
+                           follow_up=fu.mode if fu.mode != "scheduled" else "default",
+                           scan_days=fu.scan_days or None, realism=fu.realism)
     print(f"wrote {args.n} patients and {index}")
     return 0
