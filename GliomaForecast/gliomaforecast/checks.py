@@ -1,9 +1,11 @@
 """Argument checks shared by the numerical modules: spacing (mm) and binary masks. Each raises ValueError with
-a one-line message; the CLI and case loaders turn bad files into InputErrors before these are reached."""
+a one-line message; the CLI and case loaders turn bad files into InputErrors before these are reached. Also what a
+non-regular file is (:func:`special_file_kind`), shared by the DICOM scan and the cohort folder scan."""
 
 from __future__ import annotations
 
 import math
+import stat
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,3 +34,17 @@ def check_mask(array: np.ndarray, name: str = "mask", shape: tuple[int, ...] | N
             raise ValueError(f"{name} must be binary (0/1 or bool)")
         mask = mask.astype(bool)
     return mask
+
+
+def special_file_kind(mode: int) -> str | None:
+    """What an ``os.stat`` mode describes when it is not a regular file: "folder", "FIFO", "device", "socket" or
+    "other"; None for a regular file. Decided without opening anything (a FIFO would block a read)."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "socket" if stat.S_ISSOCK(mode) else "other"

@@ -12,7 +12,6 @@ each.
 from __future__ import annotations
 
 import os
-import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from ..checks import special_file_kind
 from ..errors import InputError
 
 REQUIRED = ("SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "Modality")
@@ -64,15 +64,8 @@ def not_regular_kind(path: Path) -> str | None:
         mode = os.stat(path).st_mode
     except OSError as exc:
         return "dangling link" if os.path.islink(path) else f"unreadable ({exc.strerror})"
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISFIFO(mode):
-        return "FIFO"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "device"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    return "not a regular file"
+    kind = special_file_kind(mode)
+    return "not a regular file" if kind in ("folder", "other") else kind
 
 
 def _has_preamble(path: Path) -> bool:

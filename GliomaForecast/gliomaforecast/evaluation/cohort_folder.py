@@ -17,6 +17,7 @@ import re
 import stat
 from pathlib import Path
 
+from ..checks import special_file_kind
 from ..errors import InputError
 
 MANIFEST = "case.json"
@@ -31,14 +32,11 @@ def _link_reason(exc: OSError) -> str:
 
 
 def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
+    kind = special_file_kind(mode)
+    if kind == "folder":
         return "a folder, not a file"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO, not a file (never opened)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device, not a file (never opened)"
-    if stat.S_ISSOCK(mode):
-        return "a socket, not a file (never opened)"
+    if kind in ("FIFO", "device", "socket"):
+        return f"a {kind}, not a file (never opened)"
     return "not a regular file"
 
 
