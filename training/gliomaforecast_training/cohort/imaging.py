@@ -58,17 +58,33 @@ def bias_field(shape: Sequence[int], rng: np.random.Generator, sd: float = 0.08)
     return np.exp(field[: shape[0], : shape[1], : shape[2]]).astype(np.float32)
 
 
+def _tumour_weight(density: np.ndarray, visible_from: float | None, step: float) -> np.ndarray:
+    """How far (0..1) tumour pulls the tissue signal towards the edema signal (see :func:`synthesize`)."""
+    if visible_from is None:
+        return np.clip((density - 0.05) / 0.35, 0.0, 1.0).astype(np.float32)
+    ramp = step + (1.0 - step) * np.clip((density - visible_from) / 0.35, 0.0, 1.0)
+    return np.where(density >= visible_from, ramp, 0.0).astype(np.float32)
+
+
 def synthesize(anatomy: Anatomy, density: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *,
                noise_sd: float = 0.02, bias_sd: float = 0.08, scale: float = 500.0,
-               blur_mm: float = 1.0) -> dict[str, np.ndarray]:
+               blur_mm: float = 1.0, visible_from: float | None = None, step: float = 0.3,
+               changed: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """FLAIR, T1CE, T1 and T2 (int16, white matter about ``scale`` on T1, 0 outside the brain).
 
     Tissue signal mixes wm/gm/csf; tumor infiltration (density) pulls it towards the edema signal;
     enhancing, necrosis and cavity labels take their own signal. T1-weighted images keep the
     template's texture. A Gaussian blur of sd ``blur_mm`` (mm, on the anatomy's grid spacing), Rician
-    noise of sd ``noise_sd`` (relative) and a per-image bias field."""
+    noise of sd ``noise_sd`` (relative) and a per-image bias field.
+
+    ``visible_from`` (a density, e.g. the GTV's FLAIR_THRESHOLD; realism 3): tumour changes the signal only where
+    the density reaches it, by a ``step`` (fraction of the edema contrast) there, rising to the full contrast
+    0.35 above it, so the visible abnormality ends at the GTV. Without it the signal rises from density 0.05.
+    ``changed`` (bool, realism 3): treatment-related hyperintensity, at least the ``step`` contrast there."""
     brain = anatomy.brain
-    w = np.clip((density - 0.05) / 0.35, 0.0, 1.0).astype(np.float32)
+    w = _tumour_weight(np.asarray(density, dtype=np.float32), visible_from, step)
+    if changed is not None:
+        w = np.where(changed, np.maximum(w, step), w).astype(np.float32)
     enh = labels == ENHANCING
     nec = labels == NECROSIS
     cav = labels == CAVITY

@@ -31,13 +31,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="resample the delivered volumes to this spacing in mm, e.g. 1,1,5 (x, y in-plane, z slices)")
     p.add_argument("--follow-up", default="default", metavar="MODE",
                    help="default (clinical schedule, 2-5 follow-ups) or dense (a scan every 30-60 days up to "
-                        "12-18 months after RT, no clinical rules; realism 2); see docs/cohort.md")
+                        "12-18 months after RT, no clinical rules; realism 3); see docs/cohort.md")
     p.add_argument("--scan-days", default=None, metavar="D1,D2,...",
                    help="scan on these days after the planning scan (day 0), strictly increasing, >= 0 "
-                        "(e.g. 0,90,180,270,365; realism 2); excludes --follow-up dense")
+                        "(e.g. 0,90,180,270,365; realism 3); excludes --follow-up dense")
     p.add_argument("--realism", default=None, metavar="N",
-                   help="physics version: 1 (as shipped; the only one for the default follow-up) or 2 "
-                        "(+ subclinical distant foci; the default for dense and scheduled follow-up)")
+                   help="physics version: 1 (as shipped; the only one for the default follow-up), 2 (+ subclinical "
+                        "distant foci) or 3 (+ ESTRO-EANO dose, radioresistant infiltration, FLAIR visible from the "
+                        "GTV border, two template brains; the default for dense and scheduled follow-up)")
     add_parallel_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -109,7 +110,7 @@ def follow_up_from_args(args: argparse.Namespace):
         except ValueError:
             realism = None
         if realism not in REALISM_VERSIONS:
-            raise InputError("--realism", None, f"unknown version {args.realism!r} (expected 1 or 2)")
+            raise InputError("--realism", None, f"unknown version {args.realism!r} (expected 1, 2 or 3)")
     try:
         return make_follow_up(args.follow_up, days, realism)
     except ValueError as exc:
