@@ -129,13 +129,14 @@ def test_cohort_realism_reports_the_realism_3_calibration_figures(patient3, tmp_
     cohort = tmp_path / "c"
     cohort.mkdir()
     (cohort / "VP-HASH").symlink_to(patient3)
-    (cohort / "cohort.json").write_text(json.dumps({"patients": [{"patient_id": "VP-HASH", "case": "VP-HASH/case.json"}]}))
+    entry = {"patient_id": "VP-HASH", "case": "VP-HASH/case.json"}
+    (cohort / "cohort.json").write_text(json.dumps({"patients": [entry]}))
     report = measure_cohort_realism(cohort)
     rp = report["patients"][0]["recurrence_protocol"]
     summary = report["summary"]["recurrence_protocol"]
     assert summary["patients"] == 1 and summary["progressions"] == (rp["progression_day"] is not None)
     if rp["progression_day"] is not None and rp["enhancing_ml"] > 0:
         assert 0.0 <= rp["estro_eano_coverage"] <= rp["flair_coverage"] <= 1.0  # core + 15 mm lies in GTV + 15 mm
-    band = flair_band(load_case(patient3 / "case.json"), np.asarray(load_case(patient3 / "case.json").labels(
-        load_case(patient3 / "case.json").timepoints[0])))
+    case = load_case(patient3 / "case.json")
+    band = flair_band(case, np.asarray(case.labels(case.timepoints[0])))
     assert band["contrast_sd"] is None or abs(band["contrast_sd"]) < 2.0

@@ -11,9 +11,11 @@ Follow-up modes (``follow_up``): ``"default"`` is the clinical schedule above (u
 for a seed); ``"dense"`` scans every 30-60 days (uniform integers) from the end of RT until 12-18 months
 after it, with no clinical rules (no early scans, no off-study), so that every forecast horizon has a
 ground truth; ``scan_days`` scans on requested days (after the planning scan, day 0). The dense and
-scheduled modes use realism version 2 (:data:`REALISM_CURRENT`): a subclinical distant focus of
-infiltrating cells outside the treated volume in some patients, so that a realistic fraction of
-recurrences leaves the 15 mm margin (see docs/cohort.md, "Long-horizon follow-up and patterns of failure").
+scheduled modes use realism version 3 (:data:`REALISM_CURRENT`; :mod:`.realism3`): realism 2's subclinical
+distant focus of infiltrating cells outside the treated volume in some patients, plus ESTRO-EANO dosing,
+radioresistant infiltration, enhancement and FLAIR change in irradiated brain, a FLAIR visible only from the GTV
+border and two template brains, so that a realistic fraction of recurrences leaves the standard plan (see
+docs/cohort.md, "Long-horizon follow-up and patterns of failure" and "Realism 3").
 """
 
 from __future__ import annotations
@@ -318,7 +320,8 @@ class _Planning:
     history: list        # (solver day, FLAIR mL, core mL) before diagnosis
 
 
-def _grow_and_plan(anatomy: Anatomy, p: PatientParams, realism: int = REALISM_LEGACY) -> tuple[FisherKolmogorov, _Planning]:
+def _grow_and_plan(anatomy: Anatomy, p: PatientParams,
+                   realism: int = REALISM_LEGACY) -> tuple[FisherKolmogorov, _Planning]:
     """Growth from the seeds to diagnosis, the resection, the planning scan, its CTV and the dose map
     (shared by every follow-up mode). The CTV grows the GTV + cavity by 15 mm; realism 3 irradiates the
     ESTRO-EANO plan (core + cavity + 15 mm, :func:`realism3.dose_target`)."""
@@ -551,7 +554,9 @@ def generate_patient(seed: int, out_dir: str | Path, spacing: float = 2.0, *, pa
 def _scan_labels(anatomy: Anatomy, params: PatientParams, sim: Simulation, fu: FollowUp) -> list[np.ndarray]:
     """The BraTS labels of every scan; after RT under realism 3 irradiated brain enhances at a lower density."""
     spacing, rim = anatomy.grid.spacing, params.necrosis_rim_mm
-    post = realism3.enhancing_threshold_map(sim.dose) if fu.realism >= REALISM_CURRENT else imaging.ENHANCING_THRESHOLD
+    post = imaging.ENHANCING_THRESHOLD
+    if fu.realism >= REALISM_CURRENT:
+        post = realism3.enhancing_threshold_map(sim.dose)
     return [imaging.brats_labels(s.density, spacing, sim.cavity, rim,
                                  enhancing_threshold=post if s.day > params.rt_start_day else imaging.ENHANCING_THRESHOLD)
             for s in sim.scans]
@@ -915,6 +920,22 @@ def flair_band(case, labels: np.ndarray) -> dict:
     return {"contrast_sd": round((float(flair[ring].mean()) - float(flair[ref].mean())) / max(sd, 1e-6), 3)}
 
 
+def brain_dice_pairs(case_paths: Sequence[Path]) -> list[float]:
+    """Brain-mask Dice (physical space, ``anatomy.brain_mask_dice``) of patients 1-2, 3-4, ... of a cohort: how
+    different the patients' brains are."""
+    from gliomaforecast.io.case import load_case
+
+    from .anatomy import brain_mask_dice
+
+    def brain(path: Path) -> Anatomy:
+        case = load_case(path)
+        mask = np.asarray(case.brain_mask(), dtype=bool)
+        zero = np.zeros(mask.shape, np.float32)
+        return Anatomy(zero, zero, zero, zero, mask, case.grid)
+
+    return [round(brain_mask_dice(brain(a), brain(b)), 4) for a, b in zip(case_paths[0::2], case_paths[1::2])]
+
+
 def summarize_recurrence_protocol(rows: Sequence[dict]) -> dict:
     """The realism-3 calibration figures over :func:`recurrence_protocol_row` rows: progressions, how many show
     enhancing tumour (any, and >= 1 mL), the mean per-patient enhancing coverage of both standard plans, and the
@@ -927,6 +948,7 @@ def summarize_recurrence_protocol(rows: Sequence[dict]) -> dict:
         return float(np.mean(vals)) if vals else None
 
     classes = {c: sum(r["class"] == c for r in enh) for c in ("in-field", "marginal", "distant")}
+    out_frac = (classes["marginal"] + classes["distant"]) / len(enh) if enh else None
     iso = {c: sum(r.get("class_vs_95_isodose") == c for r in enh) for c in ("in-field", "marginal", "distant")}
     return {"patients": len(rows), "progressions": len(prog), "with_enhancing": len(enh),
             "with_enhancing_fraction": len(enh) / len(prog) if prog else None,
@@ -934,7 +956,7 @@ def summarize_recurrence_protocol(rows: Sequence[dict]) -> dict:
             "estro_eano_enhancing_coverage_mean": mean("estro_eano_coverage"),
             "flair_enhancing_coverage_mean": mean("flair_coverage"),
             "classes_vs_estro_eano": classes,
-            "marginal_or_distant_fraction": (classes["marginal"] + classes["distant"]) / len(enh) if enh else None,
+            "marginal_or_distant_fraction": out_frac,
             "classes_vs_95_isodose": iso,
             "marginal_or_distant_vs_95_isodose_fraction": (iso["marginal"] + iso["distant"]) / len(enh) if enh else None}
 
@@ -977,6 +999,7 @@ def measure_cohort_realism(cohort_dir: str | Path, margin_mm: float = 15.0) -> d
     prog = [r for r in rows if r["progression_day"] is not None]
     recurrence_summary = summarize_recurrence_protocol([r["recurrence_protocol"] for r in rows])
     bands = [r["flair_band"]["contrast_sd"] for r in rows if r["flair_band"]["contrast_sd"] is not None]
+    dice = brain_dice_pairs([cohort_dir / e["case"] for e in index["patients"]])
     n_out = sum(r["outside_ml"] > 0 for r in prog)
     n_md = sum(r["class"] in ("marginal", "distant") for r in prog)
     n_marg_c = sum(r["components"]["marginal"] > 0 for r in prog)
@@ -1003,5 +1026,7 @@ def measure_cohort_realism(cohort_dir: str | Path, margin_mm: float = 15.0) -> d
         "d_over_rho_mm2": {"median": float(np.median(dr)), "min": float(dr.min()), "max": float(dr.max())},
         "recurrence_protocol": recurrence_summary,
         "flair_band_contrast_sd": {"median": float(np.median(bands)), "max": float(np.max(bands))} if bands else None,
+        "brain_mask_dice_pairs": {"n": len(dice), "median": float(np.median(dice)), "min": float(np.min(dice)),
+                                  "max": float(np.max(dice))} if dice else None,
     }
     return {"cohort": str(cohort_dir), "margin_mm": margin_mm, "summary": _jsonable(summary), "patients": rows}

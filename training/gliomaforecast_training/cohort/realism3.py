@@ -61,9 +61,10 @@ def surviving_fraction_map(density: np.ndarray, dose_gy: np.ndarray, n_fractions
 
 def treatment_change(planning_density: np.ndarray, dose_gy: np.ndarray, cavity: np.ndarray | None) -> np.ndarray:
     """Where a post-RT scan shows treatment-related FLAIR hyperintensity (bool): the planning scan's FLAIR
-    abnormality (density >= the GTV threshold) that received at least TREATMENT_CHANGE_MIN_GY, outside the cavity
-    (radiation-induced oedema and gliosis in irradiated infiltrated brain; RANO 2.0, Wen et al. 2023)."""
-    change = (np.asarray(planning_density) >= imaging.FLAIR_THRESHOLD) & (np.asarray(dose_gy) >= TREATMENT_CHANGE_MIN_GY)
+    abnormality (density >= the GTV threshold) that received at least TREATMENT_CHANGE_MIN_GY, outside the
+    cavity (radiation-induced oedema and gliosis in irradiated infiltrated brain; RANO 2.0, Wen et al. 2023)."""
+    visible = np.asarray(planning_density) >= imaging.FLAIR_THRESHOLD
+    change = visible & (np.asarray(dose_gy) >= TREATMENT_CHANGE_MIN_GY)
     return change & ~np.asarray(cavity, dtype=bool) if cavity is not None else change
 
 

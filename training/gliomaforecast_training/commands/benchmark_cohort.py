@@ -1,6 +1,6 @@
 """Generate the standing held-out benchmark cohort (issue 12): fixed seed
 (``gliomaforecast_training.cohort.cohort_seeds``: BENCHMARK_SEED), dense follow-up (a scan every 30-60 days up to
-12-18 months after RT), realism 2, 2 mm. Never used for training or any choice. ``--n`` patients: BENCHMARK_SIZE
+12-18 months after RT), realism 3 (issue 29; realism 2 before), 2 mm. Never used for training or any choice. ``--n`` patients: BENCHMARK_SIZE
 (24, the long-horizon benchmark) by default, RECURRENCE_BENCHMARK_SIZE (96) for the recurrence benchmark, whose
 first 24 patients are the same (patient i's seed does not depend on n). Prints the number of scored forecasts the
 horizon protocol gets per gap bin (every prefix of i >= 2 scans and later scan j)."""
