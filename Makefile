@@ -46,7 +46,8 @@ benchmark: $(VENV)/.test-installed
 HORIZON_FORECASTERS := persistence evolution evolution-field fisher-kpp multitask-diffusion guided-ddim latent-diffusion
 RECURRENCE_FORECASTERS := recurrence-unet fisher-kpp-tail persistence
 long-horizon: $(VENV)/.test-installed
-	test -f $(LONG_HORIZON_OUT)/cohort/cohort.json || $(VENV)/bin/gliomaforecast-train benchmark-cohort --out $(LONG_HORIZON_OUT)/cohort
+	mkdir -p $(LONG_HORIZON_OUT)
+	test -f $(LONG_HORIZON_OUT)/cohort/cohort.json || $(VENV)/bin/gliomaforecast-train benchmark-cohort --out $(LONG_HORIZON_OUT)/cohort --jobs 2
 	rm -rf $(LONG_HORIZON_OUT)/horizon $(LONG_HORIZON_OUT)/recurrence
 	$(EVALUATE) --protocol horizon --horizon-days 61-365 --pairs first-per-bin $(HORIZON_FORECASTERS:%=--forecaster %) --out $(LONG_HORIZON_OUT)/horizon
 	$(EVALUATE) --protocol recurrence $(RECURRENCE_FORECASTERS:%=--forecaster %) --out $(LONG_HORIZON_OUT)/recurrence

@@ -254,7 +254,7 @@ def test_forecast_notes_carry_the_held_out_coverage_of_the_registry() -> None:
     shipped = json.loads((REPO / "Resources" / "Models" / "models.json").read_text())["models"]
     entry = next(m for m in shipped if m["id"] == "recurrence-unet")
     notes = heldout_notes(entry["metrics"])
-    assert len(notes) == 2 and any("enhancing 0.956 vs 0.945" in n for n in notes)
+    assert len(notes) == 1 and "enhancing 0.937 vs 0.766 (n 67, p 1.7e-09)" in notes[0]  # 2.0.0, realism 3
 
 
 def test_gliomaforecast_train_recurrence_unet_command(tmp_path: Path, capsys) -> None:

@@ -29,7 +29,7 @@ from ..common.export import cpu_session, export_graph, export_record, megabytes,
 from .net import SIZE_MULTIPLE, ProbabilityNet, build_unet
 
 MODEL_ID = "recurrence-unet"
-VERSION = "1.0.0"
+VERSION = "2.0.0"  # realism-3 training cohort, core target (docs/evaluation.md, issue 29)
 PARITY_LIMIT = 1e-4
 
 
@@ -75,7 +75,8 @@ def member_training(ckpt: dict) -> dict:
     cfg, summary = ckpt["config"], ckpt.get("summary", {})
     command = (f"python -m gliomaforecast_training.recurrence_unet.train --cohort {cfg.get('cohort')} "
                f"--seed {cfg['seed']} --max-minutes {cfg['max_minutes']:g} --steps {cfg['steps']} --batch {cfg['batch']} "
-               f"--width {cfg['width']} --lr {cfg['lr']} --edema-weight {cfg['edema_weight']} "
+               f"--width {cfg['width']} --lr {cfg['lr']} --target {cfg.get('target', 'whole')} "
+               f"--edema-weight {cfg['edema_weight']} "
                f"--bce-weight {cfg['bce_weight']} --channel-dropout {cfg['channel_dropout']} --device {cfg['device']} "
                f"--threads {cfg['threads']} --out m.pt")
     return {"seed": cfg["seed"], "command": command, "steps": summary.get("steps"), "epochs": summary.get("epochs"),
