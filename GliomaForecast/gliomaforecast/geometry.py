@@ -124,14 +124,23 @@ def to_sitk(array: np.ndarray, grid: Grid) -> sitk.Image:
 
 
 def resample_to(
-    array: np.ndarray, grid: Grid, reference: Grid, *, label: bool = False, default_value: float = 0.0
+    array: np.ndarray,
+    grid: Grid,
+    reference: Grid,
+    *,
+    label: bool = False,
+    default_value: float = 0.0,
+    transform: sitk.Transform | None = None,
 ) -> np.ndarray:
     """Resample ``array`` on ``grid`` onto ``reference``: linear for images, nearest neighbour for
     labels (``label=True``). Points outside the source take ``default_value``. Returns an array
-    of ``reference.shape`` with the input dtype for labels and float32 for images."""
+    of ``reference.shape`` with the input dtype for labels and float32 for images. ``transform`` (ITK
+    convention: it maps a physical point of ``reference`` to the point of ``grid`` sampled there, mm) defaults
+    to the identity."""
     src = to_sitk(np.asarray(array) if label else np.asarray(array, dtype=np.float32), grid)
     ref = to_sitk(np.zeros(reference.shape, dtype=np.uint8), reference)
     interp = sitk.sitkNearestNeighbor if label else sitk.sitkLinear
-    out = sitk.Resample(src, ref, sitk.Transform(), interp, float(default_value), src.GetPixelID())
+    tx = sitk.Transform() if transform is None else transform
+    out = sitk.Resample(src, ref, tx, interp, float(default_value), src.GetPixelID())
     result = sitk.GetArrayFromImage(out)
     return result.astype(np.asarray(array).dtype) if label else result.astype(np.float32)
