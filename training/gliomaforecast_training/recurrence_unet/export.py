@@ -120,7 +120,8 @@ def export(args: argparse.Namespace) -> dict:
         size_multiple=SIZE_MULTIPLE, postprocess=post,
         architecture={"net": "monai.networks.nets.UNet", "channels": [width * 2 ** k for k in range(4)],
                       "strides": [2, 2, 2], "num_res_units": 1, "norm": "instance", "act": "PReLU"},
-        training={"data": data, "members": trainings, "torch": torch.__version__},
+        training={"command": "; ".join(t["command"] for t in trainings), "data": data, "members": trainings,
+                  "torch": torch.__version__},
         export=export_record(parity_max_abs=max(parities)),
         metrics=metrics)
     return register(args.models_dir, entry)
