@@ -16,10 +16,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage
 
-from gliomaforecast.geometry import Grid, resample_to, to_sitk
+from gliomaforecast.geometry import Grid, resample_to
 
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 TEMPLATES = ("mni152", "sri24")
@@ -108,7 +107,7 @@ def _read_sri24() -> tuple[list[np.ndarray], Grid]:
     maps = []
     for tissue in ("gm", "wm", "csf"):
         arr, own = _nib_to_zyx(nib.squeeze_image(nib.load(folder / f"pbmap_{tissue}.nii.gz")))
-        maps.append(arr if own.same_as(grid) else _resample(arr, own, grid, sitk.sitkLinear))
+        maps.append(arr if own.same_as(grid) else resample_to(arr, own, grid))
     gm, wm, csf = maps
     soft = np.clip(gm + wm + csf, 0.0, 1.0).astype(np.float32)
     grid = Grid(grid.shape, grid.spacing, tuple(np.asarray(grid.origin) + _SRI24_SHIFT_MM), grid.direction)
@@ -136,7 +135,7 @@ def _crop_and_scale(
         )
         shape = tuple(int(n // spacing) for n in cropped.shape)
         grid = Grid(shape, (spacing,) * 3, cropped.origin, grid.direction)
-        arrays = [_resample(a, cropped, grid, sitk.sitkLinear) for a in arrays]
+        arrays = [resample_to(a, cropped, grid) for a in arrays]
     return arrays, grid
 
 
@@ -166,13 +165,6 @@ def _finish(t1: np.ndarray, gm: np.ndarray, wm: np.ndarray, brain_soft: np.ndarr
     wm, gm = (wm * scale).astype(np.float32), (gm * scale).astype(np.float32)
     csf = (np.clip(1 - wm - gm, 0, 1) * brain).astype(np.float32)
     return Anatomy(np.clip(t1, 0, None).astype(np.float32), wm, gm, csf, brain, grid)
-
-
-def _resample(array: np.ndarray, grid: Grid, ref: Grid, interp) -> np.ndarray:
-    src = to_sitk(np.asarray(array, dtype=np.float32), grid)
-    dst = to_sitk(np.zeros(ref.shape, dtype=np.uint8), ref)
-    out = sitk.Resample(src, dst, sitk.Transform(), interp, 0.0, sitk.sitkFloat32)
-    return sitk.GetArrayFromImage(out)
 
 
 def random_displacement(
@@ -215,10 +207,16 @@ def deform(
         ndimage.map_coordinates(a, coords, order=1, mode="constant", cval=0.0)
         for a in (anatomy.t1, anatomy.gm, anatomy.wm, anatomy.brain.astype(np.float32))
     )
-    gamma = float(np.exp(rng.normal(0.0, contrast_sd)))
-    gain = float(1.0 + rng.normal(0.0, contrast_sd))
-    t1 = gain * np.clip(t1, 0, None) ** gamma
+    t1, _, _ = _random_contrast(t1, rng, contrast_sd)
     return _finish(t1.astype(np.float32), gm, wm, brain, anatomy.grid)
+
+
+def _random_contrast(t1: np.ndarray, rng: np.random.Generator, sd: float) -> tuple[np.ndarray, float, float]:
+    """``t1`` changed by a random gamma exp(N(0, sd)) then a gain 1 + N(0, sd) (drawn in that order): (t1, gamma,
+    gain)."""
+    gamma = float(np.exp(rng.normal(0.0, sd)))
+    gain = float(1.0 + rng.normal(0.0, sd))
+    return gain * np.clip(t1, 0, None) ** gamma, gamma, gain
 
 
 # Realism 3: stronger per-patient shape variation (deform_v3).
@@ -427,9 +425,7 @@ def deform_v3(
         vent_warp = (weight, vcentre, _ventricle_scale(vent, weight, vcentre, factor))
     coords, pad = _v3_coords(anatomy, rng, scale, vent_warp, margin_mm)
     (t1, gm, wm, brain), grid = _resample_cropped(anatomy, coords, pad, margin_mm)
-    gamma = float(np.exp(rng.normal(0.0, contrast_sd)))
-    gain = float(1.0 + rng.normal(0.0, contrast_sd))
-    t1 = gain * np.clip(t1, 0, None) ** gamma
+    t1, gamma, gain = _random_contrast(t1, rng, contrast_sd)
     if record is not None:
         record.update(
             scale=tuple(float(s) for s in scale),
@@ -443,28 +439,33 @@ def deform_v3(
 
 
 def brain_mask_dice(a: Anatomy, b: Anatomy) -> float:
-    """Dice overlap of the brain masks of ``a`` and ``b`` compared in physical space (LPS mm): both are put by
-    nearest neighbour onto a grid with ``a``'s spacing and direction that covers both brains. 1.0 when both
-    masks are empty."""
+    """Dice overlap of the brain masks of ``a`` and ``b`` in physical space (:func:`mask_dice`)."""
+    return mask_dice(a.brain, a.grid, b.brain, b.grid)
+
+
+def mask_dice(mask_a: np.ndarray, grid_a: Grid, mask_b: np.ndarray, grid_b: Grid) -> float:
+    """Dice overlap of two masks on their own grids compared in physical space (LPS mm): both are put by nearest
+    neighbour onto a grid with ``grid_a``'s spacing and direction that covers both. 1.0 when both are empty."""
+    masks = [np.asarray(mask_a, dtype=bool), np.asarray(mask_b, dtype=bool)]
     corners = []
-    for an in (a, b):
-        idx = np.argwhere(an.brain)
+    for mask, grid in zip(masks, (grid_a, grid_b)):
+        idx = np.argwhere(mask)
         if len(idx):
             box = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float)
             lo, hi = idx.min(axis=0) - 1.0, idx.max(axis=0) + 1.0
-            corners.append(an.grid.index_to_physical(lo + box * (hi - lo)))
+            corners.append(grid.index_to_physical(lo + box * (hi - lo)))
     if not corners:
         return 1.0
-    pts = np.concatenate(corners)  # physical corners of both brains' index boxes, into a's index space
-    rel = (pts - np.asarray(a.grid.origin)) @ a.grid.direction_matrix / np.asarray(a.grid.spacing[::-1])
-    lo_idx, hi_idx = np.floor(rel.min(axis=0)), np.ceil(rel.max(axis=0))  # (x, y, z) voxel indices of a
+    pts = np.concatenate(corners)  # physical corners of both masks' index boxes, into grid_a's index space
+    rel = (pts - np.asarray(grid_a.origin)) @ grid_a.direction_matrix / np.asarray(grid_a.spacing[::-1])
+    lo_idx, hi_idx = np.floor(rel.min(axis=0)), np.ceil(rel.max(axis=0))  # (x, y, z) voxel indices of grid_a
     ref = Grid(
         tuple(int(n) for n in (hi_idx - lo_idx + 1)[::-1]),
-        a.grid.spacing,
-        tuple(a.grid.index_to_physical(lo_idx[::-1])),
-        a.grid.direction,
+        grid_a.spacing,
+        tuple(grid_a.index_to_physical(lo_idx[::-1])),
+        grid_a.direction,
     )
-    ma = resample_to(a.brain.astype(np.uint8), a.grid, ref, label=True).astype(bool)
-    mb = resample_to(b.brain.astype(np.uint8), b.grid, ref, label=True).astype(bool)
+    ma = resample_to(masks[0].astype(np.uint8), grid_a, ref, label=True).astype(bool)
+    mb = resample_to(masks[1].astype(np.uint8), grid_b, ref, label=True).astype(bool)
     total = int(ma.sum()) + int(mb.sum())
     return 2.0 * float((ma & mb).sum()) / total if total else 1.0

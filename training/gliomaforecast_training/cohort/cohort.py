@@ -345,7 +345,7 @@ def _grow_and_plan(anatomy: Anatomy, p: PatientParams,
     solver.advance(t0)
     scans = [Scan(0, solver.density.copy(), solver.u.copy())]
     labels0 = imaging.brats_labels(scans[0].density, spacing, cavity, p.necrosis_rim_mm)
-    if realism >= REALISM_CURRENT and realism3.DOSE_PLAN == "estro-eano":
+    if realism >= REALISM_CURRENT:
         ctv = realism3.dose_target(labels0, spacing, anatomy.brain)
     else:
         gtv0 = imaging.gtv_from_labels(labels0)
@@ -536,7 +536,7 @@ def generate_patient(seed: int, out_dir: str | Path, spacing: float = 2.0, *, pa
             follow_info["anatomy"] = _jsonable(anatomy_info)
             follow_info["alpha_infiltrative"] = round(sim.extra["alpha_infiltrative"], 6)
             follow_info["alpha_core"] = round(sim.extra["alpha_core"], 6)
-            follow_info["dose_plan"] = "estro-eano"
+            follow_info["dose_plan"] = realism3.DOSE_PLAN
         if fu.mode == "dense":
             follow_info["end_day"] = end
             follow_info["stopped_after_day"] = sim.extra.get("stopped_after_day")
@@ -553,12 +553,12 @@ def generate_patient(seed: int, out_dir: str | Path, spacing: float = 2.0, *, pa
 
 def _scan_labels(anatomy: Anatomy, params: PatientParams, sim: Simulation, fu: FollowUp) -> list[np.ndarray]:
     """The BraTS labels of every scan; after RT under realism 3 irradiated brain enhances at a lower density."""
-    spacing, rim = anatomy.grid.spacing, params.necrosis_rim_mm
+    spacing, rim, before = anatomy.grid.spacing, params.necrosis_rim_mm, imaging.ENHANCING_THRESHOLD
     post = imaging.ENHANCING_THRESHOLD
     if fu.realism >= REALISM_CURRENT:
         post = realism3.enhancing_threshold_map(sim.dose)
     return [imaging.brats_labels(s.density, spacing, sim.cavity, rim,
-                                 enhancing_threshold=post if s.day > params.rt_start_day else imaging.ENHANCING_THRESHOLD)
+                                 enhancing_threshold=post if s.day > params.rt_start_day else before)
             for s in sim.scans]
 
 
@@ -925,15 +925,11 @@ def brain_dice_pairs(case_paths: Sequence[Path]) -> list[float]:
     different the patients' brains are."""
     from gliomaforecast.io.case import load_case
 
-    from .anatomy import brain_mask_dice
+    from .anatomy import mask_dice
 
-    def brain(path: Path) -> Anatomy:
-        case = load_case(path)
-        mask = np.asarray(case.brain_mask(), dtype=bool)
-        zero = np.zeros(mask.shape, np.float32)
-        return Anatomy(zero, zero, zero, zero, mask, case.grid)
-
-    return [round(brain_mask_dice(brain(a), brain(b)), 4) for a, b in zip(case_paths[0::2], case_paths[1::2])]
+    cases = [load_case(path) for path in case_paths]
+    pairs = zip(cases[0::2], cases[1::2])
+    return [round(mask_dice(a.brain_mask(), a.grid, b.brain_mask(), b.grid), 4) for a, b in pairs]
 
 
 def summarize_recurrence_protocol(rows: Sequence[dict]) -> dict:
@@ -950,6 +946,7 @@ def summarize_recurrence_protocol(rows: Sequence[dict]) -> dict:
     classes = {c: sum(r["class"] == c for r in enh) for c in ("in-field", "marginal", "distant")}
     out_frac = (classes["marginal"] + classes["distant"]) / len(enh) if enh else None
     iso = {c: sum(r.get("class_vs_95_isodose") == c for r in enh) for c in ("in-field", "marginal", "distant")}
+    iso_frac = (iso["marginal"] + iso["distant"]) / len(enh) if enh else None
     return {"patients": len(rows), "progressions": len(prog), "with_enhancing": len(enh),
             "with_enhancing_fraction": len(enh) / len(prog) if prog else None,
             "with_enhancing_1ml": sum(r["enhancing_ml"] >= 1.0 for r in prog),
@@ -958,7 +955,7 @@ def summarize_recurrence_protocol(rows: Sequence[dict]) -> dict:
             "classes_vs_estro_eano": classes,
             "marginal_or_distant_fraction": out_frac,
             "classes_vs_95_isodose": iso,
-            "marginal_or_distant_vs_95_isodose_fraction": (iso["marginal"] + iso["distant"]) / len(enh) if enh else None}
+            "marginal_or_distant_vs_95_isodose_fraction": iso_frac}
 
 
 def measure_cohort_realism(cohort_dir: str | Path, margin_mm: float = 15.0) -> dict:

@@ -30,10 +30,11 @@ _SIGNAL = {
 
 
 def brats_labels(density: np.ndarray, spacing: Sequence[float], cavity: np.ndarray | None = None, rim_mm: float = 4.0,
-                 flair_threshold: float = FLAIR_THRESHOLD, enhancing_threshold: float = ENHANCING_THRESHOLD) -> np.ndarray:
+                 flair_threshold: float = FLAIR_THRESHOLD,
+                 enhancing_threshold: float | np.ndarray = ENHANCING_THRESHOLD) -> np.ndarray:
     """BraTS labels (int16): 2 edema where density >= ``flair_threshold``, 3 enhancing where it is >=
-    ``enhancing_threshold``, 1 necrosis inside the enhancing region deeper than ``rim_mm`` (mm) from
-    its border, 4 the resection cavity."""
+    ``enhancing_threshold`` (a number, or a map of the density's shape), 1 necrosis inside the enhancing region
+    deeper than ``rim_mm`` (mm) from its border, 4 the resection cavity."""
     labels = np.zeros(density.shape, dtype=np.int16)
     labels[density >= flair_threshold] = EDEMA
     enh = density >= enhancing_threshold

@@ -9,15 +9,19 @@ Mechanisms (each a pure function on arrays in (z, y, x) with ``spacing`` in mm, 
 * infiltrating cells (below the enhancement density at the planning scan) are radioresistant: alpha 0.025-0.035 /Gy
   (Rockne et al., Phys Med Biol 2010;55:3271), while the dense core keeps the oxic alpha and its hypoxic OER
   (:func:`surviving_fraction_map`);
+* after RT, brain that received at least TREATMENT_CHANGE_MIN_GY enhances from a lower density
+  (:func:`enhancing_threshold_map`) and, where the planning FLAIR was abnormal, stays FLAIR-hyperintense
+  (:func:`treatment_change`);
 * the synthetic FLAIR shows tumour only where the density reaches the GTV's detection threshold, with a visible
   step there (:data:`FLAIR_STEP`), so no hyperintense band lies beyond the drawn GTV (``imaging.synthesize`` with
-  ``flair_onset``);
+  ``visible_from``);
+* D_white up to Swanson et al.'s white-matter value with the front velocity capped (:func:`capped_d_white`);
 * anatomy from two template brains with stronger shape variation (``anatomy.deform_v3``).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -30,7 +34,7 @@ ALPHA_INFILTRATIVE_RANGE = (0.025, 0.035)  # 1/Gy, uniform: radioresistant infil
 D_WHITE_RANGE = (0.03, 0.65)  # mm^2/day, log-uniform: up to Swanson et al. 2000's white-matter value (0.0065 cm^2/day)
 MAX_VELOCITY_MM_PER_DAY = 89.0 / 365.0  # front velocity 2 sqrt(D_w rho) at most 89 mm/yr, the cited range's top
 ALPHA_CORE_RANGE = (0.10, 0.14)  # 1/Gy, uniform: RT + temozolomide in the enhancing core (Pedicini et al. 2014)
-DOSE_PLAN = "estro-eano"
+DOSE_PLAN = ESTRO_EANO  # the planning convention the virtual hospital irradiates (recorded per patient)
 DOSE_PLAN_MARGIN_MM = 15.0  # ESTRO-EANO 2023: core + cavity + 15 mm
 FLAIR_STEP = 0.3  # FLAIR contrast (fraction of the edema signal) at the detection threshold: the visible border
 TEMPLATE_NAMES = ("mni152", "sri24")
@@ -43,7 +47,7 @@ def dose_target(labels: np.ndarray, spacing: Sequence[float], brain: np.ndarray)
     ``labels`` (core + cavity + 15 mm inside the brain, holes filled; the whole GTV when there is no core and no
     cavity), the same rule as the core's standard plan."""
     gtv = imaging.gtv_from_labels(labels)
-    seed = plan_seed(gtv, labels, ESTRO_EANO)
+    seed = plan_seed(gtv, labels, DOSE_PLAN)
     return standard_target(seed.tumour, spacing, DOSE_PLAN_MARGIN_MM, cavity=seed.cavity, brain_mask=brain)
 
 
