@@ -27,7 +27,9 @@ from gliomaforecast.targets import standard_plan
 from gliomaforecast.forecasters import DEFAULT_FORECASTER, FORECASTER_NAMES
 from gliomaforecast.forecasters.registry import (OUTCOME, distinct_settings as forecasterSettings,
                                                  entry as forecasterEntry, setting_help as settingHelp)
-from GliomaForecastLib.panel import defaultForecastDay, doseTooltip, panelMessage, settingComboBox
+from GliomaForecastLib.panel import (REGISTER_CHOICES, REGISTER_DEFAULT, TEMPLATE_CHOICES, TEMPLATE_DEFAULT,
+                                     defaultForecastDay, doseTooltip, panelMessage, preparationSummary,
+                                     settingComboBox)
 
 MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -93,6 +95,9 @@ in one segmentation ready for the Segment Editor and RTSTRUCT / DICOM SEG export
 <li><b>Inputs</b>: one GTV segmentation per scan (its reference volume is that scan's FLAIR; the day comes from
 the node's <i>GliomaForecast.Day</i> attribute or its name, e.g. "GTV day 95"), optional brain mask, barrier and
 RT dose (Gy).</li>
+<li><b>Prepare</b>: scans from another session or scanner, each on its own grid: every later scan registered
+(rigid or affine, quality measured) onto the first (the planning scan) and resampled onto its grid, a brain mask and
+WM/GM/CSF maps derived from a template where none is given; the prepared scans become the inputs.</li>
 <li><b>Growth</b>: mechanistic tumor-burden model with radiotherapy, fitted with bootstrap 95% bands (table + chart).</li>
 <li><b>Forecast</b>: probability, uncertainty, the last FLAIR warped by the tumor-evolution displacement (not a forecast image) and the displacement at a future day;
 probability map of the last GTV (signed distance in mm through a logistic).</li>
@@ -163,6 +168,9 @@ class GliomaForecastParameterNode:
     barrier: vtkMRMLScalarVolumeNode
     dose: vtkMRMLScalarVolumeNode
     referenceFlair: vtkMRMLScalarVolumeNode
+    # Prepare: every later scan registered onto the first (the planning scan) and resampled onto its grid
+    prepareRegistration: Annotated[str, Choice(list(REGISTER_CHOICES))] = REGISTER_DEFAULT
+    prepareTemplate: Annotated[str, Choice(list(TEMPLATE_CHOICES))] = TEMPLATE_DEFAULT
     # Growth
     useRadiotherapy: bool = True
     rtStartDay: float = 21.0
@@ -220,6 +228,7 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             getattr(self.ui, settingComboBox(setting.name)).toolTip = settingHelp(setting)
         self.ui.loadSampleButton.setEnabled(os.path.exists(SAMPLE_CASE))
         self.ui.loadSampleButton.connect("clicked(bool)", self.onLoadSample)
+        self.ui.prepareButton.connect("clicked(bool)", self.onPrepare)
         self.ui.fitGrowthButton.connect("clicked(bool)", self.onFitGrowth)
         self.ui.forecastButton.connect("clicked(bool)", self.onForecast)
         self.ui.probabilityButton.connect("clicked(bool)", self.onProbability)
@@ -285,6 +294,7 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.probabilityButton.setEnabled(idle and scans >= 1)
         self.ui.targetsButton.setEnabled(idle and scans >= 1)
         self.ui.loadSampleButton.setEnabled(idle and os.path.exists(SAMPLE_CASE))
+        self.ui.prepareButton.setEnabled(idle and scans >= 1)
         self.ui.cancelButton.setEnabled(not idle)
 
     def _proposeForecastDay(self) -> None:
@@ -398,6 +408,29 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p.forecastDay = defaultForecastDay(loaded.days)
         slicer.util.setSliceViewerLayers(background=loaded.flair[loaded.days[-1]], fit=True)
         self.ui.statusLabel.setText("Sample patient loaded")
+
+    def onPrepare(self) -> None:
+        """Register the selected scans onto the first (the planning scan) and resample them onto its grid; the prepared
+        scans, brain mask and dose then become the panel's inputs. Poor registrations are stated in the status line
+        (and the log); a scan that will not register fails in one line that states its quality."""
+        p = self._parameterNode
+
+        def prepare():
+            scans = self.logic.scans(p.timepointSegmentations, p.gtvSegmentName, p.referenceFlair)
+            job = self.logic.prepareJob(self.logic.preparationTimepoints(scans), brainMask=p.brainMask, dose=p.dose,
+                                        register=p.prepareRegistration, template=p.prepareTemplate)
+
+            def show(nodes):
+                p.timepointSegmentations = nodes.segmentations()
+                p.brainMask = nodes.brainMask
+                if nodes.dose is not None:
+                    p.dose = nodes.dose
+                slicer.util.setSliceViewerLayers(background=nodes.planningImage(), fit=True)
+                return preparationSummary(nodes.records(), nodes.provenance, nodes.warnings)
+
+            return job, show
+
+        self._start("Preparing the scans", prepare)
 
     def onFitGrowth(self) -> None:
         p = self._parameterNode
@@ -543,6 +576,20 @@ class GliomaForecastLogic(ScriptedLoadableModuleLogic):
     def scanImages(self, *args, **kwargs) -> dict:
         """ForecastLogic.scanImages: the scene's other sequences of the scans, {day: {modality: volume}}."""
         return self.forecastLogic.scanImages(*args, **kwargs)
+
+    def preparationTimepoints(self, *args, **kwargs) -> list:
+        """ForecastLogic.preparationTimepoints: the panel's scans as Prepare takes them, (day, {modality: volume},
+        (segmentation, segment))."""
+        return self.forecastLogic.preparationTimepoints(*args, **kwargs)
+
+    def prepare(self, *args, **kwargs):
+        """ForecastLogic.prepare: every scan registered onto the first and resampled onto its grid, brain mask and
+        tissue maps derived where not given, as PreparedNodes."""
+        return self.forecastLogic.prepare(*args, **kwargs)
+
+    def prepareJob(self, *args, **kwargs):
+        """ForecastLogic.prepareJob: prepare as a background Job."""
+        return self.forecastLogic.prepareJob(*args, **kwargs)
 
     # --- what needs the application or the parameter node ---------------------------------------------
 

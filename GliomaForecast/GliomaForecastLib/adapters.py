@@ -6,6 +6,10 @@ F = diag(-1, -1, 1) (RAS <-> LPS), the two are related by
 
     IJKToRAS[:3, :3] = F @ direction @ diag(spacing_xyz),    IJKToRAS[:3, 3] = F @ origin.
 
+Linear transforms: ITK's (and the core's) convention maps a point (LPS mm) of the fixed frame to the moving frame, i.e.
+it is Slicer's transform *from parent* (parent: the fixed frame); in RAS its 4x4 matrix is C @ M_lps @ C with
+C = diag(-1, -1, 1, 1) (:func:`ras_from_parent_matrix`).
+
 Arrays are numpy in (z, y, x) order, the order of ``slicer.util.arrayFromVolume`` and SimpleITK. Everything here
 uses MRML and VTK only (no Qt, no ``slicer.app``/``slicer.modules``), so it runs in Slicer and on the slicer-core
 wheel.
@@ -23,6 +27,7 @@ from vtk.util import numpy_support
 from gliomaforecast.geometry import Grid
 
 _RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])
+_RAS_FROM_LPS_4 = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 # --- geometry -------------------------------------------------------------------------------------
@@ -245,3 +250,47 @@ def add_grid_transform(scene: slicer.vtkMRMLScene, vectors_lps: np.ndarray, grid
     node = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", name)
     node.SetAndObserveTransformFromParent(transform)
     return node
+
+
+def lps_matrix(transform) -> np.ndarray:
+    """The 4x4 matrix (LPS, mm) of a linear ITK/SimpleITK ``transform`` (anything with ``TransformPoint``: e.g. an
+    Euler3DTransform or an AffineTransform with its centre), built from its images of the origin and of the unit
+    vectors, so the centre and the parametrisation need not be known. ValueError when the transform is not linear
+    (its ``IsLinear()`` says so, or a few far points do not follow the matrix)."""
+    isLinear = getattr(transform, "IsLinear", None)
+    if isLinear is not None and not isLinear():
+        raise ValueError("the transform is not linear: a linear transform node cannot hold it")
+    origin = np.asarray(transform.TransformPoint((0.0, 0.0, 0.0)), dtype=float)
+    matrix = np.eye(4)
+    for axis in range(3):
+        unit = [0.0, 0.0, 0.0]
+        unit[axis] = 1.0
+        matrix[:3, axis] = np.asarray(transform.TransformPoint(tuple(unit)), dtype=float) - origin
+    matrix[:3, 3] = origin
+    for probe in ((100.0, -80.0, 60.0), (-120.0, 90.0, -150.0), (37.0, 210.0, -12.0)):
+        expected = matrix[:3, :3] @ np.asarray(probe) + origin
+        if not np.allclose(transform.TransformPoint(probe), expected, atol=1e-6):
+            raise ValueError("the transform is not linear: a linear transform node cannot hold it")
+    return matrix
+
+
+def ras_from_parent_matrix(transform) -> np.ndarray:
+    """Slicer's 4x4 *transform from parent* (RAS, mm) of an ITK-convention ``transform`` (fixed LPS point -> moving
+    LPS point; the parent is the fixed frame): C @ M_lps @ C with C = diag(-1, -1, 1, 1)."""
+    return _RAS_FROM_LPS_4 @ lps_matrix(transform) @ _RAS_FROM_LPS_4
+
+
+def add_linear_transform(scene: slicer.vtkMRMLScene, transform, name: str) -> slicer.vtkMRMLLinearTransformNode:
+    """A linear transform node holding an ITK-convention ``transform`` (fixed -> moving, LPS mm; see
+    :func:`ras_from_parent_matrix`) as its transform from parent: a volume of the moving frame placed under the node
+    is shown aligned with the fixed frame (its transform *to* parent maps moving points onto fixed ones)."""
+    node = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", name)
+    node.SetMatrixTransformFromParent(_array_to_matrix(ras_from_parent_matrix(transform)))
+    return node
+
+
+def matrix_to_parent(transformNode: slicer.vtkMRMLTransformNode) -> np.ndarray:
+    """The 4x4 RAS matrix (mm) of a linear transform node's transform to parent."""
+    vmatrix = vtk.vtkMatrix4x4()
+    transformNode.GetMatrixTransformToParent(vmatrix)
+    return _matrix_to_array(vmatrix)

@@ -12,6 +12,7 @@ step once ``cancel`` is set (a core call that is running, e.g. the bootstrap fit
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
@@ -22,6 +23,7 @@ from gliomaforecast import defaults, sdf
 from gliomaforecast.targets import standard_plan
 from gliomaforecast.io.case import Case
 from gliomaforecast.deformation import to_physical
+from gliomaforecast.errors import InputError
 from gliomaforecast.forecast import run_forecast
 from gliomaforecast.forecasters.base import ForecasterOutput
 from gliomaforecast.geometry import Grid
@@ -219,3 +221,80 @@ def compute_forecast(inputs: ForecastInputs, progress: Optional[ProgressCallback
     return ForecastResult(result.output, None if displacement is None else to_physical(displacement, grid),
                           result.growth,
                           growth_curve(result.growth, float(inputs.day)), targets, dict(result.timings))
+
+
+# --- preparing the scans (registration onto the planning scan, brain mask and tissue maps) ------------------------
+
+VolumeOnGrid = tuple[np.ndarray, Grid]
+
+
+@dataclass(frozen=True)
+class PrepareInputs:
+    """A "Prepare" request as plain data: per scan, in time order (the first is the planning scan), its ``days``
+    (days) and ``volumes`` ``{key: (array (z, y, x), its own grid, is_label)}`` with ``key`` a modality (flair,
+    t1ce, t1, t2, adc), ``gtv`` (uint8 mask) or ``labels`` (BraTS label map), each on the grid it was read on;
+    ``names``: per scan, ``{key: the node's name}`` and ``"scan"``: how the scan is named to the user (errors and
+    progress lines say this instead of ``timepoints[i]``); ``grid``: the planning grid; optional ``brain`` (bool),
+    ``tissue`` ((name, (array, grid)) pairs, name in wm, gm, csf) and ``dose`` (Gy) in the planning frame, each on
+    its own grid; ``register`` (rigid, affine, none) and ``template`` (sri24, mni152) as the core takes them."""
+
+    grid: Grid
+    days: tuple[float, ...]
+    volumes: tuple[dict[str, tuple[np.ndarray, Grid, bool]], ...]
+    names: tuple[dict[str, str], ...]
+    brain: Optional[VolumeOnGrid] = None
+    tissue: tuple[tuple[str, VolumeOnGrid], ...] = ()
+    dose: Optional[VolumeOnGrid] = None
+    register: str = "rigid"
+    template: str = "sri24"
+
+
+_TIMEPOINT = re.compile(r"timepoints\[(\d+)\](?:\.images\.(\w+)|\.(gtv|labels)|\.images)?")
+
+
+def scan_names(text: Optional[str], names: tuple[dict[str, str], ...]) -> Optional[str]:
+    """``text`` with the core's ``timepoints[i]`` (``.images.<modality>``, ``.gtv``, ``.labels``) replaced by the
+    node (or the scan) it stands for in ``names`` (:class:`PrepareInputs`)."""
+    if text is None:
+        return None
+
+    def name(match: re.Match[str]) -> str:
+        index = int(match.group(1))
+        if index >= len(names):
+            return match.group(0)
+        key = match.group(2) or match.group(3)
+        own = names[index]
+        return own.get(key, own.get("scan", match.group(0))) if key else own.get("scan", match.group(0))
+
+    return _TIMEPOINT.sub(name, text)
+
+
+def compute_prepare(inputs: PrepareInputs, progress: Optional[ProgressCallback] = None,
+                    cancel: Optional[threading.Event] = None) -> Any:
+    """``gliomaforecast.preparation.prepare.prepare_sessions`` on ``inputs``: every later scan registered onto the
+    planning scan (the first) and resampled onto ``inputs.grid``, the brain mask and tissue maps derived where not
+    given. Each line the core reports is a step (a cancellation point; fractions up to 0.85). Returns the core's
+    ``Prepared``. An InputError (a scan that will not register: its quality stated) names the scan's node instead of
+    ``timepoints[i]``."""
+    from gliomaforecast.preparation.prepare import SessionInput, prepare_sessions
+
+    steps = Steps(progress, cancel)
+    steps.step(0.0, "Reading the scans")
+    expected = len(inputs.days) + 1  # a registration per later scan, the anatomy, reading
+    done = [1]
+
+    def report(line: str) -> None:
+        steps.step(min(0.85, 0.85 * done[0] / expected), scan_names(line, inputs.names) or line)
+        done[0] += 1
+
+    sessions = [SessionInput(i, float(day), dict(volumes))
+                for i, (day, volumes) in enumerate(zip(inputs.days, inputs.volumes))]
+    try:
+        prepared = prepare_sessions(sessions, inputs.grid, brain=inputs.brain, tissue=dict(inputs.tissue) or None,
+                                    dose=inputs.dose, register=inputs.register, template=inputs.template,
+                                    progress=report)
+    except InputError as exc:
+        raise InputError(scan_names(exc.source, inputs.names), scan_names(exc.field, inputs.names),
+                         scan_names(exc.message, inputs.names) or exc.message) from None
+    steps.step(0.87, "Prepared: every scan on the planning grid")
+    return prepared

@@ -15,6 +15,8 @@ Example (Slicer's Python console)::
     prob = logic.probabilityMap(getNode("GTV day 95"), "GTV")
     table, chart = logic.fitGrowth([(0, seg0, "GTV"), (95, seg1, "GTV")], rtStartDay=21)
     targets = logic.targetVolumes(seg1, "GTV", scoreVolume=prob, marginMm=15.0, plan="estro-eano")
+    prepared = logic.prepare([(0, {"flair": getNode("FLAIR day 0"), "t1": getNode("T1 day 0")}, seg0),
+                              (95, {"flair": getNode("FLAIR day 95"), "t1": getNode("T1 day 95")}, seg1)])
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import vtk
 
 from gliomaforecast import defaults
 from gliomaforecast.targets import standard_plan
-from gliomaforecast.io.case import load_case
+from gliomaforecast.io.case import IMAGE_NAMES, TISSUE_NAMES, load_case
 from gliomaforecast.forecasters import DEFAULT_FORECASTER
 from gliomaforecast.geometry import Grid, resample_to
 
@@ -46,7 +48,14 @@ PLAN_SEED_ATTRIBUTE = "GliomaForecast.PlanSeed"  # what its CTVs grew from (stan
 PLAN_WARNING_ATTRIBUTE = "GliomaForecast.PlanWarning"  # why plan auto fell back to flair; absent when it did not
 _DAY_IN_NAME = re.compile(r"(?:\bday[\s_]*|(?<![A-Za-z0-9])d)(\d+(?:\.\d+)?)(?![\d.])", re.IGNORECASE)
 
+REGISTRATION_QUALITY_ATTRIBUTE = "GliomaForecast.RegistrationQuality"  # a prepared scan's transform: quality, -1..1
+PREPARED_SUFFIX = " (prepared)"  # a volume resampled onto the planning grid is named "<its source's name> (prepared)"
+
 MaskSource = Union["slicer.vtkMRMLVolumeNode", Tuple["slicer.vtkMRMLSegmentationNode", str]]
+# A scan's GTV for "Prepare": a segmentation (its "GTV" segment), a (segmentation, segment) pair, or a volume node
+# (labelmap; voxels > 0 are the GTV).
+GtvSource = Union["slicer.vtkMRMLSegmentationNode", tuple["slicer.vtkMRMLSegmentationNode", str],
+                  "slicer.vtkMRMLVolumeNode"]
 
 
 def timepointDay(node: "slicer.vtkMRMLNode") -> Optional[float]:
@@ -99,6 +108,47 @@ class ForecastNodes:
     targets: Optional["slicer.vtkMRMLSegmentationNode"] = None
     notes: list = field(default_factory=list)  # the forecaster's notes, then the plan's fallback warning (if any)
     timings: dict = field(default_factory=dict)
+
+
+@dataclass
+class PreparedNodes:
+    """The MRML outputs of :meth:`ForecastLogic.prepare`, every volume on the planning scan's exact grid (the first
+    scan's FLAIR, else its first image).
+
+    ``days`` (days, increasing; the first is the planning scan); ``images``: day -> {modality: scalar volume named
+    "<source name> (prepared)"}; ``gtv``: day -> segmentation (the GTV segment and the scan's BraTS label segments)
+    referencing that day's prepared image; ``transforms``: day -> linear transform node "Scan day D to planning" of
+    each later scan (its transform *to* parent maps the scan's original RAS points onto the planning scan's: put the
+    original volumes under it to see them aligned); ``registrations``: the core's ``SessionRegistration`` of each later
+    scan (ITK transform, ``quality`` -1..1, ``source``, ``kind``); ``brainMask`` (labelmap, "Brain mask (derived)"
+    when derived, else "(prepared)"), ``tissue`` ({"wm", "gm", "csf"}: scalar volumes, "WM (derived)"...), ``dose``
+    (Gy) or None; ``provenance`` (the core's: how the brain mask and tissue maps came about); ``warnings``: one line
+    per poor registration, its quality stated; ``gtvVolumesMl``: each scan's GTV (mL) on the planning grid."""
+
+    days: list
+    images: dict = field(default_factory=dict)
+    gtv: dict = field(default_factory=dict)
+    transforms: dict = field(default_factory=dict)
+    registrations: list = field(default_factory=list)
+    brainMask: Optional[slicer.vtkMRMLLabelMapVolumeNode] = None
+    tissue: dict = field(default_factory=dict)
+    dose: Optional[slicer.vtkMRMLScalarVolumeNode] = None
+    provenance: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+    gtvVolumesMl: list = field(default_factory=list)
+
+    def segmentations(self) -> list:
+        """The prepared GTV segmentations in day order (the panel's new scans)."""
+        return [self.gtv[day] for day in self.days if day in self.gtv]
+
+    def records(self) -> list:
+        """Each later scan's registration as a JSON-ready dict (day, source, kind, fixed, moving, quality)."""
+        return [r.record(None) for r in self.registrations]
+
+    def planningImage(self) -> Optional[slicer.vtkMRMLScalarVolumeNode]:
+        """The planning scan's prepared FLAIR (else its first prepared image)."""
+        images = self.images.get(self.days[0], {}) if self.days else {}
+        return images["flair"] if "flair" in images else next(iter(images.values()), None)
 
 
 @dataclass(frozen=True)
@@ -544,6 +594,208 @@ class ForecastLogic:
             return nodes
 
         return Job("Forecasting", partial(compute.compute_forecast, inputs), build)
+
+    # --- preparing the scans ----------------------------------------------------------------------
+    def preparationTimepoints(self, scans: Sequence[tuple[float, slicer.vtkMRMLScalarVolumeNode,
+                                                          slicer.vtkMRMLSegmentationNode, str]]) -> list:
+        """The panel's scans ``(day, referenceVolume, segmentationNode, segmentId)`` as :meth:`prepare` takes them:
+        ``(day, {modality: volume}, (segmentationNode, segmentId))``, the reference volume under its
+        ``GliomaForecast.Modality`` attribute (FLAIR without one) and the scan's other sequences from the scene
+        (:meth:`scanImages`)."""
+        others = self.scanImages([float(day) for day, _, _, _ in scans])
+        out = []
+        for day, reference, segmentation, sid in scans:
+            modality = reference.GetAttribute(MODALITY_ATTRIBUTE) or "flair"
+            volumes = {m: v for m, v in others.get(float(day), {}).items() if m != modality}
+            out.append((float(day), {modality: reference, **volumes}, (segmentation, sid)))
+        return out
+
+    def prepare(self, timepoints: Sequence[tuple[float, Mapping[str, slicer.vtkMRMLScalarVolumeNode], GtvSource]],
+                brainMask: Optional[MaskSource] = None, dose: Optional[slicer.vtkMRMLScalarVolumeNode] = None,
+                tissue: Optional[Mapping[str, slicer.vtkMRMLScalarVolumeNode]] = None, register: str = "rigid",
+                template: str = "sri24", progress: Optional[ProgressCallback] = None,
+                cancel: Optional[threading.Event] = None) -> PreparedNodes:
+        """Bring every scan onto the planning scan (``gliomaforecast.preparation.prepare.prepare_sessions``): each
+        later scan registered as a whole onto the first (``register``: rigid, affine, or none when they already
+        share one frame), every image resampled onto the planning grid (linearly; GTVs and labels by nearest
+        neighbour), and a brain mask and WM/GM/CSF maps derived from the planning scan (``template``: sri24 or
+        mni152) where ``brainMask`` / ``tissue`` are not given.
+
+        ``timepoints``: ``(day, {modality: volume}, gtv)`` (days; modality flair, t1ce, t1, t2, adc; ``gtv`` a
+        segmentation (its "GTV" segment, its BraTS label segments carried along), a (segmentation, segment) pair or
+        a labelmap volume), any order: sorted by day, the first is the planning scan, whose FLAIR (else first image)
+        gives the grid. Every volume is read on its own grid. ``brainMask`` (volume or (segmentation, segment)),
+        ``tissue`` ({"wm", "gm", "csf"}: probability volumes) and ``dose`` (Gy) lie in the planning scan's frame.
+
+        Returns :class:`PreparedNodes` (new nodes; the inputs are never modified). A scan that will not register is
+        refused with an InputError naming its volume and stating the measured quality; a poor but accepted one is a
+        line of ``warnings``."""
+        return self.prepareJob(timepoints, brainMask, dose, tissue, register, template).run(progress, cancel)
+
+    def prepareJob(self, timepoints: Sequence[tuple[float, Mapping[str, slicer.vtkMRMLScalarVolumeNode],
+                                                    GtvSource]],
+                   brainMask: Optional[MaskSource] = None, dose: Optional[slicer.vtkMRMLScalarVolumeNode] = None,
+                   tissue: Optional[Mapping[str, slicer.vtkMRMLScalarVolumeNode]] = None, register: str = "rigid",
+                   template: str = "sri24") -> Job:
+        """:meth:`prepare` as a :class:`Job`: every volume, GTV and label map is read now, each on its own grid
+        (:class:`GliomaForecastLib.compute.PrepareInputs`); ``compute`` registers, resamples and derives;
+        ``build`` returns :class:`PreparedNodes`."""
+        points = sorted(((float(day), dict(images), gtv) for day, images, gtv in timepoints), key=lambda p: p[0])
+        if not points:
+            raise ValueError("Prepare needs at least one scan")
+        days = [p[0] for p in points]
+        if len(set(days)) != len(days):
+            raise ValueError(f"two scans share a day: {', '.join(f'{d:g}' for d in days)}")
+        volumes, names, sources, segments = [], [], [], []
+        for number, (day, images, gtv) in enumerate(points, start=1):
+            label = conventions.day_label(day)
+            if not images:
+                raise ValueError(f"the scan{label} has no image")
+            unknown = sorted(set(images) - set(IMAGE_NAMES))
+            if unknown:
+                raise ValueError(f"the scan{label}: unknown sequence {', '.join(unknown)} (one of "
+                                 f"{', '.join(IMAGE_NAMES)})")
+            own: dict = {}
+            named = {"scan": f"scan {number}"}
+            for modality in (m for m in IMAGE_NAMES if m in images):
+                node = images[modality]
+                array, grid = adapters.volume_to_array_and_grid(node)
+                own[modality] = (array.astype(np.float32, copy=False), grid, False)
+                named[modality] = node.GetName()
+            segment = self._gtvSource(gtv)
+            if segment is not None:
+                mask, grid, labels, name, _ = segment
+                own["gtv"] = (mask.astype(np.uint8), grid, True)
+                named["gtv"] = name
+                if labels is not None:
+                    own["labels"] = (labels, grid, True)
+                    named["labels"] = name
+            volumes.append(own)
+            names.append(named)
+            sources.append(images)
+            segments.append(segment)
+        planning = sources[0]
+        planningNode = planning[next(m for m in IMAGE_NAMES if m in planning)]  # its FLAIR, else its first image
+        grid = adapters.grid_from_volume(planningNode)
+        tissueNodes = dict(tissue or {})
+        unknown = sorted(set(tissueNodes) - set(TISSUE_NAMES))
+        if unknown:
+            raise ValueError(f"unknown tissue map {', '.join(unknown)} (one of {', '.join(TISSUE_NAMES)})")
+        inputs = compute.PrepareInputs(
+            grid=grid, days=tuple(days), volumes=tuple(volumes), names=tuple(names),
+            brain=self._mask_and_grid(brainMask, "brain mask"),
+            tissue=tuple((k, self._float_and_grid(v)) for k, v in tissueNodes.items() if v is not None),
+            dose=None if dose is None else self._float_and_grid(dose), register=register, template=template)
+
+        def build(prepared) -> PreparedNodes:
+            return self._preparedNodes(prepared, sources, segments, planningNode, brainMask, dose, tissueNodes)
+
+        return Job("Preparing the scans", partial(compute.compute_prepare, inputs), build)
+
+    def _gtvSource(self, gtv: Optional[GtvSource]) -> Optional[tuple]:
+        """(mask (bool), its grid, BraTS label map (int16) or None, node name, segment name) of a scan's GTV, on its
+        own geometry."""
+        if gtv is None:
+            return None
+        if isinstance(gtv, (tuple, list)):
+            segmentation, sid = gtv
+        elif gtv.IsA("vtkMRMLSegmentationNode"):
+            segmentation, sid = gtv, "GTV"
+        elif gtv.IsA("vtkMRMLVolumeNode"):
+            array, grid = adapters.volume_to_array_and_grid(gtv)
+            return array > 0, grid, None, gtv.GetName(), "GTV"
+        else:
+            raise ValueError(f"{gtv.GetName()}: a GTV is a segmentation, a (segmentation, segment) pair or a volume")
+        mask, grid = adapters.segment_mask(segmentation, sid)
+        labels = self.labelMap(segmentation)
+        return mask, grid, labels, segmentation.GetName(), self._segment_name(segmentation, sid)
+
+    def _mask_and_grid(self, source: Optional[MaskSource], what: str) -> Optional[tuple[np.ndarray, Grid]]:
+        """A mask (bool) on its own grid from a volume node (> 0 inside) or a (segmentation, segment) pair."""
+        if source is None:
+            return None
+        if isinstance(source, (tuple, list)):
+            return adapters.segment_mask(*source)
+        if not source.IsA("vtkMRMLVolumeNode"):
+            raise ValueError(f"{what} must be a volume node or a (segmentation node, segment) pair")
+        array, grid = adapters.volume_to_array_and_grid(source)
+        return array > 0, grid
+
+    @staticmethod
+    def _float_and_grid(volumeNode: slicer.vtkMRMLVolumeNode) -> tuple[np.ndarray, Grid]:
+        array, grid = adapters.volume_to_array_and_grid(volumeNode)
+        return array.astype(np.float32, copy=False), grid
+
+    def _preparedNodes(self, prepared, sources: list, segments: list, planningNode: slicer.vtkMRMLVolumeNode,
+                       brainMask: Optional[MaskSource], dose: Optional[slicer.vtkMRMLScalarVolumeNode],
+                       tissueNodes: dict) -> PreparedNodes:
+        """The MRML nodes of the core's ``Prepared`` (see :class:`PreparedNodes`), placed next to the planning
+        image in the subject hierarchy."""
+        scene, grid = self.scene, prepared.grid
+        unique = self.scene.GenerateUniqueName
+        days = [float(s.day) for s in prepared.sessions]
+        out = PreparedNodes(days=days, registrations=list(prepared.registrations),
+                            provenance=dict(prepared.provenance), warnings=list(prepared.warnings()),
+                            gtvVolumesMl=[float(v) for v in prepared.gtv_volumes_ml()])
+        made = []
+        for session, images, segment in zip(prepared.sessions, sources, segments):
+            day = float(session.day)
+            out.images[day] = {}
+            for modality in (m for m in IMAGE_NAMES if m in session.images):
+                node = adapters.add_volume(scene, np.asarray(session.images[modality], dtype=np.float32), grid,
+                                           unique(images[modality].GetName() + PREPARED_SUFFIX))
+                node.SetAttribute(DAY_ATTRIBUTE, repr(day))
+                node.SetAttribute(MODALITY_ATTRIBUTE, modality)
+                out.images[day][modality] = node
+                made.append(node)
+            if segment is None or session.gtv is None:
+                continue
+            reference = out.images[day]["flair"] if "flair" in out.images[day] else next(iter(out.images[day].values()))
+            segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", unique(segment[3] + PREPARED_SUFFIX))
+            segmentation.CreateDefaultDisplayNodes()
+            segmentation.SetReferenceImageGeometryParameterFromVolumeNode(reference)
+            adapters.add_segment_from_mask(segmentation, session.gtv, grid, segment[4],
+                                           conventions.SEGMENT_COLORS["GTV"], conventions.segment_terminology("GTV"))
+            if session.labels is not None:
+                self._addLabelSegments(segmentation, session.labels, grid)
+            segmentation.SetAttribute(DAY_ATTRIBUTE, repr(day))
+            out.gtv[day] = segmentation
+            made.append(segmentation)
+        byIndex = {s.index: float(s.day) for s in prepared.sessions}
+        for registration in prepared.registrations:
+            day = byIndex[registration.timepoint]
+            node = adapters.add_linear_transform(scene, registration.transform,
+                                                 unique(f"Scan{conventions.day_label(day)} to planning"))
+            node.SetAttribute(DAY_ATTRIBUTE, repr(day))
+            node.SetAttribute(REGISTRATION_QUALITY_ATTRIBUTE, repr(float(registration.quality)))
+            node.SetAttribute("GliomaForecast.RegistrationSource", registration.source)
+            node.SetAttribute("GliomaForecast.RegistrationKind", registration.kind)
+            node.SetAttribute("GliomaForecast.RegistrationImages", f"{registration.moving} onto {registration.fixed}")
+            out.transforms[day] = node
+            made.append(node)
+        derivedBrain = prepared.provenance.get("brain_mask", {}).get("source") == "derived"
+        brainName = "Brain mask (derived)" if derivedBrain else (
+            (brainMask[0] if isinstance(brainMask, (tuple, list)) else brainMask).GetName() + PREPARED_SUFFIX)
+        out.brainMask = adapters.add_volume(scene, np.asarray(prepared.brain, dtype=np.uint8), grid, unique(brainName),
+                                            "vtkMRMLLabelMapVolumeNode")
+        made.append(out.brainMask)
+        derivedTissue = set(prepared.provenance.get("tissue", {}).get("derived", []))
+        for name in TISSUE_NAMES:
+            if name not in prepared.tissue:
+                continue
+            given = tissueNodes.get(name)
+            title = (given.GetName() + PREPARED_SUFFIX) if given is not None and name not in derivedTissue \
+                else f"{name.upper()} (derived)"
+            out.tissue[name] = adapters.add_volume(scene, np.asarray(prepared.tissue[name], dtype=np.float32), grid,
+                                                   unique(title))
+            made.append(out.tissue[name])
+        if prepared.dose is not None and dose is not None:
+            out.dose = adapters.add_volume(scene, np.asarray(prepared.dose, dtype=np.float32), grid,
+                                           unique(dose.GetName() + PREPARED_SUFFIX))
+            made.append(out.dose)
+        for node in made:
+            conventions.place_next_to(node, planningNode)
+        return out
 
     def scanImages(self, days: Sequence[float]) -> dict:
         """``{day: {modality: volume}}``: the scene's scalar volumes whose ``GliomaForecast.Day`` attribute is one of

@@ -1,5 +1,6 @@
 """What the panel says and proposes, without Qt and without numerics in the widget: the default forecast day, the
-dose selector's tooltip, the control of each forecaster setting and the one-line wording of errors.
+dose selector's tooltip, the control of each forecaster setting, the choices of "Prepare" and the line that sums up
+its result, and the one-line wording of errors.
 
 Errors: the core names a bad setting by its parameter (``day``, ``samples``) and a file by its path; the panel has
 neither flags nor files (its inputs are MRML nodes, held in memory as ``<memory>/...`` cases), so
@@ -12,6 +13,15 @@ import re
 import tempfile
 from typing import Iterable, Optional
 
+REGISTER_CHOICES = ("rigid", "affine", "none")
+"""Prepare's registration kinds (``gliomaforecast.preparation.sessions.REGISTER_CHOICES``, spelled out here so the
+module loads before the core's dependencies are installed; a test keeps the two equal)."""
+REGISTER_DEFAULT = "rigid"
+TEMPLATE_CHOICES = ("sri24", "mni152")
+"""Prepare's templates of the derived brain mask and tissue maps (``gliomaforecast.preparation.templates.TEMPLATES``;
+a test keeps the two equal)."""
+TEMPLATE_DEFAULT = "sri24"
+
 DEFAULT_HORIZON_DAYS = 90.0
 """The forecast day the panel proposes: this many days after the last selected scan."""
 
@@ -20,6 +30,7 @@ CONTROLS = {
     "margin_mm": "Margin", "n_bootstrap": "Bootstrap refits", "rt_start_day": "RT start", "beta": "beta",
     "mu": "mu", "brain_mask": "Brain mask", "barrier": "Barrier", "dose": "RT dose", "noise": "Bootstrap noise",
     "plan": "Standard plan",
+    "register": "Registration", "template": "Template",
 }
 """Core parameter or manifest field -> the panel control that sets it."""
 
@@ -75,3 +86,18 @@ def panelMessage(exc: BaseException) -> str:
         parts.append(_control(field))
     parts.append(_scrub(message))
     return ": ".join(p for p in parts if p)
+
+
+def preparationSummary(records: Iterable[dict], provenance: dict, warnings: Iterable[str]) -> str:
+    """One line on a finished Prepare: the warnings first (poor registrations, their quality stated), then each
+    later scan's registration (day, how, quality -1..1) and where the brain mask and tissue maps came from."""
+    parts = list(warnings)
+    for r in records:
+        parts.append(f"day {float(r['day']):g}: {r['kind']} ({r['source']}) {r['moving']} onto {r['fixed']}, "
+                     f"quality {float(r['quality']):.2f}")
+    brain, tissue = provenance.get("brain_mask", {}), provenance.get("tissue", {})
+    if brain.get("source") == "derived":
+        parts.append(f"brain mask derived ({brain.get('template')} template, quality {float(brain['quality']):.2f})")
+    if tissue.get("source") == "derived":
+        parts.append(f"{', '.join(k.upper() for k in tissue.get('derived', []))} derived ({tissue.get('template')})")
+    return "; ".join(parts)

@@ -12,6 +12,9 @@ A forecast is flagged when:
 - a fitted growth parameter sits at a bound of its range (:func:`gliomaforecast.growth.checks.parameters_at_bounds`);
 - the growth model's median curve has a peak that no scan observed
   (:func:`gliomaforecast.growth.checks.unobserved_bump`).
+- the case has no brain mask (the CTVs are not clipped to the brain; ``gliomaforecast prepare`` derives one), or
+  a session's registration onto the planning scan (``preparation`` of case.json) has a quality below
+  :data:`gliomaforecast.preparation.sessions.WARN_QUALITY` (stated);
 - the forecaster flagged it (a note starting ``warning: ``, e.g. a target outside a network's trained gap range).
 
 Volumes in mL, time in days.
@@ -24,6 +27,8 @@ import numpy as np
 from .forecast import Forecast, forecast_tumor_ml
 from .forecasters import entry
 from .growth.checks import parameters_at_bounds, unobserved_bump
+from .io.case import Case
+from .preparation.sessions import WARN_QUALITY
 
 BRAIN_FRACTION_WARNING = 0.5
 """A forecast volume above this fraction of the brain volume is flagged as implausible."""
@@ -35,9 +40,27 @@ def brain_volume_ml(fc: Forecast) -> float | None:
     return None if brain is None else float(np.count_nonzero(brain) * fc.case.grid.voxel_volume_ml)
 
 
+def preparation_warnings(case: Case) -> list[str]:
+    """A missing brain mask, and each recorded registration whose quality is below the warning level."""
+    warnings = []
+    if case.brain_mask_path is None:
+        warnings.append(
+            "the case has no brain mask: the CTVs are not clipped to the brain (gliomaforecast prepare derives one)"
+        )
+    for record in (case.preparation or {}).get("registration", []):
+        quality = record.get("quality")
+        if quality is not None and quality < WARN_QUALITY:
+            warnings.append(
+                f"timepoint {record['timepoint']}: registration quality {quality:.2f} onto the planning scan is "
+                f"below {WARN_QUALITY:g} (see the report's preparation figure)"
+            )
+    return warnings
+
+
 def forecast_warnings(fc: Forecast) -> list[str]:
     """One line per reason to distrust ``fc`` (empty when none applies); see the module docstring."""
     warnings: list[str] = [] if fc.plan_warning is None else [fc.plan_warning]
+    warnings += preparation_warnings(fc.case)
     day, last_day = fc.target_day, float(fc.case.timepoints[-1].day)
     med, _lo, hi = (float(v[0]) for v in fc.growth.predict([day]))
     brain_ml = brain_volume_ml(fc)

@@ -230,7 +230,7 @@ def test_validation_raises_nothing(exported, kind, monkeypatch):
 def test_forecast_with_dicom_reference_writes_the_same_targets(tmp_path, capsys):
     dicom = tmp_path / "dicom"
     write_tiny_patient(dicom)
-    assert main(["import-dicom", str(dicom), "--out", str(tmp_path / "case")]) == 0
+    assert main(["import-dicom", str(dicom), "--out", str(tmp_path / "case"), "--no-anatomy"]) == 0
     out = tmp_path / "forecast"
     argv = ["forecast", str(tmp_path / "case" / "case.json"), "--day", "150", "--forecaster", "persistence",
             "--samples", "2", "--out", str(out), "--dicom-reference", str(dicom / "scan1" / "flair")]
@@ -251,7 +251,7 @@ def test_forecast_with_another_patients_series_is_refused_before_any_work(tmp_pa
     write_tiny_patient(dicom)
     other = tmp_path / "other"
     write_tiny_patient(other, patient_id="TINY-2")
-    assert main(["import-dicom", str(dicom), "--out", str(tmp_path / "case")]) == 0
+    assert main(["import-dicom", str(dicom), "--out", str(tmp_path / "case"), "--no-anatomy"]) == 0
     out = tmp_path / "forecast"
     argv = ["forecast", str(tmp_path / "case" / "case.json"), "--day", "150", "--forecaster", "persistence",
             "--out", str(out), "--dicom-reference", str(other / "scan1" / "flair")]

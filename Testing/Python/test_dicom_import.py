@@ -62,7 +62,7 @@ def axial(sample, tmp_path_factory):
                                    day=tp.day)
     out = root / "case"
     rt_start = (DAY0 + dt.timedelta(days=int(sample.rt_start_day))).isoformat()
-    rc = main(["import-dicom", str(root), "--out", str(out), "--rt-start-date", rt_start])
+    rc = main(["import-dicom", str(root), "--out", str(out), "--rt-start-date", rt_start, "--no-anatomy"])
     return SimpleNamespace(rc=rc, out=out, scaling=scaling)
 
 
@@ -119,7 +119,7 @@ def oblique(sample, tmp_path_factory):
     scaling = write_rtdose(root / "rtdose.dcm", linear_dose(dose_grid), dose_grid, study_uid=study, frame_uid=frame,
                            day=0)
     out = root / "case"
-    rc = main(["import-dicom", str(root), "--out", str(out)])
+    rc = main(["import-dicom", str(root), "--out", str(out), "--no-anatomy"])
     return SimpleNamespace(rc=rc, out=out, grid=grid, expected_dose=linear_dose(grid), scaling=scaling)
 
 
@@ -189,7 +189,7 @@ def test_several_series_per_study_missing_modalities_and_a_study_without_gtv(tin
     index.save_as(tiny.dicom / "DICOMDIR", enforce_file_format=True)
     (tiny.dicom / "README.txt").write_text("burnt by the PACS")
     out = tiny.root / "case"
-    assert main(["import-dicom", str(tiny.dicom), "--out", str(out)]) == 0
+    assert main(["import-dicom", str(tiny.dicom), "--out", str(out), "--no-anatomy"]) == 0
     case = load_case(out / "case.json")
     assert case.days.tolist() == [0, 60]  # the day-120 study has no structure set: left out
     assert sorted(case.timepoints[0].images) == ["flair", "t1ce"] and sorted(case.timepoints[1].images) == ["flair"]
@@ -213,7 +213,7 @@ def test_mapping_file_brings_in_an_unclassified_series(tiny):
     mapping = tiny.root / "mapping.json"
     mapping.write_text(json.dumps({"SAG 3D ISO": "t2"}))
     out = tiny.root / "mapped"
-    assert main(["import-dicom", str(tiny.dicom), "--out", str(out), "--mapping", str(mapping)]) == 0
+    assert main(["import-dicom", str(tiny.dicom), "--out", str(out), "--mapping", str(mapping), "--no-anatomy"]) == 0
     assert sorted(load_case(out / "case.json").timepoints[1].images) == ["flair", "t2"]
 
 
@@ -229,7 +229,7 @@ def test_gtv_drawn_on_another_series_goes_through_its_grid(tmp_path):
                            day=0, study_uid=study, frame_uid=frame, patient_id="TINY-1")
     gtv = tiny_ball(fine, 5.0)
     write_gtv_rtstruct(tmp_path / "dicom" / "rtstruct.dcm", gtv, fine, t1ce)
-    assert main(["import-dicom", str(tmp_path / "dicom"), "--out", str(tmp_path / "case")]) == 0
+    assert main(["import-dicom", str(tmp_path / "dicom"), "--out", str(tmp_path / "case"), "--no-anatomy"]) == 0
     case = load_case(tmp_path / "case" / "case.json")
     assert np.array_equal(case.gtv(case.timepoints[0]), gtv[::2])
     t1ce_on_flair, _ = read_image(case.timepoints[0].images["t1ce"])
@@ -240,7 +240,7 @@ def test_gtv_drawn_on_another_series_goes_through_its_grid(tmp_path):
 
 def test_same_dicom_gives_identical_files(tiny, tmp_path):
     for name in ("a", "b"):
-        assert main(["import-dicom", str(tiny.dicom), "--out", str(tmp_path / name)]) == 0
+        assert main(["import-dicom", str(tiny.dicom), "--out", str(tmp_path / name), "--no-anatomy"]) == 0
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert files == sorted(p.name for p in (tmp_path / "b").iterdir())
     assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)

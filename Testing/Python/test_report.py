@@ -36,15 +36,17 @@ def test_report_files_and_self_contained_html(forecast, tmp_path: Path) -> None:
     out = tmp_path / "report"
     out.mkdir()
     paths = write_report(forecast, out)
-    assert [p.name for p in paths] == ["growth.png", "overlays.png", "volumes.png", "report.html"]
-    for p in paths[:3]:
+    assert [p.name for p in paths] == ["growth.png", "overlays.png", "volumes.png", "preparation.png", "report.html"]
+    for p in paths[:4]:
         assert p.read_bytes().startswith(PNG_SIGNATURE)
-    page = paths[3].read_text(encoding="utf-8")
+    page = paths[4].read_text(encoding="utf-8")
+    # issue 30: where the registration, brain mask and tissue maps came from (this case: one frame, given by the user)
+    assert "<h3>Preparation</h3>" in page and "the case was given on one frame of reference" in page
     # self-contained: no script, no stylesheet link, no URL; every image is an embedded PNG
     assert "<script" not in page.lower() and "<link" not in page.lower()
     assert not re.search(r"(https?|file|ftp)://", page)
     sources = re.findall(r'src="([^"]*)"', page)
-    assert len(sources) == 3 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
     # the volumes it must show (mL), with the CTVs as built by the forecast
     spacing = forecast.case.grid.spacing
     volumes = report_volumes(forecast)

@@ -12,6 +12,7 @@ COMMANDS = [
     "evaluate",
     "leaderboard",
     "models",
+    "prepare",
     "import_dicom",
     "export_dicom",
 ]

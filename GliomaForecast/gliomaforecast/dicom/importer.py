@@ -2,20 +2,28 @@
 
 Rules (docs/dicom.md):
 
-* one patient, one frame of reference: every MR series, structure set and dose used must share the
-  FrameOfReferenceUID of the case's reference image (series of other frames must be registered first, or ignored
-  in the mapping file);
+* one patient; one frame of reference per session (the series of one date); sessions in another frame of reference
+  than the planning scan's (the first timepoint with a GTV) are registered onto it: through a DICOM Spatial
+  Registration object relating the two frames when the folder holds one, else estimated (``Preparation.register``:
+  rigid by default; a session that will not register is refused with its measured quality);
 * timepoints are the MR study dates (ISO dates in case.json; day 0 is the first study); studies on one date are one
   timepoint; per timepoint and modality the finest series is used (smallest voxel, then most slices, then the
   highest SeriesNumber);
-* the case grid is the first timepoint's FLAIR (else its first image in the order flair, t1ce, t1, t2, adc); images
-  on another grid are resampled onto it (linear), voxels on it are copied exactly;
+* the case grid is the planning scan's FLAIR (else its first image in the order flair, t1ce, t1, t2, adc); each
+  session's images are first put on its own session's grid that way, then every session is resampled onto the case
+  grid (linear; GTVs by nearest neighbour) through its transform (the identity for the planning frame); voxels on
+  the case grid are copied exactly;
 * a timepoint's GTV is the union of the ROIs (with closed contours) of its structure set whose name matches
-  ``roi_pattern`` (regular expression, case-insensitive), rasterized on the case grid from the contours in patient mm
-  (on the slices of the series they were drawn on, then nearest-neighbour onto the case grid, when they do not lie on
-  the case grid's slices); a structure set belongs to the date of the series it references (else its own study
-  date); timepoints without a GTV are left out and listed;
-* the RT dose (one RTDOSE) is resampled onto the case grid in Gy;
+  ``roi_pattern`` (regular expression, case-insensitive), rasterized on its session's grid from the contours in
+  patient mm (on the slices of the series they were drawn on, then nearest-neighbour, when they do not lie on the
+  grid's slices); a structure set belongs to the date of the series it references (else its own study date) and
+  must lie in its session's frame; timepoints without a GTV are left out and listed;
+* each GTV's volume is checked against the volume its contour polygons enclose (:mod:`.contour_area`): both go to
+  the structure set's record in ``import.json``, and a difference above 20 % of the contours' volume to its
+  ``warnings`` (a contour convention that loses a thin GTV, contours on thicker slices than the case grid's);
+* the RT dose (one RTDOSE, in the planning scan's frame) is resampled onto the case grid in Gy;
+* a brain mask and tissue maps are derived from the planning scan (:mod:`gliomaforecast.preparation.anatomy`)
+  unless ``Preparation.anatomy`` is ``none``; a derivation that fails is a warning, not an error;
 * other objects (CT, RT plans, registrations...) are listed, not imported.
 
 Nothing is written on error: the folder is built in a temporary sibling and renamed when complete. ``import.json``
@@ -27,11 +35,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import SimpleITK as sitk
 from pydicom.dataset import Dataset
 
 from ..errors import InputError
@@ -39,12 +49,15 @@ from ..geometry import Grid, resample_to
 from ..io.case import IMAGE_NAMES, MAX_DAY, SCHEMA, load_case
 from ..io.images import atomic_output_dir, check_output_dir, write_image, write_text_atomic
 from ..io.shown_paths import shown_path
+from ..preparation.prepare import prepare, write_prepared
+from .contour_area import MAX_VOLUME_DIFFERENCE, contour_volume_mm3, volume_difference
 from .contours import OffGridContour, far_vertex, rasterize
 from .dates import scan_date
 from .files import Scan, Series, scan_folder
 from .rtdose import dose_on_grid, read_dose
 from .rtstruct_read import Roi, read_rois, referenced_series, structure_set_frames
 from .series import IGNORE, classify, read_mapping, read_volume, series_grid
+from .spatial_registration import registrations_in, session_transform
 
 DEFAULT_ROI_PATTERN = "gtv"
 
@@ -57,6 +70,14 @@ class Timepoint:
     series: dict[str, Series] = field(default_factory=dict)
     gtv: np.ndarray | None = None
     gtv_source: dict[str, Any] | None = None
+    frame: str = ""  # the session's FrameOfReferenceUID
+    grid: Grid | None = None  # the session's grid: that of its first series in the order of IMAGE_NAMES
+
+    @property
+    def session_grid(self) -> Grid:
+        """The session's grid (set by :func:`_check_frames`)."""
+        assert self.grid is not None
+        return self.grid
 
 
 def _frame(series: Series) -> str:
@@ -135,21 +156,26 @@ def _reference(timepoints: list[Timepoint]) -> tuple[str, Series]:
     return kind, first.series[kind]
 
 
-def _check_frames(timepoints: list[Timepoint], reference: Series) -> str:
-    frame = _frame(reference)
-    if not frame:
-        raise InputError(reference.paths[0], "FrameOfReferenceUID", "missing")
+def _check_frames(timepoints: list[Timepoint]) -> str:
+    """Each timepoint's frame of reference and grid (its first series in the order of IMAGE_NAMES); returns the
+    planning (first) session's frame. InputError for a series without a FrameOfReferenceUID, or one date whose
+    series lie in two frames (one session has one frame; map the odd series to ``ignore``)."""
     for tp in timepoints:
+        first = tp.series[next(k for k in IMAGE_NAMES if k in tp.series)]
+        tp.frame = _frame(first)
+        tp.grid = series_grid(first)[1]
         for series in tp.series.values():
-            if _frame(series) != frame:
+            if not _frame(series):
+                raise InputError(series.paths[0], "FrameOfReferenceUID", "missing")
+            if _frame(series) != tp.frame:
                 raise InputError(
                     series.paths[0],
                     "FrameOfReferenceUID",
-                    f"{_frame(series) or 'missing'} differs from {frame} of the reference series "
-                    f"({reference.paths[0].name}): register the series to one frame of reference, or "
-                    "ignore this one in the mapping file",
+                    f"{_frame(series)} differs from {tp.frame} of {first.paths[0].name}, a series of the same date "
+                    f"({tp.date.isoformat()}): one session has one frame of reference; ignore one of them in the "
+                    "mapping file",
                 )
-    return frame
+    return timepoints[0].frame
 
 
 def _rasterize_gtv(
@@ -181,8 +207,6 @@ def _rasterize_gtv(
 def _add_gtvs(
     scan: Scan,
     timepoints: list[Timepoint],
-    grid: Grid,
-    frame: str,
     pattern: re.Pattern,
     mapping: dict[str, str],
     report: list[dict],
@@ -197,7 +221,7 @@ def _add_gtvs(
             report.append(_record(series, scan.folder, used=False, why="ignored (mapping file)"))
             continue
         for ds, path in zip(series.headers, series.paths):
-            _add_structure_set(scan, series, ds, path, by_date, grid, frame, pattern, report)
+            _add_structure_set(scan, series, ds, path, by_date, pattern, report)
 
 
 def _add_structure_set(
@@ -206,8 +230,6 @@ def _add_structure_set(
     ds: Dataset,
     path: Path,
     by_date: dict[dt.date, Timepoint],
-    grid: Grid,
-    frame: str,
     pattern: re.Pattern,
     report: list[dict],
 ) -> None:
@@ -221,7 +243,6 @@ def _add_structure_set(
         why = f"no ROI with closed contours whose name matches '{pattern.pattern}'"
         report.append(_record(series, scan.folder, used=False, file=shown, why=why))
         return
-    _check_structure_set_frames(ds, path, rois, frame)
     drawn_on = referenced_series(ds)
     dated = next((scan.series[uid] for uid in drawn_on if uid in scan.series), None)
     date = scan_date(dated.first, dated.paths[0]) if dated is not None else scan_date(ds, path)
@@ -238,10 +259,55 @@ def _add_structure_set(
             f"(the first: {tp.gtv_source['file']}); ignore one in the "
             "mapping file",
         )
+    _check_structure_set_frames(ds, path, rois, tp.frame)
+    grid = tp.session_grid
     tp.gtv = _gtv_mask(rois, grid, scan, drawn_on, path)
     tp.gtv_source = {"file": shown, "rois": [roi.name for roi in rois]}
     names = [roi.name for roi in rois]
-    report.append(_record(series, scan.folder, used=True, used_as="gtv", date=date.isoformat(), file=shown, rois=names))
+    volumes = _gtv_volumes(rois, tp.gtv, grid, _single_plane_thickness(scan, drawn_on, grid))
+    report.append(
+        _record(series, scan.folder, used=True, used_as="gtv", date=date.isoformat(), file=shown, rois=names, **volumes)
+    )
+
+
+def _single_plane_thickness(scan: Scan, drawn_on: list[str], grid: Grid) -> float:
+    """The slice thickness (mm) that contours all on one plane stand for: the slice spacing of the series they were
+    drawn on, when it is in the folder and makes one stack, else of the case ``grid``."""
+    for uid in drawn_on:
+        series = scan.series.get(uid)
+        if series is not None and "ImageOrientationPatient" in series.first:
+            try:
+                return series_grid(series)[1].spacing[0]
+            except (InputError, ValueError):  # a series the import does not read (a tilted CT...): not worth failing
+                continue
+    return grid.spacing[0]
+
+
+def _gtv_volumes(rois: list[Roi], mask: np.ndarray, grid: Grid, single_plane_thickness_mm: float) -> dict[str, Any]:
+    """The GTV ``mask``'s volume on ``grid`` and the volume the ``rois``' contour polygons enclose (mL, rounded to
+    0.1 mm^3), and the first's relative difference from the second (None without a contour volume)."""
+    gtv_ml = float(np.count_nonzero(mask)) * grid.voxel_volume_ml
+    contour_ml = contour_volume_mm3([roi.contours for roi in rois], single_plane_thickness_mm) / 1000.0
+    difference = volume_difference(gtv_ml, contour_ml)
+    return {
+        "gtv_volume_ml": round(gtv_ml, 4),
+        "contour_volume_ml": round(contour_ml, 4),
+        "volume_difference": None if difference is None else round(difference, 4),
+    }
+
+
+def _volume_warnings(report: list[dict]) -> list[str]:
+    """A line per GTV of ``report`` whose rasterized volume differs from its contours' by more than
+    ``MAX_VOLUME_DIFFERENCE`` of theirs."""
+    out = []
+    for r in report:
+        difference = r.get("volume_difference") if r.get("used_as") == "gtv" else None
+        if difference is not None and abs(difference) > MAX_VOLUME_DIFFERENCE:
+            out.append(
+                f"{r['date']} GTV: rasterized {r['gtv_volume_ml']:.3g} mL vs {r['contour_volume_ml']:.3g} mL from "
+                f"the contour polygons ({100 * difference:+.0f} %): check the contour convention / slice thickness"
+            )
+    return out
 
 
 def _check_structure_set_frames(ds: Dataset, path: Path, rois: list[Roi], frame: str) -> None:
@@ -322,6 +388,18 @@ def _image_on_grid(series: Series, grid: Grid) -> tuple[np.ndarray, bool]:
     return resample_to(array, series_grid_, grid), True
 
 
+@dataclass(frozen=True)
+class Preparation:
+    """How :func:`import_dicom` prepares the sessions (:func:`gliomaforecast.preparation.prepare.prepare`):
+    ``register`` (rigid, affine or none) for sessions in another frame of reference than the planning scan's and no
+    DICOM Spatial Registration object relating them, the ``template`` of the derived brain mask and tissue maps, and
+    ``anatomy`` (``try``: derive them, a failure is a warning; ``none``: do not)."""
+
+    register: str = "rigid"
+    template: str = "sri24"
+    anatomy: str = "try"
+
+
 def import_dicom(
     dicom_dir: str | Path,
     out: str | Path,
@@ -330,6 +408,7 @@ def import_dicom(
     roi_pattern: str = DEFAULT_ROI_PATTERN,
     rt_start_date: str | None = None,
     existing: str = "refuse",
+    preparation: Preparation = Preparation(),
 ) -> dict[str, Any]:
     """Write the case folder ``out`` from the DICOM files under ``dicom_dir``; returns the import report (also
     written as ``import.json``). See the module docstring for the rules."""
@@ -340,18 +419,41 @@ def import_dicom(
     scan = scan_folder(dicom_dir)
     report: list[dict] = []
     timepoints = _mr_timepoints(scan, dicom_dir, series_map, report)
-    ref_kind, reference = _reference(timepoints)
-    frame = _check_frames(timepoints, reference)
-    _, grid = series_grid(reference)
-    _add_gtvs(scan, timepoints, grid, frame, pattern, series_map, report)
+    _check_frames(timepoints)
+    _add_gtvs(scan, timepoints, pattern, series_map, report)
     kept = _with_gtv(timepoints, report, dicom_dir, roi_pattern)
     _check_dates(kept, rt_start_date)
+    ref_kind, reference = _reference(kept)
+    frame, grid = kept[0].frame, kept[0].session_grid
     dose = _dose(scan, grid, frame, series_map, report)
+    given = _given_transforms(scan, kept)
     report += [
         _record(s, scan.folder, used=False, why=f"{s.modality or 'unknown'} objects are not imported")
         for s in scan.series.values()
         if s.modality not in ("MR", "RTSTRUCT", "RTDOSE")
     ]
+    manifest, summary = _manifest_and_summary(
+        dicom_dir, scan, timepoints, kept, (ref_kind, reference), report, rt_start_date
+    )
+    inputs = [dicom_dir, *(p for series in scan.series.values() for p in series.paths)]  # never replaced
+    with atomic_output_dir(out, inputs=inputs, existing=existing) as tmp:
+        _write_case(tmp, kept, dose, manifest, summary, given, preparation)
+    return summary
+
+
+def _manifest_and_summary(
+    dicom_dir: Path,
+    scan: Scan,
+    timepoints: list[Timepoint],
+    kept: list[Timepoint],
+    ref: tuple[str, Series],
+    report: list[dict],
+    rt_start_date: str | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The case manifest's header (patient, description, RT start) and the import report (``summary``): frames,
+    reference series, grid, what was left out and why, every series' record and the GTV volume warnings."""
+    ref_kind, reference = ref
+    frame, grid = kept[0].frame, kept[0].session_grid
     patient_id = reference.text("PatientID") or "unknown"
     manifest: dict[str, Any] = {
         "schema": SCHEMA,
@@ -364,6 +466,7 @@ def import_dicom(
         "dicom_folder": dicom_dir.name,
         "patient_id": patient_id,
         "frame_of_reference_uid": frame,
+        "session_frames": {tp.date.isoformat(): tp.frame for tp in kept},
         "reference": {"modality": ref_kind, "series_instance_uid": reference.uid},
         "grid": {
             "shape_zyx": list(grid.shape),
@@ -375,11 +478,28 @@ def import_dicom(
         "not_dicom": [shown_path(p, dicom_dir) for p in scan.not_dicom],
         "not_regular_files": [{"file": shown_path(p, dicom_dir), "kind": kind} for p, kind in scan.not_regular],
         "series": report,
+        "warnings": _volume_warnings(report),
     }
-    inputs = [dicom_dir, *(p for series in scan.series.values() for p in series.paths)]  # never replaced
-    with atomic_output_dir(out, inputs=inputs, existing=existing) as tmp:
-        _write_case(tmp, kept, grid, dose, manifest, summary)
-    return summary
+    return manifest, summary
+
+
+def _given_transforms(scan: Scan, kept: list[Timepoint]) -> dict[int, tuple[sitk.Transform, str]]:
+    """The transforms (ITK convention: planning point -> session point, mm) that need no estimation, by timepoint
+    index: the identity for a session in the planning scan's frame of reference, a DICOM Spatial Registration
+    object's (:mod:`.spatial_registration`) for one in another frame that it relates to the planning frame."""
+    planning = kept[0].frame
+    registrations = None
+    given: dict[int, tuple[sitk.Transform, str]] = {}
+    for i, tp in enumerate(kept[1:], start=1):
+        if tp.frame == planning:
+            given[i] = (sitk.Euler3DTransform(), "none")
+            continue
+        if registrations is None:
+            registrations = registrations_in(scan)
+        transform = session_transform(registrations, planning, tp.frame)
+        if transform is not None:
+            given[i] = (transform, "dicom")
+    return given
 
 
 def _check_options(roi_pattern: str, rt_start_date: str | None) -> re.Pattern:
@@ -458,35 +578,85 @@ def _with_gtv(timepoints: list[Timepoint], report: list[dict], dicom_dir: Path, 
     return kept
 
 
-def _write_case(
-    tmp: Path,
-    kept: list[Timepoint],
-    grid: Grid,
-    dose: np.ndarray | None,
-    manifest: dict[str, Any],
-    summary: dict[str, Any],
-) -> None:
-    """Write the case into the folder ``tmp``: each ``kept`` timepoint's images and GTV on ``grid`` (files named by
-    the day, dNNN, days since the first), the dose (Gy), case.json (``manifest`` plus the files) and import.json
-    (``summary``, whose series records get ``resampled``); the written case must load."""
-    report = summary["series"]
+def _write_sessions(
+    raw: Path, kept: list[Timepoint], dose: np.ndarray | None, manifest: dict[str, Any], report: list[dict]
+) -> Path:
+    """Write each ``kept`` timepoint's images and GTV on its session's grid (files named by the day, dNNN, days
+    since the first), the dose (Gy, on the planning grid) and case.json (``manifest`` plus the files) into the
+    folder ``raw``; the series records of ``report`` get ``resampled``. Returns the case.json path."""
     day0 = kept[0].date
     entries = []
     for tp in kept:
-        tag = f"d{int((tp.date - day0).days):03d}"
+        tag, grid = f"d{int((tp.date - day0).days):03d}", tp.session_grid
         images = {}
         for kind, series in tp.series.items():
             array, resampled = _image_on_grid(series, grid)
-            write_image(tmp / f"{tag}_{kind}.nii.gz", array, grid)
+            write_image(raw / f"{tag}_{kind}.nii.gz", array, grid)
             images[kind] = f"{tag}_{kind}.nii.gz"
-            next(r for r in report if r["series_instance_uid"] == series.uid)["resampled"] = resampled
+            on_planning = tp is kept[0] or (tp.frame == kept[0].frame and grid.same_as(kept[0].session_grid))
+            record = next(r for r in report if r["series_instance_uid"] == series.uid)
+            record["resampled"] = resampled or not on_planning
         assert tp.gtv is not None  # kept: the timepoints with a GTV
-        write_image(tmp / f"{tag}_gtv.nii.gz", tp.gtv.astype(np.uint8), grid)
+        write_image(raw / f"{tag}_gtv.nii.gz", tp.gtv.astype(np.uint8), grid)
         entries.append({"date": tp.date.isoformat(), "images": images, "gtv": f"{tag}_gtv.nii.gz"})
-    manifest["timepoints"] = entries
+    case = {**manifest, "timepoints": entries}
     if dose is not None:
-        write_image(tmp / "rtdose.nii.gz", dose, grid)
-        manifest["dose"] = "rtdose.nii.gz"
-    write_text_atomic(tmp / "case.json", json.dumps(manifest, indent=1) + "\n")
+        write_image(raw / "rtdose.nii.gz", dose, kept[0].session_grid)
+        case["dose"] = "rtdose.nii.gz"
+    return write_text_atomic(raw / "case.json", json.dumps(case, indent=1) + "\n")
+
+
+_SESSION_FIELD = re.compile(r"timepoints\[(\d+)\]\.images\.(\w+)")
+
+
+def _named_series(exc: InputError, kept: list[Timepoint]) -> InputError:
+    """``exc`` about a session image of the scratch case (``timepoints[i].images.<modality>``) reworded to name the
+    DICOM series it came from (its first file, date, modality and description); other errors unchanged."""
+    found = _SESSION_FIELD.search(f"{exc.source} {exc.field}")
+    if found is None or int(found.group(1)) >= len(kept) or found.group(2) not in kept[int(found.group(1))].series:
+        return exc
+    tp = kept[int(found.group(1))]
+    series = tp.series[found.group(2)]
+    what = f"{tp.date.isoformat()} {found.group(2)} series '{series.text('SeriesDescription')}'"
+    return InputError(series.paths[0], what, exc.message)
+
+
+def _write_case(
+    tmp: Path,
+    kept: list[Timepoint],
+    dose: np.ndarray | None,
+    manifest: dict[str, Any],
+    summary: dict[str, Any],
+    given: dict[int, tuple[sitk.Transform, str]],
+    preparation: Preparation,
+) -> None:
+    """Write the case into the folder ``tmp``: the sessions as imported (:func:`_write_sessions`, in a scratch folder
+    removed before the end), then prepared (:func:`gliomaforecast.preparation.prepare.prepare`: every later session
+    onto the planning grid, through the identity, a DICOM registration or an estimated one; the brain mask and tissue
+    maps derived as ``preparation`` says), case.json and import.json (``summary`` with the preparation and its
+    warnings); the written case must load."""
+    raw = tmp / ".sessions"
+    raw.mkdir()
+    try:
+        case_json = _write_sessions(raw, kept, dose, manifest, summary["series"])
+        try:
+            prepared = prepare(
+                case_json,
+                register=preparation.register,
+                template=preparation.template,
+                given=given,
+                anatomy=preparation.anatomy,
+            )
+        except InputError as exc:
+            raise _named_series(exc, kept) from None
+        write_prepared(prepared, tmp)
+    finally:
+        shutil.rmtree(raw, ignore_errors=True)
+    summary["preparation"] = {
+        "registration": [r.record(None) for r in prepared.registrations],
+        **prepared.provenance,
+    }
+    summary["gtv_volumes_ml"] = {tp.date.isoformat(): round(ml, 4) for tp, ml in zip(kept, prepared.gtv_volumes_ml())}
+    summary["warnings"] += prepared.warnings()
     write_text_atomic(tmp / "import.json", json.dumps(summary, indent=1) + "\n")
     load_case(tmp / "case.json")  # the written case must load: grids agree, GTVs non-empty

@@ -57,6 +57,7 @@ _CASE_KEYS = {
     "tissue",
     "gtv_labels",
     "description",
+    "preparation",
 }
 _TP_KEYS = {"day", "date", "images", "gtv", "labels"}
 DERIVED = "derived"  # first element of the cache keys of volumes computed from the scans (Case.derived)
@@ -89,6 +90,7 @@ class Case:
     resample: bool = False
     _cache: dict[tuple, Any] = field(default_factory=dict, repr=False)
     day0: _dt.date | None = None  # the calendar date of day 0 when the manifest gives dates
+    preparation: dict | None = None  # what `gliomaforecast prepare` registered and derived (see provenance())
 
     def date_of(self, day: float) -> _dt.date | None:
         """The calendar date of ``day`` (days; whole days) when the case gives dates, else None."""
@@ -126,6 +128,17 @@ class Case:
                 f"{first - MAX_HORIZON_DAYS:g} to {last + MAX_HORIZON_DAYS:g}",
             )
         return day
+
+    def provenance(self) -> dict:
+        """Which of the registration, brain mask and tissue maps came from the user and which were derived from the
+        scans (``gliomaforecast prepare``), with each registered session's quality (edge correlation, -1..1)."""
+        prep = self.preparation or {}
+        given = "user: the case was given on one frame of reference (no registration recorded)"
+        return {
+            "registration": prep.get("registration", given),
+            "brain_mask": prep.get("brain_mask", {"source": "user" if self.brain_mask_path else "none"}),
+            "tissue": prep.get("tissue", {"source": "user" if self.tissue_paths else "none"}),
+        }
 
     # --- geometry ------------------------------------------------------------------------------
     def files(self) -> list[tuple[str, Path]]:
@@ -472,7 +485,7 @@ def _unknown(keys: set, allowed: set, src: Path, where: str) -> None:
         raise InputError(src, f"{where}{extra[0]}", f"unknown field{hint_s}")
 
 
-def _read_manifest(src: Path) -> dict:
+def read_manifest(src: Path) -> dict:
     """The manifest file parsed as a JSON object."""
     if not src.is_file():
         raise InputError(src, None, "case manifest not found")
@@ -600,6 +613,44 @@ def _gtv_labels(data: dict, src: Path) -> tuple[int, ...]:
     return tuple(gtv_labels)
 
 
+PREPARATION_SOURCES = ("user", "derived", "none")
+REGISTRATION_SOURCES = ("estimated", "dicom", "given", "none")
+
+
+def _preparation(data: dict, src: Path, n_timepoints: int) -> dict | None:
+    """The ``preparation`` record written by ``gliomaforecast prepare`` (None when absent): ``registration`` (one
+    object per registered timepoint: ``timepoint``, ``source``, ``quality`` or null, ...), ``brain_mask`` and
+    ``tissue`` (objects with a ``source``), checked field by field."""
+    prep = data.get("preparation")
+    if prep is None:
+        return None
+    if not isinstance(prep, dict):
+        raise InputError(src, "preparation", "must be an object")
+    _unknown(set(prep), {"tool", "reference_timepoint", "registration", "brain_mask", "tissue"}, src, "preparation.")
+    regs = prep.get("registration", [])
+    if not isinstance(regs, list):
+        raise InputError(src, "preparation.registration", "must be a list")
+    for i, reg in enumerate(regs):
+        where = f"preparation.registration[{i}]"
+        if not isinstance(reg, dict):
+            raise InputError(src, where, "must be an object")
+        tp = reg.get("timepoint")
+        if isinstance(tp, bool) or not isinstance(tp, int) or not 0 <= tp < n_timepoints:
+            raise InputError(src, f"{where}.timepoint", f"must be a timepoint index 0-{n_timepoints - 1}, got {tp!r}")
+        if reg.get("source") not in REGISTRATION_SOURCES:
+            raise InputError(src, f"{where}.source", f"must be one of {', '.join(REGISTRATION_SOURCES)}")
+        quality = reg.get("quality")
+        if quality is not None and (
+            isinstance(quality, bool) or not isinstance(quality, (int, float)) or not -1 <= quality <= 1
+        ):
+            raise InputError(src, f"{where}.quality", f"must be a number in [-1, 1] or null, got {quality!r}")
+    for key in ("brain_mask", "tissue"):
+        item = prep.get(key, {"source": "none"})
+        if not isinstance(item, dict) or item.get("source") not in PREPARATION_SOURCES:
+            raise InputError(src, f"preparation.{key}.source", f"must be one of {', '.join(PREPARATION_SOURCES)}")
+    return prep
+
+
 def load_case(path: str | Path, *, resample: bool = False, check_grids: bool = True) -> Case:
     """Parse and validate a case manifest. Errors are InputErrors naming the manifest and the field.
 
@@ -607,7 +658,7 @@ def load_case(path: str | Path, *, resample: bool = False, check_grids: bool = T
     refusing a grid mismatch.
     """
     src = Path(path)
-    data = _read_manifest(src)
+    data = read_manifest(src)
     pid, tps_raw = _manifest_header(data, src)
     base = src.parent
     first_date, all_dates = _day0(tps_raw, src)
@@ -628,6 +679,7 @@ def load_case(path: str | Path, *, resample: bool = False, check_grids: bool = T
         gtv_labels=gtv_labels,
         resample=resample,
         day0=first_date,
+        preparation=_preparation(data, src, len(timepoints)),
     )
     remember_inputs([src, *(path for _, path in case.files())])  # never replaced by an output (--overwrite)
     if check_grids:

@@ -81,6 +81,7 @@ def inputs_record(fc: Forecast) -> dict:
         "rt_start_day": case.rt_start_day,
         "files": files,
         **dose_record(fc),
+        "preparation": case.provenance(),
         "grid": {
             "shape_zyx": list(grid.shape),
             "spacing_mm_zyx": list(grid.spacing),
@@ -105,10 +106,11 @@ def volumes_record(fc: Forecast) -> dict[str, float]:
 def targets_record(fc: Forecast) -> dict:
     """How both CTVs were built: the rule, the cavity (mL), whether a barrier was used and the forecast CTV's
     shortfall (voxels)."""
+    inside = "inside the brain mask" if fc.case.brain_mask_path else "not clipped (the case has no brain mask)"
     return {
         "rule": f"CTVs from the seed of the {fc.plan} convention on the last scan "
         f"({SEED_NAMES[fc.plan]}, resection cavity = label 4) with holes filled; standard: margin "
-        "(geodesic around the barrier when given) inside the brain; forecast: as many voxels, "
+        f"(geodesic around the barrier when given) {inside}; forecast: as many voxels, "
         "highest probability first; no interior holes except barrier / outside-brain voxels",
         "cavity_ml": fc.cavity_ml,
         "barrier": fc.barrier_used,

@@ -8,11 +8,14 @@
 - ``volumes.png``: the target volumes and the growth model's volume at the target day (mL);
 - ``scenario_<name>.png``: each alternative forecast (``ForecasterOutput.scenarios``, e.g. responder and
   progressor), shown side by side with its tumour volume;
+- ``preparation.png``: each later session's edges on the planning scan, the brain mask and the tissue maps
+  (:mod:`.preparation_figure`), when the first scan has an MR image;
 - ``report.html``: a research-use notice, the warnings (:mod:`plausibility`), the figures embedded as base64
   PNG (no external file, link or script), the volumes (mL), the growth parameters with their 95% band (those at
   a bound marked), the inputs (file names relative to the case folder, never absolute paths: they can carry a
   patient's name; days, grid), whether the RT dose was read, the forecaster and its models (sha256, execution
-  provider), the seed and the notes.
+  provider), the seed and the notes; which of the registration, the brain mask and the tissue maps came from the
+  user and which were derived (``gliomaforecast prepare``), with each session's registration quality.
 
 Same forecast -> identical bytes (no timings or dates in the report; PNGs without software metadata).
 Volumes are in mL, days since the case's day 0, distances in mm.
@@ -36,8 +39,10 @@ from ..growth import PARAM_UNITS
 from ..growth.checks import parameters_at_bounds
 from ..io.shown_paths import shown_path
 from ..plausibility import forecast_warnings
+from ..preparation.sessions import WARN_QUALITY
 from ..targets.standard_plan import DESCRIPTIONS, plan_label
 from .figures import axial_levels, plot_overlays, plot_volumes
+from .preparation_figure import plot_case_preparation
 from .record import day_tag, dose_record, flair_file_name
 
 N_LEVELS = 4
@@ -115,6 +120,34 @@ def _inputs_rows(forecast: Forecast) -> list[list[object]]:
         rows.append([name, "", shown(path) if path else "not given"])
     for name, path in sorted(case.tissue_paths.items()):
         rows.append([f"tissue {name}", "", shown(path)])
+    return rows
+
+
+def _poor(quality: float | None) -> str:
+    """A note for a registration quality below the warning level."""
+    return f" (below {WARN_QUALITY:g}: check its edges)" if quality is not None and quality < WARN_QUALITY else ""
+
+
+def _preparation_rows(forecast: Forecast) -> list[list[object]]:
+    """Where the registration, the brain mask and the tissue maps came from (user or derived), with each registered
+    session's quality (``Case.provenance``)."""
+    prov = forecast.case.provenance()
+    regs = prov["registration"]
+    if isinstance(regs, str):
+        rows: list[list[object]] = [["registration", regs.split(":")[0], regs.split(": ", 1)[-1]]]
+    else:
+        rows = [
+            [
+                f"registration, timepoint {r['timepoint']}",
+                r["source"],
+                f"{r['kind']}, {r['moving']} onto {r['fixed']}, quality {_num(r['quality'], 2)}" + _poor(r["quality"]),
+            ]
+            for r in regs
+        ]
+    for key, label in (("brain_mask", "brain mask"), ("tissue", "tissue maps")):
+        record = prov[key]
+        details = ", ".join(f"{k} {v}" for k, v in record.items() if k != "source")
+        rows.append([label, record["source"], details])
     return rows
 
 
@@ -279,6 +312,11 @@ def render_html(forecast: Forecast, figures: dict[str, Path], warnings: list[str
         ),
         "<h2>Inputs</h2>",
         _table(["input", "day", "files"], _inputs_rows(forecast)),
+        "<h3>Preparation</h3>",
+        _table(["item", "source", "details"], _preparation_rows(forecast)),
+        _img(figures["preparation"], "each session's edges on the planning scan; brain mask and tissue maps")
+        if "preparation" in figures
+        else "<p>No MR image in the case: no preparation figure.</p>",
         "<h3>Grid</h3>",
         _table(["", "value"], _grid_rows(forecast.case.grid)),
         "<h2>Models</h2>",
@@ -360,7 +398,8 @@ def _scenario_figures(
 
 
 def write_report(forecast: Forecast, out_dir: Path, warnings: list[str] | None = None) -> list[Path]:
-    """Write growth.png, overlays.png, volumes.png, scenario_<name>.png and report.html into the existing folder
+    """Write growth.png, overlays.png, volumes.png, scenario_<name>.png, preparation.png (when the first scan has an
+    MR image) and report.html into the existing folder
     ``out_dir``; return their paths (in that order). ``warnings``: the forecast's plausibility warnings when computed
     already (None: computed here)."""
     out_dir = Path(out_dir)
@@ -370,6 +409,9 @@ def write_report(forecast: Forecast, out_dir: Path, warnings: list[str] | None =
     levels = axial_levels(forecast.ctv_forecast | forecast.gtv, N_LEVELS)
     figures = _main_figures(forecast, out_dir, background, modality, levels)
     figures.update(_scenario_figures(forecast, out_dir, background, modality, levels))
+    preparation = plot_case_preparation(forecast.case, out_dir / "preparation.png")
+    if preparation is not None:
+        figures["preparation"] = preparation
     page = out_dir / "report.html"
     warnings = forecast_warnings(forecast) if warnings is None else warnings
     page.write_text(render_html(forecast, figures, warnings), encoding="utf-8")
@@ -378,5 +420,6 @@ def write_report(forecast: Forecast, out_dir: Path, warnings: list[str] | None =
         figures["overlays"],
         figures["volumes"],
         *(figures[f"scenario {n}"] for n in forecast.output.scenarios),
+        *([figures["preparation"]] if "preparation" in figures else []),
         page,
     ]

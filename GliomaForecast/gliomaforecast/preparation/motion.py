@@ -1,6 +1,7 @@
 """Known rigid motions, to measure a registration against the truth: draw one (:func:`random_rigid_motion`: a
 rotation about a random axis through the grid's centre, degrees, and a translation in a random direction, mm) and
-move a session by it (:func:`moved_session`), as a scanner would have seen the head in another position.
+move a session by it (:func:`moved_session`), as a scanner would have seen the head in another position, or a
+whole case (:func:`write_moved_case`: the later sessions moved, without brain mask and tissue maps).
 
 Convention (ITK, as :mod:`.registration`): the motion maps a physical point (mm) of the original session to the
 point where the moved session shows the same anatomy, so the registration of the moved session onto the original
@@ -9,10 +10,16 @@ should find the motion itself.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import cast
+
 import numpy as np
 import SimpleITK as sitk
 
 from ..geometry import Grid, resample_to
+from ..io.case import Case, read_manifest
+from ..io.images import write_image, write_text_atomic
 
 
 def random_rigid_motion(
@@ -67,3 +74,52 @@ def moved_session(
     moved_grid = Grid(shape, grid.spacing, tuple(centre - grid.direction_matrix @ half), grid.direction)
     moved = resample_to(array, grid, moved_grid, label=label, transform=motion.GetInverse())
     return moved, moved_grid
+
+
+def write_moved_case(
+    case: Case, folder: str | Path, rng: np.random.Generator, *, keep_anatomy: bool = False
+) -> dict[int, sitk.Euler3DTransform]:
+    """Write ``case`` into the existing ``folder`` as a clinic would send it: every later session moved by its own
+    :func:`random_rigid_motion` (images linearly, GTVs and labels by nearest neighbour; intensities scaled by a gain
+    0.3..3 and an offset -100..300 drawn per session) on its own grid, the planning session and the dose as they are,
+    and (unless ``keep_anatomy``) no brain mask and no tissue maps. Writes case.json; returns the motions by
+    timepoint index (ITK convention: original point -> moved point, mm)."""
+    folder = Path(folder)
+    raw = read_manifest(case.path)
+    motions: dict[int, sitk.Euler3DTransform] = {}
+    timepoints = []
+    for tp, tp_raw in zip(case.timepoints, raw["timepoints"]):
+        entry = {k: tp_raw[k] for k in ("day", "date") if k in tp_raw}
+        motion = None if tp.index == 0 else random_rigid_motion(rng, case.grid)
+        gain, offset = (1.0, 0.0) if motion is None else (float(rng.uniform(0.3, 3.0)), float(rng.uniform(-100, 300)))
+        volumes = {**{m: case.image(tp, m) for m in tp.images}, "gtv": case.gtv(tp), "labels": case.labels(tp)}
+        for key, array in volumes.items():
+            if array is None:
+                continue
+            label = key in ("gtv", "labels")
+            moved, grid = (array, case.grid) if motion is None else moved_session(array, case.grid, motion, label=label)
+            name = f"t{tp.index:02d}_{key}.nii.gz"
+            write_image(folder / name, moved if label else moved * gain + offset, grid)
+            if label:
+                entry[key] = name
+            else:
+                entry.setdefault("images", {})[key] = name
+        if motion is not None:
+            motions[tp.index] = motion
+        timepoints.append(entry)
+    out = {k: raw[k] for k in ("schema", "patient_id", "rt_start_day", "rt_start_date", "gtv_labels") if k in raw}
+    out["timepoints"] = timepoints
+    dose = case.dose()
+    if dose is not None:
+        out["dose"] = "dose.nii.gz"
+        write_image(folder / "dose.nii.gz", dose, case.grid)
+    if keep_anatomy:
+        brain = case.brain_mask()
+        if brain is not None:
+            out["brain_mask"] = "brain_mask.nii.gz"
+            write_image(folder / "brain_mask.nii.gz", brain, case.grid)
+        for k in case.tissue_paths:
+            out.setdefault("tissue", {})[k] = f"{k}.nii.gz"
+            write_image(folder / f"{k}.nii.gz", cast(np.ndarray, case.tissue(k)), case.grid)  # listed: given
+    write_text_atomic(folder / "case.json", json.dumps(out, indent=1) + "\n")
+    return motions

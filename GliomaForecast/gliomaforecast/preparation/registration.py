@@ -92,20 +92,23 @@ def register(
     *,
     fixed_name: str = "fixed image",
     moving_name: str = "moving image",
+    min_quality: float = MIN_QUALITY,
 ) -> Registration:
     """Register ``moving`` onto ``fixed`` (3D intensity images of any scale, each on its own grid, mm).
 
     ``kind``: ``rigid`` or ``affine``. ``fixed_mask``: the fixed brain (bool, on ``fixed_grid``); when given,
     the metric samples only there and within :data:`METRIC_MARGIN_MM` mm of it, and the quality is measured in
     it. ``fixed_name``/``moving_name`` name the
-    images in errors (their files, when the caller has them). Raises InputError for an empty, constant,
-    non-finite or 2D image, a mask of another shape or without a voxel, an unknown ``kind``, and a registration
-    whose quality is below :data:`MIN_QUALITY` (the message states the measured quality)."""
+    images in errors (their files, when the caller has them). ``min_quality``: the lowest accepted quality,
+    :data:`MIN_QUALITY` (sessions of one patient) unless the caller measured another for its own use (a template
+    brain onto a patient: :mod:`.anatomy`). Raises InputError for an empty, constant, non-finite or 2D image, a
+    mask of another shape or without a voxel, an unknown ``kind``, and a registration whose quality is below
+    ``min_quality`` (the message states the measured quality)."""
     if kind not in KINDS:
         raise InputError(None, "kind", f"must be one of {', '.join(KINDS)}, got {kind!r}")
     f = _normalised(_checked_image(fixed, fixed_grid, fixed_name), fixed_name)
     m = _normalised(_checked_image(moving, moving_grid, moving_name), moving_name)
-    region = _quality_region(f, fixed_grid, fixed_mask, fixed_name)
+    region = quality_region(f, fixed_grid, fixed_mask, fixed_name)
     f_img, m_img = to_sitk(f, fixed_grid), to_sitk(m, moving_grid)
     mask_img = None if fixed_mask is None else _metric_mask(region, fixed_grid)
     rigid = sitk.Euler3DTransform(
@@ -128,11 +131,11 @@ def register(
             moving_name, "registration", f"will not register onto {fixed_name} ({detail}); quality {quality:.3f}"
         ) from None
     quality = registration_quality(f, fixed_grid, m, moving_grid, transform, region)
-    if not quality >= MIN_QUALITY:
+    if not quality >= min_quality:
         raise InputError(
             moving_name,
             "registration",
-            f"will not register onto {fixed_name}: quality {quality:.3f} ({QUALITY}) is below {MIN_QUALITY}",
+            f"will not register onto {fixed_name}: quality {quality:.3f} ({QUALITY}) is below {min_quality}",
         )
     return Registration(transform, kind, metric, quality, iterations)
 
@@ -249,7 +252,7 @@ def _normalised(array: np.ndarray, name: str) -> np.ndarray:
     return np.clip((array - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
 
 
-def _quality_region(fixed: np.ndarray, grid: Grid, mask: np.ndarray | None, name: str) -> np.ndarray:
+def quality_region(fixed: np.ndarray, grid: Grid, mask: np.ndarray | None, name: str) -> np.ndarray:
     """Where the quality is measured: ``mask`` (checked), else the fixed image's foreground (Otsu's threshold)."""
     if mask is None:
         otsu = sitk.OtsuThreshold(to_sitk(fixed, grid), 0, 1)
