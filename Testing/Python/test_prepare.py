@@ -187,3 +187,70 @@ def test_same_inputs_give_identical_transforms(moved, prepared) -> None:
         assert a.transform.GetParameters() == b.transform.GetParameters()
     assert np.array_equal(again.brain, prepared.brain)
     assert isinstance(prepared.registrations[0].transform, sitk.Transform)
+
+
+def test_forecast_carries_the_provenance_and_warns_of_a_poor_registration(moved, tmp_path, capsys) -> None:
+    out = tmp_path / "prepared"
+    assert main(["prepare", str(moved[0]), "--out", str(out)]) == 0
+    data = json.loads((out / "case.json").read_text())
+    data["preparation"]["registration"][1]["quality"] = 0.7  # as a poor registration would have recorded it
+    (out / "case.json").write_text(json.dumps(data))
+    fc = tmp_path / "forecast"
+    assert (
+        main(["forecast", str(out / "case.json"), "--day", "300", "--forecaster", "persistence", "--out", str(fc)]) == 0
+    )
+    record = json.loads((fc / "forecast.json").read_text())
+    prov = record["inputs"]["preparation"]
+    assert prov["brain_mask"]["source"] == "derived" and prov["registration"][1]["quality"] == 0.7
+    assert any("timepoint 2: registration quality 0.70" in w for w in record["warnings"])
+    assert not any("no brain mask" in w for w in record["warnings"])
+    page = (fc / "report.html").read_text()
+    assert "below 0.75: check its edges" in page and "derived" in page
+    assert (fc / "preparation.png").is_file()
+
+
+def test_a_forecast_without_a_brain_mask_says_its_ctvs_are_not_clipped(moved, tmp_path) -> None:
+    fc = tmp_path / "forecast"
+    case = moved[0].parent / "case.json"
+    data = json.loads(case.read_text())
+    one = tmp_path / "one"
+    one.mkdir()
+    first = data["timepoints"][0]
+    for name in [*first["images"].values(), first["gtv"], first["labels"]]:
+        shutil.copy(moved[0].parent / name, one / name)
+    (one / "case.json").write_text(json.dumps({**data, "timepoints": [first], "dose": None}))
+    assert (
+        main(["forecast", str(one / "case.json"), "--day", "200", "--forecaster", "persistence", "--out", str(fc)]) == 0
+    )
+    record = json.loads((fc / "forecast.json").read_text())
+    assert any("no brain mask" in w for w in record["warnings"])
+    assert "not clipped" in record["targets"]["rule"]
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (lambda p: p["registration"][0].update(quality=2), "preparation.registration[0].quality"),
+        (lambda p: p["registration"][0].update(source="guess"), "preparation.registration[0].source"),
+        (lambda p: p["registration"][0].update(timepoint=9), "preparation.registration[0].timepoint"),
+        (lambda p: p.update(brain_mask={"source": "magic"}), "preparation.brain_mask.source"),
+        (lambda p: p.update(extra=1), "preparation.extra"),
+    ],
+)
+def test_a_bad_preparation_record_is_named(tmp_path, change, field) -> None:
+    from gliomaforecast.errors import InputError
+
+    data = json.loads(SAMPLE.read_text())
+    for tp in data["timepoints"]:
+        tp["images"] = {k: str(SAMPLE.parent / v) for k, v in tp["images"].items()}
+        tp["gtv"], tp["labels"] = str(SAMPLE.parent / tp["gtv"]), str(SAMPLE.parent / tp["labels"])
+    for key in ("dose", "brain_mask"):
+        data[key] = str(SAMPLE.parent / data[key])
+    data["tissue"] = {k: str(SAMPLE.parent / v) for k, v in data["tissue"].items()}
+    prep = {"registration": [{"timepoint": 1, "source": "estimated", "quality": 0.9}], "brain_mask": {"source": "user"}}
+    change(prep)
+    data["preparation"] = prep
+    (tmp_path / "case.json").write_text(json.dumps(data))
+    with pytest.raises(InputError) as err:
+        load_case(tmp_path / "case.json")
+    assert err.value.field == field

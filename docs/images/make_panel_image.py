@@ -54,8 +54,12 @@ def parameter_defaults() -> dict[str, tuple[object, list[str]]]:
     sys.path.insert(0, str(MODULE.parent))
     from gliomaforecast import defaults
     from gliomaforecast.forecasters import DEFAULT_FORECASTER, FORECASTER_NAMES
+    from gliomaforecast.forecasters.registry import OUTCOME
+    from gliomaforecast.targets import standard_plan
+    from GliomaForecastLib import panel as panel_settings
     names = {"defaults": defaults, "DEFAULT_FORECASTER": DEFAULT_FORECASTER, "FORECASTER_NAMES": FORECASTER_NAMES,
-             "list": list}
+             "OUTCOME": OUTCOME, "standard_plan": standard_plan, "list": list,
+             **{k: getattr(panel_settings, k) for k in dir(panel_settings) if k.isupper()}}
     for item in node.body:
         if isinstance(item, ast.AnnAssign) and item.value is not None:
             choice = next((c for c in ast.walk(item.annotation) if isinstance(c, ast.Call)
