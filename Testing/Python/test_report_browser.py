@@ -69,7 +69,7 @@ def test_chromium_loads_the_report_with_every_image(report: Path, tmp_path: Path
     assert run.returncode == 0, run.stderr[-2000:]
     found = re.search(r'data-images="(\d+)/(\d+)"', run.stdout)
     assert found, run.stdout[:500]
-    assert found.group(1) == found.group(2) == "3"  # overlays, volumes, growth: all decoded
+    assert found.group(1) == found.group(2) == "4"  # overlays, volumes, growth, preparation: all decoded
     assert "Research use only, not for clinical decisions" in run.stdout
 
 
