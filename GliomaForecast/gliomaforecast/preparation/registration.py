@@ -16,7 +16,7 @@ transform follows ITK: it maps a physical point (mm) of the fixed image to the p
 lies there, so resampling the moving image through it puts the moving image on the fixed grid.
 
 Determinism: the metric's sample is drawn with a fixed seed and the registration runs on one thread (ITK's
-default thread count is set to 1 while it runs, see :func:`_one_thread`), so the same inputs give the same
+default thread count is set to 1 while it runs, see :func:`one_thread`), so the same inputs give the same
 transform, bit for bit, run after run and on machines of any core count with the same SimpleITK build.
 
 Quality: do the edges line up? The normalised cross-correlation (Pearson's r, -1..1, higher is better) of the
@@ -118,7 +118,7 @@ def register(
     )
     transform: sitk.Transform = rigid
     try:
-        with _one_thread():
+        with one_thread():
             metric, iterations = _optimise(f_img, m_img, mask_img, rigid)
             if kind == "affine":
                 transform = _affine_from(rigid)
@@ -144,7 +144,7 @@ _ONE_THREAD = threading.Lock()
 
 
 @contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
+def one_thread() -> Iterator[None]:
     """ITK's default thread count set to 1 while a registration runs, then restored. The registration's own
     thread count is not enough: with the default thread count, the same registration ends a few units in the
     last place apart from run to run (measured: SimpleITK 2.5). Registrations in one process take turns, so

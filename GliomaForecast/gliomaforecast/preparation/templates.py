@@ -98,10 +98,8 @@ def _coarse(name: str, spacing: float) -> Template:
         resample_to(ndimage.gaussian_filter(a.astype(np.float32), sigma, mode="constant"), fine.grid, grid)
         for a in (fine.t1, fine.gm, fine.wm, fine.csf, fine.brain_fraction)
     ]
-    arrays = [np.clip(a, 0.0, 1.0) for a in arrays] + [arrays[-1] > 0.5]
-    for a in arrays:
-        a.setflags(write=False)
-    return Template(name, *arrays, grid)
+    t1, gm, wm, csf, fraction = (_read_only(np.clip(a, 0.0, 1.0)) for a in arrays)
+    return Template(name, t1, gm, wm, csf, fraction, _read_only(fraction > 0.5), grid)
 
 
 def package_dir(package: str, template: str) -> Path:
@@ -187,8 +185,12 @@ def _finish(
     t1 = np.clip(t1[sl], 0.0, None) * brain
     origin = grid.index_to_physical(np.asarray(lo, dtype=float))
     cropped = Grid(brain.shape, grid.spacing, tuple(origin), grid.direction)
-    arrays = [np.ascontiguousarray(a, dtype=np.float32) for a in (t1, gm, wm, csf, brain)]
-    arrays.append(np.ascontiguousarray(brain))
-    for a in arrays:
-        a.setflags(write=False)
-    return Template(name, *arrays, cropped)
+    t1, gm, wm, csf, fraction = (_read_only(np.asarray(a, dtype=np.float32)) for a in (t1, gm, wm, csf, brain))
+    return Template(name, t1, gm, wm, csf, fraction, _read_only(brain), cropped)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """A contiguous copy of ``array`` that cannot be written to (the cached templates are shared)."""
+    out = np.array(array, order="C")
+    out.setflags(write=False)
+    return out
