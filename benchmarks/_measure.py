@@ -1,4 +1,5 @@
-"""Shared benchmark helpers: median wall time and peak resident memory of a call (Linux /proc)."""
+"""Shared benchmark helpers: median wall time and peak resident memory of a call (Linux /proc); a scan with its
+anatomy destroyed (the registration benchmarks' refusal cases)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import json
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -51,3 +55,15 @@ def write_result(name: str, payload: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
+
+
+def block_shuffled(image: np.ndarray, block: int, rng: np.random.Generator) -> np.ndarray:
+    """``image`` cut into cubes of ``block`` voxels put back in a random order: the same intensities, no anatomy."""
+    z, y, x = (s // block for s in image.shape)
+    cubes = image[: z * block, : y * block, : x * block].reshape(z, block, y, block, x, block)
+    cubes = cubes.transpose(0, 2, 4, 1, 3, 5).reshape(-1, block, block, block)[rng.permutation(z * y * x)]
+    out = image.copy()
+    out[: z * block, : y * block, : x * block] = (
+        cubes.reshape(z, y, x, block, block, block).transpose(0, 3, 1, 4, 2, 5).reshape(z * block, y * block, x * block)
+    )
+    return out

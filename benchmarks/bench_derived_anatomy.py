@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from _measure import write_result
+from _measure import block_shuffled, write_result
 
 from gliomaforecast.errors import InputError
 from gliomaforecast.io.case import Case, load_case
@@ -113,18 +113,6 @@ def _summary(rows: list[dict]) -> dict:
     return out
 
 
-def _block_shuffled(image: np.ndarray, block: int, rng: np.random.Generator) -> np.ndarray:
-    """``image`` cut into cubes of ``block`` voxels put back in a random order: the same intensities, no anatomy."""
-    z, y, x = (s // block for s in image.shape)
-    cubes = image[: z * block, : y * block, : x * block].reshape(z, block, y, block, x, block)
-    cubes = cubes.transpose(0, 2, 4, 1, 3, 5).reshape(-1, block, block, block)[rng.permutation(z * y * x)]
-    out = image.copy()
-    out[: z * block, : y * block, : x * block] = (
-        cubes.reshape(z, y, x, block, block, block).transpose(0, 3, 1, 4, 2, 5).reshape(z * block, y * block, x * block)
-    )
-    return out
-
-
 def _refusals(case: Case) -> list[dict]:
     """Scans that must be refused, derived with the default template: the measured quality (from the error)."""
     rng = np.random.default_rng(SEED)
@@ -132,7 +120,7 @@ def _refusals(case: Case) -> list[dict]:
     rows = []
     for name, image in (
         ("gaussian noise", rng.normal(300.0, 80.0, t1.shape).astype(np.float32)),
-        ("block-shuffled sample t1 (8 mm cubes)", _block_shuffled(t1, 4, rng)),
+        ("block-shuffled sample t1 (8 mm cubes)", block_shuffled(t1, 4, rng)),
     ):
         t0 = time.perf_counter()
         try:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _measure import write_result
+from _measure import block_shuffled, write_result
 
 from gliomaforecast.errors import InputError
 from gliomaforecast.geometry import Grid
@@ -111,18 +111,6 @@ def _summary(rows: list[dict]) -> dict:
     }
 
 
-def _block_shuffled(image: np.ndarray, block: int, rng: np.random.Generator) -> np.ndarray:
-    """``image`` cut into cubes of ``block`` voxels put back in a random order: the same intensities, no anatomy."""
-    z, y, x = (s // block for s in image.shape)
-    cubes = image[: z * block, : y * block, : x * block].reshape(z, block, y, block, x, block)
-    cubes = cubes.transpose(0, 2, 4, 1, 3, 5).reshape(-1, block, block, block)[rng.permutation(z * y * x)]
-    out = image.copy()
-    out[: z * block, : y * block, : x * block] = (
-        cubes.reshape(z, y, x, block, block, block).transpose(0, 3, 1, 4, 2, 5).reshape(z * block, y * block, x * block)
-    )
-    return out
-
-
 def _refused_quality(fixed_case: Case, moving: np.ndarray, moving_grid: Grid) -> tuple[float, float]:
     """The quality (and seconds) of a registration that must be refused; NaN when it is accepted."""
     fixed = fixed_case.image(fixed_case.timepoints[0], "t1")
@@ -156,7 +144,7 @@ def _refusals(cases: dict[str, Case]) -> list[dict]:
     last = sample.image(sample.timepoints[-1], "t1")
     rng = np.random.default_rng(SEED)
     for name, moving in (
-        ("block-shuffled last t1 (8 mm cubes)", _block_shuffled(last, 4, rng)),
+        ("block-shuffled last t1 (8 mm cubes)", block_shuffled(last, 4, rng)),
         ("left-right mirrored last t1", np.ascontiguousarray(last[:, :, ::-1])),
         ("gaussian noise", rng.normal(300.0, 80.0, last.shape).astype(np.float32)),
     ):

@@ -80,10 +80,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"  not used: {s['modality']} '{s['series_description']}' ({s['first_file']}): {s['why']}")
     for entry in summary["not_regular_files"]:
         print(f"  skipped, not a regular file (never opened): {entry['file']} ({entry['kind']})")
-    regs = {r["day"]: r for r in summary["preparation"]["registration"]}
-    day0 = dates[0] if dates else None
+    regs = {r["date"]: r for r in summary["preparation"]["registration"]}
     for date, ml in summary["gtv_volumes_ml"].items():
-        reg = regs.get(_days_between(day0, date))
+        reg = regs.get(date)
         how = "planning scan" if reg is None else f"{reg['source']} {reg['kind']}, quality {reg['quality']:.2f}"
         print(f"  {date}: GTV {ml:.2f} mL on the case grid; {how}")
     for key, label in (("brain_mask", "brain mask"), ("tissue", "tissue maps")):
@@ -91,12 +90,3 @@ def run(args: argparse.Namespace) -> int:
     for line in summary.get("warnings", []):
         print(f"  warning: {line}")
     return 0
-
-
-def _days_between(first: str | None, date: str) -> float:
-    """Days (float) from the ISO date ``first`` to ``date``."""
-    import datetime as dt
-
-    if first is None:
-        return 0.0
-    return float((dt.date.fromisoformat(date) - dt.date.fromisoformat(first)).days)

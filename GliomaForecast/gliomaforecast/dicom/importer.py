@@ -653,7 +653,9 @@ def _write_case(
     finally:
         shutil.rmtree(raw, ignore_errors=True)
     summary["preparation"] = {
-        "registration": [r.record(None) for r in prepared.registrations],
+        "registration": [
+            {**r.record(None), "date": kept[r.timepoint].date.isoformat()} for r in prepared.registrations
+        ],
         **prepared.provenance,
     }
     summary["gtv_volumes_ml"] = {tp.date.isoformat(): round(ml, 4) for tp, ml in zip(kept, prepared.gtv_volumes_ml())}

@@ -33,7 +33,7 @@ import SimpleITK as sitk
 from ..errors import InputError
 from ..geometry import Grid, resample_to
 from .brain import refine_brain
-from .registration import register
+from .registration import checked_image, register
 from .templates import TEMPLATES, Template, load_template
 from .tissue import tissue_posteriors, tissue_warp, warped
 
@@ -123,21 +123,12 @@ def working_spacing(grid: Grid) -> float:
 
 
 def _checked_image(image: np.ndarray, grid: Grid, modality: str) -> np.ndarray:
-    """``image`` as float32 after the checks: 3D, on ``grid``, real, finite, not constant."""
-    arr = np.asarray(image)
+    """``image`` as float32 after the registration's checks (:func:`~.registration.checked_image`: 3D, on ``grid``,
+    real, finite) and one more: not constant."""
     name = f"{modality} image"
-    if arr.ndim != 3 or grid.ndim != 3:
-        raise InputError(name, "image", f"is {arr.ndim}D; deriving the anatomy needs a 3D volume")
-    if arr.shape != grid.shape:
-        raise InputError(name, "image", f"shape {arr.shape} differs from its grid's {grid.shape}")
-    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise InputError(name, "image", f"must hold real intensities, got {arr.dtype}")
-    out = arr.astype(np.float32)
-    if not np.isfinite(out).all():
-        raise InputError(name, "image", f"holds {int((~np.isfinite(out)).sum())} non-finite voxels")
-    if out.size == 0 or not float(out.max()) > float(out.min()):
-        value = f"{float(out.flat[0]):g}" if out.size else "nothing"
-        raise InputError(name, "image", f"is empty: every voxel is {value}, no anatomy to derive")
+    out = checked_image(image, grid, name, "deriving the anatomy")
+    if not float(out.max()) > float(out.min()):
+        raise InputError(name, "image", f"is empty: every voxel is {float(out.flat[0]):g}, no anatomy to derive")
     return out
 
 

@@ -150,60 +150,50 @@ def _anatomy(
     tissue: dict[str, np.ndarray | None],
     gtv_labels: tuple[int, ...],
     template: str,
+    anatomy: str,
     progress: Progress,
-) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
-    """The brain mask and tissue maps on ``grid`` (given ones kept, missing ones derived from the planning scan)
-    and their provenance records. InputError when the derivation fails (its template registration's quality
-    stated)."""
-    missing = [k for k in TISSUE_NAMES if tissue.get(k) is None]
-    records: dict = {"brain_mask": {"source": "user"}, "tissue": {"source": "user"}}
-    if brain is not None and not missing:
-        return brain, {k: tissue[k] for k in TISSUE_NAMES}, records  # type: ignore[misc]
-    modality = next((m for m in PAIR_ORDER if m in planning.images), None)
-    if modality is None:
-        raise InputError(None, "timepoints[0].images", "the planning scan has no MR image to derive a brain mask from")
-    progress(f"deriving the {'tissue maps' if brain is not None else 'brain mask and tissue maps'} ({template})")
-    derived = derive_anatomy(
-        planning.images[modality], grid, modality=modality, template=template, exclude=planning.gtv_mask(gtv_labels)
-    )
+) -> tuple[np.ndarray | None, dict[str, np.ndarray], dict]:
+    """The brain mask and tissue maps on ``grid``: given ones kept, missing ones derived from the planning scan as
+    ``anatomy`` asks (:data:`ANATOMY_CHOICES`: ``derive``, a failure is an InputError stating why; ``try``, a failure
+    leaves what was given, its reason in the records' ``why``; ``none``, nothing derived), and their provenance
+    records."""
+    given = {k: v for k, v in tissue.items() if v is not None}
+    missing = [k for k in TISSUE_NAMES if k not in given]
+    records: dict = {
+        "brain_mask": {"source": "user" if brain is not None else "none"},
+        "tissue": {"source": "user" if given else "none"},
+    }
+    if (brain is not None and not missing) or anatomy == "none":
+        return brain, given, records
+    try:
+        modality = next((m for m in PAIR_ORDER if m in planning.images), None)
+        if modality is None:
+            raise InputError(
+                None, "timepoints[0].images", "the planning scan has no MR image to derive a brain mask from"
+            )
+        progress(f"deriving the {'tissue maps' if brain is not None else 'brain mask and tissue maps'} ({template})")
+        derived = derive_anatomy(
+            planning.images[modality], grid, modality=modality, template=template, exclude=planning.gtv_mask(gtv_labels)
+        )
+    except InputError as exc:
+        if anatomy == "derive":
+            raise
+        for record in records.values():
+            if record["source"] == "none":
+                record["why"] = f"not derived: {exc.message}"
+        return brain, given, records
     how = {"template": template, "image": f"timepoint 0 {modality}", "quality": round(derived.quality, 4)}
     if brain is None:
         brain = derived.brain
         records["brain_mask"] = {"source": "derived", **how, "method": derived.method}
-    out = {k: np.where(brain, getattr(derived, k), 0.0) if k in missing else tissue[k] for k in TISSUE_NAMES}
-    kept = [k for k in TISSUE_NAMES if k not in missing]
-    records["tissue"] = {"source": "derived", **how, "derived": missing, "given": kept}
-    return brain, {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}, records
-
-
-def _anatomy_or_given(
-    planning: Session,
-    grid: Grid,
-    brain: np.ndarray | None,
-    tissue: dict[str, np.ndarray | None],
-    gtv_labels: tuple[int, ...],
-    template: str,
-    anatomy: str,
-    progress: Progress,
-) -> tuple[np.ndarray | None, dict[str, np.ndarray], dict]:
-    """:func:`_anatomy` as ``anatomy`` asks (:data:`ANATOMY_CHOICES`): ``derive`` (a failure is an InputError),
-    ``try`` (a failure leaves what was given, its reason in the records' ``why``) or ``none`` (nothing derived)."""
-    given = {k: v for k, v in tissue.items() if v is not None}
-    none = {
-        "brain_mask": {"source": "user" if brain is not None else "none"},
-        "tissue": {"source": "user" if given else "none"},
+    out = {k: np.where(brain, getattr(derived, k), 0.0) if k in missing else given[k] for k in TISSUE_NAMES}
+    records["tissue"] = {
+        "source": "derived",
+        **how,
+        "derived": missing,
+        "given": [k for k in TISSUE_NAMES if k in given],
     }
-    if anatomy == "none":
-        return brain, given, none
-    try:
-        return _anatomy(planning, grid, brain, tissue, gtv_labels, template, progress)
-    except InputError as exc:
-        if anatomy == "derive":
-            raise
-        for record in none.values():
-            if record["source"] == "none":
-                record["why"] = f"not derived: {exc.message}"
-        return brain, given, none
+    return brain, {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}, records
 
 
 def prepare_sessions(
@@ -228,7 +218,7 @@ def prepare_sessions(
     tissue_on = {k: _on_grid((tissue or {}).get(k), grid, label=False) for k in TISSUE_NAMES}
     if anatomy not in ANATOMY_CHOICES:
         raise ValueError(f"anatomy must be one of {ANATOMY_CHOICES}, got {anatomy!r}")
-    brain_on, tissue_maps, records = _anatomy_or_given(
+    brain_on, tissue_maps, records = _anatomy(
         planning, grid, _on_grid(brain, grid, label=True), tissue_on, gtv_labels, template, anatomy, say
     )
     out, registrations = [planning], []

@@ -106,8 +106,8 @@ def register(
     ``min_quality`` (the message states the measured quality)."""
     if kind not in KINDS:
         raise InputError(None, "kind", f"must be one of {', '.join(KINDS)}, got {kind!r}")
-    f = _normalised(_checked_image(fixed, fixed_grid, fixed_name), fixed_name)
-    m = _normalised(_checked_image(moving, moving_grid, moving_name), moving_name)
+    f = _normalised(checked_image(fixed, fixed_grid, fixed_name), fixed_name)
+    m = _normalised(checked_image(moving, moving_grid, moving_name), moving_name)
     region = quality_region(f, fixed_grid, fixed_mask, fixed_name)
     f_img, m_img = to_sitk(f, fixed_grid), to_sitk(m, moving_grid)
     mask_img = None if fixed_mask is None else _metric_mask(region, fixed_grid)
@@ -221,11 +221,11 @@ def _sitk_error(exc: RuntimeError) -> str:
     return line.split(". ")[0][:160] or "SimpleITK failed"
 
 
-def _checked_image(array: np.ndarray, grid: Grid, name: str) -> np.ndarray:
+def checked_image(array: np.ndarray, grid: Grid, name: str, purpose: str = "registration") -> np.ndarray:
     """``array`` as float32 after the checks every input image passes (3D, on ``grid``, not empty, finite)."""
     arr = np.asarray(array)
     if arr.ndim != 3 or grid.ndim != 3:
-        raise InputError(name, "image", f"is {arr.ndim}D; registration needs a 3D volume")
+        raise InputError(name, "image", f"is {arr.ndim}D; {purpose} needs a 3D volume")
     if arr.shape != grid.shape:
         raise InputError(name, "image", f"shape {arr.shape} differs from its grid's {grid.shape}")
     if arr.size == 0:
