@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from gliomaforecast.cli import build_parser, command_summary, main
+from conftest import SAMPLE_CASE
 from gliomaforecast.commands import COMMANDS
 
 HEAVY = ("numpy", "scipy", "matplotlib", "SimpleITK", "nibabel", "lmfit", "onnxruntime", "tqdm")
@@ -62,3 +63,14 @@ def test_the_lazy_parser_loads_only_the_chosen_command() -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["no-such-command"])
     assert exit_.value.code == 2
+
+
+def test_a_persistence_forecast_imports_neither_lmfit_nor_scipy_stats(tmp_path) -> None:
+    """The whole forecast command (growth fit, report, volumes) runs without lmfit (its import costs more than the
+    fit it would run: issue 38) or scipy.stats (only a cohort comparison needs it); torch never enters the core."""
+    argv = ["forecast", str(SAMPLE_CASE), "--day", "400", "--forecaster", "persistence", "--out", str(tmp_path / "o")]
+    probe = _PROBE.format(argv=argv, heavy=("lmfit", "scipy.stats", "torch", "matplotlib"))
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    line = next(line for line in run.stdout.splitlines() if line.startswith("HEAVY:"))
+    assert line == "HEAVY:matplotlib"  # the report's figures: the probe sees the run's imports
+    assert (tmp_path / "o" / "report.html").is_file()

@@ -125,16 +125,17 @@ def test_bootstrap_noise_is_unbiased_not_clipped(monkeypatch):
     """The bootstrap data are burden * (1 + noise * N(0, 1)): values above and below the data, mean ~ data."""
     import gliomaforecast.growth.fit as gf
     seen = []
-    original = gf._Problem.solve_direct
+    original = gf._Problem.solve
 
     def spy(self, y, start):
         seen.append(np.array(y) * self.scale)
         return original(self, y, start)
 
-    monkeypatch.setattr(gf._Problem, "solve_direct", spy)
+    monkeypatch.setattr(gf._Problem, "solve", spy)
     y = np.array([10.0, 12.0, 15.0])
     gf.fit_growth([0, 30, 60], y, None, n_bootstrap=400, noise=0.3, seed=0)
-    boot = np.array(seen)
+    central, boot = seen[0], np.array(seen[1:])  # the central fit to the data first, then the refits
+    np.testing.assert_allclose(central, y)
     assert boot.shape == (400, 3)
     ratio = boot / y
     assert ratio.max() > 1.5 and ratio.min() < 0.5
@@ -212,14 +213,49 @@ def test_bad_bootstrap_settings():
         fit_growth([0, 1], [1, 2], noise=float("nan"))
 
 
-def test_bootstrap_solver_equals_lmfit_fit():
-    """Bootstrap refits call scipy least_squares directly; they must give lmfit's least_squares result."""
-    import gliomaforecast.growth.fit as gf
+def _lmfit_solution(problem, y: np.ndarray, start: dict) -> dict:
+    """The same fit through lmfit.minimize(method="least_squares"), its Parameters built here."""
+    import lmfit
+
+    from gliomaforecast.growth import fit as gf
+    from gliomaforecast.growth.model import GrowthParams, burden_jacobian
+
+    pars = lmfit.Parameters()
+    for name in gf.RT_ORDER:
+        lo, hi = problem.bounds[name]
+        if name in problem.free:
+            pars.add(name, value=gf._inside(start[name], lo, hi), min=lo, max=hi)
+        else:
+            pars.add(name, value=problem.fixed[name], vary=False)
+
+    def growth(p):
+        return GrowthParams(**{n: float(v) for n, v in p.valuesdict().items()})
+
+    result = lmfit.minimize(
+        lambda p: burden(problem.t, growth(p), problem.rt) - y,
+        pars,
+        method="least_squares",
+        jac=lambda p: burden_jacobian(problem.t, growth(p), problem.rt, problem.free),
+        ftol=gf.FTOL,
+        xtol=gf.FTOL,
+        gtol=gf.FTOL,
+    )
+    return {n: float(result.params[n].value) for n in gf.RT_ORDER}
+
+
+@pytest.mark.parametrize("n_scans, rt, prior", [(7, RT, None), (3, RT, "population"), (2, RT, "population"), (4, None, None)])
+def test_fit_is_lmfits_least_squares_to_the_last_bit(n_scans: int, rt: float | None, prior: str | None) -> None:
+    """The fit (central and every bootstrap refit) runs scipy's least_squares as lmfit's minimize does, without
+    importing lmfit: the same solution, bit for bit, from the same data and start, for every model the fit chooses."""
+    from gliomaforecast.growth import fit as gf
+
     rng = np.random.default_rng(11)
-    y = burden(DAYS, TRUE, RT) * (1 + 0.1 * rng.standard_normal(DAYS.size))
-    model, free, _ = gf.choose_model(DAYS, RT)
-    problem = gf._Problem(DAYS, y, RT, free, {})
+    days = DAYS[:n_scans]
+    y = burden(days, TRUE, RT) * (1 + 0.1 * rng.standard_normal(days.size))
+    held = gf.population_prior() if prior else None
+    model, free, _ = gf.choose_model(days, rt, held)
+    fixed = gf._held_values(model, free, held if model == "radiotherapy" else None)
+    problem = gf._Problem(days, y, rt if model == "radiotherapy" else None, free, fixed)
     start = problem.start()
-    via_lmfit, direct = problem.solve(problem.y, start), problem.solve_direct(problem.y, start)
-    for name in free:
-        assert direct[name] == pytest.approx(via_lmfit[name], rel=1e-6, abs=1e-9), name
+    for target in (problem.y, problem.y * (1 + 0.1 * rng.standard_normal(days.size))):
+        assert problem.solve(target, start) == _lmfit_solution(problem, target, start)

@@ -142,3 +142,30 @@ def test_probability_overlay_is_transparent_where_negligible() -> None:
     p = np.array([0.0, 0.05, PROBABILITY_SHOWN_FROM - 1e-6, PROBABILITY_SHOWN_FROM, 0.5, 1.0])
     alpha = probability_alpha(p)
     assert np.all(alpha[:3] == 0) and np.all(alpha[3:] > 0) and np.all(np.diff(alpha[3:]) > 0)
+
+
+@pytest.mark.parametrize("failing", ["probability", "report"])
+def test_a_failed_write_publishes_nothing(failing: str, forecast, tmp_path: Path, monkeypatch) -> None:
+    """The volumes are written in a second thread while the report draws: a failure on either side (here the
+    probability map's write, or the report) raises, and neither the output folder nor a temporary one is left."""
+    from gliomaforecast.output import writer
+
+    real_write_image = writer.write_image
+
+    def write_image(path, *args, **kwargs):
+        if Path(path).name.startswith("probability_"):
+            raise InputError(path, "output", "disk full")
+        return real_write_image(path, *args, **kwargs)
+
+    def write_report(*args, **kwargs):
+        raise InputError("report.html", "output", "disk full")
+
+    if failing == "probability":
+        monkeypatch.setattr(writer, "write_image", write_image)
+    else:
+        monkeypatch.setattr(writer, "write_report", write_report)
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    with pytest.raises(InputError, match="disk full"):
+        writer.write_forecast(forecast, outputs / "o")
+    assert list(outputs.iterdir()) == []

@@ -1,7 +1,7 @@
 """Mechanistic growth of tumor burden with radiotherapy: the public API of this area.
 
 - ``GrowthParams``, ``burden``, ``burden_jacobian``: the ODE model in closed form (:mod:`.model`).
-- ``fit_growth`` -> ``GrowthFit``: lmfit fitting with bootstrap bands (:mod:`.fit`).
+- ``fit_growth`` -> ``GrowthFit``: lmfit's least-squares fit (run as its scipy call) with bootstrap bands (:mod:`.fit`).
 - ``burden_from_case``, ``slice_areas_from_case``, ``fit_case_slices``: burden series of a case
   manifest, per 3D GTV (mL) or per axial slice (mm^2) (:mod:`.burden`).
 - The growth-curve figure is :func:`.plot.plot_growth` (imports matplotlib, so not re-exported here); the population

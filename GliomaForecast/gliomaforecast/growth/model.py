@@ -97,8 +97,19 @@ def burden(days: ArrayLike, params: GrowthParams, rt_start_day: float | None = N
     RT: exponential growth only. Parameter fields broadcast against ``days``: fields of shape (K, 1) and
     days of shape (N,) give a (K, N) array.
     """
+    return burden_of_parts(_parts(days, params, rt_start_day), params)
+
+
+def model_parts(days: ArrayLike, params: GrowthParams, rt_start_day: float | None = None) -> tuple:
+    """The terms :func:`burden_of_parts` and :func:`jacobian_of_parts` share, at 1-D ``days`` (days) and scalar
+    ``params``: a fit evaluates the burden and then its Jacobian at the same parameters from one set of terms."""
+    return _parts(np.atleast_1d(np.asarray(days, dtype=float)), params, rt_start_day)
+
+
+def burden_of_parts(parts: tuple, params: GrowthParams) -> np.ndarray:
+    """:func:`burden` from the terms of :func:`model_parts` (or ``_parts``) of the same ``params``."""
     a0 = np.asarray(params.initial_burden, dtype=float)
-    t, pre, e1, e2, _, _ = _parts(days, params, rt_start_day)
+    _, pre, e1, e2, _, _ = parts
     if e2 is None:
         return a0 * e1
     s = np.asarray(params.surviving_fraction, dtype=float)
@@ -110,9 +121,15 @@ def burden_jacobian(
 ) -> np.ndarray:
     """Partial derivatives of :func:`burden` at ``days`` with respect to the parameters ``names``
     (scalar parameters), shape (len(days), len(names)). Used as the analytic Jacobian of the fit."""
-    t = np.atleast_1d(np.asarray(days, dtype=float))
+    return jacobian_of_parts(model_parts(days, params, rt_start_day), params, rt_start_day, names)
+
+
+def jacobian_of_parts(
+    parts: tuple, params: GrowthParams, rt_start_day: float | None = None, names: Iterable[str] = PARAM_NAMES
+) -> np.ndarray:
+    """:func:`burden_jacobian` from the terms of :func:`model_parts` of the same ``params`` and RT start."""
     a0 = float(params.initial_burden)
-    _, pre, e1, e2, g, u = _parts(t, params, rt_start_day)
+    t, pre, e1, e2, g, u = parts
     cols: dict[str, np.ndarray] = {}
     if rt_start_day is None:  # the no-RT parts of _parts: e2 is None
         cols["initial_burden"] = e1

@@ -1,5 +1,5 @@
 """The growth-model-guided DDIM forecaster (Mechanistic learning, METHODS.md section 2;
-shared/papers/mechanistic-learning-guided-diffusion.txt). Everything here is numpy + onnxruntime + lmfit.
+shared/papers/mechanistic-learning-guided-diffusion.txt). Everything here is numpy + onnxruntime + scipy.
 
 1. Crops (``guided_inputs``): the axial slices within 6 mm (z) of the last two GTVs, 64 x 64 pixels at 2 mm centred
    on them, FLAIR in model units; the last scan's burden per crop (GTV area / brain area).

@@ -1,4 +1,4 @@
-"""Target tumour burdens of the guided DDIM, per slice and generation, from the growth model (numpy + lmfit).
+"""Target tumour burdens of the guided DDIM, per slice and generation, from the growth model (numpy + scipy).
 
 Mechanistic learning (METHODS.md section 2): the burden each generated slice is guided to is the growth model's
 burden at the target day, drawn from its bootstrap distribution below the 90th percentile, one draw per
@@ -6,13 +6,13 @@ generation.
 
 * A slice with enough tumour history (GTV area >= ``MIN_SLICE_AREA_MM2`` on at least ``MIN_SLICE_SCANS`` scans,
   the last one included) gets its own fit of its GTV area (mm^2) over the scan days (``burden.fit_case_slices``'s
-  model, lmfit + ``SLICE_BOOTSTRAP`` bootstrap refits, same RT start and noise); every other slice follows the
-  whole-tumour volume fit (mL), scaled.
+  model, the least-squares fit + ``SLICE_BOOTSTRAP`` bootstrap refits, same RT start and noise); every other slice
+  follows the whole-tumour volume fit (mL), scaled.
 * Both become a ratio to the last observed value (slice area or volume): target burden = burden of the last
   scan's crop x ratio, so the target is in the regressor's units (GTV area / brain area in the crop). The 95 %
   band is the last burden x the 2.5 / 97.5 percentiles of the same bootstrap ratios (all of them). A burden
   cannot exceed 1 (the whole brain of the crop): targets and band are clipped to [0, 1].
-* A slice fit that fails (lmfit raises, or its prediction is not finite) falls back to the whole-tumour fit, and
+* A slice fit that fails (the fit raises, or its prediction is not finite) falls back to the whole-tumour fit, and
   the forecast notes how many did.
 """
 
