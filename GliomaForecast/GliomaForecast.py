@@ -48,7 +48,7 @@ SAMPLE_CASE = resourceFile("SampleData", "sample_patient", "case.json")
 ICON = resourceFile("Icons", "GliomaForecast.png")
 # Import names of the requirements (pip names differ for some).
 POLL_INTERVAL_MS = 100  # how often the panel polls a running background task
-REQUIRED_IMPORTS = ("scipy", "nibabel", "nrrd", "skimage", "lmfit", "onnxruntime", "matplotlib", "tqdm", "skfmm")
+REQUIRED_IMPORTS = ("scipy", "nibabel", "nrrd", "skimage", "onnxruntime", "matplotlib", "tqdm", "skfmm")
 
 
 def missingDependencies() -> list:

@@ -15,14 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
-from gliomaforecast.io.images import read_image, read_segmentation
+from gliomaforecast.io.images import read_image, read_segmentation, read_vector_image
 
 VOLUMES = ("*.nii.gz", "*.nii", "*.nrrd")
 
 
 def same_volume(ref: Path, out: Path) -> str | None:
     """None when ``out`` holds the same grid and voxels as ``ref``, else why not (one line)."""
-    read = read_segmentation if ref.name.endswith(".seg.nrrd") else read_image
+    read = (
+        read_segmentation if ref.name.endswith(".seg.nrrd")
+        else read_vector_image if ref.name.startswith("displacement") else read_image
+    )
     a, grid_a = read(ref, ref.name)
     b, grid_b = read(out, out.name)
     if grid_a != grid_b:

@@ -25,7 +25,8 @@ def test_persistence_forecast_and_both_ctvs(make_case) -> None:
     np.testing.assert_array_equal(fc.ctv_standard, standard_ctv(last_gtv, grid.spacing, 15.0, fc.case.brain_mask()))
     assert fc.ctv_forecast.sum() == fc.ctv_standard.sum()  # iso-volumetric
     assert np.all(fc.ctv_forecast[last_gtv])  # GTV always inside
-    assert fc.growth.model in ("exponential", "radiotherapy")
+    assert fc.growth.model == "radiotherapy"  # RT (day 21) starts between the scans (days 0, 60, 120)
+    assert fc.growth.free == ("initial_burden", "growth_rate", "surviving_fraction")  # three scans: three free
     assert set(fc.timings) >= {"load_s", "growth_s", "forecaster_s", "ctv_s", "total_s"}
 
 

@@ -111,13 +111,18 @@ def test_unobserved_bump() -> None:
 
 
 def test_validated_horizons_and_quiet_forecasts(make_case) -> None:
-    assert entry("evolution-field").validated_days == 60.0 and entry("persistence").validated_days is None
     path, _ = make_case(n_timepoints=3)
     fc = run_forecast(path, 150.0, "persistence", n_bootstrap=10)  # 30 days after the last scan, small tumour
     warnings = forecast_warnings(fc)
     assert not any("horizon" in w or "implausible" in w for w in warnings)
     late = dataclasses.replace(fc, forecaster="evolution-field", target_day=300.0)
     assert any("horizon 180 days is beyond the 60 days evolution-field" in w for w in forecast_warnings(late))
+    validated = entry("evolution-field").validated_days  # the warning starts just past the validated horizon
+    for days_after, warned in ((validated, False), (validated + 0.5, True)):
+        at = dataclasses.replace(fc, forecaster="evolution-field", target_day=120.0 + days_after)
+        assert any("beyond the" in w for w in forecast_warnings(at)) == warned, days_after
+    never = dataclasses.replace(fc, target_day=120.0 + 3000.0)  # persistence has no validated horizon
+    assert not any("beyond the" in w for w in forecast_warnings(never))
     assert forecast_tumor_ml(fc) < BRAIN_FRACTION_WARNING * fc.case.brain_mask().sum() * fc.case.grid.voxel_volume_ml
 
 

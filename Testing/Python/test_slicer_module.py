@@ -8,10 +8,12 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import re
 import sys
 import threading
 import time
 import types
+import typing
 import unittest
 from pathlib import Path
 
@@ -73,6 +75,83 @@ class _FakeWidget(_Signals):
         pass
 
 
+class _Choice:
+    """Stand-in for slicer.parameterNodeWrapper.Choice: a value must be one of ``choices``."""
+
+    def __init__(self, choices):
+        self.choices = tuple(choices)
+
+    def validate(self, value):
+        if value not in self.choices:
+            raise ValueError(f"{value!r} is not one of {self.choices}")
+
+
+class _WithinRange:
+    """Stand-in for slicer.parameterNodeWrapper.WithinRange: lo <= value <= hi."""
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def validate(self, value):
+        if not self.lo <= value <= self.hi:
+            raise ValueError(f"{value!r} is outside [{self.lo}, {self.hi}]")
+
+
+_PLAIN = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}
+
+
+def _node_class(hint) -> bool:
+    return isinstance(hint, type) and issubclass(hint, slicer.vtkMRMLNode)
+
+
+def _parameter_node_wrapper(cls):
+    """Stand-in for slicer.parameterNodeWrapper that checks what the real one needs of a class before it can store it
+    in a parameter node: every field's type is one it serializes (bool, int, float, str, an MRML node class or a list
+    of one, optionally Annotated with validators), a node field has no default (None), a plain field's default has
+    its type (an int for a float is fine) and passes every validator (Choice, WithinRange). Records the defaults as
+    ``cls.defaults``; raises TypeError / ValueError naming the field otherwise."""
+    defaults = {}
+    for name, hint in typing.get_type_hints(cls, include_extras=True).items():
+        validators = ()
+        if typing.get_origin(hint) is typing.Annotated:
+            hint, *validators = typing.get_args(hint)
+        default = cls.__dict__.get(name)
+        if typing.get_origin(hint) is list and all(_node_class(a) for a in typing.get_args(hint)):
+            default = [] if default is None else default
+        elif _node_class(hint):
+            if default is not None:
+                raise TypeError(f"{name}: a node field has no default, got {default!r}")
+        elif hint in _PLAIN:
+            if default is None or type(default) not in _PLAIN[hint]:
+                raise TypeError(f"{name}: default {default!r} is not a {hint.__name__}")
+        else:
+            raise TypeError(f"{name}: parameterNodeWrapper cannot store {hint!r}")
+        for validator in validators:
+            try:
+                validator.validate(default)
+            except ValueError as exc:
+                raise ValueError(f"{name}: default {exc}") from None
+        defaults[name] = default
+    cls.defaults = types.MappingProxyType(defaults)
+    return cls
+
+
+@pytest.mark.parametrize("body, says", [
+    ("x: Annotated[int, WithinRange(1, 5)] = 9", "x: default 9 is outside [1, 5]"),
+    ("x: Annotated[str, Choice(['a', 'b'])] = 'c'", "x: default 'c' is not one of ('a', 'b')"),
+    ("x: int = 1.5", "x: default 1.5 is not a int"),
+    ("x: dict = {}", "x: parameterNodeWrapper cannot store"),
+    ("x: vtkMRMLScalarVolumeNode = 3", "x: a node field has no default"),
+])
+def test_the_wrapper_stand_in_refuses_what_slicer_cannot_store(body: str, says: str) -> None:
+    """The stand-in can fail: each class here has one field Slicer's wrapper could not store or default."""
+    namespace = {"Annotated": typing.Annotated, "WithinRange": _WithinRange, "Choice": _Choice,
+                 "vtkMRMLScalarVolumeNode": slicer.vtkMRMLScalarVolumeNode}
+    exec(compile(f"class Bad:\n    {body}\n", "<bad>", "exec", dont_inherit=True), namespace)  # real annotations
+    with pytest.raises((TypeError, ValueError), match=re.escape(says)):
+        _parameter_node_wrapper(namespace["Bad"])
+
+
 @pytest.fixture
 def module(monkeypatch):
     """GliomaForecast.py imported with the stand-ins; yields (module, registered sample data sources, app)."""
@@ -106,9 +185,9 @@ def module(monkeypatch):
 
     slm.ScriptedLoadableModuleWidget = ScriptedLoadableModuleWidget
     pnw = types.ModuleType("slicer.parameterNodeWrapper")
-    pnw.parameterNodeWrapper = lambda cls: cls
-    pnw.Choice = lambda choices: ("Choice", tuple(choices))
-    pnw.WithinRange = lambda lo, hi: ("WithinRange", lo, hi)
+    pnw.parameterNodeWrapper = _parameter_node_wrapper
+    pnw.Choice = _Choice
+    pnw.WithinRange = _WithinRange
     registered = []
     sample_data = types.ModuleType("SampleData")
     sample_data.SampleDataLogic = types.SimpleNamespace(
@@ -147,13 +226,15 @@ def test_resources_resolve_in_the_source_tree(module):
 
 def test_parameter_node_defaults(module):
     gf, _, _ = module
-    p = gf.GliomaForecastParameterNode
-    assert (p.gtvSegmentName, p.rtStartDay, p.nBootstrap, p.beta, p.mu, p.marginMm) == ("GTV", 21.0, 100, 0.1, 15.0,
-                                                                                           15.0)
+    d = gf.GliomaForecastParameterNode.defaults  # the stand-in checked every field as Slicer's wrapper would
+    assert (d["gtvSegmentName"], d["rtStartDay"], d["nBootstrap"], d["beta"], d["mu"], d["marginMm"]) == (
+        "GTV", 21.0, 100, 0.1, 15.0, 15.0)
+    assert d["timepointSegmentations"] == [] and d["brainMask"] is None
     from gliomaforecast.targets import standard_plan
 
-    assert p.plan == standard_plan.AUTO
-    assert p.__annotations__["plan"].__metadata__ == (("Choice", standard_plan.CHOICES),)
+    assert d["plan"] == standard_plan.AUTO
+    (choice,) = gf.GliomaForecastParameterNode.__annotations__["plan"].__metadata__
+    assert choice.choices == standard_plan.CHOICES
 
 
 def test_sample_data_source_loads_the_sample_patient(module):
@@ -471,9 +552,9 @@ def test_parameter_node_outcome_choice_is_the_registry_declaration(module):
     gf, _, _ = module
     from gliomaforecast.forecasters.registry import OUTCOME
 
-    p = gf.GliomaForecastParameterNode
-    assert p.outcome == OUTCOME.default
-    assert p.__annotations__["outcome"].__metadata__ == (("Choice", OUTCOME.choices),)
+    assert gf.GliomaForecastParameterNode.defaults["outcome"] == OUTCOME.default
+    (choice,) = gf.GliomaForecastParameterNode.__annotations__["outcome"].__metadata__
+    assert choice.choices == OUTCOME.choices
 
 
 def test_panel_setting_controls_follow_the_selected_forecaster(panel):
