@@ -8,7 +8,7 @@ DEMO_OUT ?= demo_output
 LONG_HORIZON_OUT ?= long_horizon_output
 EVALUATE := $(VENV)/bin/gliomaforecast evaluate $(LONG_HORIZON_OUT)/cohort --jobs 2 --n-bootstrap 20 --samples 4 --plan estro-eano
 
-.PHONY: demo test benchmark long-horizon clean
+.PHONY: demo test benchmark mutation long-horizon clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ test: $(VENV)/.test-installed
 
 benchmark: $(VENV)/.test-installed
 	$(PY) benchmarks/run_all.py
+
+# Mutation testing of the core's numerics (issue 34; not part of `make test`): benchmarks/results/mutation.md.
+mutation: $(VENV)/.test-installed
+	$(PIP) install mutmut==3.3.1
+	$(PY) benchmarks/mutation_testing.py
 
 # The standing held-out long-horizon benchmark (docs/evaluation.md): the seed-1212 cohort (generated once, about 11
 # minutes), every registered forecaster in one timed run: the horizon protocol (61-365 days, the first pair per
