@@ -40,7 +40,7 @@ benchmark: $(VENV)/.test-installed
 
 # Mutation testing of the core's numerics (issue 34; not part of `make test`): benchmarks/results/mutation.md.
 mutation: $(VENV)/.test-installed
-	$(PIP) install mutmut==3.3.1
+	$(PIP) install mutmut==3.8.1
 	$(PY) benchmarks/mutation_testing.py
 
 # The standing held-out long-horizon benchmark (docs/evaluation.md): the seed-1212 cohort (generated once, about 11

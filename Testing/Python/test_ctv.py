@@ -403,3 +403,68 @@ def test_cli_barrier_over_the_whole_gtv_still_gives_a_forecast_ctv(case_files):
     np.testing.assert_array_equal(fc, ctv.isovolumetric_ctv(score, int(std.sum()), grid.spacing, gtv,
                                                             (brain & ~wall) | gtv))
     assert fc[gtv].all() and not fc[wall & ~gtv].any()
+
+
+def test_refusals_name_the_input_exactly():
+    """The whole message, not a word of it: each names the input at fault (issue 34: a mutated name or text must
+    fail a test)."""
+    gtv = ball((10, 10, 10), (5, 5, 5), 2)
+    score = np.random.default_rng(0).random(gtv.shape)
+    cases = [
+        (lambda: ctv.standard_ctv(np.zeros_like(gtv), (1, 1, 1)),
+         "GTV is empty: there is no tumor to draw a target around"),
+        (lambda: ctv.standard_ctv(gtv, (1, 1, 1), brain_mask=np.eye(10, dtype=bool)[None].repeat(10, 0) & ~gtv),
+         "GTV lies entirely outside the brain mask (check that both share one grid)"),
+        (lambda: ctv.standard_ctv(gtv[None], (1, 1, 1, 1)), "gtv must be a 2D or 3D mask, got 4D"),
+        (lambda: ctv.standard_ctv(gtv, (1, 1, 1), brain_mask=np.ones((10, 10, 11), bool)),
+         "brain mask has shape (10, 10, 11), expected (10, 10, 10) (all inputs must share one grid)"),
+        (lambda: ctv.standard_ctv(gtv, (1, 1, 1), barrier=np.ones((9, 10, 10), bool)),
+         "barrier has shape (9, 10, 10), expected (10, 10, 10) (all inputs must share one grid)"),
+        (lambda: ctv.isovolumetric_ctv(score, 50, (1, 1, 1), gtv=gtv[:, :, :9]),
+         "gtv has shape (10, 10, 9), expected (10, 10, 10) (all inputs must share one grid)"),
+        (lambda: ctv.isovolumetric_ctv(score, 50, (1, 1, 1), brain_mask=np.ones((10, 9, 10), bool)),
+         "brain mask has shape (10, 9, 10), expected (10, 10, 10) (all inputs must share one grid)"),
+        (lambda: ctv.isovolumetric_ctv(score[0, 0], 5, (1,)), "score must be a real-valued 2D or 3D map, got 1D float64"),
+        (lambda: ctv.isovolumetric_ctv(np.full(gtv.shape, np.nan), 50, (1, 1, 1)),
+         "no voxel scores above zero and there is no GTV: nothing to grow the target from"),
+        (lambda: ctv.isovolumetric_ctv(score, 10, (1, 1, 1), gtv=gtv, brain_mask=np.zeros_like(gtv)),
+         "GTV lies entirely outside the brain mask (check that both share one grid)"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError) as err:
+            call()
+        assert str(err.value) == message
+    with pytest.raises(ValueError, match="^score must be a real-valued 2D or 3D map, got 3D <U"):
+        ctv.isovolumetric_ctv(score.astype(str), 5, (1, 1, 1))
+
+
+def test_zero_voxels_is_the_gtv_alone_and_an_empty_target_without_one():
+    gtv = ball((10, 10, 10), (5, 5, 5), 2)
+    score = np.random.default_rng(1).random(gtv.shape)
+    assert not ctv.isovolumetric_ctv(score, 0, (1, 1, 1)).any()
+    np.testing.assert_array_equal(ctv.isovolumetric_ctv(score, int(gtv.sum()), (1, 1, 1), gtv=gtv), gtv)
+
+
+def test_largest_selects_exactly_k_from_zero_to_all():
+    values = np.array([3.0, 1.0, 3.0, 2.0, 0.5])
+    assert ctv._largest(values, 0).tolist() == [False] * 5
+    assert ctv._largest(values, 1).tolist() == [True, False, False, False, False]  # tie: the earlier position
+    assert ctv._largest(values, 2).tolist() == [True, False, True, False, False]
+    assert ctv._largest(values, 5).all() and ctv._largest(values, 9).all()
+    later_wins = ctv._largest(values, 1, tie_key=lambda positions: positions.astype(float))
+    assert later_wins.tolist() == [False, False, True, False, False]
+
+
+def test_iso_takes_the_last_voxels_from_the_unscored_ones():
+    """Too few positive scores: the scored voxels come first by distance, then the NaN ones, down to the last
+    voxel asked for."""
+    gtv = np.zeros((7, 7, 7), bool)
+    gtv[3, 3, 3] = True
+    score = np.full(gtv.shape, np.nan)
+    score[3, 3, 1] = 0.9  # one positive
+    score[3, 3, 5], score[3, 5, 3] = 0.0, -1.0  # two scored, not positive
+    n = 1 + 1 + 2 + 1  # the GTV, the positive, both scored, one unscored
+    out = ctv.isovolumetric_ctv(score, n, (1.0, 1.0, 1.0), gtv=gtv)
+    assert out.sum() == n
+    assert out[3, 3, 1] and out[3, 3, 5] and out[3, 5, 3]
+    assert np.isnan(score[out & ~gtv]).sum() == 1

@@ -82,3 +82,42 @@ def test_probability_is_bounded_and_the_inverse_is_finite() -> None:
     np.testing.assert_allclose(back[1:5], phi[1:5], rtol=1e-4, atol=1e-3)
     with pytest.raises(ValueError, match="beta"):
         sdf.probability_from_signed_distance(phi, beta=0.0)
+
+
+def test_refusals_name_what_is_wrong() -> None:
+    mask = np.zeros((5, 5), bool)
+    with pytest.raises(ValueError, match="^mask is empty: the signed distance is undefined$"):
+        sdf.signed_distance(mask, (1.0, 1.0))
+    with pytest.raises(ValueError, match="^mask fills the whole grid: the signed distance is undefined$"):
+        sdf.signed_distance(~mask, (1.0, 1.0))
+    with pytest.raises(ValueError, match=r"^beta must be a positive slope in 1/mm, got -1\.0$"):
+        sdf.probability_from_signed_distance(np.zeros(3), beta=-1.0)
+    with pytest.raises(ValueError, match=r"^mu must be a finite distance in mm, got nan$"):
+        sdf.signed_distance_from_probability(np.full(3, 0.5), mu=float("nan"))
+
+
+def test_maps_are_float32_computed_in_double_precision() -> None:
+    """Both logistic maps work in float64 and return float32: each voxel equals the double-precision formula rounded
+    once (float32 arithmetic inside would round at every step)."""
+    phi = np.linspace(-40.0, 60.0, 2001).astype(np.float32)
+    beta, mu = 0.37, 3.3
+    p = sdf.probability_from_signed_distance(phi, beta, mu)
+    assert p.dtype == np.float32
+    z = phi.astype(np.float64) - mu
+    np.testing.assert_array_equal(p, (0.5 - 0.5 * np.tanh(0.5 * beta * z)).astype(np.float32))
+    back = sdf.signed_distance_from_probability(p, beta, mu)
+    assert back.dtype == np.float32
+    q = np.clip(p.astype(np.float64), 1e-7, 1.0 - 1e-7)
+    np.testing.assert_array_equal(back, (mu + (np.log1p(-q) - np.log(q)) / beta).astype(np.float32))
+
+
+def test_tumor_threshold_and_region_are_the_boundary_phi_0() -> None:
+    """P(phi = 0) = 1 / (1 + exp(-beta mu)) for any beta and mu; the region P >= it is phi <= 0, its boundary
+    included."""
+    for beta, mu in ((0.1, 15.0), (0.5, 2.0), (1.0, 0.0)):
+        expected = 1.0 / (1.0 + np.exp(-beta * mu))
+        assert sdf.tumor_threshold(beta, mu) == pytest.approx(expected, rel=1e-6)
+        phi = np.array([-1.0, 0.0, 1e-3, 1.0], np.float32)
+        p = sdf.probability_from_signed_distance(phi, beta, mu)
+        assert sdf.tumor_region(p, beta, mu).tolist() == [True, True, False, False]
+    assert sdf.TUMOR_THRESHOLD == pytest.approx(1.0 / (1.0 + np.exp(-0.1 * 15.0)), rel=1e-6)  # 0.8176
