@@ -262,3 +262,31 @@ def test_ctv_cli_plans_by_the_labels(tmp_path: Path, capsys) -> None:
 def test_choices_live_in_one_place() -> None:
     assert standard_plan.CHOICES == ("auto", "estro-eano", "flair")
     assert set(standard_plan.SEED_NAMES) == set(standard_plan.CONVENTIONS)
+
+
+def test_messages_records_and_types_exactly() -> None:
+    """Each refusal and warning in full, the record's keys, a 0/1 GTV taken as bool, no cavity as None (issue 34)."""
+    labels, gtv = _labels()
+    with pytest.raises(PlanError) as err:
+        plan_seed(gtv, None, "estro-eano")
+    assert str(err.value) == (
+        "the estro-eano plan grows the tumour core (BraTS labels 1, 3) + cavity (4) and the planning scan has no "
+        "BraTS labels: give its labels map or choose the flair plan"
+    )
+    with pytest.raises(ValueError) as err:
+        plan_seed(gtv, labels[:-1], "auto")
+    assert str(err.value) == f"labels {labels[:-1].shape} and GTV {gtv.shape} are not on one grid"
+    tail = (": the standard plan grows the whole GTV + resection cavity (flair convention), not the tumour core of "
+            "ESTRO-EANO / PREDICT-GBM")
+    assert plan_seed(gtv, None, "auto").warning == "the planning scan has no BraTS labels" + tail
+    edema = np.where(labels > 0, 2, 0)
+    assert plan_seed(gtv, edema, "auto").warning == (
+        "the planning scan's labels hold no tumour core (1, 3) and no cavity (4), only the FLAIR abnormality" + tail
+    )
+    flair = plan_seed(gtv.astype(np.uint8), None, "flair")
+    assert flair.cavity is None and flair.warning is None and flair.tumour.dtype == bool
+    np.testing.assert_array_equal(flair.tumour, gtv)
+    assert standard_plan.plan_record("estro-eano", 15.0, 12.5) == {
+        "convention": "estro-eano", "seed": "core+cavity", "margin_mm": 15.0,
+        "label": "estro-eano (core+cavity + 15 mm)", "volume_ml": 12.5,
+    }

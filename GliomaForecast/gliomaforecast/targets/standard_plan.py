@@ -73,11 +73,12 @@ def check_convention(name: str | None) -> str:
     return name
 
 
-def _fallback(gtv: np.ndarray, cavity: np.ndarray | None, why: str) -> PlanSeed:
+def _fallback(gtv: np.ndarray, why: str) -> PlanSeed:
+    """The flair seed (the whole GTV, no cavity: both callers have none) with ``why`` in its warning."""
     return PlanSeed(
         FLAIR,
         gtv,
-        cavity,
+        None,
         f"{why}: the standard plan grows the whole GTV + resection cavity (flair "
         "convention), not the tumour core of ESTRO-EANO / PREDICT-GBM",
     )
@@ -108,12 +109,11 @@ def plan_seed(gtv: np.ndarray, labels: np.ndarray | None, convention: str | None
                 "the estro-eano plan grows the tumour core (BraTS labels 1, 3) + cavity (4) and the "
                 "planning scan has no BraTS labels: give its labels map or choose the flair plan"
             )
-        return _fallback(gtv, None, "the planning scan has no BraTS labels")
+        return _fallback(gtv, "the planning scan has no BraTS labels")
     core = tumor_core(labels)
     if not core.any() and cavity is None:
         return _fallback(
             gtv,
-            None,
             "the planning scan's labels hold no tumour core (1, 3) and no cavity (4), only the FLAIR abnormality",
         )
     return PlanSeed(ESTRO_EANO, core, cavity)
