@@ -39,7 +39,10 @@ GROUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("test_ctv.py", "test_target_volumes.py", "test_standard_plan.py"),
     ),
     "standard_plan": (("targets/standard_plan.py",), ("test_standard_plan.py",)),
-    "metrics": (("evaluation/__init__.py", "evaluation/probability.py"), ("test_evaluation.py",)),
+    "metrics": (
+        ("evaluation/__init__.py", "evaluation/probability.py"),
+        ("test_evaluation.py", "test_metrics_exact.py"),
+    ),
     "growth": (("growth/model.py", "growth/fit.py"), ("test_growth.py", "test_growth_prior.py")),
     "protocols": (("evaluation/protocols.py",), ("test_evaluation_protocols.py",)),
     "nifti_checks": (("io/headers.py",), ("test_reliability_headers.py", "test_geometry_io.py")),
@@ -95,10 +98,13 @@ EQUIVALENT: dict[str, str] = {
 }
 
 
+# Functions of the listed modules that are not numerics: their mutants are reported apart, not scored.
+OUT_OF_SCOPE = {"evaluation/probability.py:plot_reliability_diagram": "a matplotlib figure, not a metric"}
+
+
 def equivalence_key(mutant: str, diff: str) -> str:
     """``module:function: added line`` of a mutant (see :data:`EQUIVALENT`)."""
-    name = re.sub(r"__mutmut_\d+$", "", mutant.rsplit(".", 1)[-1])
-    function = name.split("ǁ")[-1] if name.startswith("xǁ") else name.removeprefix("x_")  # methods: xǁClassǁname
+    function = _function_of(mutant)
     added = next((line[1:].strip() for line in diff.splitlines() if line.startswith("+")), "")
     return f"{_module_of(mutant)}:{function}: {added}"
 
@@ -173,7 +179,12 @@ def scores(result: dict) -> tuple[dict[str, dict], dict[str, str], dict[str, str
     }
     per_module: dict[str, dict] = {}
     for name, status in result["statuses"].items():
-        row = per_module.setdefault(_module_of(name), {"mutants": 0, "killed": 0, "equivalent": 0, "survived": 0})
+        row = per_module.setdefault(
+            _module_of(name), {"mutants": 0, "killed": 0, "equivalent": 0, "survived": 0, "out_of_scope": 0}
+        )
+        if f"{_module_of(name)}:{_function_of(name)}" in OUT_OF_SCOPE:
+            row["out_of_scope"] += 1
+            continue
         row["mutants"] += 1
         if name in equivalent:
             row["equivalent"] += 1
@@ -184,7 +195,14 @@ def scores(result: dict) -> tuple[dict[str, dict], dict[str, str], dict[str, str
     for row in per_module.values():
         scored = row["mutants"] - row["equivalent"]
         row["score"] = round(row["killed"] / scored, 4) if scored else 1.0
-    return per_module, equivalent, {n: d for n, d in survivors.items() if n not in equivalent}
+    scoped = {n: d for n, d in survivors.items() if f"{_module_of(n)}:{_function_of(n)}" not in OUT_OF_SCOPE}
+    return per_module, equivalent, {n: d for n, d in scoped.items() if n not in equivalent}
+
+
+def _function_of(mutant: str) -> str:
+    """``...x__distance_to_set__mutmut_3`` -> ``_distance_to_set`` (a method: ``xǁClassǁname`` -> ``name``)."""
+    name = re.sub(r"__mutmut_\d+$", "", mutant.rsplit(".", 1)[-1])
+    return name.split("ǁ")[-1] if name.startswith("xǁ") else name.removeprefix("x_")
 
 
 def _module_of(mutant: str) -> str:
@@ -199,13 +217,15 @@ def _report(results: list[dict]) -> str:
     lines = ["# Mutation testing of the core's numerics (mutmut 3.8.1, `make mutation`)", "",
              "Score = killed / (mutants - equivalent), target >= 85 % per module (issue 34). A mutant no test reaches",
              "counts as surviving; one that times out as killed.", "",
-             "| group | module | mutants | killed | equivalent | surviving | score | run time |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| group | module | mutants | killed | equivalent | surviving | score | not scored | run time |",
+             "|---|---|---|---|---|---|---|---|---|"]
     reviewed = [(r, *scores(r)) for r in results]
     for r, per_module, _, _ in reviewed:
         for module, row in sorted(per_module.items()):
             lines.append(f"| {r['group']} | {module} | {row['mutants']} | {row['killed']} | {row['equivalent']} | "
-                         f"{row['survived']} | {100 * row['score']:.1f} % | {r['seconds']:.0f} s |")
+                         f"{row['survived']} | {100 * row['score']:.1f} % | {row['out_of_scope']} | "
+                         f"{r['seconds']:.0f} s |")
+    lines += ["", "Not scored (not numerics): " + "; ".join(f"`{k}` ({v})" for k, v in OUT_OF_SCOPE.items()) + "."]
     lines += ["", "## Equivalent mutants (a one-line reason each)", ""]
     lines += [f"- `{name}`: {why}" for _, _, equivalent, _ in reviewed for name, why in sorted(equivalent.items())]
     lines += ["", "## Surviving mutants", ""]
