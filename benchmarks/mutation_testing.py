@@ -36,7 +36,7 @@ GROUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "sdf": (("sdf.py",), ("test_sdf.py", "test_cli_sdf.py")),
     "ctv": (
         ("targets/ctv.py", "targets/volumes.py"),
-        ("test_ctv.py", "test_target_volumes.py", "test_standard_plan.py"),
+        ("test_ctv.py", "test_target_volumes.py"),
     ),
     "standard_plan": (("targets/standard_plan.py",), ("test_standard_plan.py",)),
     "metrics": (
