@@ -45,13 +45,20 @@ GROUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
     "growth": (("growth/model.py", "growth/fit.py"), ("test_growth.py", "test_growth_prior.py")),
     "protocols": (("evaluation/protocols.py",), ("test_evaluation_protocols.py",)),
-    "nifti_checks": (("io/headers.py",), ("test_reliability_headers.py", "test_geometry_io.py")),
+    "nifti_checks": (
+        ("io/headers.py",),
+        ("test_reliability_headers.py", "test_geometry_io.py", "test_header_rules_exact.py"),
+    ),
 }
 
 # Mutants that cannot change a result, reviewed by hand: "module:function: the mutated line" -> why (the key
 # survives renumbering when the code around it changes; see benchmarks/results/mutation.md).
 _BIGGER_BOX = "a box larger than the grown bounding box gives the same inside distances (the box only bounds the work)"
 _SAME_ARRAY = "the same values: a new array instead of one written in place or copied"
+_UNIT_GRAM = (
+    "rtol scales with the target: 0 off the diagonal (nothing added) and 1 on it, where unit columns give 1 to "
+    "rounding, so only atol decides"
+)
 EQUIVALENT: dict[str, str] = {
     "sdf.py:_distance_to_set: image, squaredDistance=False, useImageSpacing=True, backgroundValue=0":
         "SimpleITK's default insideIsPositive is False",
@@ -74,6 +81,10 @@ EQUIVALENT: dict[str, str] = {
     "mask.shape))": _BIGGER_BOX,
     "targets/ctv.py:_grown_box: return tuple(slice(min(b.stop + g, n)) for b, g, n in zip(box, grow, mask.shape))":
         _BIGGER_BOX,
+    "io/headers.py:check_nifti_geometry: if not np.allclose(unit @ unit.T, np.eye(3), atol=_ORTHO_TOL):":
+        _UNIT_GRAM,
+    "io/headers.py:check_nifti_geometry: if not np.allclose(unit @ unit.T, np.eye(3), rtol=1, atol=_ORTHO_TOL):":
+        _UNIT_GRAM,
     "targets/ctv.py:_largest: if k > n:": "k == n falls through to the same selection: every value (the k-th largest "
     "is the minimum, the ties fill the rest)",
     "targets/ctv.py:_largest: if need <= tied.size:": "need == tied.size takes every tied entry either way",
