@@ -44,7 +44,10 @@ GROUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("test_evaluation.py", "test_metrics_exact.py"),
     ),
     "growth": (("growth/model.py", "growth/fit.py"), ("test_growth.py", "test_growth_prior.py")),
-    "protocols": (("evaluation/protocols.py",), ("test_evaluation_protocols.py",)),
+    "protocols": (
+        ("evaluation/protocols.py",),
+        ("test_evaluation_protocols.py", "test_progression_rule.py"),
+    ),
     "nifti_checks": (
         ("io/headers.py",),
         ("test_reliability_headers.py", "test_geometry_io.py", "test_header_rules_exact.py"),
