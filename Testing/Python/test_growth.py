@@ -259,3 +259,41 @@ def test_fit_is_lmfits_least_squares_to_the_last_bit(n_scans: int, rt: float | N
     start = problem.start()
     for target in (problem.y, problem.y * (1 + 0.1 * rng.standard_normal(days.size))):
         assert problem.solve(target, start) == _lmfit_solution(problem, target, start)
+
+
+def test_constant_fit_of_one_scan_holds_the_volume() -> None:
+    from gliomaforecast.growth.fit import constant_fit
+
+    fit = constant_fit(30.0, 12.5, rt_start_day=21.0, seed=4, source="case.json")
+    assert (fit.model, fit.free, fit.fixed, fit.n_bootstrap, fit.noise, fit.seed) == ("exponential", (), {}, 0, 0.0, 4)
+    assert fit.note == "one scan: burden held constant (no growth model can be fitted)"
+    assert fit.days.tolist() == [30.0] and fit.burdens.tolist() == [12.5] and fit.rt_start_day == 21.0
+    assert fit.bootstrap is None and fit.model_rt_start_day is None
+    assert (fit.params.growth_rate, fit.params.initial_burden) == (0.0, 12.5)
+    median, lower, upper = fit.predict([30.0, 400.0])
+    assert median.tolist() == lower.tolist() == upper.tolist() == [12.5, 12.5]
+    assert constant_fit(0.0, 3.0).rt_start_day is None
+    with pytest.raises(InputError) as err:
+        constant_fit(0.0, -1.0, source="case.json")
+    assert str(err.value) == "case.json: burdens: negative burden -1"
+
+
+@pytest.mark.parametrize("days, burdens, kwargs, message", [
+    ([0, 1], [1, 2, 3], {}, "burdens: need one burden per day, got (3,) burdens for (2,) days"),
+    ([0], [1], {}, "days: need at least two scans to fit growth, got 1"),
+    ([0, float("nan")], [1, 2], {}, "days: days must be finite numbers"),
+    ([0, 5, 5], [1, 2, 3], {}, "days: duplicate days: day 5 follows day 5; days must be strictly increasing"),
+    ([0, 5, 3], [1, 2, 3], {}, "days: unsorted days: day 3 follows day 5; days must be strictly increasing"),
+    ([0, 5], [1, float("inf")], {}, "burdens: burdens must be finite (NaN or infinite value given)"),
+    ([0, 5], [0, 0], {}, "burdens: all burdens are zero: nothing to fit"),
+    ([0, 5], [1, 2], {"rt_start_day": float("nan")}, "rt_start_day: must be a finite day, got nan"),
+    ([0, 5], [1, 2], {"n_bootstrap": 2.5}, "n_bootstrap: must be a non-negative integer, got 2.5"),
+    ([0, 5], [1, 2], {"n_bootstrap": True}, "n_bootstrap: must be a non-negative integer, got True"),
+    ([0, 5], [1, 2], {"noise": -0.1}, "noise: must be a non-negative fraction, got -0.1"),
+    (["a", 5], [1, 2], {}, "days: days and burdens must be numbers"),
+])
+def test_bad_series_are_refused_in_full(days, burdens, kwargs, message) -> None:
+    with pytest.raises(InputError) as err:
+        fit_growth(days, burdens, source="lesion.json", **kwargs)
+    assert str(err.value) == f"lesion.json: {message}"
+    fit_growth([0, 5], [0, 2], n_bootstrap=0)  # one zero burden is fine; no bootstrap is fine
