@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +49,22 @@ def measure(fn: Callable[[], Any], repeats: int = 5) -> tuple[float, float, Any]
         out = fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), peak, out
+
+
+def console_script(name: str) -> str:
+    """This environment's ``name`` command (beside its python), else ``name`` on the PATH."""
+    exe = Path(sys.executable).with_name(name)
+    return str(exe) if exe.exists() else name
+
+
+def timed_run(cmd: list[str]) -> float:
+    """Wall seconds of the whole process ``cmd``; a failure stops the benchmark with its stderr's tail."""
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    return seconds
 
 
 def write_result(name: str, payload: dict) -> Path:

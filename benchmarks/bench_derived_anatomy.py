@@ -160,25 +160,18 @@ def _round_trip() -> dict:
     """SRI24 onto MNI152 and back, both 1 mm templates, affine."""
     sri, mni = templates.load_template("sri24"), templates.load_template("mni152")
     t0 = time.perf_counter()
-    fwd = reg.register(
-        mni.t1,
-        mni.grid,
-        sri.t1,
-        sri.grid,
-        "affine",
-        fixed_name="mni152",
-        moving_name="sri24",
-        min_quality=anatomy.MIN_TEMPLATE_QUALITY,
-    )
-    back = reg.register(
-        sri.t1,
-        sri.grid,
-        mni.t1,
-        mni.grid,
-        "affine",
-        fixed_name="sri24",
-        moving_name="mni152",
-        min_quality=anatomy.MIN_TEMPLATE_QUALITY,
+    fwd, back = (
+        reg.register(
+            fixed.t1,
+            fixed.grid,
+            moving.t1,
+            moving.grid,
+            "affine",
+            fixed_name=names[0],
+            moving_name=names[1],
+            min_quality=anatomy.MIN_TEMPLATE_QUALITY,
+        )
+        for fixed, moving, names in ((mni, sri, ("mni152", "sri24")), (sri, mni, ("sri24", "mni152")))
     )
     seconds = time.perf_counter() - t0
     over_mni = _loop_error(fwd, back, mni)  # x in MNI152 -> SRI24 -> MNI152

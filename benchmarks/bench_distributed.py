@@ -25,8 +25,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _measure import console_script, timed_run
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPARED = ("summary.json", "patients.csv", "skipped.csv")
@@ -34,17 +35,10 @@ DEFAULT_FORECASTERS = ("persistence", "evolution-field")
 
 
 def _evaluate(cohort: Path, out: Path, forecasters: list[str], parallel: list[str], extra: list[str]) -> float:
-    exe = Path(sys.executable).with_name("gliomaforecast")
-    cmd = [str(exe) if exe.exists() else "gliomaforecast", "evaluate", str(cohort), "--out", str(out), *parallel,
-           *extra]
+    cmd = [console_script("gliomaforecast"), "evaluate", str(cohort), "--out", str(out), *parallel, *extra]
     for name in forecasters:
         cmd += ["--forecaster", name]
-    t = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    seconds = time.perf_counter() - t
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    return seconds
+    return timed_run(cmd)
 
 
 def _digests(out: Path) -> dict[str, str]:
@@ -72,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if generated:
             args.cohort = work / "benchmark-cohort"
-            exe = Path(sys.executable).with_name("gliomaforecast-train")
-            cmd = [str(exe) if exe.exists() else "gliomaforecast-train", "benchmark-cohort", "--out",
+            cmd = [console_script("gliomaforecast-train"), "benchmark-cohort", "--out",
                    str(args.cohort), "--jobs", "2", "--no-progress"]
             print(" ".join(cmd), flush=True)
             subprocess.run(cmd, check=True)

@@ -46,12 +46,11 @@ def ode_model(t: np.ndarray, v: dict, t_rt: float) -> np.ndarray:
 def lmfit_parameters(problem: "gf._Problem", start: dict) -> lmfit.Parameters:
     """The problem's free parameters from ``start`` (kept inside their bounds) and its held ones, as lmfit's."""
     pars = lmfit.Parameters()
-    for name in gf.RT_ORDER:
-        lo, hi = problem.bounds[name]
-        if name in problem.free:
-            pars.add(name, value=gf._inside(start[name], lo, hi), min=lo, max=hi)
-        else:
-            pars.add(name, value=problem.fixed[name], vary=False)
+    x0, lo, hi, held = problem.free_start(start)
+    for name, value, low, high in zip(problem.free, x0, lo, hi):
+        pars.add(name, value=value, min=low, max=high)
+    for name, value in held.items():
+        pars.add(name, value=value, vary=False)
     return pars
 
 

@@ -23,10 +23,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from _measure import write_result
+from _measure import console_script, timed_run, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "Resources" / "SampleData" / "sample_patient" / "case.json"
@@ -34,7 +33,6 @@ SAMPLE = ROOT / "Resources" / "SampleData" / "sample_patient" / "case.json"
 FLOOR = """
 import json, sys
 from pathlib import Path
-import numpy as np
 import SimpleITK as sitk
 case = Path(sys.argv[1]); out = Path(sys.argv[2])
 data = json.loads(case.read_text())
@@ -48,20 +46,6 @@ for i, image in enumerate(images[:5]):
     sitk.WriteImage(sitk.Cast(image, sitk.sitkFloat32), str(out / f"volume{i}.nii.gz"), True)
 print(len(names))
 """
-
-
-def _gliomaforecast() -> str:
-    exe = Path(sys.executable).with_name("gliomaforecast")
-    return str(exe) if exe.exists() else "gliomaforecast"
-
-
-def _timed(cmd: list[str]) -> float:
-    t = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    seconds = time.perf_counter() - t
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    return seconds
 
 
 def _import_seconds(cmd: list[str]) -> tuple[float, list[tuple[str, float]]]:
@@ -87,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench_pipeline-"))
     runs: dict[str, list[float]] = {"floor": [], "persistence": [], "default": []}
     inference: list[float] = []
-    forecast = [_gliomaforecast(), "forecast", str(args.case), "--day", args.day]
+    forecast = [console_script("gliomaforecast"), "forecast", str(args.case), "--day", args.day]
     try:
         for r in range(args.rounds):
             for name in runs:
@@ -97,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                     "persistence": [*forecast, "--forecaster", "persistence", "--out", str(out)],
                     "default": [*forecast, "--out", str(out)],
                 }[name]
-                runs[name].append(_timed(cmd))
+                runs[name].append(timed_run(cmd))
                 if name == "default":
                     inference.append(json.loads((out / "forecast.json").read_text())["timings"]["forecaster_s"])
                 shutil.rmtree(out, ignore_errors=True)

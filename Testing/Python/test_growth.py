@@ -221,12 +221,11 @@ def _lmfit_solution(problem, y: np.ndarray, start: dict) -> dict:
     from gliomaforecast.growth.model import GrowthParams, burden_jacobian
 
     pars = lmfit.Parameters()
-    for name in gf.RT_ORDER:
-        lo, hi = problem.bounds[name]
-        if name in problem.free:
-            pars.add(name, value=gf._inside(start[name], lo, hi), min=lo, max=hi)
-        else:
-            pars.add(name, value=problem.fixed[name], vary=False)
+    x0, lo, hi, held = problem.free_start(start)
+    for name, value, low, high in zip(problem.free, x0, lo, hi):
+        pars.add(name, value=value, min=low, max=high)
+    for name, value in held.items():
+        pars.add(name, value=value, vary=False)
 
     def growth(p):
         return GrowthParams(**{n: float(v) for n, v in p.valuesdict().items()})

@@ -218,15 +218,20 @@ class _Problem:
         if rt is None:
             self.bounds["growth_rate"] = EXP_GROWTH_BOUNDS
 
+    def free_start(self, start: dict[str, float]) -> tuple[list[float], list[float], list[float], dict[str, float]]:
+        """The free parameters' starting values from ``start`` (kept strictly inside their bounds), their lower and
+        upper bounds, in the order of ``free``; and the held parameters' values (by name)."""
+        x0 = [_inside(start[n], *self.bounds[n]) for n in self.free]
+        lo = [self.bounds[n][0] for n in self.free]
+        hi = [self.bounds[n][1] for n in self.free]
+        return x0, lo, hi, {n: self.fixed[n] for n in RT_ORDER if n not in self.free}
+
     def solve(self, y: np.ndarray, start: dict[str, float]) -> dict[str, float]:
         """Fit the free parameters to ``y`` (scaled burdens) from ``start``: scipy ``least_squares`` (trf, native
         bounds, analytic Jacobian, tolerances :data:`FTOL`, lmfit's evaluation budget), exactly what lmfit's
         ``minimize(method="least_squares")`` runs (its result to the last bit, tested), without importing lmfit
         (0.7-0.9 s, more than the fit) or its per-evaluation Parameters bookkeeping. Returns every parameter."""
-        values = {n: self.fixed[n] for n in RT_ORDER if n not in self.free}
-        lo = [self.bounds[n][0] for n in self.free]
-        hi = [self.bounds[n][1] for n in self.free]
-        x0 = [_inside(start[n], *self.bounds[n]) for n in self.free]
+        x0, lo, hi, values = self.free_start(start)
         curve = _Curve(self.t, self.rt, values, self.free)
         result = least_squares(
             lambda x: curve.burden(x) - y,
