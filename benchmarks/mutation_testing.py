@@ -36,14 +36,17 @@ GROUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "sdf": (("sdf.py",), ("test_sdf.py", "test_cli_sdf.py")),
     "ctv": (
         ("targets/ctv.py", "targets/volumes.py"),
-        ("test_ctv.py", "test_target_volumes.py"),
+        ("test_ctv.py", "test_target_volumes.py", "test_target_volumes_exact.py"),
     ),
     "standard_plan": (("targets/standard_plan.py",), ("test_standard_plan.py",)),
     "metrics": (
         ("evaluation/__init__.py", "evaluation/probability.py"),
         ("test_evaluation.py", "test_metrics_exact.py"),
     ),
-    "growth": (("growth/model.py", "growth/fit.py"), ("test_growth.py", "test_growth_prior.py")),
+    "growth": (
+        ("growth/model.py", "growth/fit.py"),
+        ("test_growth.py", "test_growth_prior.py", "test_growth_fit_exact.py"),
+    ),
     "protocols": (
         ("evaluation/protocols.py",),
         ("test_evaluation_protocols.py", "test_progression_rule.py"),

@@ -295,3 +295,109 @@ def test_leaderboard_is_generated_from_the_summary(cohort: Path, tmp_path: Path,
     assert main(["leaderboard", str(out / "summary.json"), "--update", str(page)]) == 2
     assert "markers <!-- leaderboard:start --> ... <!-- leaderboard:end --> not found" in capsys.readouterr().err
     assert page.read_text() == "no markers here\n" and before != page.read_text()
+
+
+def test_gap_bins_horizons_and_protocol_settings_on_their_edges() -> None:
+    assert [gap_bin(g) for g in (0, 0.5, 60, 60.5, 120, 365, 365.5)] == [
+        "0-60", "0-60", "0-60", "61-120", "61-120", "281-365", ">365"]
+    for bad in (-1, float("nan")):
+        with pytest.raises(ValueError) as err:
+            gap_bin(bad)
+        assert str(err.value) == f"time gap must be a non-negative number of days, got {bad}"
+    assert [parse_horizon(t) for t in ("0-0", "0-365", "90-90")] == [(0.0, 0.0), (0.0, 365.0), (90.0, 90.0)]
+    for text, message in (("a-b", "expected MIN-MAX in days (e.g. 90-365), got 'a-b'"),
+                          ("200-100", "empty range '200-100' (need 0 <= MIN <= MAX days)")):
+        with pytest.raises(InputError) as err:
+            parse_horizon(text)
+        assert str(err.value) == f"horizon_days: {message}"
+    assert Protocol("horizon", 90, 90).max_days == 90  # a one-day range is a range
+    for args, message in (
+        (("horizon", -1, 10), "horizon_days: empty range -1-10 days (need 0 <= MIN <= MAX)"),
+        (("horizon", 100, 50), "horizon_days: empty range 100-50 days (need 0 <= MIN <= MAX)"),
+        (("horizon", 0, 10, "last"), "pairs: unknown pair rule 'last'; choose from all, first-per-bin"),
+        (("future",), "protocol: unknown protocol 'future'; choose from last-scan, horizon, recurrence"),
+    ):
+        with pytest.raises(InputError) as err:
+            Protocol(*args)
+        assert str(err.value) == message
+
+
+def test_horizon_targets_are_never_inputs_and_the_reasons_are_given_in_full(cohort: Path) -> None:
+    case = load_case(cohort / "A" / "case.json")  # days 0 20 60 100 200 300 420
+    tasks, why = plan_tasks(case, Protocol("horizon", 0, 365), 2)
+    assert why is None and [(t.n_inputs, t.target) for t in tasks] == [
+        (2, 2), (2, 3), (2, 4), (2, 5), (3, 3), (3, 4), (3, 5), (3, 6), (4, 4), (4, 5), (4, 6), (5, 5), (5, 6),
+        (6, 6)]
+    assert plan_tasks(case, Protocol("horizon", 1000, 2000), 2)[1] == (
+        "no (inputs, later scan) pair with a gap of 1000-2000 days and at least 2 input scans "
+        "(scan days 0, 20, 60, 100, 200, 300, 420)")
+    assert plan_tasks(case, Protocol("recurrence"), 3, scan_volumes(case)) == (
+        [], "2 scans up to the RT planning scan; the forecaster needs 3")
+    with pytest.raises(TypeError, match="^the recurrence protocol needs volumes_ml$"):
+        plan_tasks(case, Protocol("recurrence"), 2)
+
+
+MEMORY_GRID = Grid.identity((12, 24, 24), (3.0, 2.0, 2.0))
+
+
+def _memory_case(radii: list[float], days: list[float], rt_start_day: float | None = 21.0):
+    """An in-memory case (no files): balls of ``radii`` mm, BraTS labels on every scan but the second (enhancing
+    rim 2 mm thick), a dose, a brain mask and a white-matter map."""
+    from gliomaforecast.io.case import Case
+
+    gtvs, labels = [], []
+    for i, r in enumerate(radii):
+        gtv = ball(MEMORY_GRID.shape, CENTER, r, MEMORY_GRID.spacing)
+        label = np.where(gtv, 3, 0).astype(np.int16)
+        label[ball(MEMORY_GRID.shape, CENTER, r - 2.0, MEMORY_GRID.spacing)] = 2
+        gtvs.append(gtv)
+        labels.append(None if i == 1 else label)
+    ones = np.ones(MEMORY_GRID.shape, np.float32)
+    return Case.from_arrays(MEMORY_GRID, days, gtvs, images=[{"flair": 100 + 40 * g.astype(np.float32)} for g in gtvs],
+                            labels=labels, rt_start_day=rt_start_day, dose=60 * ones, brain_mask=ones > 0,
+                            tissue={"wm": 0.5 * ones})
+
+
+def test_scan_volumes_are_the_gtv_and_enhancing_voxels_in_ml() -> None:
+    case = _memory_case([8.0, 6.0, 9.0], [0.0, 40.0, 90.0])
+    volumes = scan_volumes(case)
+    ml = 3 * 2 * 2 / 1000.0
+    for i in range(3):
+        tp = case.timepoints[i]
+        gtv_ml, enhancing_ml = volumes(i)
+        assert gtv_ml == np.count_nonzero(case.gtv(tp)) * ml > 0
+        if i == 1:
+            assert enhancing_ml is None  # a scan without labels has no enhancing volume
+        else:
+            assert enhancing_ml == np.count_nonzero(case.labels(tp) == 3) * ml
+            assert 0 < enhancing_ml < gtv_ml
+
+
+def test_prefix_of_an_in_memory_case_keeps_its_grid_and_earlier_volumes_only() -> None:
+    case = _memory_case([8.0, 6.0, 6.0, 9.0], [0.0, 40.0, 90.0, 200.0])
+    full = case.derived(("probe",), lambda: np.zeros(3))
+    prefix = prefix_case(case, 2)
+    assert prefix.grid == MEMORY_GRID and prefix.reference == case.reference  # no file header to read them from
+    assert prefix.days.tolist() == [0.0, 40.0] and len(case.timepoints) == 4
+    for tp, kept in zip(prefix.timepoints, case.timepoints):
+        assert prefix.gtv(tp) is case.gtv(kept) and prefix.image(tp, "flair") is case.image(kept, "flair")
+    assert prefix.labels(prefix.timepoints[0]) is case.labels(case.timepoints[0])
+    assert prefix.dose() is case.dose() and prefix.brain_mask() is case.brain_mask()
+    assert prefix.tissue("wm") is case.tissue("wm")
+    later = [k for k in prefix._cache if len(k) > 1 and isinstance(k[1], int) and k[1] >= 2]
+    assert later == [] and any(k[0] == "image" for k in prefix._cache)
+    assert prefix.derived(("probe",), lambda: np.ones(3)).tolist() == [1.0, 1.0, 1.0]  # computed anew
+    assert full.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_recurrence_task_cuts_the_case_at_the_planning_scan() -> None:
+    from gliomaforecast.evaluation.protocols import recurrence_task
+
+    # RT on day 21: the planning scan is the first; post-RT nadir on day 40, progression on day 200
+    case = _memory_case([8.0, 6.0, 6.0, 9.0], [0.0, 40.0, 90.0, 200.0])
+    prefix, target = recurrence_task(case)
+    assert target == 3 and prefix.days.tolist() == [0.0] and prefix.grid == MEMORY_GRID
+    assert prefix.gtv(prefix.timepoints[0]) is case.gtv(case.timepoints[0])
+    assert recurrence_task(case, min_scans=2) is None  # one scan up to the planning scan
+    assert recurrence_task(_memory_case([8.0, 6.0, 6.0, 6.5], [0.0, 40.0, 90.0, 200.0])) is None  # no progression
+    assert recurrence_task(_memory_case([8.0, 6.0, 6.0, 9.0], [0.0, 40.0, 90.0, 200.0], None)) is None  # no RT

@@ -64,7 +64,9 @@ def cavity_from_labels(labels: np.ndarray | None) -> np.ndarray | None:
 
 def target_seed(gtv: np.ndarray, cavity: np.ndarray | None = None) -> np.ndarray:
     """GTV plus cavity with interior holes filled (bool): what every CTV contains."""
-    seed = np.asarray(gtv, dtype=bool) if cavity is None else np.asarray(gtv, dtype=bool) | np.asarray(cavity, bool)
+    seed = np.asarray(gtv, dtype=bool)
+    if cavity is not None:
+        seed = seed | np.asarray(cavity, dtype=bool)
     return fill_holes(seed)
 
 
@@ -72,9 +74,7 @@ def _keep_out(shape: tuple[int, ...], brain_mask: np.ndarray | None, barrier: np
     """Voxels no CTV may take (outside the brain mask, on the barrier), or None when there are none."""
     if brain_mask is None and barrier is None:
         return None
-    keep_out = np.zeros(shape, bool)
-    if brain_mask is not None:
-        keep_out |= ~np.asarray(brain_mask, dtype=bool)
+    keep_out = np.zeros(shape, bool) if brain_mask is None else ~np.asarray(brain_mask, dtype=bool)
     if barrier is not None:
         keep_out |= np.asarray(barrier, dtype=bool)
     return keep_out
@@ -92,11 +92,8 @@ def standard_target(
     """The standard CTV of rule 2 (bool): the seed grown by ``margin_mm`` (mm) inside the brain, around the barrier,
     holes filled. It does not depend on any forecast."""
     seed = target_seed(gtv, cavity)
-    brain = None if brain_mask is None else np.asarray(brain_mask, dtype=bool)
-    wall = None if barrier is None else np.asarray(barrier, dtype=bool)
-    return fill_holes(
-        ctv.standard_ctv(seed, spacing, margin_mm, brain_mask=brain, barrier=wall), _keep_out(seed.shape, brain, wall)
-    )
+    grown = ctv.standard_ctv(seed, spacing, margin_mm, brain_mask=brain_mask, barrier=barrier)
+    return fill_holes(grown, _keep_out(seed.shape, brain_mask, barrier))
 
 
 def build_targets(
