@@ -455,11 +455,9 @@ class GliomaForecastWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                          barrier=p.barrier, settings=self._forecasterSettings(), plan=p.plan)
 
             def show(nodes):
-                from GliomaForecastLib.logic import planWarning
-
                 self._showScore(scans[-1][1], nodes.probability)
                 self.logic.showChart(nodes.chart)
-                return planWarning(nodes.targets)
+                return "; ".join(nodes.warnings) or None
 
             return job, show
 

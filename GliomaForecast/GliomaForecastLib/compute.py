@@ -187,7 +187,8 @@ class ForecastInputs:
 class ForecastResult:
     """What :func:`compute_forecast` returns: the forecaster's ``output`` on the input grid, the
     ``displacement_lps`` (z, y, x, 3; physical LPS mm, pull convention; None when the forecaster gives no field), the ``growth`` fit and its ``curve`` up
-    to the target day, the ``targets`` and the core's ``timings`` (s)."""
+    to the target day, the ``targets``, the core's ``timings`` (s) and ``input_shift_warning``: the line saying the
+    inputs lie far from the forecaster's training scans, or None (``gliomaforecast.input_shift``)."""
 
     output: ForecasterOutput
     displacement_lps: Optional[np.ndarray]
@@ -195,6 +196,7 @@ class ForecastResult:
     curve: GrowthCurve
     targets: TargetsResult
     timings: dict
+    input_shift_warning: Optional[str] = None
 
 
 def compute_forecast(inputs: ForecastInputs, progress: Optional[ProgressCallback] = None,
@@ -220,7 +222,8 @@ def compute_forecast(inputs: ForecastInputs, progress: Optional[ProgressCallback
     displacement = result.output.displacement
     return ForecastResult(result.output, None if displacement is None else to_physical(displacement, grid),
                           result.growth,
-                          growth_curve(result.growth, float(inputs.day)), targets, dict(result.timings))
+                          growth_curve(result.growth, float(inputs.day)), targets, dict(result.timings),
+                          shift.warning(inputs.forecaster) if (shift := result.input_shift) and shift.flagged else None)
 
 
 # --- preparing the scans (registration onto the planning scan, brain mask and tissue maps) ------------------------

@@ -107,6 +107,7 @@ class ForecastNodes:
     chart: Optional["slicer.vtkMRMLPlotChartNode"] = None
     targets: Optional["slicer.vtkMRMLSegmentationNode"] = None
     notes: list = field(default_factory=list)  # the forecaster's notes, then the plan's fallback warning (if any)
+    warnings: list = field(default_factory=list)  # what the panel shows when done: plan fallback, input shift
     timings: dict = field(default_factory=dict)
 
 
@@ -553,6 +554,7 @@ class ForecastLogic:
             nodes = ForecastNodes(day=float(day), notes=list(output.notes), timings=dict(result.timings))
             if result.targets.plan_warning:
                 nodes.notes.append(result.targets.plan_warning)
+            nodes.warnings = [w for w in (result.targets.plan_warning, result.input_shift_warning) if w]
             nodes.probability = adapters.add_volume(self.scene, output.probability, grid,
                                                     self.scene.GenerateUniqueName(f"Forecast probability{label}"))
             conventions.show_as_probability(nodes.probability)

@@ -25,6 +25,7 @@ from .forecasters.base import ForecasterOutput, ForecastRequest, ProgressFn, no_
 from .growth.burden import burden_from_case
 from .growth.checks import cap_growth
 from .growth.fit import GrowthFit, constant_fit, fit_growth
+from .input_shift import InputShift, assess, load_reference
 from .io.case import Case, load_case
 from .targets.standard_plan import AUTO, PlanError, PlanSeed, check_convention, plan_seed
 from .targets.volumes import Targets, build_targets, standard_target
@@ -51,6 +52,7 @@ class Forecast:
     forecast_shortfall: int = 0
     plan: str = "flair"  # the planning convention of the standard plan (standard_plan.CONVENTIONS)
     plan_warning: str | None = None  # why ``auto`` fell back to flair, or None
+    input_shift: InputShift | None = None  # how far the inputs lie from the model's training scans (learned models)
 
 
 def forecast_tumor_ml(fc: Forecast) -> float:
@@ -221,8 +223,10 @@ def _forecast(
     seed: int,
     samples: int,
     timings: dict[str, float],
+    input_shift: InputShift | None = None,
 ) -> Forecast:
-    """The :class:`Forecast` of the checked ``inputs``, the forecaster's ``output``, the growth fit and the CTVs."""
+    """The :class:`Forecast` of the checked ``inputs``, the forecaster's ``output``, the growth fit, the CTVs and
+    the inputs' distance from the model's training scans."""
     cavity, ml = inputs.plan.cavity, inputs.case.grid.voxel_volume_ml
     return Forecast(
         inputs.case,
@@ -242,7 +246,29 @@ def _forecast(
         forecast_shortfall=targets.forecast_shortfall,
         plan=inputs.plan.convention,
         plan_warning=inputs.plan.warning,
+        input_shift=input_shift,
     )
+
+
+def _input_shift(
+    registered: ForecasterEntry, case: Case, output: ForecasterOutput, timings: dict[str, float]
+) -> InputShift | None:
+    """How far ``case``'s last scan lies from the forecaster's training scans (:mod:`.input_shift`), its time in
+    ``timings``; None for a forecaster without a reference, or (with a note in ``output``) when the models folder
+    lacks the reference file (a folder of one's own training)."""
+    if registered.input_reference is None:
+        return None
+    t0 = time.perf_counter()
+    reference = load_reference(registered.input_reference, missing_ok=True)
+    if reference is None:
+        output.notes.append(
+            f"input shift: no {registered.input_reference} in the models folder, so the inputs were not "
+            f"compared with {registered.name}'s training scans"
+        )
+        return None
+    shift = assess(case, reference)
+    timings["input_shift_s"] = time.perf_counter() - t0
+    return shift
 
 
 def run_forecast(
@@ -299,6 +325,7 @@ def run_forecast(
     t3 = time.perf_counter()
     targets = _forecast_targets(inputs, margin_mm, output.probability)
     timings["ctv_s"] = time.perf_counter() - t3
+    shift = _input_shift(registered, inputs.case, output, timings)
     timings["total_s"] = time.perf_counter() - t0
     say(1.0, "forecast done")
-    return _forecast(inputs, forecaster, output, growth, targets, margin_mm, seed, samples, timings)
+    return _forecast(inputs, forecaster, output, growth, targets, margin_mm, seed, samples, timings, shift)

@@ -15,7 +15,8 @@ A forecast is flagged when:
 - the case has no brain mask (the CTVs are not clipped to the brain; ``gliomaforecast prepare`` derives one), or
   a session's registration onto the planning scan (``preparation`` of case.json) has a quality below
   :data:`gliomaforecast.preparation.sessions.WARN_QUALITY` (stated);
-- the forecaster flagged it (a note starting ``warning: ``, e.g. a target outside a network's trained gap range).
+- the forecaster flagged it (a note starting ``warning: ``, e.g. a target outside a network's trained gap range);
+- the case's inputs lie far from the scans its learned forecaster was trained on (:mod:`.input_shift`).
 
 Volumes in mL, time in days.
 """
@@ -85,6 +86,8 @@ def forecast_warnings(fc: Forecast) -> list[str]:
             f"for (docs/evaluation.md)"
         )
     warnings += [note.removeprefix("warning: ") for note in fc.output.notes if note.startswith("warning: ")]
+    if fc.input_shift is not None and fc.input_shift.flagged:
+        warnings.append(fc.input_shift.warning(fc.forecaster))
     for item in parameters_at_bounds(fc.growth):
         warnings.append(f"growth model: {item.describe()}: the bound, not the scans, sets it")
     bump = unobserved_bump(fc.growth, day)

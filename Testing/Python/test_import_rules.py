@@ -101,7 +101,7 @@ def test_cycle_finder_finds_a_cycle() -> None:
 LAYERS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (0, ("gliomaforecast", "errors", "defaults", "checks", "geometry", "resources")),
     (1, ("io", "sdf", "models", "model_registry_writer", "scheduling")),
-    (2, ("targets", "growth", "deformation", "diffusion", "preparation")),
+    (2, ("targets", "growth", "deformation", "diffusion", "preparation", "input_shift")),
     (3, ("forecasters",)),
     (4, ("forecast", "plausibility")),
     (5, ("output", "evaluation", "dicom")),

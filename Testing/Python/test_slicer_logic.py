@@ -516,7 +516,7 @@ def test_sample_forecast_with_the_estro_eano_plan(sample):
     assert np.array_equal(adapters.segment_mask(nodes.targets, "GTV")[0], case.gtv(last_tp))
     assert nodes.targets.GetAttribute("GliomaForecast.Plan") == "estro-eano"
     assert nodes.targets.GetAttribute("GliomaForecast.PlanSeed") == standard_plan.SEED_NAMES["estro-eano"]
-    assert not any("flair convention" in note for note in nodes.notes)
+    assert not any("flair convention" in note for note in nodes.notes) and nodes.warnings == []
 
 
 def test_forecast_auto_without_labels_notes_the_flair_fallback(loaded):
@@ -526,6 +526,28 @@ def test_forecast_auto_without_labels_notes_the_flair_fallback(loaded):
                                      forecaster="persistence", nBootstrap=4, marginMm=8.0)
     warning = nodes.targets.GetAttribute("GliomaForecast.PlanWarning")
     assert nodes.targets.GetAttribute("GliomaForecast.Plan") == "flair" and "no BraTS labels" in warning
-    assert nodes.notes[-1] == warning
+    assert nodes.notes[-1] == warning and nodes.warnings == [warning]
     with pytest.raises(ValueError, match=r"^segmentation 'GTV day 95' \(BraTS labels: .*estro-eano"):
         ForecastLogic().forecastJob(timepoints, 150, forecaster="persistence", plan="estro-eano")
+
+
+def test_forecast_inputs_unlike_the_training_scans_are_a_panel_warning(loaded, tmp_path, monkeypatch):
+    """A guarded forecaster (persistence underneath) whose reference says 1 mm scans: the 2 mm scans are flagged and
+    the line is among the warnings the panel shows."""
+    import dataclasses
+    import json
+
+    from gliomaforecast.forecasters import registry
+    from gliomaforecast.input_shift import SCHEMA
+
+    case, _ = loaded
+    guarded = dataclasses.replace(registry.entry("persistence"), name="guarded", input_reference="ref.json")
+    monkeypatch.setattr(registry, "REGISTRY", (*registry.REGISTRY, guarded))
+    monkeypatch.setenv("GLIOMAFORECAST_MODELS_DIR", str(tmp_path))
+    (tmp_path / "ref.json").write_text(json.dumps(
+        {"schema": SCHEMA, "features": {"slice_mm": {"median": 1.0, "spread": 0.1}}, "threshold": 3.0}))
+    timepoints = [(d, case.flair[d], case.gtv[d], "GTV") for d in case.days]
+    nodes = ForecastLogic().forecast(timepoints, 150, rtStartDay=21, brainMask=case.brainMask, forecaster="guarded",
+                                     nBootstrap=4, marginMm=8.0)
+    assert nodes.warnings[-1].startswith("inputs unlike the scans guarded was trained on: out-of-distribution score ")
+    assert "(slice_mm is +" in nodes.warnings[-1]

@@ -52,7 +52,9 @@ class ForecasterEntry:
     recorded but changes nothing); ``validated_days``, the longest horizon (days after the last scan) at which
     it was evaluated (docs/evaluation.md), beyond which a forecast carries a warning (None: no horizon is
     claimed, e.g. the persistence baseline, or the target day does not enter); ``settings``, the options a user may
-    set per forecast (:class:`Setting`, e.g. :data:`OUTCOME`: ``gliomaforecast forecast --outcome``)."""
+    set per forecast (:class:`Setting`, e.g. :data:`OUTCOME`: ``gliomaforecast forecast --outcome``);
+    ``input_reference``, the models folder's file describing its training scans, against which a case's inputs are
+    scored (:mod:`gliomaforecast.input_shift`; None: no learned model reads images, no guard)."""
 
     name: str
     factory: str
@@ -62,6 +64,7 @@ class ForecasterEntry:
     uses_dose: bool = False
     validated_days: float | None = None
     settings: tuple[Setting, ...] = ()
+    input_reference: str | None = None
 
     @property
     def setting_names(self) -> tuple[str, ...]:
@@ -117,6 +120,7 @@ REGISTRY: tuple[ForecasterEntry, ...] = (
         "recurrence.unet:RecurrenceUNetForecaster",
         "post-RT recurrence map of a 3D U-Net ensemble from the planning scan (last scan)",
         min_scans=1,
+        input_reference="input_reference_r3.json",
     ),
     ForecasterEntry(
         "multitask-diffusion",
@@ -125,6 +129,7 @@ REGISTRY: tuple[ForecasterEntry, ...] = (
         "(default; needs T1CE)",
         uses_dose=True,
         validated_days=365.0,
+        input_reference="input_reference_r2.json",
     ),
     ForecasterEntry(
         "guided-ddim",
@@ -132,6 +137,7 @@ REGISTRY: tuple[ForecasterEntry, ...] = (
         "FLAIR slices denoised from the last scan towards the growth model's burden (growth-guided DDIM), "
         "growth probability map",
         validated_days=365.0,
+        input_reference="input_reference_r2.json",
     ),
     ForecasterEntry(
         "latent-diffusion",
@@ -140,6 +146,7 @@ REGISTRY: tuple[ForecasterEntry, ...] = (
         "classifier-free guidance",
         min_scans=1,
         settings=(OUTCOME,),
+        input_reference="input_reference_r2.json",
     ),
 )
 DEFAULT_FORECASTER = "multitask-diffusion"  # best on the long-horizon benchmark (docs/evaluation.md)

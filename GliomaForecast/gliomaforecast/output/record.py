@@ -164,6 +164,7 @@ def forecast_record(fc: Forecast, warnings: list[str]) -> dict:
         "targets": targets_record(fc),
         "scenarios": scenarios_record(fc),
         "warnings": warnings,
+        "input_shift": None if fc.input_shift is None else fc.input_shift.record(),
         "notes": [fc.growth.note, *fc.output.notes],
         "machine": platform.machine(),
         "timings": {k: round(v, 3) for k, v in fc.timings.items()},

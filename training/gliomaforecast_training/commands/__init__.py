@@ -15,4 +15,5 @@ COMMANDS = [
     "latent_diffusion",
     "recurrence_unet",
     "growth_prior",
+    "input_reference",
 ]
