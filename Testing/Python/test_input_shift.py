@@ -13,8 +13,17 @@ import pytest
 from conftest import ball
 from gliomaforecast.errors import InputError
 from gliomaforecast.geometry import Grid
-from gliomaforecast.input_shift import (FEATURES, SCHEMA, InputReference, load_reference, reference_record,
-                                        robust_spread, scan_features, shift_score, z_scores)
+from gliomaforecast.input_shift import (
+    FEATURES,
+    SCHEMA,
+    InputReference,
+    load_reference,
+    reference_record,
+    robust_spread,
+    scan_features,
+    shift_score,
+    z_scores,
+)
 from gliomaforecast.io.case import Case
 
 GRID = Grid.identity((24, 40, 40), (2.0, 2.0, 2.0))
