@@ -25,7 +25,7 @@ from .forecasters.base import ForecasterOutput, ForecastRequest, ProgressFn, no_
 from .growth.burden import burden_from_case
 from .growth.checks import cap_growth
 from .growth.fit import GrowthFit, constant_fit, fit_growth
-from .input_shift import InputShift, assess, load_reference
+from .input_shift import InputShift, assess, load_reference, reference_path
 from .io.case import Case, load_case
 from .targets.standard_plan import AUTO, PlanError, PlanSeed, check_convention, plan_seed
 from .targets.volumes import Targets, build_targets, standard_target
@@ -259,14 +259,13 @@ def _input_shift(
     if registered.input_reference is None:
         return None
     t0 = time.perf_counter()
-    reference = load_reference(registered.input_reference, missing_ok=True)
-    if reference is None:
+    if not reference_path(registered.input_reference).is_file():
         output.notes.append(
             f"input shift: no {registered.input_reference} in the models folder, so the inputs were not "
             f"compared with {registered.name}'s training scans"
         )
         return None
-    shift = assess(case, reference)
+    shift = assess(case, load_reference(registered.input_reference))
     timings["input_shift_s"] = time.perf_counter() - t0
     return shift
 

@@ -25,7 +25,6 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, overload
 
 import numpy as np
 from scipy import ndimage
@@ -94,6 +93,14 @@ class InputReference:
     threshold: float
     source: dict
 
+    @classmethod
+    def from_stats(
+        cls, name: str, stats: dict[str, dict], threshold: float, source: dict | None = None
+    ) -> InputReference:
+        """The reference of :func:`reference_stats` ``stats`` (as a file's ``features`` holds them)."""
+        median = {k: float(v["median"]) for k, v in stats.items()}
+        return cls(name, median, {k: float(v["spread"]) for k, v in stats.items()}, float(threshold), source or {})
+
 
 def robust_spread(values: np.ndarray, median: float) -> float:
     """1.4826 x the median absolute deviation of ``values`` from ``median``, at least ``SPREAD_FLOOR`` x |median|
@@ -160,22 +167,15 @@ def assess(case: Case, reference: InputReference) -> InputShift:
     return InputShift(score, reference.threshold, feature, features, z_scores(features, reference), reference.name)
 
 
-@overload
-def load_reference(
-    name: str, models_dir: Path | None = None, *, missing_ok: Literal[False] = False
-) -> InputReference: ...
+def reference_path(name: str, models_dir: Path | None = None) -> Path:
+    """Where the reference file ``name`` is: the models folder (default :func:`.resources.default_models_dir`)."""
+    return (models_dir or default_models_dir()) / name
 
 
-@overload
-def load_reference(name: str, models_dir: Path | None = None, *, missing_ok: bool) -> InputReference | None: ...
-
-
-def load_reference(name: str, models_dir: Path | None = None, *, missing_ok: bool = False) -> InputReference | None:
-    """The reference file ``name`` of the models folder (default :func:`.resources.default_models_dir`); None when
-    it is absent and ``missing_ok``; an InputError naming the file and field when it is bad."""
-    path = (models_dir or default_models_dir()) / name
-    if missing_ok and not path.is_file():
-        return None
+def load_reference(name: str, models_dir: Path | None = None) -> InputReference:
+    """The reference file ``name`` of the models folder; an InputError naming the file and field when it is
+    missing or bad."""
+    path = reference_path(name, models_dir)
     return _cached(str(path), path.stat().st_mtime_ns if path.is_file() else -1)
 
 
@@ -190,24 +190,28 @@ def _cached(path: str, _mtime_ns: int) -> InputReference:
     stats = data.get("features")
     if not isinstance(stats, dict) or not stats:
         raise InputError(path, "features", "expected a median and spread per feature")
-    median, spread = {}, {}
     for key, value in stats.items():
         ok = isinstance(value, dict) and all(isinstance(value.get(f), (int, float)) for f in ("median", "spread"))
         if key not in FEATURES or not ok or not value["spread"] > 0 or not np.isfinite(value["median"]):
             raise InputError(path, f"features.{key}", "expected a known feature with a finite median and spread > 0")
-        median[key], spread[key] = float(value["median"]), float(value["spread"])
     threshold = data.get("threshold")
     if not isinstance(threshold, (int, float)) or not threshold > 0:
         raise InputError(path, "threshold", f"must be a positive number, got {threshold!r}")
-    return InputReference(Path(path).name, median, spread, float(threshold), dict(data.get("source", {})))
+    return InputReference.from_stats(Path(path).name, stats, threshold, dict(data.get("source", {})))
 
 
-def reference_record(features: list[dict[str, float]], threshold: float, **source) -> dict:
-    """The JSON record of a reference built from the training scans' ``features`` (one dict per scan)."""
+def reference_stats(features: list[dict[str, float]]) -> dict[str, dict]:
+    """Per feature of the training scans' ``features`` (one dict per scan): median, robust spread and count."""
     stats = {}
     for key in FEATURES:
         values = np.array([f[key] for f in features if key in f], float)
         if values.size:
             med = float(np.median(values))
             stats[key] = {"median": med, "spread": robust_spread(values, med), "n": int(values.size)}
+    return stats
+
+
+def reference_record(stats: dict[str, dict], threshold: float, **source) -> dict:
+    """The JSON record (what :func:`load_reference` reads) of :func:`reference_stats` ``stats``, the threshold and
+    free-form ``source`` (cohorts, rule, command)."""
     return {"schema": SCHEMA, "features": stats, "threshold": float(threshold), "source": source}

@@ -18,7 +18,7 @@ from gliomaforecast.input_shift import (
     SCHEMA,
     InputReference,
     load_reference,
-    reference_record,
+    reference_stats,
     robust_spread,
     scan_features,
     shift_score,
@@ -80,10 +80,7 @@ def test_a_gain_changes_nothing_but_noise_a_bias_field_and_slices_do() -> None:
 
 
 def _reference(features: list[dict[str, float]], threshold: float = 3.0) -> InputReference:
-    record = reference_record(features, threshold)
-    stats = record["features"]
-    return InputReference("ref.json", {k: v["median"] for k, v in stats.items()},
-                          {k: v["spread"] for k, v in stats.items()}, threshold, {})
+    return InputReference.from_stats("ref.json", reference_stats(features), threshold)
 
 
 def test_the_score_is_the_largest_robust_z_and_names_its_feature() -> None:

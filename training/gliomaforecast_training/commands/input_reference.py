@@ -54,22 +54,19 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from gliomaforecast.errors import InputError
-    from gliomaforecast.input_shift import InputReference, reference_record, shift_score
+    from gliomaforecast.input_shift import InputReference, reference_record, reference_stats, shift_score
     from gliomaforecast.io.images import write_text_atomic
 
     if not 0.5 <= args.quantile < 1.0:
         raise InputError(None, "quantile", f"must lie in [0.5, 1), got {args.quantile}")
     start = time.perf_counter()
     train = cohort_features(args.train, args.patients)
-    record = reference_record([f for _, _, f in train], 1.0)
-    stats = record["features"]
-    provisional = InputReference(
-        args.out.name, {k: v["median"] for k, v in stats.items()}, {k: v["spread"] for k, v in stats.items()}, 1.0, {}
-    )
+    stats = reference_stats([f for _, _, f in train])
+    provisional = InputReference.from_stats(args.out.name, stats, 1.0)
     scores = np.array([shift_score(f, provisional)[0] for _, _, f in cohort_features(args.validation)])
     threshold = max(float(np.quantile(scores, args.quantile)), args.min_threshold)
     record = reference_record(
-        [f for _, _, f in train],
+        stats,
         threshold,
         train=str(args.train),
         train_seed=_seed(args.train),
